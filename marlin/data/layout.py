@@ -1,0 +1,189 @@
+"""The on-disk layout of preprocessed face clips, shared by `marlin preprocess`, `marlin synth`,
+pretraining, extraction and the downstream adapters.
+
+One item (one source video) is one directory::
+
+    OUT/<relative path of the source, without extension>/
+        clip.mp4        cropped face frames, H.264, size x size   (or frames/000000.jpg ... for YTF)
+        parse.npz       "parse": uint8 (T, size, size) LaPa-11 class map per frame (compressed)
+        landmarks.npz   optional: "landmarks" float32 (T, K, 2) in crop pixels
+        meta.json       see below
+
+meta.json keys: ``format`` ("marlin-face/1"), ``source`` (path of the input), ``num_frames``, ``fps``,
+``size``, ``boxes`` (per frame [x1, y1, x2, y2] in source pixels), ``face_found`` (per frame bool),
+``backends`` (name -> version of each component used), optional ``labels`` (task -> value).
+
+An item directory is first written under a hidden temporary name and renamed when complete, so a
+directory named like an item is always whole; a finished item is recognised by its ``meta.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+FORMAT = "marlin-face/1"
+META = "meta.json"
+CLIP = "clip.mp4"
+FRAMES_DIR = "frames"
+PARSE = "parse.npz"
+LANDMARKS = "landmarks.npz"
+
+# LaPa 11-class labels used by the official face parser and Fasking.
+PARSE_CLASSES = ("background", "skin", "left_brow", "right_brow", "left_eye", "right_eye",
+                 "nose", "upper_lip", "inner_mouth", "lower_lip", "hair")
+
+
+@dataclass
+class FaceItem:
+    """A preprocessed face video on disk."""
+
+    root: Path
+    meta: dict = field(repr=False)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.meta["num_frames"])
+
+    @property
+    def fps(self) -> float:
+        return float(self.meta.get("fps", 25.0))
+
+    @property
+    def size(self) -> int:
+        return int(self.meta["size"])
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name", self.root.name)
+
+    @property
+    def labels(self) -> dict:
+        return self.meta.get("labels", {})
+
+    @property
+    def video_path(self) -> Path:
+        return self.root / CLIP
+
+    def has_parse(self) -> bool:
+        return (self.root / PARSE).exists()
+
+    def read_frames(self, indices: Sequence[int] | None = None) -> np.ndarray:
+        """(T, S, S, 3) uint8 RGB; ``indices`` selects frames (clipped to the last frame)."""
+        frames_dir = self.root / FRAMES_DIR
+        if frames_dir.is_dir():
+            import cv2
+
+            files = sorted(frames_dir.glob("*.jpg")) + sorted(frames_dir.glob("*.png"))
+            files.sort()
+            sel = range(len(files)) if indices is None else [min(i, len(files) - 1) for i in indices]
+            return np.stack([cv2.cvtColor(cv2.imread(str(files[i])), cv2.COLOR_BGR2RGB) for i in sel])
+        from ..video import read_frames
+
+        if indices is None:
+            return read_frames(self.root / CLIP)
+        n = self.num_frames
+        idx = [min(int(i), n - 1) for i in indices]
+        return read_frames(self.root / CLIP, idx)
+
+    def read_parse(self, indices: Sequence[int] | None = None) -> np.ndarray | None:
+        """(T, S, S) uint8 parse maps, or None when the item has none."""
+        p = self.root / PARSE
+        if not p.exists():
+            return None
+        with np.load(p) as z:
+            parse = z["parse"]
+        if indices is None:
+            return parse
+        return parse[[min(int(i), len(parse) - 1) for i in indices]]
+
+    def read_landmarks(self) -> np.ndarray | None:
+        p = self.root / LANDMARKS
+        if not p.exists():
+            return None
+        with np.load(p) as z:
+            return z["landmarks"]
+
+
+def is_item(path) -> bool:
+    return (Path(path) / META).is_file()
+
+
+def load_item(path) -> FaceItem:
+    path = Path(path)
+    try:
+        meta = json.loads((path / META).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: not a preprocessed face item (no {META})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path / META}: invalid JSON ({e})") from None
+    return FaceItem(path, meta)
+
+
+def list_items(root) -> list[FaceItem]:
+    """All finished items below ``root`` (recursive), sorted by path; hidden temporaries are skipped."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: data directory does not exist")
+    if is_item(root):
+        return [load_item(root)]
+    items = []
+    for meta in sorted(root.rglob(META)):
+        if any(part.startswith(".") for part in meta.relative_to(root).parts):
+            continue
+        items.append(load_item(meta.parent))
+    return items
+
+
+def item_dir(out_root, rel: str | os.PathLike) -> Path:
+    """Where the item for a source with relative path ``rel`` goes (extension dropped)."""
+    rel = Path(rel)
+    return Path(out_root) / rel.with_suffix("")
+
+
+def write_item(dest, frames, meta: dict, parse: np.ndarray | None = None,
+               landmarks: np.ndarray | None = None, as_jpg: bool = False, crf: int = 18) -> FaceItem:
+    """Write one item atomically: everything goes to a hidden sibling directory renamed at the end.
+
+    ``frames``: (T, S, S, 3) uint8 array (or a sequence of such frames).
+    """
+    import cv2
+
+    from ..video import write_video
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.tmp{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        frames = np.asarray(frames, dtype=np.uint8)
+        if as_jpg:
+            (tmp / FRAMES_DIR).mkdir()
+            for i, f in enumerate(frames):
+                cv2.imwrite(str(tmp / FRAMES_DIR / f"{i:06d}.jpg"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, 95])
+        else:
+            write_video(tmp / CLIP, frames, fps=float(meta.get("fps", 25.0)), crf=crf)
+        if parse is not None:
+            parse = np.asarray(parse, dtype=np.uint8)
+            if parse.shape[0] != len(frames):
+                raise ValueError(f"{dest}: {parse.shape[0]} parse maps for {len(frames)} frames")
+            np.savez_compressed(tmp / PARSE, parse=parse)
+        if landmarks is not None:
+            np.savez_compressed(tmp / LANDMARKS, landmarks=np.asarray(landmarks, dtype=np.float32))
+        meta = {"format": FORMAT, "num_frames": int(len(frames)), "size": int(frames.shape[1]), **meta}
+        (tmp / META).write_text(json.dumps(meta, indent=1))
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return FaceItem(dest, meta)

@@ -1,0 +1,208 @@
+"""Video decoding and encoding with PyAV.
+
+Frames are RGB uint8 arrays of shape (H, W, 3). Every failure raises :class:`VideoError`,
+which names the file and the problem.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+class VideoError(RuntimeError):
+    """A video could not be read or written. The message names the file and the problem."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    width: int
+    height: int
+    fps: float
+    num_frames: int  # from the container; 0 when the container does not say
+    rotation: int  # degrees, counter-clockwise, from the stream's display matrix
+
+
+def _open(path):
+    import av
+
+    p = Path(path)
+    if not p.exists():
+        raise VideoError(p, "file does not exist")
+    if p.is_dir():
+        raise VideoError(p, "is a directory, not a video file")
+    if p.stat().st_size == 0:
+        raise VideoError(p, "file is empty")
+    try:
+        container = av.open(str(p))
+    except Exception as e:  # av raises many types (InvalidDataError, ValueError, ...)
+        raise VideoError(p, f"not a readable video ({type(e).__name__}: {e})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(p, "contains no video stream")
+    return container
+
+
+def _rotation(stream) -> int:
+    """Rotation in degrees from side data / metadata (0, 90, 180, 270)."""
+    rot = 0
+    try:
+        meta = stream.metadata or {}
+        if "rotate" in meta:
+            rot = -int(float(meta["rotate"]))
+    except Exception:
+        pass
+    return rot % 360
+
+
+def probe(path) -> VideoInfo:
+    """Container-level information without decoding."""
+    with _open(path) as c:
+        s = c.streams.video[0]
+        fps = float(s.average_rate or s.guessed_rate or 0) or 25.0
+        return VideoInfo(str(path), s.codec_context.width, s.codec_context.height, fps, int(s.frames or 0), _rotation(s))
+
+
+def _apply_rotation(img: np.ndarray, degrees: int) -> np.ndarray:
+    k = (degrees // 90) % 4
+    return np.ascontiguousarray(np.rot90(img, k)) if k else img
+
+
+def iter_frames(path, start: int = 0, step: int = 1) -> Iterator[np.ndarray]:
+    """Yield RGB uint8 frames (H, W, 3) in decoding order, honouring rotation metadata.
+
+    ``start``/``step`` select frames ``start, start+step, ...`` by their order in the stream
+    (variable frame rate is handled by order, not by timestamps).
+    """
+    container = _open(path)
+    index = 0
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rot = _rotation(stream)
+        try:
+            for frame in container.decode(stream):
+                if index >= start and (index - start) % step == 0:
+                    r = rot
+                    fr = getattr(frame, "rotation", None)  # PyAV >= 13: display-matrix rotation
+                    if fr:
+                        r = int(fr) % 360
+                    yield _apply_rotation(frame.to_ndarray(format="rgb24"), r)
+                index += 1
+        except VideoError:
+            raise
+        except GeneratorExit:
+            raise
+        except Exception as e:
+            if index == 0:
+                raise VideoError(path, f"could not decode any frame ({type(e).__name__}: {e})") from None
+            raise VideoError(path, f"decoding failed after frame {index} ({type(e).__name__}: {e})") from None
+        if index == 0:
+            raise VideoError(path, "contains no decodable frames")
+    finally:
+        container.close()
+
+
+def read_frames(path, indices: Sequence[int] | None = None) -> np.ndarray:
+    """Decode a whole video (or only ``indices``) into a (T, H, W, 3) uint8 array."""
+    frames = []
+    wanted = None if indices is None else set(int(i) for i in indices)
+    last = None if indices is None else max(indices, default=-1)
+    for i, f in enumerate(iter_frames(path)):
+        if wanted is None or i in wanted:
+            frames.append(f)
+        if last is not None and i >= last:
+            break
+    if not frames:
+        raise VideoError(path, "no frames at the requested indices")
+    if indices is not None:
+        lookup = {i: f for i, f in zip(sorted(wanted), frames)}
+        return np.stack([lookup[i] for i in indices if i in lookup])
+    return np.stack(frames)
+
+
+def count_frames(path) -> int:
+    """Number of frames: the container's count when it records one, otherwise counted by demuxing."""
+    info = probe(path)
+    if info.num_frames > 0:
+        return info.num_frames
+    with _open(path) as c:
+        return sum(1 for p in c.demux(c.streams.video[0]) if p.size > 0)
+
+
+def write_video(path, frames, fps: float = 25.0, crf: int = 18, codec: str = "libx264") -> None:
+    """Encode frames (iterable of (H, W, 3) uint8 RGB) to an H.264 mp4, atomically.
+
+    The file appears under ``path`` only once it is complete.
+    """
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    n = 0
+    try:
+        with av.open(str(tmp), mode="w") as c:
+            stream = None
+            for f in frames:
+                f = np.ascontiguousarray(f, dtype=np.uint8)
+                if stream is None:
+                    h, w = f.shape[:2]
+                    stream = c.add_stream(codec, rate=_fraction(fps))
+                    stream.width, stream.height = w + (w % 2), h + (h % 2)
+                    stream.pix_fmt = "yuv420p"
+                    if codec == "libx264":
+                        stream.options = {"crf": str(crf), "preset": "medium"}
+                if f.shape[0] != stream.height or f.shape[1] != stream.width:
+                    f = np.pad(f, ((0, stream.height - f.shape[0]), (0, stream.width - f.shape[1]), (0, 0)))
+                for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                    c.mux(packet)
+                n += 1
+            if stream is None:
+                raise VideoError(path, "no frames to write")
+            for packet in stream.encode():
+                c.mux(packet)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _fraction(fps: float):
+    from fractions import Fraction
+
+    return Fraction(fps).limit_denominator(1001)
+
+
+def find_videos(inputs: Sequence[str | os.PathLike]) -> list[tuple[Path, Path]]:
+    """Expand files, directories (recursive) and text files listing paths into (video, relative name) pairs.
+
+    The relative name keeps the folder structure below a given directory; for single files it is the file name.
+    """
+    out: list[tuple[Path, Path]] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS:
+                    out.append((f, f.relative_to(p)))
+        elif p.suffix.lower() == ".txt" and p.is_file():
+            for line in p.read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    q = Path(line) if Path(line).is_absolute() else (p.parent / line)
+                    out.append((q, Path(q.name) if Path(line).is_absolute() else Path(line)))
+        else:
+            out.append((p, Path(p.name)))
+    return out

