@@ -1,0 +1,187 @@
+"""Reading and writing MARLIN weights without ever executing code from a file.
+
+Formats read: the official `*.encoder.pt` / `*.full.pt` state dicts, official Lightning `*.ckpt`
+(`state_dict` holds encoder, decoder, enc_dec_proj and the critic `discriminator.*`), VideoMAE
+pretraining checkpoints (`{"model": ...}`) and our own safetensors files (weights + config).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .models.config import PRESETS, MarlinConfig
+
+OURS_FORMAT = "marlin-safetensors/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be read or does not fit the model. The message names the file."""
+
+
+def load_file(path) -> dict:
+    """Read a checkpoint as plain tensors/containers: safetensors, or torch.load(weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: checkpoint file is empty")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:
+            raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
+        return {"__safetensors__": True, "metadata": meta, "tensors": tensors}
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refused to load: the file contains Python objects that are not plain tensors or containers "
+            f"(weights-only loading blocks code execution from checkpoints). Details: {str(e).splitlines()[0]}"
+        ) from None
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+
+
+_VIDEOMAE_RULES = [
+    (r"^encoder\.patch_embed\.proj\.", "encoder.patch_embedding.projection."),
+    (r"^(encoder|decoder)\.blocks\.(\d+)\.mlp\.fc1\.", r"\1.blocks.\2.mlp.layers.0.linear."),
+    (r"^(encoder|decoder)\.blocks\.(\d+)\.mlp\.fc2\.", r"\1.blocks.\2.mlp.layers.1.linear."),
+    (r"^encoder_to_decoder\.", "enc_dec_proj."),
+    (r"^mask_token$", "decoder.mask_token"),
+]
+
+
+def convert_videomae(sd: dict, patch_size: int = 16, tubelet_size: int = 2) -> dict:
+    """Rename a VideoMAE pretraining state dict to MARLIN keys.
+
+    VideoMAE's decoder head predicts pixels in (t, h, w, c) order while MARLIN's targets are channel-major
+    (c, t, h, w): the head's output rows are permuted accordingly so the loaded decoder keeps its meaning.
+    """
+    out = {}
+    for k, v in sd.items():
+        nk = k
+        for pat, rep in _VIDEOMAE_RULES:
+            nk = re.sub(pat, rep, nk)
+        if nk in ("encoder.head.weight", "encoder.head.bias") or nk.endswith("pos_embed"):
+            continue  # identity classifier head / fixed tables rebuilt by the model
+        out[nk] = v
+    for name in ("decoder.head.weight", "decoder.head.bias"):
+        if name in out and out[name].shape[0] == 3 * tubelet_size * patch_size ** 2:
+            p, t = patch_size, tubelet_size
+            idx = torch.arange(out[name].shape[0]).view(t, p, p, 3).permute(3, 0, 1, 2).reshape(-1)
+            out[name] = out[name][idx]
+    return out
+
+
+def split_checkpoint(raw: dict, source="<checkpoint>") -> tuple[dict, dict, dict]:
+    """Any supported checkpoint -> (model state dict, critic state dict, info).
+
+    info holds `kind` ("ours", "official", "lightning", "videomae") and, for ours, the stored `config`
+    and `training` metadata.
+    """
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{source}: expected a dict of tensors, got {type(raw).__name__}")
+    info: dict = {}
+    if raw.get("__safetensors__"):
+        meta = raw["metadata"]
+        tensors = raw["tensors"]
+        if meta.get("format") == OURS_FORMAT:
+            info.update(kind="ours", config=MarlinConfig.from_dict(json.loads(meta["config"])),
+                        training=json.loads(meta.get("training", "{}")))
+        else:
+            info["kind"] = "safetensors"
+        sd = tensors
+    elif "state_dict" in raw and isinstance(raw["state_dict"], dict):
+        info.update(kind="lightning", hyper_parameters=raw.get("hyper_parameters"),
+                    global_step=raw.get("global_step"))
+        sd = raw["state_dict"]
+    elif "model" in raw and isinstance(raw["model"], dict):
+        info["kind"] = "videomae"
+        sd = convert_videomae(raw["model"])
+    else:
+        info["kind"] = "official"
+        sd = raw
+    bad = [k for k, v in sd.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(f"{source}: entries that are not tensors: {bad[:5]}")
+    model_sd = OrderedDict((k, v) for k, v in sd.items() if not k.startswith("discriminator."))
+    critic_sd = OrderedDict((k[len("discriminator."):], v) for k, v in sd.items() if k.startswith("discriminator."))
+    return model_sd, critic_sd, info
+
+
+def has_decoder(sd: dict) -> bool:
+    return any(k.startswith("decoder.") for k in sd)
+
+
+def suggest_config(sd: dict) -> str:
+    """A human hint of the architecture a state dict was made for, naming a matching preset when any."""
+    try:
+        d = sd["encoder.patch_embedding.projection.weight"].shape[0]
+    except KeyError:
+        return "cannot infer: no encoder.patch_embedding.projection.weight"
+    depth = 1 + max((int(m.group(1)) for k in sd if (m := re.match(r"encoder\.blocks\.(\d+)\.", k))), default=-1)
+    dec_d = sd["enc_dec_proj.weight"].shape[0] if "enc_dec_proj.weight" in sd else None
+    dec_depth = 1 + max((int(m.group(1)) for k in sd if (m := re.match(r"decoder\.blocks\.(\d+)\.", k))), default=-1)
+    n_tok = sd["encoder.pos_embedding.emb"].shape[1] if "encoder.pos_embedding.emb" in sd else None
+    hint = f"encoder embed_dim {d}, depth {depth}"
+    if dec_d:
+        hint += f"; decoder embed_dim {dec_d}, depth {dec_depth}"
+    if n_tok:
+        hint += f"; {n_tok} tokens"
+    match = [n for n, p in PRESETS.items() if p.config.encoder_embed_dim == d and p.config.encoder_depth == depth]
+    if match:
+        hint += f" (matches preset {match[0]})"
+    else:
+        hint += " (no preset matches: pass an official-layout YAML with these sizes)"
+    return hint
+
+
+def load_into(module: nn.Module, sd: dict, source="<checkpoint>", strict: bool = True) -> None:
+    """Load `sd` into `module`, raising ONE error that lists missing/unexpected keys and shape conflicts."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    conflicts = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+                 for k in sd if k in own and sd[k].shape != own[k].shape]
+    if conflicts or (strict and (missing or unexpected)):
+        lines = [f"{source}: checkpoint does not fit the model"]
+        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape conflicts", conflicts)):
+            if items:
+                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:12]) + (" ..." if len(items) > 12 else ""))
+        lines.append(f"  the file suggests: {suggest_config(sd)}")
+        raise CheckpointError("\n".join(lines))
+    module.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+
+
+def save_safetensors(path, tensors: dict, config: MarlinConfig, training: dict | None = None) -> None:
+    """Our format: one safetensors file holding the weights and the config that rebuilds the model."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    meta = {"format": OURS_FORMAT, "config": json.dumps(config.to_dict())}
+    if training:
+        meta["training"] = json.dumps(training)
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def save_torch(path, obj) -> None:
+    """Atomic torch.save (used for the official `.pt` layouts)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, str(tmp))
+    os.replace(tmp, path)

@@ -1,0 +1,80 @@
+"""Feature extraction from videos: streaming official windows through the encoder in batches."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .video import VideoError, count_frames, iter_frames
+from .video.windows import clip_indices, iter_clips
+
+
+def video_clips(path, clip_frames: int = 16, sample_rate: int = 2, stride: int = 16, cover_tail: bool = False,
+                crop_face: bool = False, size: int = 224) -> Iterator[np.ndarray]:
+    """Clips (L, S, S, 3) uint8 of a video with the official windows; decoded as a stream unless cropping."""
+    if crop_face:
+        from .face import crop_faces
+
+        frames = crop_faces(path, size=size)
+        total, source = len(frames), iter(frames)
+    else:
+        total, source = count_frames(path), iter_frames(path)
+    clips = clip_indices(total, clip_frames, sample_rate, stride, cover_tail)
+    if total <= clip_frames * sample_rate and not crop_face:
+        # Short videos: the official reader decodes them whole; the container count may overstate frames.
+        frames = list(source)
+        clips = clip_indices(len(frames), clip_frames, sample_rate, stride, cover_tail)
+        source = iter(frames)
+    n = 0
+    for clip in iter_clips(source, clips):
+        if clip.shape[1:3] != (size, size):
+            raise VideoError(path, f"frames are {clip.shape[2]}x{clip.shape[1]} but the model expects {size}x{size} "
+                                   f"face crops: use crop_face=True (--crop-face) or `marlin preprocess` first")
+        n += 1
+        yield clip
+    if n == 0:
+        raise VideoError(path, "no complete clip could be decoded")
+
+
+def clips_to_tensor(clips: list[np.ndarray] | np.ndarray) -> Tensor:
+    """(B, L, H, W, 3) uint8 -> (B, 3, L, H, W) float32 in [0, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(clips) if isinstance(clips, list) else clips))
+    return x.permute(0, 4, 1, 2, 3).float().div_(255)
+
+
+@torch.no_grad()
+def video_features(model, path, crop_face: bool = False, sample_rate: int = 2, stride: int = 16,
+                   reduction: str = "none", keep_seq: bool = False, cover_tail: bool = False,
+                   batch_size: int = 8) -> Tensor:
+    """(n_clips, D) features of a video ((n_clips, N, D) with keep_seq); `reduction` mean/max over clips."""
+    if reduction not in ("none", "mean", "max"):
+        raise ValueError(f"reduction must be 'none', 'mean' or 'max', got {reduction!r}")
+    model.eval()
+    cfg = model.config
+    feats, batch = [], []
+    for clip in video_clips(path, cfg.n_frames, sample_rate, stride, cover_tail, crop_face, cfg.img_size):
+        batch.append(clip)
+        if len(batch) == batch_size:
+            feats.append(model.extract_features(clips_to_tensor(batch).to(model.device), keep_seq=keep_seq).cpu())
+            batch = []
+    if batch:
+        feats.append(model.extract_features(clips_to_tensor(batch).to(model.device), keep_seq=keep_seq).cpu())
+    out = torch.cat(feats)
+    if reduction == "mean":
+        return out.mean(0)
+    if reduction == "max":
+        return out.max(0).values
+    return out
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """Atomic np.save: the file appears only when complete."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)

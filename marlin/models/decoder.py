@@ -1,0 +1,35 @@
+"""Light MAE decoder that predicts the raw pixels of the masked tubelets."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .config import MarlinConfig
+from .embedding import SinCosPositionalEmbedding
+from .layers import init_weights, make_blocks
+
+
+class MarlinDecoder(nn.Module):
+    """Visible tokens (B, Nv, Dd) + mask -> pixel predictions for the masked tokens (B, Nm, 3*t*p*p)."""
+
+    def __init__(self, cfg: MarlinConfig):
+        super().__init__()
+        d = cfg.decoder_embed_dim
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos_embedding = SinCosPositionalEmbedding(cfg.num_tokens, d)
+        self.blocks = make_blocks(d, cfg.decoder_depth, cfg.decoder_num_heads, cfg)
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, cfg.patch_dim)
+        self.apply(init_weights)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        b, _, d = x.shape
+        pos = self.pos_embedding.emb.to(x.dtype).expand(b, -1, -1)  # (B, N, Dd)
+        pos_visible = pos[mask].view(b, -1, d)
+        pos_masked = pos[~mask].view(b, -1, d)
+        x = torch.cat([x + pos_visible, self.mask_token.to(x.dtype) + pos_masked], dim=1)  # visible first, then masked
+        for block in self.blocks:
+            x = block(x)
+        n_masked = pos_masked.shape[1]
+        return self.head(self.norm(x[:, x.shape[1] - n_masked:]))

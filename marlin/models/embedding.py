@@ -1,0 +1,45 @@
+"""Tubelet patch embedding and the fixed sine-cosine positional table."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def sincos_table(num_positions: int, dim: int) -> Tensor:
+    """(1, N, D) table: even channels sin(p / 10000^(2i/D)), odd channels cos (VideoMAE convention)."""
+    pos = torch.arange(num_positions, dtype=torch.float64)[:, None]
+    i = torch.arange(dim, dtype=torch.float64)
+    angle = pos / torch.pow(10000.0, 2 * torch.div(i, 2, rounding_mode="floor") / dim)
+    table = torch.empty(num_positions, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(angle[:, 0::2])
+    table[:, 1::2] = torch.cos(angle[:, 1::2])
+    return table.float()[None]
+
+
+class SinCosPositionalEmbedding(nn.Module):
+    """Adds the fixed table; stored as a buffer named `emb` (key layout of the official checkpoints)."""
+
+    def __init__(self, num_positions: int, dim: int):
+        super().__init__()
+        self.register_buffer("emb", sincos_table(num_positions, dim))
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, N, D) -> (B, N, D)
+        return x + self.emb.to(x.dtype)
+
+
+class PatchEmbedding3d(nn.Module):
+    """(B, 3, T, H, W) -> (B, T/t * H/p * W/p, D); token index = t*(H/p*W/p) + h*(W/p) + w."""
+
+    def __init__(self, dim: int, patch_size: int = 16, tubelet_size: int = 2, in_chans: int = 3):
+        super().__init__()
+        k = (tubelet_size, patch_size, patch_size)
+        self.projection = nn.Conv3d(in_chans, dim, kernel_size=k, stride=k)
+        w = self.projection.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.projection.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 5 or x.shape[1] != self.projection.in_channels:
+            raise ValueError(f"expected a clip of shape (B, 3, T, H, W), got {tuple(x.shape)}")
+        return self.projection(x).flatten(2).transpose(1, 2)
+

@@ -1,0 +1,143 @@
+"""The MARLIN model: encoder, optional decoder + projection, and the user API (compatible with marlin-pytorch)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .config import PRESETS, MarlinConfig, resolve_config
+from .decoder import MarlinDecoder
+from .encoder import MarlinEncoder
+
+
+class Marlin(nn.Module):
+    """MARLIN encoder (+ decoder and encoder->decoder projection when `full_model`)."""
+
+    def __init__(self, config: MarlinConfig | str = "marlin_vit_base_ytf", full_model: bool = True):
+        super().__init__()
+        self.config = resolve_config(config)
+        self.encoder = MarlinEncoder(self.config)
+        self.full_model = full_model
+        if full_model:
+            self.enc_dec_proj = nn.Linear(self.config.encoder_embed_dim, self.config.decoder_embed_dim, bias=False)
+            nn.init.xavier_uniform_(self.enc_dec_proj.weight)
+            self.decoder = MarlinDecoder(self.config)
+        else:
+            self.enc_dec_proj = None
+            self.decoder = None
+
+    @property
+    def clip_frames(self) -> int:
+        return self.config.n_frames
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.norm.weight.device
+
+    # ---- model ---------------------------------------------------------------------------------------
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Pixel predictions for the masked tokens, ascending token order: (B, N_masked, 3*t*p*p).
+
+        x: (B, 3, T, H, W) float in [0, 1]; mask: bool (B, N), True = visible, same count per sample.
+        """
+        if self.decoder is None:
+            raise RuntimeError("this is an encoder-only model: use extract_features/extract_video, "
+                               "or build it with full_model=True / load a *.full.pt file")
+        if mask is None:
+            raise ValueError("forward needs a mask (bool (B, N), True = visible)")
+        return self.decoder(self.enc_dec_proj(self.encoder(x, mask)), mask)
+
+    @torch.no_grad()
+    def extract_features(self, x: Tensor, keep_seq: bool = True) -> Tensor:
+        """(B, 3, T, H, W) -> (B, N, D) when keep_seq, else (B, D) (mean over tokens, then the final norm)."""
+        self.eval()
+        x = x.to(self.device)
+        return self.encoder.extract_features(x, keep_seq=keep_seq)
+
+    @torch.no_grad()
+    def extract_video(self, video_path, crop_face: bool = False, sample_rate: int = 2, stride: int = 16,
+                      reduction: str = "none", keep_seq: bool = False, cover_tail: bool = False,
+                      batch_size: int = 8) -> Tensor:
+        """Features of a whole video with the official sliding windows (see `marlin.video.windows`).
+
+        Returns (n_clips, D) (or (n_clips, N, D) with keep_seq); reduction "mean"/"max" reduces over clips.
+        """
+        from ..extract import video_features
+
+        return video_features(self, video_path, crop_face=crop_face, sample_rate=sample_rate, stride=stride,
+                              reduction=reduction, keep_seq=keep_seq, cover_tail=cover_tail, batch_size=batch_size)
+
+    # ---- construction and weights -----------------------------------------------------------------
+    @classmethod
+    def from_config(cls, name_or_yaml: MarlinConfig | str | os.PathLike, full_model: bool = True) -> "Marlin":
+        """A randomly initialised model of a preset name or official-layout YAML."""
+        return cls(resolve_config(name_or_yaml), full_model=full_model)
+
+    @classmethod
+    def from_file(cls, name_or_yaml: MarlinConfig | str | os.PathLike | None, path: str | os.PathLike | None = None,
+                  full_model: bool | None = None) -> "Marlin":
+        """Load weights from an official `.encoder.pt` / `.full.pt` / `.ckpt`, a VideoMAE checkpoint, or our
+        `.safetensors` (which carries its own config, so `name_or_yaml` may be None).
+
+        Also accepts the marlin-pytorch 0.2 call `Marlin.from_file(path)` for our safetensors files.
+        The architecture comes from the preset/YAML, never from a `.ckpt`'s recorded hyper-parameters.
+        """
+        from ..checkpoints import CheckpointError, has_decoder, load_file, load_into, split_checkpoint
+
+        if path is None:
+            name_or_yaml, path = None, name_or_yaml
+        sd, _, info = split_checkpoint(load_file(path), path)
+        config = info.get("config") if name_or_yaml is None else resolve_config(name_or_yaml)
+        if config is None:
+            raise CheckpointError(f"{path}: this file does not carry a config; pass a preset name or YAML")
+        full = has_decoder(sd) if full_model is None else full_model
+        model = cls(config, full_model=full)
+        if not full:
+            sd = {k: v for k, v in sd.items() if k.startswith("encoder.")}
+        load_into(model, sd, source=path)
+        return model
+
+    @classmethod
+    def from_online(cls, name: str = "marlin_vit_base_ytf", full_model: bool = False, progress: bool = True,
+                    base_url: str | None = None) -> "Marlin":
+        """Download (once, into `marlin.hub.cache_dir()`) and load an official release checkpoint.
+
+        `base_url` (or `$MARLIN_RELEASE_URL`) replaces the release address, e.g. for a mirror.
+        """
+        from ..hub import cache_dir, download
+
+        if name not in PRESETS:
+            raise ValueError(f"no official release for {name!r}; choose one of {list(PRESETS)}")
+        url = PRESETS[name].full_url if full_model else PRESETS[name].encoder_url
+        base_url = base_url or os.environ.get("MARLIN_RELEASE_URL")
+        if base_url:
+            url = base_url.rstrip("/") + "/" + url.rsplit("/", 1)[1]
+        path = download(url, cache_dir() / url.rsplit("/", 1)[1], progress=progress)
+        return cls.from_file(name, path, full_model=full_model)
+
+    @staticmethod
+    def clean_cache(verbose: bool = True) -> None:
+        from ..hub import clean_cache
+
+        clean_cache(verbose)
+
+    def save(self, path: str | os.PathLike, training: dict | None = None) -> None:
+        """Our format: safetensors weights + config in one file (`Marlin.from_file(None, path)` rebuilds it)."""
+        from ..checkpoints import save_safetensors
+
+        save_safetensors(path, self.state_dict(), self.config, training)
+
+    def export_official(self, path: str | os.PathLike, encoder_only: bool | None = None) -> None:
+        """Write the official `*.encoder.pt` (encoder keys only) or `*.full.pt` state-dict layout."""
+        from collections import OrderedDict
+
+        from ..checkpoints import save_torch
+
+        if encoder_only is None:
+            encoder_only = str(path).endswith(".encoder.pt") or self.decoder is None
+        sd = OrderedDict((k, v.detach().cpu()) for k, v in self.state_dict().items()
+                         if not encoder_only or k.startswith("encoder."))
+        save_torch(path, sd)
