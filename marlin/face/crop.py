@@ -1,0 +1,98 @@
+"""Square crop boxes from landmarks, temporal smoothing, and cropping with black padding.
+
+Box convention (calibrated against the official RetinaFace crops of the sample videos, see
+docs/face_pipeline.md): side = SIDE_SCALE x the larger side of the 468-landmark bounding box,
+centre = landmark-box centre shifted by CENTER_SHIFT x side (slightly up and to the image left).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+SIDE_SCALE = 1.05
+CENTER_SHIFT = (-0.01, -0.05)
+
+
+def raw_boxes(landmarks: np.ndarray) -> np.ndarray:
+    """(T, K, 2+) landmarks (NaN where no face) -> (T, 3) cx, cy, side in source pixels (NaN rows kept)."""
+    pts = landmarks[..., :2]
+    lo, hi = pts.min(1), pts.max(1)  # (T, 2)
+    side = SIDE_SCALE * (hi - lo).max(1)
+    c = (lo + hi) / 2 + np.asarray(CENTER_SHIFT) * side[:, None]
+    return np.concatenate([c, side[:, None]], 1)
+
+
+def _fill(x: np.ndarray) -> np.ndarray:
+    """Hold the last valid row over NaN rows (leading NaN rows take the first valid one)."""
+    ok = ~np.isnan(x[:, 0])
+    idx = np.where(ok, np.arange(len(x)), -1)
+    idx = np.maximum.accumulate(idx)
+    idx[idx < 0] = np.argmax(ok)
+    return x[idx]
+
+
+def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Zero-phase Gaussian smoothing along axis 0 with edge replication. x: (T, C)."""
+    if sigma <= 0 or len(x) < 2:
+        return x
+    r = int(3 * sigma + 0.5)
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    xp = np.pad(x, ((r, r), (0, 0)), mode="edge")
+    return np.stack([np.convolve(xp[:, i], k, mode="valid") for i in range(x.shape[1])], 1)
+
+
+def smooth_boxes(boxes: np.ndarray, cuts=(), sigma_center: float = 2.0, sigma_side: float = 4.0) -> np.ndarray:
+    """(T, 3) raw boxes (NaN = no face) -> (T, 3) filled and smoothed boxes.
+
+    Frames without a face hold the nearest earlier box; smoothing never crosses a scene cut
+    (``cuts``: frame indices that start a new shot). All-NaN input stays NaN.
+    """
+    out = np.full_like(boxes, np.nan, dtype=np.float64)
+    edges = [0, *sorted(c for c in cuts if 0 < c < len(boxes)), len(boxes)]
+    for a, b in zip(edges[:-1], edges[1:]):
+        seg = boxes[a:b].astype(np.float64)
+        if np.isnan(seg[:, 0]).all():
+            continue
+        seg = _fill(seg)
+        out[a:b, :2] = _gauss(seg[:, :2], sigma_center)
+        out[a:b, 2:] = _gauss(seg[:, 2:], sigma_side)
+    if np.isnan(out[:, 0]).any() and not np.isnan(out[:, 0]).all():  # shots without any face
+        out = _fill(out)
+    return out
+
+
+def center_box(height: int, width: int) -> np.ndarray:
+    """The --no-face=center fallback: the largest centred square, (3,) cx, cy, side."""
+    return np.array([width / 2, height / 2, min(height, width)], np.float64)
+
+
+def to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """(..., 3) cx, cy, side -> (..., 4) x1, y1, x2, y2."""
+    h = boxes[..., 2:] / 2
+    return np.concatenate([boxes[..., :2] - h, boxes[..., :2] + h], -1)
+
+
+def crop(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    """Crop the square ``box`` (cx, cy, side) from (H, W, 3) ``frame``, black outside, resized to (size, size, 3)."""
+    cx, cy, side = (float(v) for v in box)
+    k = side / size
+    if k <= 2:  # sub-pixel accurate affine crop
+        m = np.array([[k, 0, cx - side / 2], [0, k, cy - side / 2]])
+        return cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT)
+    # strong downscaling: cut with padding, then area-average to avoid aliasing
+    x1, y1 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    s = max(1, int(round(side)))
+    h, w = frame.shape[:2]
+    region = np.zeros((s, s, 3), np.uint8)
+    sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x1 + s, w), min(y1 + s, h)
+    if sx2 > sx1 and sy2 > sy1:
+        region[sy1 - y1:sy2 - y1, sx1 - x1:sx2 - x1] = frame[sy1:sy2, sx1:sx2]
+    return cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def landmarks_to_crop(landmarks: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """(T, K, 2+) source-pixel landmarks -> (T, K, 2) crop pixels for crops of ``boxes`` (T, 3)."""
+    origin = boxes[:, None, :2] - boxes[:, None, 2:] / 2
+    return ((landmarks[..., :2] - origin) * (size / boxes[:, None, 2:])).astype(np.float32)
