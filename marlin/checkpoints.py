@@ -42,13 +42,17 @@ def load_file(path) -> dict:
         except Exception as e:
             raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
         return {"__safetensors__": True, "metadata": meta, "tensors": tensors}
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):  # torch zip archive or a raw pickle
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (unknown file format)")
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        detail = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
         raise CheckpointError(
-            f"{path}: refused to load: the file contains Python objects that are not plain tensors or containers "
-            f"(weights-only loading blocks code execution from checkpoints). Details: {str(e).splitlines()[0]}"
-        ) from None
+            f"{path}: refused to load: the file holds Python objects other than tensors and plain containers, "
+            f"which could run code (weights-only loading blocks them; detail: {detail})") from None
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
 
@@ -150,7 +154,8 @@ def suggest_config(sd: dict) -> str:
 def load_into(module: nn.Module, sd: dict, source="<checkpoint>", strict: bool = True) -> None:
     """Load `sd` into `module`, raising ONE error that lists missing/unexpected keys and shape conflicts."""
     own = module.state_dict()
-    missing = [k for k in own if k not in sd]
+    # The sine-cosine tables are fixed: files may omit them (VideoMAE does), the model rebuilds them.
+    missing = [k for k in own if k not in sd and not k.endswith("pos_embedding.emb")]
     unexpected = [k for k in sd if k not in own]
     conflicts = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
                  for k in sd if k in own and sd[k].shape != own[k].shape]

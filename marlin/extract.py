@@ -28,15 +28,24 @@ def video_clips(path, clip_frames: int = 16, sample_rate: int = 2, stride: int =
         frames = list(source)
         clips = clip_indices(len(frames), clip_frames, sample_rate, stride, cover_tail)
         source = iter(frames)
+    decoded = 0
+
+    def counted(frames):
+        nonlocal decoded
+        for f in frames:
+            decoded += 1
+            yield f
+
     n = 0
-    for clip in iter_clips(source, clips):
+    for clip in iter_clips(counted(source), clips):
         if clip.shape[1:3] != (size, size):
             raise VideoError(path, f"frames are {clip.shape[2]}x{clip.shape[1]} but the model expects {size}x{size} "
                                    f"face crops: use crop_face=True (--crop-face) or `marlin preprocess` first")
         n += 1
         yield clip
-    if n == 0:
-        raise VideoError(path, "no complete clip could be decoded")
+    if n < len(clips):
+        raise VideoError(path, f"the stream ended after {decoded} frames although the container declares {total}: "
+                               f"the file is truncated or corrupt")
 
 
 def clips_to_tensor(clips: list[np.ndarray] | np.ndarray) -> Tensor:

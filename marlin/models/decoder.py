@@ -16,9 +16,9 @@ class MarlinDecoder(nn.Module):
         super().__init__()
         d = cfg.decoder_embed_dim
         self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.norm = nn.LayerNorm(d)
         self.pos_embedding = SinCosPositionalEmbedding(cfg.num_tokens, d)
         self.blocks = make_blocks(d, cfg.decoder_depth, cfg.decoder_num_heads, cfg)
-        self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.patch_dim)
         self.apply(init_weights)
         nn.init.trunc_normal_(self.mask_token, std=0.02)

@@ -28,8 +28,8 @@ class MarlinEncoder(nn.Module):
         self.embed_dim = cfg.encoder_embed_dim
         self.patch_embedding = PatchEmbedding3d(cfg.encoder_embed_dim, cfg.patch_size, cfg.tubelet_size)
         self.pos_embedding = SinCosPositionalEmbedding(cfg.num_tokens, cfg.encoder_embed_dim)
-        self.blocks = make_blocks(cfg.encoder_embed_dim, cfg.encoder_depth, cfg.encoder_num_heads, cfg)
         self.norm = nn.LayerNorm(cfg.encoder_embed_dim)
+        self.blocks = make_blocks(cfg.encoder_embed_dim, cfg.encoder_depth, cfg.encoder_num_heads, cfg)
         self.blocks.apply(init_weights)
 
     def embed(self, x: Tensor) -> Tensor:  # (B, 3, T, H, W) -> (B, N, D)

@@ -21,13 +21,13 @@ class Marlin(nn.Module):
         self.config = resolve_config(config)
         self.encoder = MarlinEncoder(self.config)
         self.full_model = full_model
-        if full_model:
+        if full_model:  # registration order gives the official state-dict key order
+            self.decoder = MarlinDecoder(self.config)
             self.enc_dec_proj = nn.Linear(self.config.encoder_embed_dim, self.config.decoder_embed_dim, bias=False)
             nn.init.xavier_uniform_(self.enc_dec_proj.weight)
-            self.decoder = MarlinDecoder(self.config)
         else:
-            self.enc_dec_proj = None
             self.decoder = None
+            self.enc_dec_proj = None
 
     @property
     def clip_frames(self) -> int:

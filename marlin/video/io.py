@@ -153,7 +153,8 @@ def write_video(path, frames, fps: float = 25.0, crf: int = 18, codec: str = "li
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     n = 0
     try:
-        with av.open(str(tmp), mode="w") as c:
+        options = {"movflags": "+faststart"} if path.suffix.lower() in (".mp4", ".mov", ".m4v") else {}
+        with av.open(str(tmp), mode="w", options=options) as c:
             stream = None
             for f in frames:
                 f = np.ascontiguousarray(f, dtype=np.uint8)

@@ -1,0 +1,80 @@
+"""`marlin extract`: features of many videos, one .npy per video, resumable and robust to bad files."""
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+
+def add_arguments(p):
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video files, directories (recursive; mp4/avi/mov/mkv/webm) or .txt files listing paths")
+    p.add_argument("--out", required=True, type=Path, help="output directory: OUT/<relative path>.npy")
+    p.add_argument("--model", default=None,
+                   help="preset name or official-layout YAML (default: the config stored in a .safetensors "
+                        "checkpoint, else marlin_vit_base_ytf)")
+    p.add_argument("--checkpoint", default=None,
+                   help="weights (.encoder.pt/.full.pt/.ckpt/.safetensors); default: a RANDOMLY initialised model")
+    p.add_argument("--keep-seq", action="store_true", help="keep per-token features (n_clips, N, D)")
+    p.add_argument("--reduction", choices=["none", "mean", "max"], default="none", help="reduce over clips")
+    p.add_argument("--sample-rate", type=int, default=2)
+    p.add_argument("--stride", type=int, default=16)
+    p.add_argument("--cover-tail", action="store_true", help="add a last window that reaches the end of the video")
+    p.add_argument("--crop-face", action="store_true", help="detect, track and crop the face first")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per encoder call")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
+
+
+def run(args) -> int:
+    import torch
+
+    from ..extract import save_npy, video_features
+    from ..models import Marlin
+    from ..video import find_videos
+
+    if args.checkpoint:
+        name = args.model or (None if args.checkpoint.endswith(".safetensors") else "marlin_vit_base_ytf")
+        model = Marlin.from_file(name, args.checkpoint, full_model=False)
+    else:
+        print("marlin extract: no --checkpoint given, using a randomly initialised model", file=sys.stderr)
+        model = Marlin.from_config(args.model or "marlin_vit_base_ytf", full_model=False)
+    model.to(torch.device(args.device)).eval()
+
+    jobs = find_videos(args.inputs)
+    done = skipped = 0
+    failed: list[tuple[str, str]] = []
+    bar = tqdm(jobs, desc="extract", unit="video")
+    for path, rel in bar:
+        out = args.out / rel.with_suffix(".npy")
+        if out.exists() and not args.overwrite:
+            skipped += 1
+            continue
+        bar.set_postfix_str(str(rel)[-40:])
+        try:
+            feats = video_features(model, path, crop_face=args.crop_face, sample_rate=args.sample_rate,
+                                   stride=args.stride, reduction=args.reduction, keep_seq=args.keep_seq,
+                                   cover_tail=args.cover_tail, batch_size=args.batch_size)
+            save_npy(out, feats.numpy())
+            done += 1
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as e:  # one bad video never ends a run of thousands
+            msg = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
+            failed.append((str(path), msg))
+            tqdm.write(f"FAILED {msg}", file=sys.stderr)
+            if not isinstance(e, (OSError, ValueError, RuntimeError)):
+                traceback.print_exc()
+    stale = args.out / "failed.txt"
+    if stale.exists():
+        stale.unlink()
+    print(f"marlin extract: {done} written, {skipped} already present, {len(failed)} failed -> {args.out}")
+    if failed:
+        args.out.mkdir(parents=True, exist_ok=True)
+        log = args.out / "failed.txt"
+        log.write_text("".join(f"{m}\n" for _, m in failed))
+        print(f"failures listed in {log}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,110 @@
+"""Parity of the model with outputs produced by the official MARLIN code (../shared/fixtures/official/tiny224)."""
+import numpy as np
+import pytest
+import torch
+
+from marlin import Marlin
+from marlin.models import MarlinConfig, PRESETS, patchify, resolve_config, scatter_tokens, unpatchify
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def inputs(fixtures_dir):
+    x = torch.from_numpy(np.load(fixtures_dir / "clip.npy")).float() / 255
+    mask = torch.from_numpy(np.load(fixtures_dir / "mask.npy"))
+    return x, mask
+
+
+@pytest.mark.parametrize("weights", ["tiny.full.pt", "tiny.encoder.pt", "tiny.ckpt"])
+def test_official_parity(fixtures_dir, inputs, weights):
+    x, mask = inputs
+    model = Marlin.from_file(fixtures_dir / "tiny.yaml", fixtures_dir / weights)
+    assert (model.decoder is None) == (weights == "tiny.encoder.pt")
+    seq = model.extract_features(x, keep_seq=True)
+    pooled = model.extract_features(x, keep_seq=False)
+    assert seq.shape == (1, 1568, 48) and pooled.shape == (1, 48)
+    assert np.abs(seq.numpy() - np.load(fixtures_dir / "features_seq.npy")).max() <= TOL
+    assert np.abs(pooled.numpy() - np.load(fixtures_dir / "features_pooled.npy")).max() <= TOL
+    with torch.no_grad():
+        vis = model.encoder(x, mask)
+    assert np.abs(vis.numpy() - np.load(fixtures_dir / "encoder_masked.npy")).max() <= TOL
+    if model.decoder is not None:
+        expected = np.concatenate([np.load(fixtures_dir / f"reconstruction.part{i}.npy") for i in (0, 1)], axis=1)
+        with torch.no_grad():
+            rec = model(x, mask)
+        assert rec.shape == (1, 1412, 1536)
+        assert np.abs(rec.numpy() - expected).max() <= TOL
+    for name in ("cropped01", "cropped05"):
+        feats = model.extract_video(fixtures_dir / f"{name}.mp4")
+        expected = np.load(fixtures_dir / f"{name}.features.npy")
+        assert feats.shape == expected.shape
+        assert np.abs(feats.numpy() - expected).max() <= TOL
+
+
+def test_target_layout_matches_official(fixtures_dir, inputs):
+    x, mask = inputs
+    targets = patchify(x)[~mask].view(1, -1, 1536)
+    assert np.abs(targets[:, :4].numpy() - np.load(fixtures_dir / "target_patches.npy")).max() <= 1e-6
+
+
+def test_unpatchify_inverts_patchify():
+    x = torch.rand(2, 3, 4, 32, 48)
+    p = patchify(x, 16, 2)
+    assert p.shape == (2, 2 * 2 * 3, 3 * 2 * 16 * 16)
+    assert torch.equal(unpatchify(p, (2, 2, 3), 16, 2), x)
+
+
+def test_scatter_tokens_puts_rows_back():
+    mask = torch.tensor([[True, False, True, False]])
+    out = scatter_tokens(torch.tensor([[[1.0], [3.0]]]), torch.tensor([[[2.0], [4.0]]]), mask)
+    assert out.flatten().tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_presets_have_official_sizes():
+    sizes = {n: (p.config.encoder_embed_dim, p.config.encoder_depth, p.config.encoder_num_heads,
+                 p.config.decoder_embed_dim, p.config.decoder_depth, p.config.decoder_num_heads)
+             for n, p in PRESETS.items()}
+    assert sizes == {"marlin_vit_small_ytf": (384, 12, 6, 192, 4, 3), "marlin_vit_base_ytf": (768, 12, 12, 384, 4, 6),
+                     "marlin_vit_large_ytf": (1024, 24, 16, 512, 12, 8)}
+    for p in PRESETS.values():
+        assert p.config.num_tokens == 1568 and p.config.patch_dim == 1536
+
+
+def test_yaml_config(fixtures_dir):
+    cfg = resolve_config(fixtures_dir / "tiny.yaml")
+    assert (cfg.encoder_embed_dim, cfg.encoder_depth, cfg.encoder_num_heads) == (48, 2, 3)
+    assert (cfg.decoder_embed_dim, cfg.decoder_depth, cfg.decoder_num_heads) == (32, 1, 2)
+    with pytest.raises(ValueError, match="unknown model"):
+        resolve_config("marlin_vit_huge")
+
+
+def test_layer_scale_and_other_sizes():
+    cfg = MarlinConfig(img_size=32, n_frames=4, encoder_embed_dim=16, encoder_depth=1, encoder_num_heads=2,
+                       decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2, init_values=0.1)
+    model = Marlin(cfg)
+    assert model.encoder.blocks[0].gamma_1 is not None
+    x = torch.rand(2, 3, 4, 32, 32)
+    mask = torch.zeros(2, cfg.num_tokens, dtype=torch.bool)
+    mask[:, :3] = True
+    assert model(x, mask).shape == (2, cfg.num_tokens - 3, cfg.patch_dim)
+
+
+def test_bad_shapes_and_dtypes_are_named():
+    model = Marlin.from_config(MarlinConfig(img_size=32, n_frames=4, encoder_embed_dim=16, encoder_depth=1,
+                                            encoder_num_heads=2, decoder_embed_dim=8, decoder_depth=1,
+                                            decoder_num_heads=2))
+    with pytest.raises(ValueError, match=r"\(B, 3, 4, 32, 32\).*\(1, 3, 8, 32, 32\)"):
+        model.extract_features(torch.rand(1, 3, 8, 32, 32))
+    with pytest.raises(TypeError, match="uint8"):
+        model.extract_features(torch.zeros(1, 3, 4, 32, 32, dtype=torch.uint8))
+    x = torch.rand(2, 3, 4, 32, 32)
+    with pytest.raises(ValueError, match="bool"):
+        model(x, torch.ones(2, 8))
+    uneven = torch.zeros(2, 8, dtype=torch.bool)
+    uneven[0, :2] = True
+    uneven[1, :3] = True
+    with pytest.raises(ValueError, match="same number of visible tokens"):
+        model(x, uneven)
+    with pytest.raises(RuntimeError, match="encoder-only"):
+        Marlin(model.config, full_model=False)(x, uneven)
