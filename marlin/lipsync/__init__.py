@@ -1,0 +1,7 @@
+"""Lip synchronisation (paper's fourth downstream task): Wav2Lip with a MARLIN face encoder, a SyncNet
+expert for configurable windows, LSE-D / LSE-C and FID.
+
+Modules: `audio` (16 kHz mono decoding, muxing), `mel` (Wav2Lip's mel spectrogram), `align`
+(frame <-> mel windows), `toy` (generated talking clips), `data` (LRS2 layout), `syncnet`, `generator`,
+`losses`, `train`, `metrics`, `fid`, `infer`, `evaluate`.
+"""
