@@ -1,0 +1,43 @@
+"""`marlin preprocess INPUT OUT`: detect, track, crop and parse the faces of a dataset."""
+from __future__ import annotations
+
+import sys
+
+
+def add_arguments(p) -> None:
+    p.add_argument("input", help="input folder (or video file / .txt list for --layout videos)")
+    p.add_argument("out", help="output folder (one item directory per input; see docs/face_pipeline.md)")
+    p.add_argument("--layout", choices=("videos", "ytf", "celebvhq"), default="videos",
+                   help="videos: any tree of video files; ytf: frame_images_DB/<person>/<n>/*.jpg; "
+                        "celebvhq: downloaded/*.mp4 (default: videos)")
+    p.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    p.add_argument("--preview", type=int, default=0, metavar="K", help="write K PNG preview sheets to OUT/previews")
+    p.add_argument("--no-face", choices=("error", "center"), default="error",
+                   help="input without any face: error (report and skip, default) or center (centre crop)")
+    p.add_argument("--parser", default="landmarks",
+                   help="'landmarks' (built in), 'none', or a TorchScript LaPa parser file")
+    p.add_argument("--splits", default=None, help="folder with the YTF train_set.csv/val_set.csv (ytf layout)")
+    p.add_argument("--fps", type=float, default=25.0, help="frame rate recorded for frame folders (ytf)")
+    p.add_argument("--threads", type=int, default=1, help="LiteRT threads per worker (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from ..face.preprocess import FAILURES, Options, preprocess
+
+    opts = Options(size=args.size, parser=args.parser, no_face=args.no_face, num_threads=args.threads,
+                   as_jpg=(args.layout == "ytf"), fps=args.fps)
+    try:
+        s = preprocess(args.input, args.out, args.layout, args.workers, args.preview, args.splits, opts,
+                       progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"marlin preprocess: {e}", file=sys.stderr)
+        return 2
+    print(f"{s['total']} inputs: {s['done']} done, {s['skipped_finished']} already finished, "
+          f"{s['failed']} failed; {s['frames']} frames in {s['seconds']} s")
+    for name, n in s.get("splits", {}).items():
+        print(f"wrote {args.out}/{name} ({n} rows)")
+    if s["failed"]:
+        print(f"failures listed in {args.out}/{FAILURES}", file=sys.stderr)
+    return 1 if s["failed"] else 0

@@ -1,0 +1,28 @@
+"""The face pipeline: decode -> detect + track -> square crop -> LaPa parse -> write.
+
+Backends (each replaceable): :mod:`.source` (decode), :mod:`.detector` + :mod:`.landmarks` +
+:mod:`.tracker` (detect and track), :mod:`.crop`, :mod:`.parse`, and :mod:`.preprocess` (write).
+See docs/face_pipeline.md.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .pipeline import FaceClip, FacePipeline, NoFaceError
+
+__all__ = ["crop_faces", "FacePipeline", "FaceClip", "NoFaceError"]
+
+_PIPELINES: dict = {}
+
+
+def crop_faces(video_path, size: int = 224, no_face: str = "error") -> np.ndarray:
+    """All frames of ``video_path`` (a video file or a folder of frames) cropped to the tracked face
+    exactly as ``marlin preprocess`` does: uint8 (T, size, size, 3) RGB.
+
+    ``no_face="error"`` raises :class:`NoFaceError` (naming the file) when no frame has a face;
+    ``"center"`` falls back to the largest centred square. Frames where the face is lost hold the box.
+    """
+    key = (size, no_face)
+    if key not in _PIPELINES:
+        _PIPELINES[key] = FacePipeline(size=size, parser=None, no_face=no_face)
+    return _PIPELINES[key].run(video_path).frames

@@ -1,0 +1,137 @@
+"""Batch preprocessing of a dataset into the layout of ``marlin.data.layout`` (resumable, parallel).
+
+Finished items (a directory with ``meta.json``) are skipped; each item appears atomically
+(``write_item``). A failing input is logged to ``OUT/failures.log`` and the run goes on.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..data.layout import is_item, item_dir, load_item, write_item
+from ..video import VideoError
+from . import layouts
+from .pipeline import FacePipeline
+from .preview import item_preview
+
+FAILURES = "failures.log"
+SUMMARY = "preprocess_summary.json"
+PREVIEWS = "previews"
+
+
+@dataclass
+class Options:
+    size: int = 224
+    parser: str | None = "landmarks"
+    no_face: str = "error"
+    num_threads: int = 1
+    as_jpg: bool = False
+    fps: float = 25.0  # for frame folders (YTF), which carry no rate
+
+
+_PIPE: FacePipeline | None = None
+_OPTS: Options | None = None
+
+
+def _init(opts: Options) -> None:
+    global _PIPE, _OPTS
+    _OPTS = opts
+    _PIPE = FacePipeline(opts.size, opts.parser, opts.no_face, opts.num_threads)
+
+
+def process_one(job) -> dict:
+    """Run the pipeline on one (source, name, out_root) job; never raises."""
+    src, name, out = job
+    t0 = time.perf_counter()
+    try:
+        clip = _PIPE.run(src, _OPTS.fps)
+        t1 = time.perf_counter()
+        meta = {"name": name, **clip.meta}
+        write_item(item_dir(out, name), clip.frames, meta, clip.parse, clip.landmarks, as_jpg=_OPTS.as_jpg)
+        timings = {**_PIPE.timings, "write": time.perf_counter() - t1}
+        return {"name": name, "status": "done", "frames": len(clip.frames), "face_found": meta["face_found_ratio"],
+                "seconds": time.perf_counter() - t0, "timings": timings}
+    except VideoError as e:  # includes NoFaceError: the message names the file and the problem
+        return {"name": name, "status": "failed", "error": str(e), "seconds": time.perf_counter() - t0}
+    except Exception as e:
+        tb = traceback.format_exc(limit=3)
+        return {"name": name, "status": "failed", "error": f"{src}: {type(e).__name__}: {e}", "trace": tb,
+                "seconds": time.perf_counter() - t0}
+
+
+def _preview(out: Path, name: str) -> str:
+    dest = out / PREVIEWS / (name.replace("/", "__") + ".png")
+    try:
+        item_preview(dest, load_item(item_dir(out, name)))
+    except Exception as e:  # a preview never fails the run
+        return f"{name}: preview failed ({type(e).__name__}: {e})"
+    return str(dest)
+
+
+def _log_failure(out: Path, r: dict) -> None:
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with open(out / FAILURES, "a") as f:
+        f.write(f"{stamp}\t{r['name']}\t{r['error']}\n")
+
+
+def preprocess(input_root, out, layout: str = "videos", workers: int = 1, preview: int = 0,
+               splits_dir=None, opts: Options | None = None, progress: bool = True) -> dict:
+    """Preprocess every input of ``layout`` under ``input_root`` into ``out``; returns the summary dict."""
+    from tqdm import tqdm
+
+    opts = opts or Options(as_jpg=(layout == "ytf"))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = layouts.jobs_for(layout, input_root)
+    todo = [(src, name) for src, name in jobs if not is_item(item_dir(out, name))]
+    skipped = len(jobs) - len(todo)
+    args = [(str(src), name, str(out)) for src, name in todo]
+    previews = []
+    results = []
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(args), desc="preprocess", unit="video", disable=not progress)
+    if workers <= 1 or len(args) <= 1:
+        _init(opts)
+        it = map(process_one, args)
+        pool = None
+    else:
+        pool = mp.get_context("spawn").Pool(min(workers, len(args)), initializer=_init, initargs=(opts,))
+        it = pool.imap_unordered(process_one, args)
+    try:
+        for r in it:
+            results.append(r)
+            if r["status"] == "failed":
+                _log_failure(out, r)
+                bar.write(f"failed: {r['error']}")
+            elif len(previews) < preview:
+                previews.append(_preview(out, r["name"]))
+            bar.update(1)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    done = [r for r in results if r["status"] == "done"]
+    failed = [r for r in results if r["status"] == "failed"]
+    summary = {"input": str(input_root), "layout": layout, "total": len(jobs), "skipped_finished": skipped,
+               "done": len(done), "failed": len(failed), "frames": sum(r["frames"] for r in done),
+               "seconds": round(time.perf_counter() - t0, 2), "previews": previews,
+               "failures": [{"name": r["name"], "error": r["error"]} for r in failed]}
+    if layout == "ytf":
+        split_files = layouts.find_split_files(input_root, splits_dir)
+        if split_files:
+            lengths = {name: load_item(item_dir(out, name)).num_frames for _, name in jobs
+                       if is_item(item_dir(out, name))}
+            summary["splits"] = layouts.write_splits(out, split_files, lengths)
+    tmp = out / f".{SUMMARY}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, out / SUMMARY)
+    return summary
