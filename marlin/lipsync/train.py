@@ -1,0 +1,147 @@
+"""Training loops for the SyncNet expert and the generator; resumable checkpoints (plain tensors and
+containers, saved atomically, loaded with weights_only)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoints import CheckpointError, load_file, save_torch
+from .data import ClipStore, generator_batch, sync_batch
+from .generator import Discriminator, Generator, GeneratorConfig, load_marlin_encoder
+from .losses import DISC_WT, SYNC_WT, discriminator_loss, generator_losses
+from .syncnet import SyncNet, SyncNetConfig, sync_loss
+
+log = logging.getLogger(__name__)
+FORMAT = "marlin-lipsync/1"
+
+
+def save_checkpoint(path, kind: str, config: dict, step: int, history: list, **states) -> None:
+    save_torch(path, {"format": FORMAT, "kind": kind, "config": config, "step": step, "history": history,
+                      **{k: v for k, v in states.items() if v is not None}})
+
+
+def load_checkpoint(path, kind: str) -> dict:
+    """A lipsync checkpoint of ``kind`` ("syncnet" or "generator"); errors name the file."""
+    ck = load_file(path)
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a lipsync checkpoint (written by `marlin lipsync train[-syncnet]`)")
+    if ck.get("kind") != kind:
+        raise CheckpointError(f"{path}: is a {ck.get('kind')} checkpoint, expected a {kind} checkpoint")
+    return ck
+
+
+def load_syncnet(path) -> SyncNet:
+    ck = load_checkpoint(path, "syncnet")
+    net = SyncNet(SyncNetConfig(**ck["config"]))
+    net.load_state_dict(ck["model"])
+    return net.eval()
+
+
+def load_generator(path) -> Generator:
+    ck = load_checkpoint(path, "generator")
+    gen = Generator(GeneratorConfig(**ck["config"]))
+    gen.load_state_dict(ck["model"])
+    return gen.eval()
+
+
+def _progress(total: int, start: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True)
+
+
+def train_syncnet(store: ClipStore, out, cfg: SyncNetConfig, steps: int, batch: int = 16, lr: float = 1e-4,
+                  seed: int = 0, save_every: int = 500, min_offset: int = 2) -> list[float]:
+    """Train (or resume from ``out``) the expert for ``steps`` total steps; returns the per-step losses."""
+    out = Path(out)
+    net = SyncNet(cfg)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    step, history = 0, []
+    if out.exists():
+        ck = load_checkpoint(out, "syncnet")
+        if ck["config"] != cfg.to_dict():
+            raise CheckpointError(f"{out}: exists with another SyncNet config {ck['config']}; choose another --out")
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, history = int(ck["step"]), list(ck["history"])
+    rng = np.random.default_rng([seed, step])
+    net.train()
+    with _progress(steps, step, "syncnet") as bar:
+        while step < steps:
+            faces, mels, labels = sync_batch(store, batch, cfg.window, rng, min_offset)
+            loss = sync_loss(*net(faces, mels), labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            history.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(history[-20:]):.4f}")
+            if step % save_every == 0 or step == steps:
+                save_checkpoint(out, "syncnet", cfg.to_dict(), step, history, model=net.state_dict(),
+                                optimizer=opt.state_dict())
+    return history
+
+
+def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNet | None, steps: int,
+                    batch: int = 4, lr: float = 1e-4, sync_wt: float = SYNC_WT, disc_wt: float = DISC_WT,
+                    seed: int = 0, save_every: int = 500, marlin_checkpoint=None, marlin_config=None,
+                    disc_width: int = 32) -> list[dict]:
+    """Train (or resume) the generator with L1 + frozen-expert sync + GAN losses; returns per-step losses."""
+    out = Path(out)
+    gen = Generator(cfg)
+    disc = Discriminator(cfg.face_size, disc_width) if disc_wt > 0 else None
+    sync_window = syncnet.window if syncnet is not None else cfg.window
+    if syncnet is not None:
+        if syncnet.config.face_size != cfg.face_size:
+            raise ValueError(f"SyncNet was trained on {syncnet.config.face_size} px faces, the generator uses "
+                             f"{cfg.face_size} px")
+        syncnet.eval().requires_grad_(False)
+    elif sync_wt > 0:
+        raise ValueError("a sync loss weight > 0 needs a trained SyncNet expert")
+    opt = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.999))
+    dopt = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999)) if disc is not None else None
+    step, history = 0, []
+    if out.exists():
+        ck = load_checkpoint(out, "generator")
+        if ck["config"] != cfg.to_dict():
+            raise CheckpointError(f"{out}: exists with another generator config; choose another --out")
+        gen.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        if disc is not None and "disc" in ck:
+            disc.load_state_dict(ck["disc"])
+            dopt.load_state_dict(ck["disc_optimizer"])
+        step, history = int(ck["step"]), list(ck["history"])
+    elif cfg.encoder == "marlin":
+        if marlin_checkpoint is None:
+            raise ValueError("the 'marlin' encoder needs a MARLIN checkpoint (--marlin)")
+        load_marlin_encoder(gen, marlin_checkpoint, marlin_config)
+    rng = np.random.default_rng([seed, step])
+    gen.train()
+    with _progress(steps, step, f"generator ({cfg.encoder})") as bar:
+        while step < steps:
+            inputs, chunks, sync_mels, target = generator_batch(store, batch, cfg.window, sync_window, rng)
+            pred = gen(inputs, chunks)
+            losses = generator_losses(pred, target, sync_mels, syncnet, disc, sync_wt, disc_wt)
+            opt.zero_grad()
+            losses["total"].backward()
+            opt.step()
+            rec = {k: float(v) for k, v in losses.items()}
+            if disc is not None:
+                dloss = discriminator_loss(disc, pred, target)
+                dopt.zero_grad()
+                dloss.backward()
+                dopt.step()
+                rec["disc"] = float(dloss)
+            step += 1
+            history.append(rec)
+            bar.update(1)
+            bar.set_postfix(l1=f"{np.mean([h['l1'] for h in history[-20:]]):.4f}")
+            if step % save_every == 0 or step == steps:
+                save_checkpoint(out, "generator", cfg.to_dict(), step, history, model=gen.state_dict(),
+                                optimizer=opt.state_dict(), disc=disc.state_dict() if disc else None,
+                                disc_optimizer=dopt.state_dict() if dopt else None)
+    return history
