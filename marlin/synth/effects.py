@@ -1,0 +1,38 @@
+"""Camera nuisances applied to finished frames: lighting, blur, sensor noise, JPEG compression."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class Camera:
+    blur: float            # Gaussian sigma as a fraction of the image side (0: sharp)
+    noise: float           # sensor noise std (0..1 scale)
+    jpeg: int              # JPEG quality, 0: none
+    crf: int               # H.264 quality of the written clip
+
+
+def sample_camera(rng: np.random.Generator) -> Camera:
+    blur = rng.uniform(0.004, 0.012) if rng.random() < 0.3 else 0.0
+    jpeg = int(rng.integers(35, 85)) if rng.random() < 0.3 else 0
+    return Camera(blur, float(rng.uniform(0.0, 0.03)), jpeg, int(rng.integers(16, 24)))
+
+
+def apply(frame: np.ndarray, cam: Camera, gain: float, light, rng: np.random.Generator) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W, 3) uint8 with lighting ``gain`` and gradient ``light`` (2,), then the camera."""
+    h, w = frame.shape[:2]
+    gy = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None, None]
+    gx = np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :, None]
+    img = frame.astype(np.float32) * (gain * (1 + light[0] * gx + light[1] * gy))
+    if cam.blur > 0:
+        img = cv2.GaussianBlur(img, (0, 0), cam.blur * max(h, w))
+    if cam.noise > 0:
+        img += rng.normal(0, cam.noise * 255, img.shape).astype(np.float32)
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    if cam.jpeg:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, cam.jpeg])
+        out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    return out

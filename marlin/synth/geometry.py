@@ -1,0 +1,220 @@
+"""Face geometry of one frame in face space, and its pseudo-3D head rotation.
+
+Face space: u to the image right, v down; the neutral face box is u in [-half_width, half_width],
+v in [-1, 1]. Every shape is an (N, 3) array of (u, v, z), z = depth toward the camera used by the
+yaw/pitch rotation. The 68 landmarks follow the iBUG-300W order (0-16 jaw, 17-26 brows, 27-35 nose,
+36-47 eyes, 48-67 mouth), image-left first.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .identity import Identity
+
+DEPTH = 0.55  # depth of the face surface at its centre
+
+
+def _depth(u, v, a):
+    return DEPTH * np.sqrt(np.clip(1 - (u / (1.08 * a)) ** 2 - (v / 1.12) ** 2, 0, 1))
+
+
+def _with_depth(u, v, a, extra=0.0):
+    u, v = np.asarray(u, float), np.asarray(v, float)
+    return np.stack([u, v, _depth(u, v, a) + extra], -1)
+
+
+def _flat(u, v, z=0.0):
+    u, v = np.asarray(u, float), np.asarray(v, float)
+    return np.stack([u, v, np.full_like(u, z)], -1)
+
+
+def outline_uv(idn: Identity, phi, jaw_drop: float = 0.0):
+    """Head outline at angles ``phi`` (0 = top, pi = chin, increasing clockwise on screen)."""
+    phi = np.asarray(phi, float)
+    v = -np.cos(phi)
+    u = idn.half_width * np.sin(phi) * (1 - 0.28 * idn.jaw * np.clip(v, 0, 1) ** 2)
+    v = v + jaw_drop * np.clip((v - idn.mouth_y) / (1 - idn.mouth_y), 0, 1)
+    return u, v
+
+
+def _curve(x, power=0.6):
+    return np.clip(1 - x ** 2, 0, 1) ** power
+
+
+def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, speech: float) -> dict:
+    """All shapes of one frame (face space). ``ex``: expression controls; ``speech``: extra lip opening."""
+    a = idn.half_width
+    shapes: dict[str, np.ndarray] = {}
+    opening = max(0.0, ex["open"] + speech)
+    jaw_drop = 0.55 * opening
+    phi = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    shapes["outline"] = _flat(*outline_uv(idn, phi, jaw_drop))
+    shapes["jaw"] = _with_depth(*outline_uv(idn, np.linspace(2 * np.pi - 1.318, 1.318, 17), jaw_drop), a) * [1, 1, 0]
+
+    # hair (flat: it sits at the silhouette)
+    vol = idn.hair_volume
+    temple = -0.05 if not idn.long_hair else 0.1
+    phi_t = np.arccos(-temple)
+    top = np.linspace(-phi_t, phi_t, 25)
+    ou, ov = outline_uv(idn, top)
+    outer = np.stack([ou * (1 + vol), (ov - 0.1) * (1 + vol) + 0.1], -1)
+    side = np.linspace(phi_t, 0.95, 6)          # down the right side, inside the outline
+    su, sv = outline_uv(idn, side)
+    inner_r = np.stack([su - 0.07 * np.sign(su), sv], -1)
+    x = np.linspace(1, -1, 15)
+    if idn.bangs:
+        edge_v = -0.48 + 0.05 * (np.arange(15) % 2) - 0.06 * np.abs(x) ** 3
+        line = np.stack([x * a * 0.9, edge_v], -1)
+    else:
+        line = np.stack([x * a * 0.8, idn.hairline + (-0.45 - idn.hairline) * np.abs(x) ** 2.5], -1)
+    inner_l = inner_r[::-1] * [-1, 1]
+    cap = np.concatenate([outer, inner_r, line, inner_l], 0)
+    shapes["hair_cap"] = _flat(cap[:, 0], cap[:, 1])
+    if idn.long_hair:
+        w = a * (1 + vol) + 0.08
+        back = np.concatenate([outer, [[w, 0.5], [w + 0.12, 1.4], [w + 0.15, 2.6], [-w - 0.15, 2.6],
+                                       [-w - 0.12, 1.4], [-w, 0.5]]], 0)
+        shapes["hair_back"] = _flat(back[:, 0], back[:, 1], -0.2)
+
+    # brows: 5 points per brow on the centre line, inner to outer mirrored to image-left first
+    for name, sgn in (("brow_l", -1), ("brow_r", 1)):
+        s = np.linspace(0, 1, 5)  # 0 outer .. 1 inner for the image-left brow
+        inner_u = idn.eye_dx - idn.eye_w * 1.0 - ex["brow_pinch"]
+        outer_u = idn.eye_dx + idn.eye_w * 1.25
+        u = sgn * (outer_u + (inner_u - outer_u) * s)
+        v = idn.brow_y - ex["brow"] - ex["brow_inner"] * s ** 2 - 0.05 * np.sin(np.pi * (0.3 + 0.7 * s))
+        if sgn > 0:
+            u, v = u[::-1], v[::-1]
+        shapes[name + "_line"] = _with_depth(u, v, a)
+        th = idn.brow_thick * (0.55 + 0.45 * (s if sgn < 0 else s[::-1]))
+        poly_u = np.concatenate([u, u[::-1]])
+        poly_v = np.concatenate([v - th / 2, (v + th / 2)[::-1]])
+        shapes[name] = _with_depth(poly_u, poly_v, a)
+
+    # eyes: polygon (upper lid left->right, lower lid right->left), landmarks, iris centre
+    xs = np.linspace(-1, 1, 11)
+    for name, sgn, op in (("eye_l", -1, open_l), ("eye_r", 1, open_r)):
+        cu, cv = sgn * idn.eye_dx, idn.eye_y
+        ef = ex["eye"]
+        hu = idn.eye_h * ef * op
+        hl = idn.eye_h * 0.6 * ef * (1 - 0.35 * ex["cheek"]) * np.sqrt(max(op, 0))
+        tilt = -0.012 * sgn
+        up_v = cv - hu * _curve(xs, 0.8) + tilt * xs * sgn
+        lo_v = cv + hl * _curve(xs, 0.8) + tilt * xs * sgn
+        u = cu + idn.eye_w * xs
+        shapes[name] = _with_depth(np.concatenate([u, u[-2:0:-1]]), np.concatenate([up_v, lo_v[-2:0:-1]]), a)
+        shapes[name + "_lid"] = _with_depth(u, up_v, a)
+        lm_x = np.array([-1, -1 / 3, 1 / 3, 1, 1 / 3, -1 / 3])
+        lm_v = np.concatenate([cv - hu * _curve(lm_x[:4], 0.8), cv + hl * _curve(lm_x[4:], 0.8)]) + tilt * lm_x * sgn
+        shapes[name + "_lm"] = _with_depth(cu + idn.eye_w * lm_x, lm_v, a)
+        r = idn.eye_h * 1.05
+        g = np.asarray(gaze, float)
+        shapes[name + "_iris"] = _with_depth([cu + g[0] * (idn.eye_w - r * 0.8)], [cv + g[1] * idn.eye_h * 0.3], a, 0.02)
+        shapes[name + "_iris_r"] = np.array([r])
+
+    # nose: body polygon, bridge and base landmarks, nostrils, wrinkles
+    top_v = idn.eye_y + 0.02
+    tip_v = top_v + idn.nose_len
+    t = np.linspace(0, 1, 7)
+    half = 0.035 + (idn.nose_w - 0.035) * t ** 2.2
+    nu = np.concatenate([-half, half[::-1]])
+    nv = np.concatenate([top_v + (tip_v - top_v) * t, (top_v + (tip_v - top_v) * t)[::-1]])
+    bottom = np.linspace(np.pi, 0, 9)[1:-1]
+    base = np.stack([idn.nose_w * np.cos(bottom), tip_v + 0.035 * np.sin(bottom)], -1)
+    nose = np.concatenate([np.stack([nu[:7], nv[:7]], -1), base, np.stack([nu[7:], nv[7:]], -1)])
+    nose_z = 0.06 + 0.12 * np.clip((nose[:, 1] - top_v) / (tip_v - top_v), 0, 1)
+    shapes["nose"] = _with_depth(nose[:, 0], nose[:, 1], a) + np.stack([0 * nose_z, 0 * nose_z, nose_z], -1)
+    bridge_v = top_v + (tip_v - top_v) * np.array([0.05, 0.35, 0.65, 0.95])
+    shapes["nose_bridge"] = _with_depth(np.zeros(4), bridge_v, a) + [0, 0, 0.0] + np.array([[0, 0, z] for z in (0.07, 0.1, 0.14, 0.18)])
+    bu = idn.nose_w * np.array([-0.8, -0.45, 0, 0.45, 0.8])
+    shapes["nose_base"] = _with_depth(bu, tip_v + np.array([0.0, 0.025, 0.035, 0.025, 0.0]), a, 0.1)
+    for name, sgn in (("nostril_l", -1), ("nostril_r", 1)):
+        ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+        shapes[name] = _with_depth(sgn * idn.nose_w * 0.45 + 0.035 * np.cos(ang), tip_v + 0.005 + 0.016 * np.sin(ang), a, 0.12)
+    if ex["wrinkle"] > 0.3:
+        wv = top_v + (tip_v - top_v) * np.array([0.3, 0.45])
+        shapes["wrinkles"] = np.concatenate([_with_depth([-0.05, 0.05], [w, w - 0.01], a, 0.1) for w in wv])
+
+    # mouth: lips and inner mouth from four curves over x in [-1, 1]
+    mx = np.linspace(-1, 1, 13)
+    w = idn.mouth_w * (1 + ex["width"])
+    cv = -ex["corner"] * mx ** 2 - ex["asym"] * np.clip(mx, 0, 1) ** 2
+    my = idn.mouth_y
+    raise_ = ex["upper_lip"] * (1 - 0.5 * mx)
+    press = np.clip(1 + ex["open"] * 12, 0.4, 1) if ex["open"] < 0 else 1.0
+    iu = my + cv - (opening / 2) * _curve(mx) - raise_ * _curve(mx, 0.5)
+    il = my + cv + (opening / 2) * _curve(mx)
+    bow = 1 - 0.3 * np.exp(-(mx / 0.18) ** 2)
+    ou = iu - idn.lip_u * press * (0.3 + 0.7 * _curve(mx, 0.5)) * bow
+    ol = il + idn.lip_l * press * (0.3 + 0.7 * _curve(mx, 0.5))
+    ou[[0, -1]], ol[[0, -1]] = iu[[0, -1]], il[[0, -1]]
+    u = w * mx
+    shapes["lip_upper"] = _with_depth(np.concatenate([u, u[::-1]]), np.concatenate([ou, iu[::-1]]), a)
+    shapes["lip_lower"] = _with_depth(np.concatenate([u, u[::-1]]), np.concatenate([il, ol[::-1]]), a)
+    if opening > 0.012:
+        shapes["inner_mouth"] = _with_depth(np.concatenate([u, u[-2:0:-1]]), np.concatenate([iu, il[-2:0:-1]]), a)
+        teeth_v = iu + np.minimum(0.045, opening * 0.45) * _curve(mx, 0.3)
+        shapes["teeth"] = _with_depth(np.concatenate([u, u[::-1]]), np.concatenate([iu - 0.01, teeth_v[::-1]]), a)
+    shapes["mouth_line"] = _with_depth(u, (iu + il) / 2, a)
+
+    def at(xq, curve):
+        return _with_depth(w * np.asarray(xq), np.interp(xq, mx, curve), a)
+
+    shapes["mouth_lm"] = np.concatenate([
+        at([-1], iu), at([-2 / 3, -1 / 3, 0, 1 / 3, 2 / 3], ou), at([1], iu), at([2 / 3, 1 / 3, 0, -1 / 3, -2 / 3], ol),
+        at([-0.9], (iu + il) / 2), at([-1 / 3, 0, 1 / 3], iu), at([0.9], (iu + il) / 2), at([1 / 3, 0, -1 / 3], il)])
+
+    if ex["cheek"] > 0.3:
+        for name, sgn in (("cheek_l", -1), ("cheek_r", 1)):
+            ang = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+            shapes[name] = _with_depth(sgn * (idn.eye_dx + 0.05) + 0.12 * np.cos(ang), idn.eye_y + 0.25 + 0.07 * np.sin(ang), a)
+
+    if idn.beard:
+        bphi = np.linspace(2 * np.pi - 1.9, 1.9, 21)
+        bu, bv = outline_uv(idn, bphi, jaw_drop)
+        mw = idn.mouth_w + 0.08
+        upper = np.array([[a * 0.7, 0.32], [mw, my - 0.04], [0.0, my - idn.lip_u - 0.07], [-mw, my - 0.04], [-a * 0.7, 0.32]])
+        shapes["beard"] = _with_depth(np.concatenate([bu, upper[:, 0]]), np.concatenate([bv, upper[:, 1]]), a) * [1, 1, 0.5]
+
+    if idn.glasses:
+        ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        c, s = np.cos(ang), np.sin(ang)
+        sq = np.sign(c) * np.abs(c) ** 0.5, np.sign(s) * np.abs(s) ** 0.5
+        for name, sgn in (("glass_l", -1), ("glass_r", 1)):
+            shapes[name] = _with_depth(sgn * idn.eye_dx + idn.eye_w * 1.55 * sq[0], idn.eye_y + 0.01 + idn.eye_h * 2.4 * sq[1], a, 0.08)
+        bx = idn.eye_dx - idn.eye_w * 1.55
+        shapes["glass_bridge"] = _with_depth([-bx, -bx * 0.4, bx * 0.4, bx], [idn.eye_y - 0.02, idn.eye_y - 0.05, idn.eye_y - 0.05, idn.eye_y - 0.02], a, 0.08)
+        ox = idn.eye_dx + idn.eye_w * 1.55
+        for name, sgn in (("arm_l", -1), ("arm_r", 1)):
+            shapes[name] = _with_depth([sgn * ox, sgn * a * 0.98], [idn.eye_y - 0.03, idn.eye_y - 0.06], a, 0.04)
+
+    if idn.hat:
+        vb = min(idn.hairline, -0.62) - 0.04
+        hw = a * (1 + vol) + 0.04
+        crown = np.array([[-hw * 0.92, vb], [-hw * 0.85, -1.5], [-hw * 0.5, -1.85], [hw * 0.5, -1.85], [hw * 0.85, -1.5], [hw * 0.92, vb]])
+        shapes["hat_crown"] = _flat(crown[:, 0], crown[:, 1])
+        ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        shapes["hat_brim"] = _flat((hw + 0.15) * np.cos(ang), vb + 0.05 * np.sin(ang))
+
+    # body (attached to the head's position, not its rotation)
+    shapes["neck"] = _flat([-0.42 * a, 0.42 * a, 0.45 * a, -0.45 * a], [0.5, 0.5, 2.6, 2.6])
+    sh = np.array([[-2.6, 4.0], [-2.4, 2.0], [-1.4, 1.5], [-0.5, 1.45], [0.5, 1.45], [1.4, 1.5], [2.4, 2.0], [2.6, 4.0]])
+    shapes["shoulders"] = _flat(sh[:, 0], sh[:, 1])
+    return shapes
+
+
+def landmarks68(shapes: dict) -> np.ndarray:
+    """(68, 3) iBUG-ordered landmarks from a frame's shapes."""
+    return np.concatenate([shapes["jaw"], shapes["brow_l_line"], shapes["brow_r_line"], shapes["nose_bridge"],
+                           shapes["nose_base"], shapes["eye_l_lm"], shapes["eye_r_lm"], shapes["mouth_lm"]])
+
+
+def rotate(points: np.ndarray, yaw: float, pitch: float) -> np.ndarray:
+    """(N, 3) face-space points -> (N, 2) after turning the head by ``yaw`` (to the image right) and ``pitch`` (down)."""
+    u, v, z = points[:, 0], points[:, 1], points[:, 2]
+    # z == 0 marks silhouette points (outline, hair): the silhouette of an ellipsoid narrows, never shifts
+    k = DEPTH / 0.8
+    u2 = np.where(z == 0, u * np.sqrt(np.cos(yaw) ** 2 + (k * np.sin(yaw)) ** 2), u * np.cos(yaw) + z * np.sin(yaw))
+    z2 = -u * np.sin(yaw) + z * np.cos(yaw)
+    v2 = np.where(z == 0, v * np.sqrt(np.cos(pitch) ** 2 + (k * np.sin(pitch)) ** 2), v * np.cos(pitch) + z2 * np.sin(pitch))
+    return np.stack([u2, v2], -1)

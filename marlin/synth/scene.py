@@ -1,0 +1,147 @@
+"""Turn one frame's face shapes and head pose into a display list (what to paint, in which order, with
+which LaPa class)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.layout import PARSE_CLASSES
+from .geometry import rotate
+from .identity import Identity
+from .raster import Prim
+
+C = {name: i for i, name in enumerate(PARSE_CLASSES)}
+# LaPa's "left" parts are drawn on the image-left side (the person's right); flip here if needed.
+LEFT_ON_IMAGE_LEFT = True
+
+
+@dataclass
+class Pose:
+    """Head pose in output pixels: ``centre`` (2,) of face space, ``scale`` pixels per face unit."""
+
+    centre: np.ndarray
+    scale: float
+    roll: float
+    yaw: float
+    pitch: float
+    body_centre: np.ndarray
+    body_scale: float
+
+    def head(self, pts3: np.ndarray) -> np.ndarray:
+        """(N, 3) face-space points -> (N, 2) pixels."""
+        uv = rotate(pts3, self.yaw, self.pitch)
+        c, s = np.cos(self.roll), np.sin(self.roll)
+        rot = np.array([[c, -s], [s, c]]) * self.scale
+        return uv @ rot.T + self.centre
+
+    def body(self, pts3: np.ndarray) -> np.ndarray:
+        return pts3[:, :2] * self.body_scale + self.body_centre
+
+    def warp(self, k: float, offset) -> "Pose":
+        """The same pose seen through the map p -> (p - offset) * k (e.g. source frame -> crop)."""
+        o = np.asarray(offset, float)
+        return Pose((self.centre - o) * k, self.scale * k, self.roll, self.yaw, self.pitch,
+                    (self.body_centre - o) * k, self.body_scale * k)
+
+
+def _side(name: str) -> tuple[int, int]:
+    left = name.endswith("_l") == LEFT_ON_IMAGE_LEFT
+    return (C["left_brow"], C["left_eye"]) if left else (C["right_brow"], C["right_eye"])
+
+
+def _strands(cap: np.ndarray, n: int = 6) -> list[np.ndarray]:
+    """A few (2, 3) lines inside the hair cap that give it texture: from its outer arc toward the hairline."""
+    outer, centre = cap[:25], cap[25 + 6 + 7]
+    return [np.stack([outer[i], outer[i] * 0.55 + centre * 0.45]) for i in range(2, 24, 22 // n)]
+
+
+def build(idn: Identity, shapes: dict, pose: Pose) -> list[Prim]:
+    """Display list of one frame, back to front. Points are in output pixels."""
+    H, B = pose.head, pose.body
+    px = pose.scale / 100.0  # line widths scale with the face
+    skin, hair = idn.skin, idn.hair
+    out: list[Prim] = []
+    if "hair_back" in shapes:
+        out.append(Prim(H(shapes["hair_back"]), hair * 0.85, C["hair"]))
+    out.append(Prim(B(shapes["shoulders"]), idn.shirt, C["background"]))
+    out.append(Prim(B(shapes["neck"]), skin * 0.78, C["background"]))
+    outline = shapes["outline"]
+    out.append(Prim(H(outline), skin * 0.86, C["skin"]))
+    lit = outline * [0.86, 0.86, 1] + [0, -0.06, 0]
+    lit[:, 2] = 0.3  # an inner, brighter face area (moves with the features)
+    out.append(Prim(H(lit), skin, None))
+    for name in ("cheek_l", "cheek_r"):
+        if name in shapes:
+            out.append(Prim(H(shapes[name]), skin * [1.03, 0.9, 0.9], None))
+    if "beard" in shapes:
+        out.append(Prim(H(shapes["beard"]), hair * 0.8, C["skin"]))
+    out.append(Prim(H(shapes["nose"]), skin * 0.92, C["nose"]))
+    for name in ("nostril_l", "nostril_r"):
+        out.append(Prim(H(shapes[name]), skin * 0.4, C["nose"]))
+    if "wrinkles" in shapes:
+        w = H(shapes["wrinkles"])
+        for i in range(0, len(w), 2):
+            out.append(Prim(w[i:i + 2], skin * 0.6, None, line=2.5 * px))
+    out.append(Prim(H(shapes["lip_upper"]), idn.lips, C["upper_lip"]))
+    out.append(Prim(H(shapes["lip_lower"]), idn.lips * 1.08, C["lower_lip"]))
+    if "inner_mouth" in shapes:
+        inner = H(shapes["inner_mouth"])
+        out.append(Prim(inner, (0.35, 0.07, 0.1), C["inner_mouth"]))
+        out.append(Prim(H(shapes["teeth"]), (0.95, 0.93, 0.88), None, clip=inner))
+    else:
+        out.append(Prim(H(shapes["mouth_line"]), idn.lips * 0.55, None, line=1.5 * px))
+    for name in ("eye_l", "eye_r"):
+        brow_cls, eye_cls = _side(name)
+        eye = H(shapes[name])
+        lid = H(shapes[name + "_lid"])
+        if np.ptp(eye[:, 1]) > 0.05 * pose.scale * 0.3:
+            out.append(Prim(eye, (0.94, 0.94, 0.9), eye_cls))
+            c = H(shapes[name + "_iris"])[0]
+            r = shapes[name + "_iris_r"][0] * pose.scale
+            ang = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+            ring = np.stack([np.cos(ang), np.sin(ang)], -1)
+            out.append(Prim(c + r * ring, idn.iris, None, clip=eye))
+            out.append(Prim(c + 0.45 * r * ring, (0.03, 0.03, 0.03), None, clip=eye))
+        out.append(Prim(lid, (0.12, 0.08, 0.07), None, line=2.0 * px))
+    for name in ("brow_l", "brow_r"):
+        brow_cls, _ = _side(name)
+        out.append(Prim(H(shapes[name]), idn.brow_colour, brow_cls))
+    cap = shapes["hair_cap"]
+    out.append(Prim(H(cap), hair, C["hair"]))
+    for s in _strands(cap):
+        out.append(Prim(H(s), hair * 0.7 + 0.02, None, line=1.5 * px))
+    for name in ("glass_l", "glass_r"):
+        if name in shapes:
+            out.append(Prim(H(shapes[name]), idn.glasses_colour, None, line=2.5 * px, closed=True))
+    for name in ("glass_bridge", "arm_l", "arm_r"):
+        if name in shapes:
+            out.append(Prim(H(shapes[name]), idn.glasses_colour, None, line=2.5 * px))
+    if "hat_crown" in shapes:
+        out.append(Prim(H(shapes["hat_crown"]), idn.hat_colour, C["background"]))
+        out.append(Prim(H(shapes["hat_brim"]), idn.hat_colour * 0.8, C["background"]))
+    return out
+
+
+REGION_PARTS = ("brow_l", "brow_r", "eye_l", "eye_r", "nose", "lip_upper", "lip_lower")
+
+
+def inner_face(shapes: dict, pose: Pose, grow: float = 0.1) -> np.ndarray:
+    """Pixel polygon around brows, eyes, nose and mouth (the region a face swap replaces)."""
+    pts = np.concatenate([shapes[k] for k in REGION_PARTS])
+    return _hull_grown(pose.head(pts), grow * pose.scale)
+
+
+def mouth_region(shapes: dict, pose: Pose, grow: float = 0.1) -> np.ndarray:
+    pts = np.concatenate([shapes["lip_upper"], shapes["lip_lower"]])
+    return _hull_grown(pose.head(pts), grow * pose.scale)
+
+
+def _hull_grown(pts: np.ndarray, grow: float) -> np.ndarray:
+    import cv2
+
+    hull = cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    c = hull.mean(0)
+    d = hull - c
+    n = np.linalg.norm(d, axis=1, keepdims=True) + 1e-9
+    return c + d * (n + grow) / n
