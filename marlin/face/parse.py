@@ -6,11 +6,13 @@ Two backends behind one interface, ``parser(frames, landmarks) -> (T, S, S) uint
   ``marlin.face.mesh``; hair and background come from MediaPipe's selfie (person) segmentation.
   Person pixels outside the face oval and above the chin are hair, unless their colour matches the
   face's own skin (forehead, ears), which makes them skin. Below the chin (neck, clothes) is background.
-* :class:`TorchScriptParser`: any user model saved with ``torch.jit.save`` taking (N, 3, H, W) RGB
-  float in [0, 1] and returning (N, 11, h, w) LaPa logits (e.g. a FaRL LaPa parser exported to TorchScript).
+* :class:`TorchScriptParser`: any user model saved with ``torch.jit.save`` (or ``torch.export.save``,
+  a ``.pt2`` file) taking (N, 3, H, W) RGB float in [0, 1] and returning (N, 11, h, w) LaPa logits
+  (e.g. a FaRL LaPa parser exported that way).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import cv2
@@ -93,9 +95,14 @@ class TorchScriptParser:
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: parser model file does not exist")
         try:
-            self.model = torch.jit.load(str(self.path), map_location=device).eval()
+            if self.path.suffix == ".pt2":
+                self.model = torch.export.load(str(self.path)).module().to(device)
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load, still supported
+                    self.model = torch.jit.load(str(self.path), map_location=device).eval()
         except Exception as e:
-            raise ValueError(f"{self.path}: not a TorchScript model ({type(e).__name__}: {e})") from None
+            raise ValueError(f"{self.path}: not a TorchScript / torch.export model ({type(e).__name__}: {e})") from None
         self.device, self.batch_size = device, batch_size
         self.name = f"torchscript:{self.path.name}"
         self.version = self.name

@@ -1,0 +1,101 @@
+"""Face pipeline on the real sample videos: detection rate, box IoU vs the official crops, smoothness, parsing."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from marlin.face import FacePipeline
+from marlin.face.detector import iou
+
+SAMPLES = Path("../shared/samples")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return FacePipeline(size=224)
+
+
+@pytest.fixture(scope="module")
+def clips(pipe):
+    return {v: pipe.run(SAMPLES / f"{v}.mp4") for v in ("video01", "video05")}
+
+
+def _official(video):
+    entries = [e for e in json.loads((SAMPLES / f"{video}.official_boxes.json").read_text()) if e["j"] >= 0]
+    j = np.array([e["j"] for e in entries])
+    b = np.array([[e["cx"] - e["side"] / 2, e["cy"] - e["side"] / 2, e["cx"] + e["side"] / 2, e["cy"] + e["side"] / 2]
+                  for e in entries])
+    return j, b
+
+
+def test_shapes_and_meta(clips):
+    c = clips["video01"]
+    assert c.frames.shape == (300, 224, 224, 3) and c.frames.dtype == np.uint8
+    assert c.parse.shape == (300, 224, 224) and c.parse.dtype == np.uint8 and c.parse.max() <= 10
+    assert c.landmarks.shape == (300, 468, 2)
+    assert len(c.meta["boxes"]) == 300 and len(c.meta["face_found"]) == 300
+    assert abs(c.fps - 30) < 0.1
+    for key in ("decoder", "detector", "landmarks", "parser", "crop"):
+        assert key in c.meta["backends"]
+
+
+def test_detection_rate(clips):
+    # video01: every frame shows the face; video05: 4 black frames, then a fade-in
+    assert clips["video01"].found.mean() >= 0.95
+    assert clips["video05"].found[4:].mean() >= 0.95
+    assert not clips["video05"].found[:4].any()
+
+
+def test_box_matches_official(clips):
+    for v in ("video01", "video05"):
+        j, off = _official(v)
+        c = clips[v]
+        ok = c.found[j]
+        assert ok.mean() > 0.9
+        assert np.median(iou(c.boxes[j[ok]], off[ok])) >= 0.85, v
+
+
+def test_crop_is_smooth(clips):
+    for v in ("video01", "video05"):
+        c = clips[v]
+        b = c.boxes[c.found]
+        centre, side = (b[:, :2] + b[:, 2:]) / 2, b[:, 2] - b[:, 0]
+        move = np.linalg.norm(np.diff(centre, axis=0), axis=1) / side[1:]
+        assert move.mean() < 0.005, (v, move.mean())
+
+
+def test_held_box_where_no_face(clips):
+    c = clips["video05"]
+    first = int(np.argmax(c.found))
+    assert np.allclose(c.boxes[:first], c.boxes[first], atol=2.0)  # leading black frames hold the first box
+    assert np.isnan(c.landmarks[:first]).all() and (c.parse[:first] == 0).all()
+    assert np.isfinite(c.landmarks[c.found]).all()
+
+
+def test_landmarks_in_crop_pixels(clips):
+    lm = clips["video01"].landmarks
+    assert lm.min() > -0.1 * 224 and lm.max() < 1.1 * 224  # the official crop may cut the chin a little
+    nose = lm[:, 1]  # nose tip sits near the crop centre, slightly low (the box is shifted up)
+    assert np.abs(nose[:, 0] - 112).max() < 25 and 0 < np.median(nose[:, 1]) - 112 < 40
+
+
+def test_parse_frontal_frame(clips):
+    p = clips["video01"].parse[0]
+    area = np.bincount(p.ravel(), minlength=11) / p.size
+    for cls in (1, 2, 3, 4, 5, 6, 7, 9):  # skin, brows, eyes, nose, lips
+        assert area[cls] > 0, cls
+    assert 0.3 < area[1] < 0.9  # skin
+    assert 0.002 < area[4] < 0.03 and 0.002 < area[5] < 0.03  # eyes
+    assert 0.01 < area[6] < 0.08  # nose
+    assert 0.003 < area[7] < 0.04 and 0.003 < area[9] < 0.04  # lips
+    assert area[0] + area[10] > 0.03  # background and hair around the face
+    ys, xs = np.indices(p.shape)
+    cx = lambda k: xs[p == k].mean()  # noqa: E731
+    assert cx(4) < cx(5) and cx(2) < cx(3)  # LaPa "left" = image left
+    assert ys[p == 2].mean() < ys[p == 4].mean() < ys[p == 6].mean() < ys[p == 7].mean() < ys[p == 9].mean()
+
+
+def test_open_mouth_has_inner_mouth(clips):
+    # video05: the speaker smiles with an open mouth through most of the clip
+    assert ((clips["video05"].parse == 8).sum(axis=(1, 2)) > 0).mean() > 0.5

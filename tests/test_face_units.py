@@ -1,0 +1,107 @@
+"""Unit tests of the face pipeline's pieces: crop geometry, smoothing, face choice, parser plug-in, bad input."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from marlin.face import NoFaceError, crop_faces
+from marlin.face import crop as C
+from marlin.face.detector import Detection
+from marlin.face.parse import TorchScriptParser
+from marlin.video import VideoError, write_video
+
+
+def test_crop_pads_black_and_keeps_geometry():
+    frame = np.zeros((100, 200, 3), np.uint8)
+    frame[40:60, 90:110] = 255  # a white square centred at (100, 50)
+    out = C.crop(frame, np.array([100.0, 50.0, 40.0]), 40)  # 1:1 crop centred on it
+    assert out.shape == (40, 40, 3)
+    assert (out[12:28, 12:28] == 255).all() and (out[:8] == 0).all()
+    edge = C.crop(frame, np.array([0.0, 0.0, 40.0]), 20)  # 3/4 of the box outside the frame
+    assert (edge[:10] == 0).all() and (edge[:, :10] == 0).all()
+    big = C.crop(frame, np.array([100.0, 50.0, 200.0]), 20)  # strong downscale path
+    assert big.shape == (20, 20, 3) and big[10, 10].max() > 100 and big[1, 10].max() == 0
+
+
+def test_landmarks_to_crop_maps_box_to_crop():
+    boxes = np.array([[50.0, 60.0, 20.0]])
+    pts = np.array([[[40.0, 50.0], [60.0, 70.0], [50.0, 60.0]]])
+    assert np.allclose(C.landmarks_to_crop(pts, boxes, 100)[0], [[0, 0], [100, 100], [50, 50]])
+
+
+def test_smooth_holds_gaps_and_respects_cuts():
+    raw = np.array([[np.nan] * 3] * 3 + [[10.0, 10, 50]] * 5 + [[np.nan] * 3] * 4 + [[100.0, 10, 50]] * 5)
+    out = C.smooth_boxes(raw, cuts=[12])
+    assert np.allclose(out[:3], [10, 10, 50])  # leading frames take the first box
+    assert np.allclose(out[8:12], [10, 10, 50])  # vanished face: box held
+    assert np.allclose(out[12:], [100, 10, 50])  # no blending across the cut
+    noisy = np.cumsum(np.ones((40, 3)), 0) + np.random.default_rng(0).normal(0, 2, (40, 3))
+    assert np.abs(np.diff(C.smooth_boxes(noisy)[:, 0], 2)).mean() < np.abs(np.diff(noisy[:, 0], 2)).mean() / 3
+
+
+def _det(x, y, size, score=0.9):
+    return Detection(np.array([x, y, x + size, y + size], float), np.zeros((6, 2)), score)
+
+
+def test_tracker_keeps_the_same_person():
+    from marlin.face.tracker import FaceTracker
+
+    t = FaceTracker.__new__(FaceTracker)
+    t.reset()
+    big, small = _det(0, 0, 100), _det(300, 0, 40)
+    assert t._choose([small, big]) is big  # start: the largest face
+    t._last_box = np.array([300.0, 0, 340, 40])  # we were following the small face
+    assert t._choose([big, small]) is small  # re-detection: the one where ours was
+    assert t._choose([big]) is None  # only someone else in view: wait
+
+
+def _write(path, frames):
+    write_video(path, np.asarray(frames, np.uint8), fps=10)
+    return path
+
+
+def test_no_face_error_and_center(tmp_path):
+    rng = np.random.default_rng(0)
+    v = _write(tmp_path / "wall.mp4", rng.integers(90, 110, (6, 48, 64, 3)))
+    with pytest.raises(NoFaceError, match="wall.mp4"):
+        crop_faces(v, size=32)
+    out = crop_faces(v, size=32, no_face="center")
+    assert out.shape == (6, 32, 32, 3)
+
+
+def test_bad_files_name_the_file(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all" * 100)
+    for p in (empty, junk, tmp_path / "missing.mp4"):
+        with pytest.raises(VideoError, match=p.name):
+            crop_faces(p, size=32)
+
+
+def test_torchscript_parser_plugin(tmp_path):
+    torch = pytest.importorskip("torch")
+
+    class Ramp(torch.nn.Module):  # class = round(10 * red channel)
+        def forward(self, x):
+            k = torch.arange(11, dtype=x.dtype).view(1, 11, 1, 1)
+            return -(x[:, :1] * 10 - k).abs()
+
+    path = tmp_path / "ramp.pt"
+    torch.jit.script(Ramp()).save(str(path))
+    frames = np.zeros((3, 32, 32, 3), np.uint8)
+    frames[:, :, :16, 0] = 255  # left half red -> 10, right half -> 0
+    out = TorchScriptParser(path, batch_size=2)(frames)
+    assert out.shape == (3, 32, 32) and (out[:, :, :16] == 10).all() and (out[:, :, 16:] == 0).all()
+
+    class Wrong(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    bad = tmp_path / "wrong.pt"
+    torch.jit.script(Wrong()).save(str(bad))
+    with pytest.raises(ValueError, match="wrong.pt"):
+        TorchScriptParser(bad)(frames)
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(ValueError, match="text.pt"):
+        TorchScriptParser(tmp_path / "text.pt")
