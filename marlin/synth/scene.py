@@ -35,6 +35,15 @@ class Pose:
         rot = np.array([[c, -s], [s, c]]) * self.scale
         return uv @ rot.T + self.centre
 
+    def project(self, shapes: dict, body=("neck", "shoulders")) -> dict:
+        """All (N, 3) shapes -> (N, 2) pixels in one batch (``body`` shapes skip the head rotation)."""
+        names = [n for n, v in shapes.items() if v.ndim == 2 and v.shape[1] == 3 and n not in body]
+        flat = self.head(np.concatenate([shapes[n] for n in names]))
+        out = dict(zip(names, np.split(flat, np.cumsum([len(shapes[n]) for n in names])[:-1])))
+        for n in body:
+            out[n] = self.body(shapes[n])
+        return out
+
     def body(self, pts3: np.ndarray) -> np.ndarray:
         return pts3[:, :2] * self.body_scale + self.body_centre
 
@@ -58,46 +67,49 @@ def _strands(cap: np.ndarray, n: int = 6) -> list[np.ndarray]:
 
 def build(idn: Identity, shapes: dict, pose: Pose) -> list[Prim]:
     """Display list of one frame, back to front. Points are in output pixels."""
-    H, B = pose.head, pose.body
+    shapes = dict(shapes)
+    lit = shapes["outline"] * [0.86, 0.86, 1] + [0, -0.06, 0]
+    lit[:, 2] = 0.3  # an inner, brighter face area (moves with the features)
+    shapes["lit"] = lit
+    strands = _strands(shapes["hair_cap"])
+    shapes["strands"] = np.concatenate(strands)
+    P = pose.project(shapes)
     px = pose.scale / 100.0  # line widths scale with the face
     skin, hair = idn.skin, idn.hair
     out: list[Prim] = []
     if "hair_back" in shapes:
-        out.append(Prim(H(shapes["hair_back"]), hair * 0.85, C["hair"]))
-    out.append(Prim(B(shapes["shoulders"]), idn.shirt, C["background"]))
-    out.append(Prim(B(shapes["neck"]), skin * 0.78, C["background"]))
-    outline = shapes["outline"]
-    out.append(Prim(H(outline), skin * 0.86, C["skin"]))
-    lit = outline * [0.86, 0.86, 1] + [0, -0.06, 0]
-    lit[:, 2] = 0.3  # an inner, brighter face area (moves with the features)
-    out.append(Prim(H(lit), skin, None))
+        out.append(Prim(P["hair_back"], hair * 0.85, C["hair"]))
+    out.append(Prim(P["shoulders"], idn.shirt, C["background"]))
+    out.append(Prim(P["neck"], skin * 0.78, C["background"]))
+    out.append(Prim(P["outline"], skin * 0.86, C["skin"]))
+    out.append(Prim(P["lit"], skin, None))
     for name in ("cheek_l", "cheek_r"):
         if name in shapes:
-            out.append(Prim(H(shapes[name]), skin * [1.03, 0.9, 0.9], None))
+            out.append(Prim(P[name], skin * [1.03, 0.9, 0.9], None))
     if "beard" in shapes:
-        out.append(Prim(H(shapes["beard"]), hair * 0.8, C["skin"]))
-    out.append(Prim(H(shapes["nose"]), skin * 0.92, C["nose"]))
+        out.append(Prim(P["beard"], hair * 0.8, C["skin"]))
+    out.append(Prim(P["nose"], skin * 0.92, C["nose"]))
     for name in ("nostril_l", "nostril_r"):
-        out.append(Prim(H(shapes[name]), skin * 0.4, C["nose"]))
+        out.append(Prim(P[name], skin * 0.4, C["nose"]))
     if "wrinkles" in shapes:
-        w = H(shapes["wrinkles"])
+        w = P["wrinkles"]
         for i in range(0, len(w), 2):
             out.append(Prim(w[i:i + 2], skin * 0.6, None, line=2.5 * px))
-    out.append(Prim(H(shapes["lip_upper"]), idn.lips, C["upper_lip"]))
-    out.append(Prim(H(shapes["lip_lower"]), idn.lips * 1.08, C["lower_lip"]))
+    out.append(Prim(P["lip_upper"], idn.lips, C["upper_lip"]))
+    out.append(Prim(P["lip_lower"], idn.lips * 1.08, C["lower_lip"]))
     if "inner_mouth" in shapes:
-        inner = H(shapes["inner_mouth"])
+        inner = P["inner_mouth"]
         out.append(Prim(inner, (0.35, 0.07, 0.1), C["inner_mouth"]))
-        out.append(Prim(H(shapes["teeth"]), (0.95, 0.93, 0.88), None, clip=inner))
+        out.append(Prim(P["teeth"], (0.95, 0.93, 0.88), None, clip=inner))
     else:
-        out.append(Prim(H(shapes["mouth_line"]), idn.lips * 0.55, None, line=1.5 * px))
+        out.append(Prim(P["mouth_line"], idn.lips * 0.55, None, line=1.5 * px))
     for name in ("eye_l", "eye_r"):
         brow_cls, eye_cls = _side(name)
-        eye = H(shapes[name])
-        lid = H(shapes[name + "_lid"])
+        eye = P[name]
+        lid = P[name + "_lid"]
         if np.ptp(eye[:, 1]) > 0.05 * pose.scale * 0.3:
             out.append(Prim(eye, (0.94, 0.94, 0.9), eye_cls))
-            c = H(shapes[name + "_iris"])[0]
+            c = P[name + "_iris"][0]
             r = shapes[name + "_iris_r"][0] * pose.scale
             ang = np.linspace(0, 2 * np.pi, 16, endpoint=False)
             ring = np.stack([np.cos(ang), np.sin(ang)], -1)
@@ -106,20 +118,19 @@ def build(idn: Identity, shapes: dict, pose: Pose) -> list[Prim]:
         out.append(Prim(lid, (0.12, 0.08, 0.07), None, line=2.0 * px))
     for name in ("brow_l", "brow_r"):
         brow_cls, _ = _side(name)
-        out.append(Prim(H(shapes[name]), idn.brow_colour, brow_cls))
-    cap = shapes["hair_cap"]
-    out.append(Prim(H(cap), hair, C["hair"]))
-    for s in _strands(cap):
-        out.append(Prim(H(s), hair * 0.7 + 0.02, None, line=1.5 * px))
+        out.append(Prim(P[name], idn.brow_colour, brow_cls))
+    out.append(Prim(P["hair_cap"], hair, C["hair"]))
+    for i in range(0, len(P["strands"]), 2):
+        out.append(Prim(P["strands"][i:i + 2], hair * 0.7 + 0.02, None, line=1.5 * px))
     for name in ("glass_l", "glass_r"):
         if name in shapes:
-            out.append(Prim(H(shapes[name]), idn.glasses_colour, None, line=2.5 * px, closed=True))
+            out.append(Prim(P[name], idn.glasses_colour, None, line=2.5 * px, closed=True))
     for name in ("glass_bridge", "arm_l", "arm_r"):
         if name in shapes:
-            out.append(Prim(H(shapes[name]), idn.glasses_colour, None, line=2.5 * px))
+            out.append(Prim(P[name], idn.glasses_colour, None, line=2.5 * px))
     if "hat_crown" in shapes:
-        out.append(Prim(H(shapes["hat_crown"]), idn.hat_colour, C["background"]))
-        out.append(Prim(H(shapes["hat_brim"]), idn.hat_colour * 0.8, C["background"]))
+        out.append(Prim(P["hat_crown"], idn.hat_colour, C["background"]))
+        out.append(Prim(P["hat_brim"], idn.hat_colour * 0.8, C["background"]))
     return out
 
 

@@ -1,0 +1,154 @@
+"""Write a synthetic dataset: items in the preprocessed face-clip layout, label files and splits."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from ..data.layout import is_item, write_item
+from .clip import CROP_MARGIN, render_item
+from .labels import ACTION, APPEARANCE, EXPRESSION, MANIPULATION, SPLITS, sample_labels, split_of
+
+CONFIG = "synth.json"
+RAW_DIR = "raw"
+LABELS_DIR = "labels"
+VERSION = "1"
+
+
+def item_id(k: int) -> str:
+    return f"synth_{k:06d}"
+
+
+def _config(frames: int, size: int, seed: int, fps: float) -> dict:
+    return {"generator": f"marlin.synth/{VERSION}", "seed": int(seed), "frames": int(frames), "size": int(size),
+            "fps": float(fps), "crop_margin": CROP_MARGIN, "appearance": list(APPEARANCE), "action": list(ACTION),
+            "expression": list(EXPRESSION), "manipulation": list(MANIPULATION)}
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _check_config(out: Path, cfg: dict) -> None:
+    p = out / CONFIG
+    if p.exists():
+        try:
+            old = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p}: invalid JSON ({e})") from None
+        diff = [key for key in ("generator", "seed", "frames", "size", "fps") if old.get(key) != cfg[key]]
+        if diff:
+            raise ValueError(f"{p}: this directory holds a synthetic set made with other settings "
+                             f"({', '.join(f'{d}={old.get(d)!r}' for d in diff)}); use another output directory")
+    else:
+        _write_text(p, json.dumps(cfg, indent=1))
+
+
+def _done(out: Path, k: int, raw: bool) -> bool:
+    return is_item(out / item_id(k)) and (not raw or (out / RAW_DIR / f"{item_id(k)}.mp4").exists())
+
+
+def make_item(out_dir, k: int, frames: int, size: int, seed: int, fps: float = 25.0, raw_videos: bool = False) -> Path:
+    """Render item ``k`` and write it (and its raw video) atomically; returns the item directory."""
+    import cv2
+    import numpy as np
+
+    from ..video import write_video
+
+    out = Path(out_dir)
+    name = item_id(k)
+    clip = render_item(seed, k, frames, size, fps, raw=raw_videos)
+    source = f"synth://{seed}/{k}"
+    if raw_videos:
+        raw_path = out / RAW_DIR / f"{name}.mp4"
+        write_video(raw_path, clip.raw, fps=fps, crf=clip.info["camera"]["crf"])
+        source = f"{RAW_DIR}/{name}.mp4"
+    lab = clip.labels
+    meta = {
+        "name": name, "source": source, "fps": float(fps),
+        "boxes": np.round(clip.crop_boxes.astype(float), 3).tolist(), "face_found": [True] * len(clip.frames),
+        "face_boxes": np.round(clip.face_boxes.astype(float), 3).tolist(), "source_size": list(clip.source_size),
+        "backends": {"synth": f"marlin.synth/{VERSION}", "opencv": cv2.__version__, "numpy": np.__version__},
+        "labels": {"appearance": lab["appearance"], "action": lab["action"], "expression": lab["expression"],
+                   "manipulated": lab["manipulated"]},
+        "synth": {"seed": int(seed), "index": int(k), "split": split_of(seed, k), **clip.info},
+    }
+    item = write_item(out / name, clip.frames, meta, parse=clip.parse, landmarks=clip.landmarks,
+                      crf=clip.info["camera"]["crf"])
+    return item.root
+
+
+def _make(args):
+    try:
+        return args[1], make_item(*args), None
+    except Exception as e:  # one bad item is reported and skipped, never the end of a run
+        return args[1], None, f"{type(e).__name__}: {e}"
+
+
+def write_label_files(out_dir, ks, seed: int, fps: float = 25.0, frames: int = 16) -> None:
+    """CelebV-HQ-style ``celebvhq_info.json``, ``labels/<task>.csv`` and ``train/val/test.txt`` for items ``ks``."""
+    out = Path(out_dir)
+    (out / LABELS_DIR).mkdir(exist_ok=True)
+    labels = {k: sample_labels(seed, k) for k in ks}
+    clips = {}
+    for k, lab in labels.items():
+        clips[item_id(k)] = {
+            "ytb_id": item_id(k), "duration": {"start_sec": 0.0, "end_sec": round(frames / fps, 3)},
+            "attributes": {"appearance": lab["appearance"], "action": lab["action"],
+                           "emotion": {"sep_flag": False, "labels": EXPRESSION[lab["expression"]]}},
+            "version": f"marlin.synth/{VERSION}"}
+    info = {"meta_info": {"appearance_mapping": list(APPEARANCE), "action_mapping": list(ACTION),
+                          "emotion_mapping": list(EXPRESSION)}, "clips": clips}
+    _write_text(out / "celebvhq_info.json", json.dumps(info))
+    rows = {"appearance": ("path," + ",".join(APPEARANCE), lambda lab: lab["appearance"]),
+            "action": ("path," + ",".join(ACTION), lambda lab: lab["action"]),
+            "expression": ("path,label", lambda lab: [lab["expression"]]),
+            "manipulated": ("path,label", lambda lab: [lab["manipulated"]])}
+    for task, (header, get) in rows.items():
+        lines = [header] + [",".join([item_id(k)] + [str(v) for v in get(lab)]) for k, lab in labels.items()]
+        _write_text(out / LABELS_DIR / f"{task}.csv", "\n".join(lines) + "\n")
+    for split in SPLITS:
+        ids = [item_id(k) for k in ks if split_of(seed, k) == split]
+        _write_text(out / f"{split}.txt", "".join(i + "\n" for i in ids))
+
+
+def generate_dataset(out_dir, num: int, frames: int = 16, size: int = 96, seed: int = 0, workers: int = 1,
+                     raw_videos: bool = False, progress: bool = True, fps: float = 25.0) -> list[Path]:
+    """Generate items 0..num-1 of the world ``seed`` under ``out_dir``; returns their directories.
+
+    Resumable: finished items are kept. Deterministic: item k depends only on ``seed``, ``k`` and the sizes.
+    A failing item is reported on stderr and skipped.
+    """
+    from tqdm import tqdm
+
+    if num < 0 or frames < 2 or size < 32:
+        raise ValueError(f"synth: need num >= 0, frames >= 2 and size >= 32 (got {num}, {frames}, {size})")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_config(out, _config(frames, size, seed, fps))
+    todo = [k for k in range(num) if not _done(out, k, raw_videos)]
+    jobs = [(out, k, frames, size, seed, fps, raw_videos) for k in todo]
+    failed = {}
+    bar = tqdm(total=len(jobs), desc="synth", unit="clip", disable=not progress)
+    if workers <= 1 or len(jobs) <= 1:
+        results = map(_make, jobs)
+    else:
+        pool = ProcessPoolExecutor(workers)
+        results = (f.result() for f in as_completed([pool.submit(_make, j) for j in jobs]))
+    try:
+        for k, _, err in results:
+            if err:
+                failed[k] = err
+                print(f"synth: item {item_id(k)} failed: {err}", file=sys.stderr)
+            bar.update(1)
+    finally:
+        bar.close()
+        if workers > 1 and len(jobs) > 1:
+            pool.shutdown()
+    done = [k for k in range(num) if k not in failed and _done(out, k, raw_videos)]
+    write_label_files(out, done, seed, fps, frames)
+    return [out / item_id(k) for k in done]
