@@ -10,7 +10,7 @@ import torch
 
 from ..checkpoints import CheckpointError, load_file, save_torch
 from .data import ClipStore, generator_batch, sync_batch
-from .generator import Discriminator, Generator, GeneratorConfig, load_marlin_encoder
+from .generator import Discriminator, Generator, GeneratorConfig
 from .losses import DISC_WT, SYNC_WT, discriminator_loss, generator_losses
 from .syncnet import SyncNet, SyncNetConfig, sync_loss
 
@@ -88,9 +88,11 @@ def train_syncnet(store: ClipStore, out, cfg: SyncNetConfig, steps: int, batch: 
 
 def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNet | None, steps: int,
                     batch: int = 4, lr: float = 1e-4, sync_wt: float = SYNC_WT, disc_wt: float = DISC_WT,
-                    seed: int = 0, save_every: int = 500, marlin_checkpoint=None, marlin_config=None,
+                    seed: int = 0, save_every: int = 500, encoder_state: dict | None = None,
                     disc_width: int = 32) -> list[dict]:
-    """Train (or resume) the generator with L1 + frozen-expert sync + GAN losses; returns per-step losses."""
+    """Train (or resume) the generator with L1 + frozen-expert sync + GAN losses; returns per-step losses.
+
+    ``encoder_state``: MARLIN encoder weights to start the ``marlin`` face encoder from (required for it)."""
     out = Path(out)
     gen = Generator(cfg)
     disc = Discriminator(cfg.face_size, disc_width) if disc_wt > 0 else None
@@ -116,9 +118,9 @@ def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNe
             dopt.load_state_dict(ck["disc_optimizer"])
         step, history = int(ck["step"]), list(ck["history"])
     elif cfg.encoder == "marlin":
-        if marlin_checkpoint is None:
-            raise ValueError("the 'marlin' encoder needs a MARLIN checkpoint (--marlin)")
-        load_marlin_encoder(gen, marlin_checkpoint, marlin_config)
+        if encoder_state is None:
+            raise ValueError("the 'marlin' encoder starts from MARLIN weights: pass encoder_state (--marlin)")
+        gen.face.encoder.load_state_dict(encoder_state)
     rng = np.random.default_rng([seed, step])
     gen.train()
     with _progress(steps, step, f"generator ({cfg.encoder})") as bar:

@@ -1,0 +1,96 @@
+"""Lip-sync a face video to an audio track with a trained generator and write an mp4 with the audio muxed in.
+
+The face input is a cropped face video, a folder of face jpgs, or a preprocessed face item; with an item
+and ``paste=True`` the generated faces are pasted back into the item's source video using its crop boxes."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .align import FPS, frame_chunks, frames_for_audio
+from .audio import load_audio, write_video_with_audio
+from .data import mask_lower, read_faces, to_tensor
+from .mel import melspectrogram
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def generate(gen, faces: np.ndarray, audio: np.ndarray, fps: float = FPS, batch: int = 4,
+             progress: bool = True) -> np.ndarray:
+    """faces (N, S, S, 3) uint8 at the generator's size, audio 16 kHz -> (M, S, S, 3) uint8, M = frames of audio.
+
+    Face frames loop when the audio is longer; each window of T frames is its own reference (as Wav2Lip)."""
+    from tqdm import tqdm
+
+    gen.eval()
+    t = gen.window
+    m = frames_for_audio(len(audio), fps=fps)
+    if m < 1:
+        raise ValueError("the audio is shorter than one video frame")
+    mel = melspectrogram(audio)
+    starts = list(range(0, m, t))
+    out = np.empty((m, *faces.shape[1:]), np.uint8)
+    for b in tqdm(range(0, len(starts), batch), desc="lipsync", unit="batch", disable=not progress):
+        idx = [np.minimum(np.arange(s, s + t), m - 1) for s in starts[b:b + batch]]  # (b, T) audio frames
+        clip = to_tensor(np.stack([faces[i % len(faces)] for i in idx]))  # (b, T, 3, S, S)
+        inputs = torch.cat([mask_lower(clip), clip], dim=2)
+        chunks = torch.from_numpy(np.stack([frame_chunks(mel, i, fps) for i in idx]))[:, :, None]
+        pred = gen(inputs, chunks).clamp(0, 1).mul(255).round().byte().movedim(2, -1).numpy()
+        for i, p in zip(idx, pred):
+            out[i] = p  # repeated tail indices just rewrite the last frame
+    return out
+
+
+def paste_back(item, faces: np.ndarray) -> np.ndarray:
+    """Put generated crops back into the item's source frames at its boxes: (M, H, W, 3) uint8."""
+    import cv2
+
+    from ..video import read_frames
+
+    src = read_frames(item.meta["source"])
+    boxes, found = item.meta.get("boxes"), item.meta.get("face_found")
+    if not boxes:
+        raise ValueError(f"{item.root}: meta.json has no crop boxes to paste back into")
+    out = []
+    for j, face in enumerate(faces):
+        k = j % min(len(src), len(boxes))
+        frame = src[k].copy()
+        if found is None or found[k]:
+            x1, y1, x2, y2 = (int(round(v)) for v in boxes[k])
+            patch = cv2.resize(face, (x2 - x1, y2 - y1), interpolation=cv2.INTER_CUBIC)
+            h, w = frame.shape[:2]
+            cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+            if cx2 > cx1 and cy2 > cy1:
+                frame[cy1:cy2, cx1:cx2] = patch[cy1 - y1:cy2 - y1, cx1 - x1:cx2 - x1]
+        out.append(frame)
+    return np.stack(out)
+
+
+def lipsync_file(gen, face_path, audio_path, out_path, batch: int = 4, paste: bool = False,
+                 keep_size: bool = True) -> Path:
+    """Read faces and audio, generate, write ``out_path`` (mp4 with the audio). Returns the path."""
+    import cv2
+
+    from ..data.layout import is_item, load_item
+    from ..video import probe
+
+    face_path = Path(face_path)
+    size = gen.config.face_size
+    item = load_item(face_path) if face_path.is_dir() and is_item(face_path) else None
+    info = probe(face_path) if item is None and face_path.is_file() else None
+    fps = item.fps if item is not None else (info.fps if info is not None else FPS)
+    faces = read_faces(face_path, size)
+    audio = load_audio(audio_path)
+    frames = generate(gen, faces, audio, fps, batch)
+    if paste:
+        if item is None:
+            raise ValueError(f"{face_path}: --paste needs a preprocessed face item (with crop boxes)")
+        frames = paste_back(item, frames)
+    elif keep_size and info is not None and (info.height, info.width) != (size, size):
+        frames = np.stack([cv2.resize(f, (info.width, info.height), interpolation=cv2.INTER_CUBIC) for f in frames])
+    write_video_with_audio(out_path, frames, audio, fps=fps)
+    return Path(out_path)
