@@ -1,0 +1,144 @@
+"""Random pretraining clips with their masks, over the preprocessed layout or the YouTube Faces layout.
+
+A sample is addressed by its global position p (0, 1, 2, ... over the whole run): p picks the epoch
+(p // n), the item (a per-epoch permutation seeded by `seed`) and seeds the clip start and the mask.
+So every sample depends only on (seed, p): workers, processes and resumed runs see the same data.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ..masking import make_masks, token_parts
+from .layout import list_items
+from .ytf import is_ytf, list_ytf
+
+log = logging.getLogger(__name__)
+
+
+def open_items(data_dir, split: str = "train") -> list:
+    """Items of a data directory: YouTube Faces layout (by split file) or any preprocessed layout."""
+    data_dir = Path(data_dir)
+    if is_ytf(data_dir):
+        return list_ytf(data_dir, split)
+    items = list_items(data_dir)
+    if not items:
+        raise FileNotFoundError(f"{data_dir}: no preprocessed face items (directories with meta.json) found")
+    return items
+
+
+def clip_indices(total: int, clip_frames: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Official random clip: start uniform in [0, total - L*r], frames start + k*r (clamped for short videos)."""
+    start = int(rng.integers(0, max(total - clip_frames * sample_rate, 0) + 1))
+    return np.minimum(start + np.arange(clip_frames) * sample_rate, total - 1)
+
+
+class PretrainClips(Dataset):
+    """position -> {"video": uint8 (3, T, S, S), "mask": bool (N,), "has_parse": bool, "position": int}."""
+
+    def __init__(self, items: Sequence, clip_frames: int = 16, sample_rate: int = 2, img_size: int = 224,
+                 patch_size: int = 16, tubelet_size: int = 2, ratio: float = 0.9, strategy: str = "fasking",
+                 seed: int = 0):
+        if not items:
+            raise ValueError("no items to sample clips from")
+        self.items = list(items)
+        self.clip_frames, self.sample_rate = clip_frames, sample_rate
+        self.img_size, self.patch_size, self.tubelet_size = img_size, patch_size, tubelet_size
+        self.ratio, self.strategy, self.seed = ratio, strategy, seed
+        self.grid = (clip_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
+        self._perm_epoch, self._perm = -1, None
+        self._bad: set[int] = set()
+        self._warned: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def item_index(self, position: int) -> int:
+        epoch, r = divmod(int(position), len(self.items))
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, epoch, 7]).permutation(len(self.items))
+            self._perm_epoch = epoch
+        return int(self._perm[r])
+
+    def _resize(self, frames: np.ndarray, parse: np.ndarray | None):
+        import cv2
+
+        s = self.img_size
+        if frames.shape[1:3] != (s, s):
+            frames = np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_AREA) for f in frames])
+        if parse is not None and parse.shape[1:3] != (s, s):
+            parse = np.stack([cv2.resize(p, (s, s), interpolation=cv2.INTER_NEAREST) for p in parse])
+        return frames, parse
+
+    def load(self, index: int, rng: np.random.Generator):
+        """(frames (T, S, S, 3) uint8, parse of each tubelet's first frame (T', S, S) uint8 or None)."""
+        item = self.items[index]
+        idx = clip_indices(item.num_frames, self.clip_frames, self.sample_rate, rng)
+        frames = item.read_frames(idx)
+        if len(frames) != self.clip_frames:
+            raise ValueError(f"decoded {len(frames)} of {self.clip_frames} frames")
+        parse = None
+        if self.strategy.startswith("fasking"):
+            parse = item.read_parse(idx[::self.tubelet_size])
+            if parse is None and index not in self._warned:
+                self._warned.add(index)
+                log.warning("%s: no parse maps, falling back to random masking for this item", _where(item))
+        return self._resize(frames, parse)
+
+    def __getitem__(self, position: int) -> dict:
+        rng = np.random.default_rng([self.seed, int(position)])
+        index = self.item_index(position)
+        for _ in range(len(self.items)):
+            if index not in self._bad:
+                try:
+                    frames, parse = self.load(index, rng)
+                    break
+                except Exception as e:  # a bad input is reported once and skipped
+                    self._bad.add(index)
+                    log.warning("%s: skipped, cannot read a clip (%s: %s)", _where(self.items[index]),
+                                type(e).__name__, e)
+            index = (index + 1) % len(self.items)
+        else:
+            raise RuntimeError("no readable item left in the dataset")
+        parts = None if parse is None else token_parts(parse, self.patch_size)
+        g = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+        mask = make_masks(self.strategy, 1, self.grid, self.ratio, [parts], g)[0]
+        video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (3, T, S, S) uint8
+        return {"video": video, "mask": mask, "has_parse": parse is not None, "position": int(position)}
+
+
+def _where(item) -> str:
+    return str(getattr(item, "root", "")) + ("/" + item.path if hasattr(item, "path") else "")
+
+
+class PositionSampler(Sampler):
+    """Infinite global positions for one rank: micro-batch k of rank r holds k*B*W + r*B + [0, B).
+
+    `start` is the number of micro-batches already consumed (resume).
+    """
+
+    def __init__(self, batch_size: int, rank: int = 0, world: int = 1, start: int = 0, limit: int | None = None):
+        self.batch_size, self.rank, self.world, self.start, self.limit = batch_size, rank, world, start, limit
+
+    def __iter__(self):
+        k = self.start
+        while self.limit is None or k < self.limit:
+            base = k * self.batch_size * self.world + self.rank * self.batch_size
+            yield from range(base, base + self.batch_size)
+            k += 1
+
+    def __len__(self) -> int:
+        if self.limit is None:
+            raise TypeError("infinite sampler")
+        return (self.limit - self.start) * self.batch_size
+
+
+def collate(samples: list[dict]) -> dict:
+    return {"video": torch.stack([s["video"] for s in samples]), "mask": torch.stack([s["mask"] for s in samples]),
+            "has_parse": torch.tensor([s["has_parse"] for s in samples]),
+            "position": torch.tensor([s["position"] for s in samples])}

@@ -1,0 +1,33 @@
+"""Facial part groups of Fasking and the per-token part membership computed from LaPa parse maps."""
+from __future__ import annotations
+
+import numpy as np
+
+# LaPa-11 ids per group, in the order of the official `YoutubeFace.seg_groups`.
+PART_GROUPS: tuple[tuple[int, ...], ...] = (
+    (2, 4),      # eye + brow (one side)
+    (3, 5),      # eye + brow (other side)
+    (6,),        # nose
+    (7, 8, 9),   # mouth: upper lip, inner mouth, lower lip
+    (10,),       # hair
+    (1,),        # skin
+    (0,),        # background
+)
+GROUP_NAMES = ("eye_a", "eye_b", "nose", "mouth", "hair", "skin", "background")
+N_FACE_PARTS = 5  # the first five groups are the facial parts; then skin, then background
+SKIN, BACKGROUND = 5, 6
+
+
+def token_parts(parse: np.ndarray, patch_size: int) -> np.ndarray:
+    """Group membership of every patch: (T', S, S) uint8 parse of each tubelet's first frame -> (7, T', S/p, S/p) bool.
+
+    A patch belongs to a group when any of its pixels carries one of the group's labels.
+    """
+    t, h, w = parse.shape
+    if h % patch_size or w % patch_size:
+        raise ValueError(f"parse maps of {w}x{h} are not a multiple of the patch size {patch_size}")
+    blocks = parse.reshape(t, h // patch_size, patch_size, w // patch_size, patch_size)
+    present = np.zeros((11, t, h // patch_size, w // patch_size), dtype=bool)
+    for c in range(11):
+        present[c] = (blocks == c).any(axis=(2, 4))
+    return np.stack([present[list(ids)].any(axis=0) for ids in PART_GROUPS])

@@ -1,0 +1,55 @@
+"""Lightning data module: deterministic, resumable streams of pretraining clips (see `marlin.data.clips`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader
+
+from ..data.clips import PositionSampler, PretrainClips, collate, open_items
+from ..data.ytf import is_ytf
+from .config import PretrainConfig
+
+
+class PretrainData(pl.LightningDataModule):
+    """Training clips from `data_dir` (YouTube Faces split "train" or all preprocessed items); validation clips
+    from the "val" split, from `val_dir`, or (neither) a fixed set of clips of the training items."""
+
+    def __init__(self, data_dir, cfg: PretrainConfig, val_dir=None):
+        super().__init__()
+        self.data_dir, self.val_dir, self.cfg = Path(data_dir), val_dir, cfg
+        self.train_items = open_items(self.data_dir, "train")
+        if val_dir is not None:
+            self.val_items = open_items(val_dir, "val")
+        elif is_ytf(self.data_dir) and (self.data_dir / "val_set.csv").is_file():
+            self.val_items = open_items(self.data_dir, "val")
+        else:
+            self.val_items = self.train_items
+
+    def _dataset(self, items, seed: int) -> PretrainClips:
+        c, m = self.cfg, self.cfg.model
+        return PretrainClips(items, m.n_frames, c.sample_rate, m.img_size, m.patch_size, m.tubelet_size,
+                             c.mask_ratio, c.mask_strategy, seed)
+
+    def _loader(self, dataset, sampler) -> DataLoader:
+        tr = self.cfg.trainer
+        pin = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
+        return DataLoader(dataset, batch_size=tr.batch_size, sampler=sampler, num_workers=tr.num_workers,
+                          collate_fn=collate, pin_memory=pin, persistent_workers=False,
+                          prefetch_factor=4 if tr.num_workers > 0 else None)
+
+    def _rank_world(self) -> tuple[int, int]:
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self._rank_world()
+        done = self.trainer.lightning_module.iteration if self.trainer is not None else 0
+        sampler = PositionSampler(self.cfg.trainer.batch_size, rank, world, start=done * self.cfg.trainer.accumulate)
+        return self._loader(self._dataset(self.train_items, self.cfg.trainer.seed), sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        rank, world = self._rank_world()
+        sampler = PositionSampler(self.cfg.trainer.batch_size, rank, world, 0, limit=self.cfg.trainer.val_batches)
+        return self._loader(self._dataset(self.val_items, self.cfg.trainer.seed + 1), sampler)

@@ -1,0 +1,54 @@
+"""Pictures written during pretraining: original | masked | reconstruction sheets, as PNG."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..models.patches import patchify, unpatchify
+
+
+def save_png(path, rgb: np.ndarray) -> Path:
+    """Write an (H, W, 3) uint8 RGB image as PNG atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    if not cv2.imwrite(str(tmp), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)):
+        raise OSError(f"{path}: could not write PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def reconstruction_sheet(x: Tensor, mask: Tensor, pred: Tensor, patch_size: int, tubelet_size: int,
+                         frames: int = 4) -> np.ndarray:
+    """Rows original | masked | reconstruction for a few frames of ONE clip.
+
+    x: (3, T, H, W) in [0, 1]; mask: (N,) bool visible; pred: (N_masked, K) raw-pixel predictions.
+    """
+    x = x.detach().float().cpu()[None]
+    mask = mask.cpu()[None]
+    patches = patchify(x, patch_size, tubelet_size)  # (1, N, K)
+    grid = (x.shape[2] // tubelet_size, x.shape[3] // patch_size, x.shape[4] // patch_size)
+    masked, recon = patches.clone(), patches.clone()
+    masked[~mask] = 0.5
+    recon[~mask] = pred.detach().float().cpu().reshape(-1, patches.shape[-1])
+    views = [unpatchify(v, grid, patch_size, tubelet_size)[0] for v in (patches, masked, recon)]  # (3, T, H, W)
+    shown = np.linspace(0, x.shape[2] - 1, min(frames, x.shape[2])).round().astype(int)
+    rows = []
+    for t in shown:
+        tiles = [(v[:, t].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for v in views]
+        rows.append(np.concatenate([np.pad(tl, ((1, 1), (1, 1), (0, 0)), constant_values=255) for tl in tiles], 1))
+    sheet = np.concatenate(rows, 0)
+    scale = max(1, 160 // x.shape[3])
+    return cv2.resize(sheet, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) if scale > 1 else sheet
+
+
+@torch.no_grad()
+def save_reconstruction(path, x: Tensor, mask: Tensor, pred: Tensor, patch_size: int, tubelet_size: int,
+                        frames: int = 4) -> Path:
+    """PNG of `reconstruction_sheet` for the first clip of a batch (x (B,3,T,H,W), mask (B,N), pred (B,Nm,K))."""
+    return save_png(path, reconstruction_sheet(x[0], mask[0], pred[0], patch_size, tubelet_size, frames))

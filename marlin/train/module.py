@@ -1,0 +1,235 @@
+"""The Lightning module of MARLIN pretraining: one generator forward per iteration, critic on a detached copy.
+
+Per iteration: pred = G(x, mask) once; the critic takes `d_steps` steps on (pred.detach(), targets); then the
+generator loss rec + adv_weight * (-D(pred)) (D = the updated critic, its weights held fixed) backpropagates
+through the same graph. This is the official algorithm (which recomputes G for every critic/generator step)
+without the repeated forwards. Critic gradients are averaged across processes by hand; the generator's by DDP.
+"""
+from __future__ import annotations
+
+import time
+
+import lightning.pytorch as pl
+import torch
+import torch.distributed as dist
+
+from ..models import Critic, Marlin
+from .config import PretrainConfig
+from .history import History
+from .images import save_reconstruction
+from .objective import (adversarial_loss, critic_loss, denormalize_predictions, gradient_penalty, masked_targets,
+                        reconstruction_loss)
+from .schedule import lr_at, scaled_lrs
+
+TERMS = ("rec_loss", "adv_loss", "g_loss", "d_loss", "d_fake", "d_real", "gp", "mask_fallback")
+
+
+class PretrainModule(pl.LightningModule):
+    """MARLIN generator (`.model`, a `Marlin`) + Wasserstein critic (`.critic`) with manual optimisation."""
+
+    def __init__(self, cfg: PretrainConfig, global_batch: int, total_steps: int, warmup_steps: int,
+                 out_dir=None, history: History | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.model = Marlin(cfg.model, full_model=True)
+        self.critic = Critic(cfg.model)
+        self.automatic_optimization = False
+        self.global_batch = global_batch
+        self.total_steps, self.warmup_steps = total_steps, warmup_steps
+        self.lrs = scaled_lrs(cfg.lr_base, cfg.lr_warmup, cfg.lr_min, global_batch)
+        self.out_dir = out_dir
+        self.history = history
+        self.iteration = 0
+        self.pictures: list = []
+        self._window: dict[str, float] = {}
+        self._window_n = 0
+        self._first_iteration = 0
+        self._t_window = self._t_fit_start = time.perf_counter()
+
+    @property
+    def adversarial(self) -> bool:
+        return self.cfg.adv_loss
+
+    # ---- optimisation ------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        cfg = self.cfg
+        opt_cls = torch.optim.AdamW if cfg.optimizer == "AdamW" else torch.optim.Adam
+        base = self.lrs[0]
+
+        def make(params):
+            opt = opt_cls(params, lr=base, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+            return opt, torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
+
+        g_opt, g_sched = make([p for p in self.model.parameters() if p.requires_grad])
+        d_opt, d_sched = make(list(self.critic.parameters()))
+        return [g_opt, d_opt], [g_sched, d_sched]
+
+    def _lr_factor(self, step: int) -> float:
+        return lr_at(step, *self.lrs, self.warmup_steps, self.total_steps) / self.lrs[0]
+
+    def _all_reduce_mean(self, tensors) -> None:
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            flat = torch.cat([t.reshape(-1) for t in tensors])
+            dist.all_reduce(flat)
+            flat /= dist.get_world_size()
+            i = 0
+            for t in tensors:
+                t.copy_(flat[i:i + t.numel()].view_as(t))
+                i += t.numel()
+
+    # ---- one iteration ------------------------------------------------------------------------------
+    def _losses(self, x, mask):
+        """pred (B, Nm, K), targets (B, Nm, K), reconstruction loss."""
+        c = self.cfg.model
+        pred = self.model(x, mask)
+        y = masked_targets(x, mask, c.patch_size, c.tubelet_size, self.cfg.trainer.norm_target)
+        return pred, y, reconstruction_loss(pred, y)
+
+    def _critic_step(self, fake, real, opt, last: bool, acc: int) -> dict:
+        cfg = self.cfg
+        params = list(self.critic.parameters())
+        out = {}
+        for _ in range(cfg.d_steps):
+            d_loss, d_fake, d_real = critic_loss(self.critic, fake, real)
+            total = d_loss
+            out.update(d_loss=d_loss.detach(), d_fake=d_fake.detach(), d_real=d_real.detach())
+            if cfg.gp_weight > 0:
+                g = torch.Generator().manual_seed(cfg.trainer.seed * 1_000_003 + self.iteration)
+                gp = gradient_penalty(self.critic, real, fake, g)
+                total = d_loss + cfg.gp_weight * gp
+                out["gp"] = gp.detach()
+            grads = torch.autograd.grad(total / acc, params)  # no DDP hooks fire for the critic here
+            for p, gr in zip(params, grads):
+                p.grad = gr if p.grad is None else p.grad + gr
+            if last:
+                self._all_reduce_mean([p.grad for p in params])
+                if cfg.trainer.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.trainer.grad_clip)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+        return out
+
+    def training_step(self, batch, batch_idx):
+        cfg, tr = self.cfg, self.cfg.trainer
+        acc = tr.accumulate
+        last = batch_idx % acc == acc - 1
+        g_opt, d_opt = self.optimizers()
+        g_sched, d_sched = self.lr_schedulers()
+        x = batch["video"].float().div_(255)  # (B, 3, T, H, W) in [0, 1]
+        mask = batch["mask"]
+        pred, y, rec = self._losses(x, mask)
+        terms = {"rec_loss": rec.detach(), "mask_fallback": (~batch["has_parse"]).float().mean()}
+        loss = rec
+        if self.adversarial:
+            terms.update(self._critic_step(pred.detach(), y.detach(), d_opt, last, acc))
+            adv = adversarial_loss(self.critic, pred, cfg.adv_weight)
+            loss = rec + adv
+            terms["adv_loss"] = adv.detach()
+        terms["g_loss"] = loss.detach()
+        self.manual_backward(loss / acc)
+        if last:
+            self._generator_update(g_opt)
+            for _ in range(cfg.g_steps - 1):  # further generator steps need fresh forwards (weights changed)
+                pred, y, rec = self._losses(x, mask)
+                adv = adversarial_loss(self.critic, pred, cfg.adv_weight) if self.adversarial else 0.0
+                self.manual_backward(rec + adv)
+                self._generator_update(g_opt)
+            lr = g_opt.param_groups[0]["lr"]
+            g_sched.step()
+            d_sched.step()
+            self.iteration += 1
+            self._record(terms, lr)
+
+    def _generator_update(self, opt) -> None:
+        if self.cfg.trainer.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None],
+                                           self.cfg.trainer.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    # ---- logging --------------------------------------------------------------------------------------
+    def _record(self, terms: dict, lr: float) -> None:
+        """Average the loss terms over `log_every` iterations; the first iteration is logged on its own."""
+        for k, v in terms.items():
+            self._window[k] = self._window.get(k, 0.0) + v
+        self._window_n += 1
+        if self.iteration % self.cfg.trainer.log_every == 0 or self.iteration == self._first_iteration + 1:
+            now = time.perf_counter()
+            speed = self._window_n * self.global_batch / max(now - self._t_window, 1e-9)  # clips per second
+            self._log_row("train", {k: v / self._window_n for k, v in self._window.items()}, lr, speed)
+            self._window, self._window_n, self._t_window = {}, 0, now
+
+    def _log_row(self, kind: str, terms: dict, lr: float | None, speed: float | None) -> None:
+        names = [k for k in TERMS if k in terms]
+        vals = torch.stack([torch.as_tensor(terms[k], dtype=torch.float32, device=self.device) for k in names])
+        self._all_reduce_mean([vals])
+        vals = vals.tolist()
+        metrics = dict(zip(names, vals))
+        prefix = "" if kind == "train" else "val_"
+        self.log_dict({f"{prefix}{k}": v for k, v in metrics.items()}, on_step=kind == "train",
+                      on_epoch=kind != "train", prog_bar=False, rank_zero_only=True, batch_size=1)
+        if kind == "train":
+            self.log("rec", metrics["rec_loss"], prog_bar=True, logger=False, rank_zero_only=True)
+            extra = {"lr": lr, "iteration": float(self.iteration)}
+            if speed is not None:
+                extra["clips_per_s"] = speed
+            self.log_dict(extra, on_step=True, rank_zero_only=True, batch_size=1)
+        if self.history is not None and self.global_rank == 0:
+            row = {"kind": kind, "iteration": self.iteration, "lr": lr, **metrics,
+                   "seconds": time.perf_counter() - self._t_fit_start}
+            if speed is not None:
+                row["clips_per_s"] = speed
+            self.history.append(row)
+
+    def on_train_start(self) -> None:
+        self._t_fit_start = self._t_window = time.perf_counter()
+        self._first_iteration = self.iteration
+        self._window, self._window_n = {}, 0
+
+    # ---- validation -----------------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val = {}
+        self._val_n = 0
+
+    def validation_step(self, batch, batch_idx):
+        c, cfg = self.cfg.model, self.cfg
+        x = batch["video"].float().div_(255)
+        mask = batch["mask"]
+        pred, y, rec = self._losses(x, mask)
+        terms = {"rec_loss": rec}
+        if self.adversarial:
+            d_loss, d_fake, d_real = critic_loss(self.critic, pred, y)
+            adv = cfg.adv_weight * -d_fake
+            terms.update(d_loss=d_loss, d_fake=d_fake, d_real=d_real, adv_loss=adv, g_loss=rec + adv)
+        for k, v in terms.items():
+            self._val[k] = self._val.get(k, 0.0) + v.detach()
+        self._val_n += 1
+        if batch_idx == 0 and self.global_rank == 0 and self.out_dir is not None:
+            shown = pred
+            if cfg.trainer.norm_target:
+                shown = denormalize_predictions(pred, x, mask, c.patch_size, c.tubelet_size)
+            path = save_reconstruction(self.out_dir / "reconstructions" / f"step{self.iteration:07d}.png",
+                                       x, mask, shown, c.patch_size, c.tubelet_size)
+            self.pictures.append(path)
+            exp = getattr(self.logger, "experiment", None)
+            if exp is not None and hasattr(exp, "add_image"):
+                import cv2
+
+                exp.add_image("reconstruction", cv2.imread(str(path))[..., ::-1].copy(), self.iteration,
+                              dataformats="HWC")
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_n:
+            self._log_row("val", {k: v / self._val_n for k, v in self._val.items()}, None, None)
+
+    # ---- checkpoints ------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["marlin_pretrain"] = {"iteration": self.iteration, "config": self.cfg.to_dict(),
+                                         "torch_rng": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("marlin_pretrain")
+        if state is None:
+            raise ValueError("not a `marlin pretrain` checkpoint (no 'marlin_pretrain' entry)")
+        self.iteration = int(state["iteration"])
+        torch.set_rng_state(state["torch_rng"])

@@ -1,0 +1,194 @@
+"""`pretrain(...)`: the whole pretraining run (data, module, Lightning trainer, checkpoints, exports)."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .config import PretrainConfig, pretrain_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PretrainResult:
+    """Paths and summary of a finished run (on rank 0; other ranks get the same paths)."""
+
+    out_dir: Path
+    exports: dict            # safetensors / encoder_pt / full_pt / yaml -> Path
+    checkpoint: Path         # resumable Lightning checkpoint (last.ckpt)
+    history_csv: Path
+    history: list = field(repr=False)  # rows of history.csv (dicts)
+    reconstructions: list    # PNG paths (one per validation, plus final.png)
+    mask_picture: Path | None
+    iterations: int
+    seconds: float
+    stopped_by: str
+    config: PretrainConfig = field(repr=False)
+
+
+def _ours_to_parts(sd: dict) -> tuple[dict, dict]:
+    """Our Lightning checkpoint keys (model.*, critic.*) -> (model sd, critic sd)."""
+    return ({k[6:]: v for k, v in sd.items() if k.startswith("model.")},
+            {k[7:]: v for k, v in sd.items() if k.startswith("critic.")})
+
+
+def load_init(module, path) -> None:
+    """Initialise the generator (and the critic when present) from a MARLIN / VideoMAE / our checkpoint."""
+    from ..checkpoints import load_file, load_into, split_checkpoint
+
+    sd, critic_sd, info = split_checkpoint(load_file(path), path)
+    if any(k.startswith("model.") for k in sd):
+        sd, critic_sd = _ours_to_parts(sd)
+    own = module.model.state_dict()
+    missing = [k for k in own if k not in sd and not k.endswith("pos_embedding.emb")]
+    load_into(module.model, sd, source=path, strict=False)
+    if critic_sd:
+        load_into(module.critic, critic_sd, source=path)
+    log.warning("initialised from %s (%s): %d tensors loaded, %d left at their initial values%s", path,
+                info.get("kind"), len([k for k in sd if k in own]), len(missing),
+                f" ({', '.join(missing[:6])}...)" if missing else "")
+
+
+def _resumed_iteration(path) -> int:
+    ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    if "marlin_pretrain" not in ckpt:
+        raise ValueError(f"{path}: not a `marlin pretrain` checkpoint (use --init to start from other weights)")
+    return int(ckpt["marlin_pretrain"]["iteration"])
+
+
+def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_minutes: float | None = None,
+             devices: int = 1, nodes: int = 1, accelerator: str = "auto", precision: str | None = None,
+             resume=None, init=None, val_dir=None, progress: bool = True, tensorboard: bool = True,
+             mask_picture: bool = True, **settings) -> PretrainResult:
+    """Pretrain MARLIN on face clips.
+
+    config: shipped config name ("tiny_cpu", "marlin_vit_small", ...), a YAML path, a dict or a PretrainConfig.
+    data_dir: output of `marlin preprocess` / `marlin synth`, or a YouTube Faces root. `settings` override
+    `TrainerSettings` (batch_size, warmup_steps, val_every, ckpt_every, num_workers, seed, ...).
+    Stops after `max_steps` iterations or `max_minutes` of training, whichever comes first.
+    Writes under out_dir: history.csv, tensorboard/, reconstructions/*.png, masks.png, checkpoints/last.ckpt,
+    export/NAME.{safetensors,encoder.pt,full.pt,yaml}.
+    """
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from .callbacks import IterationBar, RunControl
+    from .datamodule import PretrainData
+    from .export import export_model
+    from .history import History, read_history
+    from .module import PretrainModule
+
+    cfg = pretrain_config(config, max_steps=max_steps, max_minutes=max_minutes, precision=precision, **settings)
+    tr = cfg.trainer
+    out = Path(out_dir)
+    rank0 = rank_zero_only.rank == 0
+    world = int(devices) * int(nodes)
+    global_batch = tr.batch_size * world * tr.accumulate
+    data = PretrainData(data_dir, cfg, val_dir)
+    per_epoch = math.ceil(len(data.train_items) / global_batch)
+    total = tr.max_steps if tr.max_steps is not None else tr.max_epochs * per_epoch
+    warmup = tr.warmup_steps if tr.warmup_steps is not None else cfg.warmup_epochs * per_epoch
+    warmup = min(warmup, total)
+    done = _resumed_iteration(resume) if resume else None
+    history = History(out / "history.csv", resume_from=done) if rank0 else None
+    module = PretrainModule(cfg, global_batch, total, warmup, out, history)
+    if init and not resume:
+        load_init(module, init)
+
+    mask_png = None
+    if mask_picture and rank0:
+        mask_png = _write_mask_picture(data, out / "masks.png")
+
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    prec = tr.precision or ("bf16-mixed" if on_gpu else "32-true")
+    if prec in ("16-mixed", "16"):
+        raise ValueError("precision 16-mixed is not supported (the critic step has no loss scaling): "
+                         "use bf16-mixed or 32-true")
+    strategy = "auto"
+    if world > 1:
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = DDPStrategy(find_unused_parameters=cfg.adv_loss,
+                               process_group_backend=None if on_gpu else "gloo")
+    control = RunControl(out / "checkpoints" / "last.ckpt", tr.accumulate, tr.max_steps, tr.max_minutes,
+                         tr.ckpt_every)
+    callbacks = [control]
+    if progress:
+        remaining = None if tr.max_steps is None else max(tr.max_steps - (done or 0), 0) * tr.accumulate
+        callbacks.append(IterationBar(remaining))
+    logger = TensorBoardLogger(str(out), name="tensorboard", version="") if tensorboard else False
+    trainer = pl.Trainer(
+        accelerator=accelerator, devices=devices, num_nodes=nodes, strategy=strategy, precision=prec,
+        max_epochs=-1, max_steps=-1, val_check_interval=tr.val_every * tr.accumulate, check_val_every_n_epoch=None,
+        limit_val_batches=tr.val_batches, num_sanity_val_steps=0, enable_checkpointing=False,
+        use_distributed_sampler=False, logger=logger, callbacks=callbacks, enable_progress_bar=progress,
+        log_every_n_steps=max(tr.log_every * tr.accumulate, 1), default_root_dir=str(out),
+        enable_model_summary=False, deterministic=False)
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None,
+                weights_only=True)
+    seconds = time.perf_counter() - t0
+
+    pictures = list(module.pictures)
+    exports = {}
+    if trainer.is_global_zero:
+        pictures.append(_final_picture(module, data, out / "reconstructions" / "final.png"))
+        model = module.model.to("cpu").float()
+        exports = export_model(model, cfg, out / "export",
+                               training={"iterations": module.iteration, "data": str(data_dir),
+                                         "stopped_by": control.stopped_by, "config": cfg.to_dict()})
+    hist_path = out / "history.csv"
+    return PretrainResult(out, exports, out / "checkpoints" / "last.ckpt", hist_path,
+                          read_history(hist_path) if hist_path.exists() else [], pictures, mask_png,
+                          module.iteration, seconds, control.stopped_by, cfg)
+
+
+def _write_mask_picture(data, path: Path) -> Path | None:
+    """masks.png: every strategy on the first readable training clip."""
+    from ..masking import save_mask_picture
+
+    m = data.cfg.model
+    ds = data._dataset(data.train_items, data.cfg.trainer.seed)
+    import numpy as np
+
+    for index in range(min(len(ds.items), 8)):
+        try:
+            item = ds.items[index]
+            saved = ds.strategy
+            ds.strategy = "fasking"  # read the parse maps too
+            frames, parse = ds.load(index, np.random.default_rng(0))
+            ds.strategy = saved
+        except Exception:
+            ds.strategy = saved
+            continue
+        full_parse = None
+        if parse is not None:
+            full_parse = np.repeat(parse, m.tubelet_size, axis=0)
+        return save_mask_picture(path, frames, full_parse, m.patch_size, m.tubelet_size, data.cfg.mask_ratio)
+    return None
+
+
+@torch.no_grad()
+def _final_picture(module, data, path: Path) -> Path:
+    """Reconstruction of the first validation clip by the final model."""
+    from ..data.clips import collate
+    from .images import save_reconstruction
+    from .objective import denormalize_predictions
+
+    c = module.cfg.model
+    ds = data._dataset(data.val_items, module.cfg.trainer.seed + 1)
+    batch = collate([ds[0]])
+    model = module.model.eval()
+    x = batch["video"].to(module.device).float().div_(255)
+    mask = batch["mask"].to(module.device)
+    pred = model(x, mask).float()
+    if module.cfg.trainer.norm_target:
+        pred = denormalize_predictions(pred, x, mask, c.patch_size, c.tubelet_size)
+    model.train()
+    return save_reconstruction(path, x, mask, pred, c.patch_size, c.tubelet_size)
