@@ -1,0 +1,7 @@
+"""Downstream adaptation of MARLIN: linear probing, fine-tuning, few-shot, dataset adapters, Grad-CAM."""
+from .linear import linear_probe, reduce_clips, train_linear
+from .metrics import compute_metrics
+from .tasks import Task
+from .train import TrainConfig, fit
+
+__all__ = ["linear_probe", "reduce_clips", "train_linear", "compute_metrics", "Task", "TrainConfig", "fit"]

@@ -1,0 +1,93 @@
+"""CelebV-HQ: ``celebvhq_info.json`` attributes (appearance: 40 labels, action: 35 labels, multi-label;
+emotion: single-label multi-class where ``sep_flag`` is false), cropped videos, split lists.
+
+Layout::
+
+    ROOT/celebvhq_info.json   {"meta_info": {"appearance_mapping": [...], "action_mapping": [...],
+                                             "emotion_mapping": [...]},
+                               "clips": {"<id>": {"attributes": {"appearance": [0/1 x 40], "action": [0/1 x 35],
+                                                                "emotion": {"sep_flag": false, "labels": "happy"}}}}}
+    ROOT/cropped/<id>.mp4      face crops (official MARLIN layout), or ROOT/<id>/ preprocessed items
+    ROOT/train.txt, val.txt, test.txt   clip ids (optional: else a sorted 80/10/10 split of the ids)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..tasks import Task
+from .base import Dataset, DatasetError, Sample, find_video, split_lists, video_key
+
+TASKS = ("appearance", "action", "emotion")
+
+
+def _read_info(path: Path) -> dict:
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(path, "CelebV-HQ info file does not exist") from None
+    except json.JSONDecodeError as e:
+        raise DatasetError(path, f"invalid JSON ({e})") from None
+    if not isinstance(info, dict) or "clips" not in info or "meta_info" not in info:
+        raise DatasetError(path, "expected the keys 'meta_info' and 'clips' of celebvhq_info.json")
+    return info
+
+
+def _target(attrs: dict, task: str, labels: tuple[str, ...]):
+    """Target of one clip, or None when the clip has no single label for the task."""
+    if task == "emotion":
+        emo = attrs.get("emotion")
+        if not isinstance(emo, dict) or emo.get("sep_flag", False):
+            return None  # several emotions over time: no single label
+        value = emo.get("labels")
+        if isinstance(value, list):
+            value = value[0] if len(value) == 1 else None
+        if isinstance(value, str):
+            return labels.index(value) if value in labels else None
+        return int(value) if value is not None else None
+    vec = np.asarray(attrs[task], dtype=np.int64)
+    if vec.shape != (len(labels),) or not np.isin(vec, (0, 1)).all():
+        raise ValueError(f"{task} must be {len(labels)} values of 0/1, got shape {vec.shape}")
+    return vec
+
+
+def load_celebvhq(root, task: str = "appearance", info: str = "celebvhq_info.json",
+                  videos=("cropped", "."), split_dir: str | None = None) -> Dataset:
+    """CelebV-HQ samples for ``task`` (appearance | action | emotion)."""
+    root = Path(root)
+    if task not in TASKS:
+        raise ValueError(f"CelebV-HQ task must be one of {TASKS}, got {task!r}")
+    info_path = root / info
+    data = _read_info(info_path)
+    mapping = data["meta_info"].get(f"{task}_mapping")
+    if not mapping:
+        raise DatasetError(info_path, f"meta_info has no '{task}_mapping' list of label names")
+    labels = tuple(str(x) for x in mapping)
+    kind = "multiclass" if task == "emotion" else "multilabel"
+    clips = data["clips"]
+    dirs = [root / v for v in videos]
+    lists = split_lists(root / split_dir if split_dir else root, sorted(clips))
+    ds = Dataset("celebvhq", Task(task, kind, labels))
+    for split, names in lists.items():
+        ds.splits[split] = []
+        for name in names:
+            if name not in clips:
+                ds.skipped.append(f"{name}: not in {info_path}")
+                continue
+            try:
+                target = _target(clips[name].get("attributes", {}), task, labels)
+            except (KeyError, ValueError, TypeError) as e:
+                ds.skipped.append(f"{name}: bad {task} labels in {info_path} ({e})")
+                continue
+            if target is None:
+                ds.skipped.append(f"{name}: no single {task} label")
+                continue
+            video = find_video(name, dirs)
+            if video is None:
+                ds.skipped.append(f"{name}: no video found in {', '.join(map(str, dirs))}")
+                continue
+            base = next(d for d in dirs if video.is_relative_to(d))
+            ds.splits[split].append(Sample(video_key(video, base), video, target))
+    return ds

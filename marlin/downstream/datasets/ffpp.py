@@ -1,0 +1,73 @@
+"""FaceForensics++: real vs fake at video level, with the official split pair lists.
+
+Layout (as downloaded by the official script)::
+
+    ROOT/original_sequences/youtube/<c23|c40|raw>/videos/071.mp4
+    ROOT/manipulated_sequences/<Deepfakes|Face2Face|FaceSwap|NeuralTextures>/<c23|c40|raw>/videos/071_054.mp4
+    ROOT/splits/train.json, val.json, test.json  (or ROOT/train.json ...): [["071", "054"], ...]
+
+A pair [a, b] gives the real videos a, b and the fakes a_b, b_a of every method: 360 training pairs give
+720 real + 2880 fake videos. A preprocessed item directory (``<name>/clip.mp4``) may replace each ``.mp4``.
+Tasks: ``real_fake`` (binary, 1 = fake) and ``method`` (multi-class: real + one class per method).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..tasks import Task
+from .base import SPLITS, Dataset, DatasetError, Sample, find_video, video_key
+
+METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+_SPLIT_FILES = {"train": "train.json", "val": "val.json", "test": "test.json"}
+
+
+def _pairs(path: Path) -> list[tuple[str, str]]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(path, "FaceForensics++ split file does not exist") from None
+    except json.JSONDecodeError as e:
+        raise DatasetError(path, f"invalid JSON ({e})") from None
+    if not isinstance(data, list) or not all(isinstance(p, list) and len(p) == 2 for p in data):
+        raise DatasetError(path, "expected a list of [target, source] id pairs")
+    return [(str(a), str(b)) for a, b in data]
+
+
+def _split_file(root: Path, split: str, split_dir) -> Path:
+    candidates = [Path(split_dir)] if split_dir else [root / "splits", root]
+    for d in candidates:
+        if (d / _SPLIT_FILES[split]).is_file():
+            return d / _SPLIT_FILES[split]
+    return candidates[0] / _SPLIT_FILES[split]
+
+
+def load_ffpp(root, task: str = "real_fake", compression: str = "c23", methods=METHODS, split_dir=None) -> Dataset:
+    """FaceForensics++ samples at ``compression`` (c23 | c40 | raw) for ``task`` (real_fake | method)."""
+    root = Path(root)
+    if task not in ("real_fake", "method"):
+        raise ValueError(f"FaceForensics++ task must be 'real_fake' or 'method', got {task!r}")
+    methods = tuple(methods)
+    real_dir = root / "original_sequences" / "youtube" / compression / "videos"
+    if not real_dir.is_dir():
+        raise DatasetError(real_dir, "FaceForensics++ real videos folder does not exist")
+    fake_dirs = {m: root / "manipulated_sequences" / m / compression / "videos" for m in methods}
+    for m, d in fake_dirs.items():
+        if not d.is_dir():
+            raise DatasetError(d, f"FaceForensics++ {m} videos folder does not exist")
+    labels = ("real", "fake") if task == "real_fake" else ("real",) + methods
+    ds = Dataset("ffpp", Task(task, "binary" if task == "real_fake" else "multiclass", labels))
+    for split in SPLITS:
+        ds.splits[split] = []
+        pairs = _pairs(_split_file(root, split, split_dir))
+        entries = [(name, real_dir, 0) for p in pairs for name in p]
+        for m_index, m in enumerate(methods, start=1):
+            entries += [(f"{a}_{b}", fake_dirs[m], 1 if task == "real_fake" else m_index)
+                        for p in pairs for a, b in (p, p[::-1])]
+        for name, folder, target in entries:
+            video = find_video(name, [folder])
+            if video is None:
+                ds.skipped.append(f"{folder / name}: video not found")
+                continue
+            ds.splits[split].append(Sample(video_key(video, root), video, target))
+    return ds

@@ -1,0 +1,154 @@
+"""CMU-MOSEI: segment labels from the SDK's ``CMU_MOSEI_Labels.csd`` (HDF5) or an equivalent CSV; segments
+cut from the full videos by their intervals; the SDK's standard folds.
+
+Layout::
+
+    ROOT/CMU_MOSEI_Labels.csd    HDF5: <name>/data/<video>/features (n, 7) [sentiment, happy, sad, anger,
+                                  surprise, disgust, fear], <name>/data/<video>/intervals (n, 2) seconds
+      or ROOT/mosei_labels.csv   video,start,end,sentiment,happy,sad,anger,surprise,disgust,fear[,split]
+    ROOT/Raw/Videos/Full/Combined/<video>.mp4   (or a preprocessed item <video>/clip.mp4)
+    folds: ROOT/folds.json {"train": [video ids], "valid": [...], "test": [...]} or
+           ROOT/train.txt, valid.txt (or val.txt), test.txt; else the SDK's standard folds when `mmsdk`
+           is installed; else a sorted 80/10/10 split of the video ids (a video never spans two splits).
+
+Tasks: ``emotion`` (multi-label, 6 emotions present when intensity > 0), ``sentiment7`` (multi-class, score
+rounded and clipped to -3..3), ``sentiment2`` (binary, 1 = non-negative sentiment).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..tasks import Task
+from .base import Dataset, DatasetError, Sample, find_video, read_list, sorted_split
+
+EMOTIONS = ("happy", "sad", "anger", "surprise", "disgust", "fear")
+TASKS = ("emotion", "sentiment7", "sentiment2")
+VIDEO_DIR = "Raw/Videos/Full/Combined"
+
+
+def read_csd(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """video -> (features (n, 7), intervals (n, 2)) from a computational-sequence .csd file."""
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise DatasetError(path, "label file does not exist") from None
+    except OSError as e:
+        raise DatasetError(path, f"not a readable HDF5 .csd file ({e})") from None
+    with f:
+        groups = [g for g in f.values() if isinstance(g, h5py.Group) and "data" in g]
+        if not groups:
+            raise DatasetError(path, "no computational sequence (a group with 'data') in this .csd file")
+        out = {}
+        for video, g in groups[0]["data"].items():
+            if "features" not in g or "intervals" not in g:
+                raise DatasetError(path, f"{video}: missing 'features' or 'intervals'")
+            feats, inter = np.asarray(g["features"], np.float64), np.asarray(g["intervals"], np.float64)
+            if feats.ndim != 2 or feats.shape[1] != 7 or inter.shape != (len(feats), 2):
+                raise DatasetError(path, f"{video}: expected features (n, 7) and intervals (n, 2), got "
+                                         f"{feats.shape} and {inter.shape}")
+            out[str(video)] = (feats, inter)
+    return out
+
+
+def read_label_csv(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
+    """The CSV equivalent of the .csd file (+ video -> split when a split column is present)."""
+    cols = ["video", "start", "end", "sentiment", *EMOTIONS]
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in cols if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(path, f"missing columns {missing}; expected {','.join(cols)}[,split]")
+        rows = list(reader)
+    data: dict[str, list] = {}
+    splits = {}
+    for i, r in enumerate(rows, start=2):
+        try:
+            values = [float(r[c]) for c in cols[3:]]
+            interval = [float(r["start"]), float(r["end"])]
+        except ValueError as e:
+            raise DatasetError(path, f"line {i}: {e}") from None
+        data.setdefault(r["video"], []).append((values, interval))
+        if r.get("split"):
+            splits[r["video"]] = r["split"]
+    return {v: (np.array([x[0] for x in s]), np.array([x[1] for x in s])) for v, s in data.items()}, splits
+
+
+def _standard_folds() -> dict[str, list[str]] | None:
+    try:
+        from mmsdk.mmdatasdk.dataset.standard_datasets.CMU_MOSEI import cmu_mosei_std_folds as f
+    except Exception:  # the SDK is optional
+        return None
+    return {"train": list(f.standard_train_fold), "val": list(f.standard_valid_fold),
+            "test": list(f.standard_test_fold)}
+
+
+def _folds(root: Path, videos: list[str], csv_splits: dict[str, str], folds) -> dict[str, list[str]]:
+    alias = {"train": "train", "valid": "val", "val": "val", "test": "test"}
+    if folds is not None:
+        p = Path(folds)
+        try:
+            data = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise DatasetError(p, "folds file does not exist") from None
+        except json.JSONDecodeError as e:
+            raise DatasetError(p, f"invalid JSON ({e})") from None
+        return {alias[k]: [str(v) for v in vs] for k, vs in data.items() if k in alias}
+    if csv_splits:
+        out = {"train": [], "val": [], "test": []}
+        for v, s in csv_splits.items():
+            if s.lower() not in alias:
+                raise DatasetError(root, f"unknown split {s!r} for video {v}")
+            out[alias[s.lower()]].append(v)
+        return out
+    if (root / "folds.json").is_file():
+        return _folds(root, videos, {}, root / "folds.json")
+    val_list = root / "valid.txt" if (root / "valid.txt").is_file() else root / "val.txt"
+    if (root / "train.txt").is_file():
+        return {"train": read_list(root / "train.txt"), "val": read_list(val_list), "test": read_list(root / "test.txt")}
+    return _standard_folds() or sorted_split(videos)
+
+
+def _target(row: np.ndarray, task: str):
+    if task == "emotion":
+        return (row[1:7] > 0).astype(np.int64)
+    if task == "sentiment7":
+        return int(np.clip(np.round(row[0]), -3, 3)) + 3
+    return int(row[0] >= 0)
+
+
+def load_mosei(root, task: str = "emotion", labels: str | None = None, videos: str = VIDEO_DIR,
+               folds=None) -> Dataset:
+    """CMU-MOSEI segment samples for ``task`` (emotion | sentiment7 | sentiment2)."""
+    root = Path(root)
+    if task not in TASKS:
+        raise ValueError(f"CMU-MOSEI task must be one of {TASKS}, got {task!r}")
+    path = root / labels if labels else next((root / n for n in ("CMU_MOSEI_Labels.csd", "mosei_labels.csv")
+                                              if (root / n).is_file()), root / "CMU_MOSEI_Labels.csd")
+    data, csv_splits = (read_label_csv(path) if path.suffix.lower() == ".csv" else (read_csd(path), {}))
+    kind, names = {"emotion": ("multilabel", EMOTIONS), "sentiment7": ("multiclass", tuple(map(str, range(-3, 4)))),
+                   "sentiment2": ("binary", ("negative", "non-negative"))}[task]
+    ds = Dataset("mosei", Task(task, kind, names))
+    video_dirs = [root / videos, root]
+    for split, ids in _folds(root, sorted(data), csv_splits, folds).items():
+        ds.splits[split] = []
+        for vid in ids:
+            if vid not in data:
+                ds.skipped.append(f"{vid}: in the {split} fold but has no labels in {path}")
+                continue
+            video = find_video(vid, video_dirs)
+            if video is None:
+                ds.skipped.append(f"{vid}: no video found in {video_dirs[0]}")
+                continue
+            feats, inter = data[vid]
+            for i, (row, (start, end)) in enumerate(zip(feats, inter)):
+                if not end > start:
+                    ds.skipped.append(f"{vid}[{i}]: empty interval {start}..{end} in {path}")
+                    continue
+                ds.splits[split].append(Sample(f"{vid}/{i:04d}", video, _target(row, task), float(start), float(end)))
+    return ds

@@ -1,0 +1,141 @@
+"""Task metrics on top of torchmetrics: accuracy, AUC, macro-F1 (all tasks), weighted accuracy (binary /
+multi-label), UAR and WAR (multi-class).
+
+Scores may be logits or probabilities (torchmetrics applies sigmoid / softmax when values fall outside [0, 1]).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torchmetrics.functional import classification as C
+
+TASK_TYPES = ("multilabel", "multiclass", "binary")
+
+
+def _tensor(x, dtype=None) -> torch.Tensor:
+    t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    return t.to(dtype) if dtype is not None else t
+
+
+def _nanmean(values: list[float]) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _binary_stats(probs: torch.Tensor, target: torch.Tensor, threshold: float) -> dict:
+    """Per-column stats of a binary problem: probs, target (N, L) -> dict of (L,) arrays."""
+    pred = probs >= threshold
+    tgt = target.bool()
+    tp = (pred & tgt).sum(0).double()
+    tn = (~pred & ~tgt).sum(0).double()
+    fp = (pred & ~tgt).sum(0).double()
+    fn = (~pred & tgt).sum(0).double()
+    return dict(tp=tp, tn=tn, fp=fp, fn=fn)
+
+
+def _binary_columns(probs: torch.Tensor, target: torch.Tensor, threshold: float) -> dict:
+    """Accuracy, weighted (balanced) accuracy, F1 and AUC of each column of (N, L) binary problems."""
+    s = _binary_stats(probs, target, threshold)
+    n = target.shape[0]
+    acc = ((s["tp"] + s["tn"]) / n).tolist()
+    pos, neg = s["tp"] + s["fn"], s["tn"] + s["fp"]
+    tpr = torch.where(pos > 0, s["tp"] / pos.clamp(min=1), torch.nan)
+    tnr = torch.where(neg > 0, s["tn"] / neg.clamp(min=1), torch.nan)
+    wacc = ((tpr + tnr) / 2).tolist()
+    denom = 2 * s["tp"] + s["fp"] + s["fn"]
+    f1 = torch.where(denom > 0, 2 * s["tp"] / denom.clamp(min=1), torch.zeros_like(denom)).tolist()
+    denom_neg = 2 * s["tn"] + s["fp"] + s["fn"]
+    f1_neg = torch.where(denom_neg > 0, 2 * s["tn"] / denom_neg.clamp(min=1), torch.zeros_like(denom)).tolist()
+    auc = []
+    for j in range(target.shape[1]):
+        col = target[:, j].long()
+        # AUC is undefined when a label has a single class in the targets: left out of the mean.
+        if 0 < int(col.sum()) < n:
+            auc.append(float(C.binary_auroc(probs[:, j], col)))
+        else:
+            auc.append(float("nan"))
+    return dict(acc=acc, wacc=wacc, f1=f1, f1_neg=f1_neg, auc=auc)
+
+
+def _as_probs(scores: torch.Tensor, kind: str) -> torch.Tensor:
+    scores = scores.float()
+    inside = bool(((scores >= 0) & (scores <= 1)).all())
+    if kind == "multiclass":
+        return scores if inside and torch.allclose(scores.sum(1), torch.ones(len(scores)), atol=1e-4) \
+            else scores.softmax(1)
+    return scores if inside else scores.sigmoid()
+
+
+def compute_metrics(task_type: str, scores, targets, threshold: float = 0.5, label_names=None) -> dict:
+    """Metrics of predictions against targets.
+
+    task_type "binary": scores (N,) or (N, 1), targets (N,) in {0, 1};
+    "multilabel": scores (N, L), targets (N, L) in {0, 1} (metrics are means over labels; AUC over labels
+    with both classes present);
+    "multiclass": scores (N, C), targets (N,) class ids.
+    Returns floats: acc, auc, macro_f1, plus wacc (balanced accuracy) and f1 for binary / multi-label, and
+    uar (mean per-class recall over classes present in targets) and war (= acc) for multi-class.
+    With `label_names`, "per_label" holds the per-label (multi-label) or per-class (multi-class) values.
+    """
+    if task_type not in TASK_TYPES:
+        raise ValueError(f"task_type must be one of {TASK_TYPES}, got {task_type!r}")
+    scores, targets = _tensor(scores), _tensor(targets)
+    if len(scores) != len(targets):
+        raise ValueError(f"{len(scores)} predictions for {len(targets)} targets")
+    if len(targets) == 0:
+        raise ValueError("no samples to evaluate")
+    out: dict = {"n": int(len(targets))}
+    if task_type == "multiclass":
+        if scores.ndim != 2 or targets.ndim != 1:
+            raise ValueError(f"multiclass expects scores (N, C) and targets (N,), got {tuple(scores.shape)} "
+                             f"and {tuple(targets.shape)}")
+        probs, tgt, k = _as_probs(scores, "multiclass"), targets.long(), scores.shape[1]
+        if int(tgt.min()) < 0 or int(tgt.max()) >= k:
+            raise ValueError(f"class ids must be in [0, {k - 1}], got {int(tgt.min())}..{int(tgt.max())}")
+        cm = C.multiclass_confusion_matrix(probs, tgt, num_classes=k).double()  # (C true, C pred)
+        support = cm.sum(1)
+        recall = torch.where(support > 0, cm.diag() / support.clamp(min=1), torch.nan)
+        predicted = cm.sum(0)
+        f1_den = support + predicted
+        f1 = torch.where(f1_den > 0, 2 * cm.diag() / f1_den.clamp(min=1), torch.nan)
+        out["acc"] = out["war"] = float(cm.diag().sum() / cm.sum())
+        out["uar"] = _nanmean(recall.tolist())
+        out["macro_f1"] = _nanmean(f1.tolist())
+        present = support > 0
+        if int(present.sum()) >= 2:
+            aucs = [float(C.binary_auroc(probs[:, c], (tgt == c).long())) for c in range(k) if present[c]]
+            out["auc"] = _nanmean(aucs)  # one-vs-rest, over classes present in targets
+        else:
+            out["auc"] = float("nan")
+        if label_names is not None:
+            out["per_label"] = {str(n): {"recall": float(r), "f1": float(f)}
+                                for n, r, f in zip(label_names, recall.tolist(), f1.tolist())}
+        return out
+    if task_type == "binary":
+        if scores.ndim == 2 and scores.shape[1] == 1:
+            scores = scores[:, 0]
+        if scores.ndim != 1 or targets.ndim != 1:
+            raise ValueError(f"binary expects scores (N,) and targets (N,), got {tuple(scores.shape)} "
+                             f"and {tuple(targets.shape)}")
+        scores, targets = scores[:, None], targets[:, None]
+    elif scores.ndim != 2 or tuple(targets.shape) != tuple(scores.shape):
+        raise ValueError(f"multilabel expects scores and targets (N, L), got {tuple(scores.shape)} "
+                         f"and {tuple(targets.shape)}")
+    if not bool(((targets == 0) | (targets == 1)).all()):
+        raise ValueError(f"{task_type} targets must be 0 or 1")
+    cols = _binary_columns(_as_probs(scores, task_type), targets.long(), threshold)
+    out["acc"] = _nanmean(cols["acc"])
+    out["wacc"] = _nanmean(cols["wacc"])
+    out["f1"] = _nanmean(cols["f1"])
+    out["auc"] = _nanmean(cols["auc"])
+    if task_type == "binary":
+        # macro-F1 over the two classes (positive and negative).
+        out["macro_f1"] = (cols["f1"][0] + cols["f1_neg"][0]) / 2
+    else:
+        out["macro_f1"] = out["f1"]
+    if label_names is not None:
+        out["per_label"] = {str(n): {k: cols[k][j] for k in ("acc", "wacc", "f1", "auc")}
+                            for j, n in enumerate(label_names)}
+    return out
