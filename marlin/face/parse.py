@@ -63,20 +63,33 @@ class LandmarkParser:
             cv2.fillPoly(label, [poly(idx)], int(cls), cv2.LINE_8, 2)
         rest = self.person(frame, context) & (face == 0)
         rest[int(np.clip(np.ceil(pts[mesh.CHIN, 1]), 0, h)):] = False  # neck and clothes: background
-        if rest.any():
-            label[rest] = HAIR
-            ycc = cv2.cvtColor(frame, cv2.COLOR_RGB2YCrCb).astype(np.float32)
-            ref = ycc[label == SKIN]
-            if len(ref) > 50:
-                mu, cov = ref.mean(0), np.cov(ref.T) + np.eye(3) * 4.0
-                d = ycc[rest] - mu
-                m2 = np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d)
-                skin_like = np.zeros_like(rest)
-                skin_like[rest] = m2 < self.skin_distance ** 2
-                r = max(1, int(0.12 * np.ptp(pts[:, 0])))  # skin only next to the face (forehead, ears)
-                skin_like &= cv2.dilate(face, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)) > 0
-                label[skin_like] = SKIN
+        label[rest] = HAIR
+        ycc = cv2.cvtColor(frame, cv2.COLOR_RGB2YCrCb)
+        r = max(1, int(0.12 * np.ptp(pts[:, 0])))
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * r + 1,) * 2)
+        inner = cv2.erode(face, cv2.getStructuringElement(cv2.MORPH_RECT, (4 * r + 1,) * 2))
+        ref = ycc[(inner > 0) & (label == SKIN)][::5].astype(np.float32)  # central face skin: the colour model
+        if len(ref) < 30:
+            return label
+        mu, icov = ref.mean(0), np.linalg.inv(np.cov(ref.T) + np.eye(3) * 4.0)
+        # skin-coloured person pixels next to the oval (forehead, ears) are skin
+        near = rest & (cv2.dilate(face, kernel) > 0)
+        if near.any():
+            label[near] = np.where(self._dist2(ycc[near], mu, icov) < self.skin_distance ** 2, SKIN, HAIR)
+        # clearly darker-than-skin pixels in the oval's rim above the nose tip (fringes, temples) are hair
+        rim = (face > 0) & (cv2.erode(face, kernel) == 0) & (label == SKIN)
+        rim[int(np.clip(pts[1, 1], 0, h)):] = False
+        if rim.any():
+            px = ycc[rim].astype(np.float32)
+            dark = (self._dist2(px, mu, icov) > (self.skin_distance + 2) ** 2) & (px[:, 0] < mu[0] - 25)
+            label[rim] = np.where(dark, HAIR, SKIN)
         return label
+
+    @staticmethod
+    def _dist2(px: np.ndarray, mu: np.ndarray, icov: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance of (N, 3) colours to the skin model."""
+        d = px.astype(np.float32) - mu
+        return np.einsum("ni,ij,nj->n", d, icov.astype(np.float32), d)
 
     def __call__(self, frames: np.ndarray, landmarks: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         """frames (T, S, S, 3) uint8, landmarks (T, 468, 2) crop pixels (NaN rows: no face),

@@ -1,0 +1,80 @@
+"""Face pipeline throughput: frames/s end to end (decode -> track -> crop -> parse -> write) with the
+time per stage, on the sample videos and a 640x480 version of video01, plus a 2-worker dataset run.
+
+The reference printed alongside is plain PyAV decoding of the same file, measured in the same run.
+Run from the project root:  python benchmarks/bench_face.py [--repeat 2] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from marlin.data.layout import write_item
+from marlin.face import FacePipeline
+from marlin.face.preprocess import Options, preprocess
+from marlin.video import iter_frames, probe, read_frames, write_video
+
+SAMPLES = Path("../shared/samples")
+STAGES = ("decode", "track", "crop", "parse", "write")
+
+
+def decode_fps(path) -> float:
+    t = time.perf_counter()
+    n = sum(1 for _ in iter_frames(path))
+    return n / (time.perf_counter() - t)
+
+
+def end_to_end(pipe: FacePipeline, path, tmp: Path) -> tuple[float, dict, int]:
+    t0 = time.perf_counter()
+    clip = pipe.run(path)
+    t1 = time.perf_counter()
+    write_item(tmp / Path(path).stem, clip.frames, clip.meta, clip.parse, clip.landmarks)
+    t2 = time.perf_counter()
+    n = len(clip.frames)
+    stages = {**pipe.timings, "write": t2 - t1}
+    return n / (t2 - t0), {k: 1000 * v / n for k, v in stages.items()}, n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=2, help="runs per video; the best is reported")
+    ap.add_argument("--threads", type=int, default=1, help="LiteRT threads")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_face_"))
+    try:
+        v480 = tmp / "video01_640x480.mp4"
+        write_video(v480, np.stack([cv2.resize(f, (640, 480)) for f in read_frames(SAMPLES / "video01.mp4")]), fps=30)
+        videos = [SAMPLES / "video01.mp4", SAMPLES / "video05.mp4", v480]
+        pipe = FacePipeline(num_threads=args.threads)
+        print(f"one process, LiteRT threads={args.threads}; ms per frame by stage; best of {args.repeat}")
+        print(f"{'video':24s} {'size':>9s} {'frames':>6s} " + " ".join(f"{s:>7s}" for s in STAGES)
+              + f" {'e2e fps':>8s} {'decode-only fps (ref)':>22s}")
+        for v in videos:
+            best = max((end_to_end(pipe, v, tmp / "items") for _ in range(args.repeat)), key=lambda r: r[0])
+            info = probe(v)
+            ref = decode_fps(v)
+            fps, st, n = best
+            print(f"{v.name:24s} {info.width:>4d}x{info.height:<4d} {n:>6d} "
+                  + " ".join(f"{st.get(s, 0):7.2f}" for s in STAGES) + f" {fps:8.1f} {ref:22.1f}")
+        # dataset run: 4 copies of the 480p clip, 2 worker processes (one per core)
+        data = tmp / "data"
+        data.mkdir()
+        for i in range(4):
+            shutil.copy(v480, data / f"c{i}.mp4")
+        for workers in (1, 2):
+            out = tmp / f"out{workers}"
+            s = preprocess(data, out, "videos", workers=workers, opts=Options(), progress=False)
+            print(f"marlin preprocess, 4 x 640x480 clips, --workers {workers}: {s['frames']} frames in "
+                  f"{s['seconds']:.1f} s = {s['frames'] / s['seconds']:.1f} frames/s (incl. process start-up)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
