@@ -85,7 +85,7 @@ def render_item(seed: int, k: int, frames: int = 16, size: int = 96, fps: float 
     cam = effects.sample_camera(item_rng(seed, k, "camera"))
     manip = None
     if labels["manipulated"]:
-        manip = sample_manipulation(item_rng(seed, k, "manipulation"), labels["manipulation"], idn, T, fps)
+        manip = sample_manipulation(item_rng(seed, k, "manipulation"), labels["manipulation"], idn, mot.mouth)
 
     # source frame and head placement
     W, H = 2 * S, 2 * int(round(0.75 * S))

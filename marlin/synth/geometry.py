@@ -104,6 +104,7 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
         u = cu + idn.eye_w * xs
         shapes[name] = _with_depth(np.concatenate([u, u[-2:0:-1]]), np.concatenate([up_v, lo_v[-2:0:-1]]), a)
         shapes[name + "_lid"] = _with_depth(u, up_v, a)
+        shapes[name + "_open"] = np.array([hu + hl])  # opening height (1-D: not a point set)
         lm_x = np.array([-1, -1 / 3, 1 / 3, 1, 1 / 3, -1 / 3])
         lm_v = np.concatenate([cv - hu * _curve(lm_x[:4], 0.8), cv + hl * _curve(lm_x[4:], 0.8)]) + tilt * lm_x * sgn
         shapes[name + "_lm"] = _with_depth(cu + idn.eye_w * lm_x, lm_v, a)
@@ -162,7 +163,7 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
 
     shapes["mouth_lm"] = np.concatenate([
         at([-1], iu), at([-2 / 3, -1 / 3, 0, 1 / 3, 2 / 3], ou), at([1], iu), at([2 / 3, 1 / 3, 0, -1 / 3, -2 / 3], ol),
-        at([-0.9], (iu + il) / 2), at([-1 / 3, 0, 1 / 3], iu), at([0.9], (iu + il) / 2), at([1 / 3, 0, -1 / 3], il)])
+        at([-1], (iu + il) / 2), at([-1 / 3, 0, 1 / 3], iu), at([1], (iu + il) / 2), at([1 / 3, 0, -1 / 3], il)])
 
     if ex["cheek"] > 0.3:
         for name, sgn in (("cheek_l", -1), ("cheek_r", 1)):

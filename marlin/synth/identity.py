@@ -89,7 +89,9 @@ def donor_identity(rng: np.random.Generator, base: Identity) -> Identity:
                                   int(base.hat), int(base.beard), 0], 2)
     shift = rng.choice([-1, 1]) * rng.uniform(0.12, 0.2)
     other.skin = np.clip(base.skin + shift * np.array([1.0, 0.9, 0.8]), 0, 1)
-    other.half_width, other.jaw, other.hair, other.hairline = base.half_width, base.jaw, base.hair, base.hairline
+    # the head outline (and the jaw, which drops with the mouth) stays the target's
+    other.half_width, other.jaw, other.mouth_y = base.half_width, base.jaw, base.mouth_y
+    other.hair, other.hairline = base.hair, base.hairline
     other.hair_volume, other.hat_colour, other.shirt = base.hair_volume, base.hat_colour, base.shirt
     other.glasses_colour = base.glasses_colour
     return other

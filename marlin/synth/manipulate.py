@@ -3,8 +3,8 @@
 - ``swap``: the inner face (brows, eyes, nose, mouth) comes from another person, slightly blurred,
   pasted with a hard seam in every frame;
 - ``flicker``: the same swap, but present in only some frames and at a varying strength (temporal flicker);
-- ``mouth``: the mouth region comes from the same person speaking differently (lips out of step with
-  the jaw), blurred and with a brightness seam.
+- ``mouth``: the mouth region comes from the same person a few frames earlier or later (a talking
+  person's lips are out of step with the jaw), blurred and with a brightness seam.
 """
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ class Manipulation:
     gain: float              # brightness factor of the pasted region
 
 
-def sample_manipulation(rng: np.random.Generator, kind: str, idn: Identity, frames: int, fps: float) -> Manipulation:
-    T = frames
+def sample_manipulation(rng: np.random.Generator, kind: str, idn: Identity, own_speech: np.ndarray) -> Manipulation:
+    """``own_speech``: (T,) the target's lip opening from speech (the "mouth" kind plays it out of step)."""
+    T = len(own_speech)
     alpha = np.ones(T)
     speech = None
     donor = idn
@@ -37,8 +38,6 @@ def sample_manipulation(rng: np.random.Generator, kind: str, idn: Identity, fram
         on = rng.permutation(T) < max(2, T // 2)
         alpha = np.where(on, rng.uniform(0.7, 1.0, T), rng.uniform(0.0, 0.2, T))
     if kind == "mouth":
-        sec = np.arange(T) / fps
-        freq = max(rng.uniform(3.5, 5.5), 2.0 / (T / fps))
-        speech = rng.uniform(0.12, 0.2) * (0.5 + 0.5 * np.sin(2 * np.pi * freq * sec + rng.uniform(0, 6))) ** 1.3
+        speech = np.roll(own_speech, int(rng.integers(3, 7)) * int(rng.choice([-1, 1])))
         gain = float(rng.choice([-1, 1]) * rng.uniform(0.08, 0.14) + 1)
     return Manipulation(kind, donor, alpha, speech, float(rng.uniform(0.004, 0.008)), gain)

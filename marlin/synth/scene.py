@@ -107,7 +107,7 @@ def build(idn: Identity, shapes: dict, pose: Pose) -> list[Prim]:
         brow_cls, eye_cls = _side(name)
         eye = P[name]
         lid = P[name + "_lid"]
-        if np.ptp(eye[:, 1]) > 0.05 * pose.scale * 0.3:
+        if shapes[name + "_open"][0] * pose.scale >= 0.5:  # a closed eye is only its lid line
             out.append(Prim(eye, (0.94, 0.94, 0.9), eye_cls))
             c = P[name + "_iris"][0]
             r = shapes[name + "_iris_r"][0] * pose.scale
