@@ -99,3 +99,35 @@ def test_parse_frontal_frame(clips):
 def test_open_mouth_has_inner_mouth(clips):
     # video05: the speaker smiles with an open mouth through most of the clip
     assert ((clips["video05"].parse == 8).sum(axis=(1, 2)) > 0).mean() > 0.5
+
+
+@pytest.fixture(scope="module")
+def edited(tmp_path_factory):
+    """Edited real footage: a face that vanishes for 5 frames, a cut to another shot, two people side by side."""
+    from marlin.video import read_frames, write_video
+
+    d = tmp_path_factory.mktemp("edited")
+    a = read_frames(SAMPLES / "video01.mp4", range(0, 60, 3))  # (20, 360, 480, 3)
+    b = read_frames(SAMPLES / "video05.mp4", range(40, 80, 4))  # (10, 240, 320, 3)
+    b = np.stack([np.pad(f, ((60, 60), (80, 80), (0, 0))) for f in b])  # same frame size as a
+    gap = a.copy()
+    gap[8:13] = 0
+    write_video(d / "gap.mp4", np.concatenate([gap, b]), fps=10)
+    two = np.concatenate([a[:6], b[:6]], 2)  # (6, 360, 960, 3): big face left, smaller face right
+    write_video(d / "two.mp4", two, fps=10)
+    return d
+
+
+def test_vanishing_face_and_scene_cut(pipe, edited):
+    c = pipe.run(edited / "gap.mp4")
+    assert not c.found[8:13].any() and c.found[:8].all() and c.found[20:].mean() > 0.9
+    assert np.allclose(c.boxes[8:13], c.boxes[7], atol=1.5)  # box held while the face is gone
+    assert 20 in c.meta["scene_cuts"]
+    centre = (c.boxes[:, :2] + c.boxes[:, 2:]) / 2
+    assert np.abs(centre[19] - centre[18]).max() < 3 and np.abs(centre[20] - centre[19]).max() > 20  # no blending
+
+
+def test_two_people_follows_largest(pipe, edited):
+    c = pipe.run(edited / "two.mp4")
+    centre_x = (c.boxes[:, 0] + c.boxes[:, 2]) / 2
+    assert c.found.all() and (centre_x < 480).all()  # the larger face, in the left half, every frame
