@@ -13,7 +13,7 @@ def save_checkpoint(trainer: pl.Trainer, path: Path) -> None:
     """Atomic Lightning checkpoint (weights, critic, both optimisers and schedulers, loops, iteration, RNG)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    trainer.save_checkpoint(str(tmp))  # every rank calls it; rank 0 writes; ends with a barrier
+    trainer.save_checkpoint(str(tmp), weights_only=False)  # every rank calls it; rank 0 writes; ends with a barrier
     if trainer.is_global_zero:
         os.replace(tmp, path)
     trainer.strategy.barrier("marlin-checkpoint")

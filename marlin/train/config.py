@@ -19,6 +19,7 @@ class TrainerSettings:
     max_epochs: int = 2000          # sets the schedule length when max_steps is not given
     max_steps: int | None = None    # optimiser iterations
     max_minutes: float | None = None
+    schedule_steps: int | None = None  # cosine length; default max_steps, else max_epochs x iterations per epoch
     warmup_steps: int | None = None  # overrides learning_rate.warmup_epochs
     accumulate: int = 1
     grad_clip: float = 0.0          # max global norm, 0 = off

@@ -1,7 +1,6 @@
 """Pictures written during pretraining: original | masked | reconstruction sheets, as PNG."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -13,14 +12,11 @@ from ..models.patches import patchify, unpatchify
 
 
 def save_png(path, rgb: np.ndarray) -> Path:
-    """Write an (H, W, 3) uint8 RGB image as PNG atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: could not write PNG")
-    os.replace(tmp, path)
-    return path
+    """Write an (H, W, 3) uint8 RGB image as PNG atomically (`marlin.face.preview.save_png`); returns the path."""
+    from ..face.preview import save_png as _save_png
+
+    _save_png(path, np.ascontiguousarray(rgb))
+    return Path(path)
 
 
 def reconstruction_sheet(x: Tensor, mask: Tensor, pred: Tensor, patch_size: int, tubelet_size: int,

@@ -1,9 +1,6 @@
-"""The Lightning module of MARLIN pretraining: one generator forward per iteration, critic on a detached copy.
+"""The Lightning module of MARLIN pretraining (manual optimisation of generator and critic, see `step.py`).
 
-Per iteration: pred = G(x, mask) once; the critic takes `d_steps` steps on (pred.detach(), targets); then the
-generator loss rec + adv_weight * (-D(pred)) (D = the updated critic, its weights held fixed) backpropagates
-through the same graph. This is the official algorithm (which recomputes G for every critic/generator step)
-without the repeated forwards. Critic gradients are averaged across processes by hand; the generator's by DDP.
+Critic gradients are averaged across processes by hand; the generator's by DDP.
 """
 from __future__ import annotations
 
@@ -17,9 +14,9 @@ from ..models import Critic, Marlin
 from .config import PretrainConfig
 from .history import History
 from .images import save_reconstruction
-from .objective import (adversarial_loss, critic_loss, denormalize_predictions, gradient_penalty, masked_targets,
-                        reconstruction_loss)
+from .objective import critic_loss, denormalize_predictions
 from .schedule import lr_at, scaled_lrs
+from .step import forward_losses, train_iteration
 
 TERMS = ("rec_loss", "adv_loss", "g_loss", "d_loss", "d_fake", "d_real", "gp", "mask_fallback")
 
@@ -78,74 +75,22 @@ class PretrainModule(pl.LightningModule):
                 i += t.numel()
 
     # ---- one iteration ------------------------------------------------------------------------------
-    def _losses(self, x, mask):
-        """pred (B, Nm, K), targets (B, Nm, K), reconstruction loss."""
-        c = self.cfg.model
-        pred = self.model(x, mask)
-        y = masked_targets(x, mask, c.patch_size, c.tubelet_size, self.cfg.trainer.norm_target)
-        return pred, y, reconstruction_loss(pred, y)
-
-    def _critic_step(self, fake, real, opt, last: bool, acc: int) -> dict:
-        cfg = self.cfg
-        params = list(self.critic.parameters())
-        out = {}
-        for _ in range(cfg.d_steps):
-            d_loss, d_fake, d_real = critic_loss(self.critic, fake, real)
-            total = d_loss
-            out.update(d_loss=d_loss.detach(), d_fake=d_fake.detach(), d_real=d_real.detach())
-            if cfg.gp_weight > 0:
-                g = torch.Generator().manual_seed(cfg.trainer.seed * 1_000_003 + self.iteration)
-                gp = gradient_penalty(self.critic, real, fake, g)
-                total = d_loss + cfg.gp_weight * gp
-                out["gp"] = gp.detach()
-            grads = torch.autograd.grad(total / acc, params)  # no DDP hooks fire for the critic here
-            for p, gr in zip(params, grads):
-                p.grad = gr if p.grad is None else p.grad + gr
-            if last:
-                self._all_reduce_mean([p.grad for p in params])
-                if cfg.trainer.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.trainer.grad_clip)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-        return out
-
     def training_step(self, batch, batch_idx):
-        cfg, tr = self.cfg, self.cfg.trainer
-        acc = tr.accumulate
+        acc = self.cfg.trainer.accumulate
         last = batch_idx % acc == acc - 1
         g_opt, d_opt = self.optimizers()
         g_sched, d_sched = self.lr_schedulers()
         x = batch["video"].float().div_(255)  # (B, 3, T, H, W) in [0, 1]
-        mask = batch["mask"]
-        pred, y, rec = self._losses(x, mask)
-        terms = {"rec_loss": rec.detach(), "mask_fallback": (~batch["has_parse"]).float().mean()}
-        loss = rec
-        if self.adversarial:
-            terms.update(self._critic_step(pred.detach(), y.detach(), d_opt, last, acc))
-            adv = adversarial_loss(self.critic, pred, cfg.adv_weight)
-            loss = rec + adv
-            terms["adv_loss"] = adv.detach()
-        terms["g_loss"] = loss.detach()
-        self.manual_backward(loss / acc)
+        terms = train_iteration(self.model, self.critic, g_opt, d_opt, x, batch["mask"], self.cfg,
+                                seed=self.cfg.trainer.seed * 1_000_003 + self.iteration, last=last, acc=acc,
+                                backward=self.manual_backward, reduce=self._all_reduce_mean)
+        terms["mask_fallback"] = (~batch["has_parse"]).float().mean()
         if last:
-            self._generator_update(g_opt)
-            for _ in range(cfg.g_steps - 1):  # further generator steps need fresh forwards (weights changed)
-                pred, y, rec = self._losses(x, mask)
-                adv = adversarial_loss(self.critic, pred, cfg.adv_weight) if self.adversarial else 0.0
-                self.manual_backward(rec + adv)
-                self._generator_update(g_opt)
             lr = g_opt.param_groups[0]["lr"]
             g_sched.step()
             d_sched.step()
             self.iteration += 1
             self._record(terms, lr)
-
-    def _generator_update(self, opt) -> None:
-        if self.cfg.trainer.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None],
-                                           self.cfg.trainer.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
 
     # ---- logging --------------------------------------------------------------------------------------
     def _record(self, terms: dict, lr: float) -> None:
@@ -195,7 +140,7 @@ class PretrainModule(pl.LightningModule):
         c, cfg = self.cfg.model, self.cfg
         x = batch["video"].float().div_(255)
         mask = batch["mask"]
-        pred, y, rec = self._losses(x, mask)
+        pred, y, rec = forward_losses(self.model, x, mask, cfg)
         terms = {"rec_loss": rec}
         if self.adversarial:
             d_loss, d_fake, d_real = critic_loss(self.critic, pred, y)

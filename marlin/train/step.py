@@ -1,0 +1,81 @@
+"""One pretraining iteration with a single generator forward (used by the Lightning module and the benchmark).
+
+pred = G(x, mask) once; the critic takes `d_steps` steps on (pred.detach(), targets); then the generator loss
+rec + adv_weight * (-D(pred)) (D = the updated critic, its weights held fixed) backpropagates through the same
+graph. The official loop (`official_loop.py`) recomputes G for every critic and generator step and lets the
+critic loss backpropagate into G (gradients it then discards); the updates are the same.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .config import PretrainConfig
+from .objective import adversarial_loss, critic_loss, gradient_penalty, masked_targets, reconstruction_loss
+
+
+def forward_losses(model: nn.Module, x: Tensor, mask: Tensor, cfg: PretrainConfig):
+    """pred (B, Nm, K), targets (B, Nm, K) and the reconstruction loss for x (B, 3, T, H, W), mask (B, N)."""
+    c = cfg.model
+    pred = model(x, mask)
+    y = masked_targets(x, mask, c.patch_size, c.tubelet_size, cfg.trainer.norm_target)
+    return pred, y, reconstruction_loss(pred, y)
+
+
+def critic_update(critic: nn.Module, opt, fake: Tensor, real: Tensor, cfg: PretrainConfig, seed: int,
+                  last: bool = True, acc: int = 1, reduce: Callable | None = None) -> dict:
+    """`d_steps` critic steps on detached samples; gradients via autograd.grad (no DDP hooks), averaged by
+    `reduce` across processes, accumulated over `acc` micro-batches (the optimiser steps when `last`)."""
+    params = list(critic.parameters())
+    out = {}
+    for _ in range(cfg.d_steps):
+        d_loss, d_fake, d_real = critic_loss(critic, fake, real)
+        total = d_loss
+        out.update(d_loss=d_loss.detach(), d_fake=d_fake.detach(), d_real=d_real.detach())
+        if cfg.gp_weight > 0:
+            gp = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(seed))
+            total = d_loss + cfg.gp_weight * gp
+            out["gp"] = gp.detach()
+        grads = torch.autograd.grad(total / acc, params)
+        for p, g in zip(params, grads):
+            p.grad = g if p.grad is None else p.grad + g
+        if last:
+            if reduce is not None:
+                reduce([p.grad for p in params])
+            if cfg.trainer.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.trainer.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    return out
+
+
+def generator_update(model: nn.Module, opt, grad_clip: float) -> None:
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def train_iteration(model: nn.Module, critic: nn.Module, g_opt, d_opt, x: Tensor, mask: Tensor,
+                    cfg: PretrainConfig, seed: int = 0, last: bool = True, acc: int = 1,
+                    backward: Callable = Tensor.backward, reduce: Callable | None = None) -> dict:
+    """One (micro-)iteration; returns the detached loss terms. `backward` lets Lightning do the generator's."""
+    pred, y, rec = forward_losses(model, x, mask, cfg)
+    terms = {"rec_loss": rec.detach()}
+    loss = rec
+    if cfg.adv_loss:
+        terms.update(critic_update(critic, d_opt, pred.detach(), y.detach(), cfg, seed, last, acc, reduce))
+        adv = adversarial_loss(critic, pred, cfg.adv_weight)
+        loss = rec + adv
+        terms["adv_loss"] = adv.detach()
+    terms["g_loss"] = loss.detach()
+    backward(loss / acc)
+    if last:
+        generator_update(model, g_opt, cfg.trainer.grad_clip)
+        for _ in range(cfg.g_steps - 1):  # further generator steps need fresh forwards (the weights changed)
+            pred, y, rec = forward_losses(model, x, mask, cfg)
+            backward(rec + adversarial_loss(critic, pred, cfg.adv_weight) if cfg.adv_loss else rec)
+            generator_update(model, g_opt, cfg.trainer.grad_clip)
+    return terms

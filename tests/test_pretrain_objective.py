@@ -1,0 +1,105 @@
+"""Objective parity with the official fixtures; one-forward step == the official two-forward loop; schedule."""
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from marlin.checkpoints import load_file, load_into, split_checkpoint
+from marlin.masking import make_masks
+from marlin.models import Critic, Marlin
+from marlin.train import pretrain_config
+from marlin.train.objective import (adversarial_loss, critic_loss, gradient_penalty, masked_targets,
+                                    reconstruction_loss)
+from marlin.train.official_loop import official_iteration
+from marlin.train.schedule import lr_at, scaled_lrs
+from marlin.train.step import train_iteration
+
+TINY = {"img_size": 32, "patch_size": 8, "clip_frames": 8, "tubelet_size": 2,
+        "encoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
+        "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2}}
+
+
+def test_fixture_parity(fixtures_dir):
+    sd, critic_sd, _ = split_checkpoint(load_file(fixtures_dir / "tiny.ckpt"), "tiny.ckpt")
+    model = Marlin.from_file(fixtures_dir / "tiny.yaml", fixtures_dir / "tiny.ckpt")
+    critic = Critic(model.config)
+    load_into(critic, critic_sd)
+    x = torch.from_numpy(np.load(fixtures_dir / "clip.npy")).float() / 255
+    mask = torch.from_numpy(np.load(fixtures_dir / "mask.npy"))
+    ref = json.loads((fixtures_dir / "losses.json").read_text())
+    with torch.no_grad():
+        pred = model(x, mask)
+        y = masked_targets(x, mask, 16, 2)
+        rec = reconstruction_loss(pred, y)
+        adv = adversarial_loss(critic, pred, ref["adv_weight"])
+        d_loss, d_fake, d_real = critic_loss(critic, pred, y)
+    np.testing.assert_allclose(y[:, :4].numpy(), np.load(fixtures_dir / "target_patches.npy"), atol=1e-6)
+    assert y.shape == (1, 1412, 1536)
+    for name, v in [("rec_loss", rec), ("adv_loss", adv), ("d_loss", d_loss), ("d_fake_mean", d_fake),
+                    ("d_real_mean", d_real), ("g_loss", rec + adv)]:
+        assert abs(v.item() - ref[name]) < 1e-5, name
+
+
+def test_adversarial_loss_gives_critic_no_gradient():
+    cfg = pretrain_config(TINY)
+    critic = Critic(cfg.model)
+    pred = torch.randn(2, 5, cfg.model.patch_dim, requires_grad=True)
+    adversarial_loss(critic, pred, 0.01).backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+    assert all(p.grad is None for p in critic.parameters())
+
+
+def test_normalised_targets_and_gradient_penalty():
+    x = torch.rand(2, 3, 8, 32, 32)
+    mask = make_masks("random", 2, (4, 4, 4), 0.75, generator=torch.Generator().manual_seed(0))
+    y = masked_targets(x, mask, 8, 2, normalize=True)
+    assert y.shape == (2, 48, 384)
+    per_channel = y.view(2, 48, 3, 128)
+    assert per_channel.mean(-1).abs().max() < 1e-4
+    assert (per_channel.std(-1) - 1).abs().max() < 1e-3
+    critic = Critic(pretrain_config(TINY).model)
+    gp = gradient_penalty(critic, y, torch.rand_like(y), torch.Generator().manual_seed(0))
+    assert gp.ndim == 0 and torch.isfinite(gp) and gp > 0
+
+
+@pytest.mark.parametrize("d_steps", [1, 2])
+def test_one_forward_step_equals_official_loop(d_steps):
+    cfg = pretrain_config({**TINY, "d_steps": d_steps, "adv_weight": 0.5})  # strong adversarial term
+    torch.manual_seed(0)
+    model, critic = Marlin(cfg.model), Critic(cfg.model)
+    ours = (model, critic)
+    theirs = (copy.deepcopy(model), copy.deepcopy(critic))
+    start = copy.deepcopy(ours)
+
+    def opts(m, c):
+        return (torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-3, betas=(0.9, 0.95)),
+                torch.optim.AdamW(c.parameters(), lr=1e-3, betas=(0.9, 0.95)))
+
+    o1, o2 = opts(*ours), opts(*theirs)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        x = torch.rand(2, 3, 8, 32, 32, generator=g)
+        mask = make_masks("random", 2, (4, 4, 4), 0.75, generator=g)
+        a = train_iteration(*ours, *o1, x, mask, cfg)
+        b = official_iteration(*theirs, *o2, x, mask, cfg)
+        assert abs(a["rec_loss"].item() - b["rec_loss"].item()) < 1e-6
+        assert abs(a["adv_loss"].item() - b["adv_loss"].item()) < 1e-6
+    for (n, p), q in zip(list(ours[0].named_parameters()) + list(ours[1].named_parameters()),
+                         list(theirs[0].parameters()) + list(theirs[1].parameters())):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5, msg=n)
+    for now, before in zip(ours, start):  # both generator and critic were really trained
+        assert max((p - q).abs().max().item() for p, q in zip(now.parameters(), before.parameters())) > 1e-4
+
+
+def test_schedule_warmup_cosine_and_scaling():
+    base, warm, low = scaled_lrs(1.5e-4, 1e-6, 1e-5, 512)
+    assert base == pytest.approx(3e-4) and low == pytest.approx(2e-5)
+    assert lr_at(0, base, warm, low, 10, 100) == pytest.approx(warm)
+    assert lr_at(5, base, warm, low, 10, 100) == pytest.approx((warm + base) / 2)
+    assert lr_at(10, base, warm, low, 10, 100) == pytest.approx(base)
+    assert lr_at(55, base, warm, low, 10, 100) == pytest.approx((base + low) / 2)
+    assert lr_at(100, base, warm, low, 10, 100) == pytest.approx(low)
+    values = [lr_at(s, base, warm, low, 10, 100) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
