@@ -131,7 +131,7 @@ def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNe
             opt.zero_grad()
             losses["total"].backward()
             opt.step()
-            rec = {k: float(v) for k, v in losses.items()}
+            rec = {k: float(v.detach()) for k, v in losses.items()}
             if disc is not None:
                 dloss = discriminator_loss(disc, pred, target)
                 dopt.zero_grad()

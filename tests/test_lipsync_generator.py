@@ -1,0 +1,109 @@
+"""Generator variants (Wav2Lip CNN, ViT from scratch, MARLIN-initialised), their shapes, MARLIN weight loading,
+and training steps that lower the losses."""
+import numpy as np
+import pytest
+import torch
+
+from marlin.lipsync.data import ClipStore, generator_batch, lrs2_entries
+from marlin.lipsync.generator import Discriminator, Generator, GeneratorConfig, load_marlin_encoder
+from marlin.lipsync.losses import discriminator_loss, generator_losses
+from marlin.lipsync.syncnet import SyncNet, SyncNetConfig
+from marlin.lipsync.toy import write_toy_lrs2
+from marlin.lipsync.train import load_generator, train_generator
+from marlin.models import Marlin, MarlinConfig
+
+TINY_VIT = MarlinConfig(img_size=32, patch_size=16, n_frames=16, encoder_embed_dim=32, encoder_depth=1,
+                        encoder_num_heads=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+CNN = GeneratorConfig("cnn", 5, 32, width=8, audio_dim=32)
+VIT = GeneratorConfig("vit", 16, 32, width=8, audio_dim=32, decoder_width=32, marlin=TINY_VIT.to_dict())
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lrs2")
+    write_toy_lrs2(root, speakers=1, per_speaker=3, n_frames=50, size=32)
+    return ClipStore(lrs2_entries(root, "train"), 32, min_frames=16)
+
+
+@pytest.mark.parametrize("cfg", [CNN, GeneratorConfig("cnn", 5, 48, width=4, audio_dim=16), VIT],
+                         ids=["cnn32", "cnn48", "vit"])
+def test_shapes_and_upper_half_kept(cfg):
+    torch.manual_seed(0)
+    gen = Generator(cfg)
+    s, t = cfg.face_size, cfg.window
+    inputs = torch.rand(2, t, 6, s, s)
+    out = gen(inputs, torch.rand(2, t, 1, 80, 16))
+    assert out.shape == (2, t, 3, s, s) and 0 <= out.min() and out.max() <= 1
+    assert torch.equal(out[..., : s // 2, :], inputs[:, :, :3, : s // 2])
+    with pytest.raises(ValueError, match="expected inputs"):
+        gen(torch.rand(1, t, 3, s, s), torch.rand(1, t, 1, 80, 16))
+
+
+def test_vit_token_maps_follow_frames():
+    torch.manual_seed(0)
+    codec = Generator(VIT).face
+    clips = torch.rand(1, 16, 3, 32, 32)
+    maps = codec.frame_maps(clips)  # (16, D, 2, 2)
+    assert maps.shape == (16, 32, 2, 2)
+    assert torch.equal(maps[0], maps[1]) and not torch.equal(maps[1], maps[2])  # one tubelet per 2 frames
+    tokens = codec.encoder.extract_features(torch.nn.functional.interpolate(
+        clips[0], size=(32, 32)).transpose(0, 1)[None], keep_seq=True)  # (1, 8*2*2, D)
+    torch.testing.assert_close(maps[2 * 3][:, 1, 0], tokens[0, 3 * 4 + 1 * 2 + 0])  # tubelet 3, row 1, col 0
+
+
+def test_marlin_weights_load(tmp_path):
+    torch.manual_seed(1)
+    m = Marlin(TINY_VIT)
+    m.save(tmp_path / "tiny.safetensors")
+    gen = Generator(GeneratorConfig(**{**VIT.to_dict(), "encoder": "marlin"}))
+    load_marlin_encoder(gen, tmp_path / "tiny.safetensors")
+    for k, v in m.encoder.state_dict().items():
+        assert torch.equal(gen.face.encoder.state_dict()[k], v)
+    other = Marlin(MarlinConfig(**{**TINY_VIT.to_dict(), "encoder_embed_dim": 16}))
+    other.save(tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="does not match"):
+        load_marlin_encoder(gen, tmp_path / "other.safetensors")
+
+
+def test_losses_use_wav2lip_weights(store):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    sync = SyncNet(SyncNetConfig(5, 32, 8, 3, 32)).eval()
+    disc = Discriminator(32, 8)
+    inputs, chunks, sync_mels, target = generator_batch(store, 2, 5, 5, rng)
+    assert inputs.shape == (2, 5, 6, 32, 32) and chunks.shape == (2, 5, 1, 80, 16) and sync_mels.shape == (2, 1, 1, 80, 16)
+    assert (inputs[:, :, :3, 16:] == 0).all() and torch.equal(inputs[:, :, :3, :16], target[:, :, :, :16])
+    out = Generator(CNN)(inputs, chunks)
+    ls = generator_losses(out, target, sync_mels, sync, disc)
+    assert ls["total"].item() == pytest.approx(0.9 * ls["l1"].item() + 0.03 * ls["sync"].item() + 0.07 * ls["gan"].item(),
+                                               rel=1e-5)
+    assert discriminator_loss(disc, out, target).item() > 0
+    _, _, sm16, _ = generator_batch(store, 1, 16, 16, rng)
+    assert sm16.shape == (1, 1, 1, 80, 51)
+    with pytest.raises(ValueError, match="multiple of the SyncNet window"):
+        generator_batch(store, 1, 16, 5, rng)
+
+
+@pytest.mark.parametrize("cfg,steps", [(CNN, 24), (VIT, 16)], ids=["cnn", "vit"])
+def test_training_lowers_l1(store, tmp_path, cfg, steps):
+    rng = np.random.default_rng(123)
+    held = generator_batch(store, 4, cfg.window, 5 if cfg.window == 5 else 16, rng)
+    torch.manual_seed(0)
+    sync = SyncNet(SyncNetConfig(cfg.window, 32, 8, 3, 32))
+    hist = train_generator(store, tmp_path / "g.pt", cfg, sync, steps=steps, batch=4, lr=2e-3, disc_width=8)
+    assert len(hist) == steps and {"l1", "sync", "gan", "disc", "total"} <= set(hist[0])
+    gen0 = Generator(cfg).eval()  # an untrained generator for reference
+    gen = load_generator(tmp_path / "g.pt")
+    with torch.no_grad():
+        before = torch.nn.functional.l1_loss(gen0(held[0], held[1]), held[3]).item()
+        after = torch.nn.functional.l1_loss(gen(held[0], held[1]), held[3]).item()
+    assert after < 0.8 * before
+    assert np.mean([h["l1"] for h in hist[-4:]]) < np.mean([h["l1"] for h in hist[:4]])
