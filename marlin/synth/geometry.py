@@ -175,7 +175,7 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
         bu, bv = outline_uv(idn, bphi, jaw_drop)
         mw = idn.mouth_w + 0.08
         upper = np.array([[a * 0.7, 0.32], [mw, my - 0.04], [0.0, my - idn.lip_u - 0.07], [-mw, my - 0.04], [-a * 0.7, 0.32]])
-        shapes["beard"] = _with_depth(np.concatenate([bu, upper[:, 0]]), np.concatenate([bv, upper[:, 1]]), a) * [1, 1, 0.5]
+        shapes["beard"] = np.concatenate([_flat(bu, bv), _with_depth(upper[:, 0], upper[:, 1], a)])  # edge on the outline
 
     if idn.glasses:
         ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
