@@ -131,3 +131,20 @@ def test_two_people_follows_largest(pipe, edited):
     c = pipe.run(edited / "two.mp4")
     centre_x = (c.boxes[:, 0] + c.boxes[:, 2]) / 2
     assert c.found.all() and (centre_x < 480).all()  # the larger face, in the left half, every frame
+
+
+def test_large_input_and_second_decoding_pass(edited, tmp_path):
+    """A 1920x1440 input (face about 480 px: area-averaged crop) gives the same crops whether the
+    frames are kept in memory between the passes or decoded again."""
+    import cv2
+
+    from marlin.video import read_frames, write_video
+
+    big = np.stack([cv2.resize(f, (1920, 1440)) for f in read_frames(SAMPLES / "video01.mp4", [0, 10, 20])])
+    write_video(tmp_path / "big.mp4", big, fps=10)
+    cached = FacePipeline(size=64, parser=None).run(tmp_path / "big.mp4")
+    redecoded = FacePipeline(size=64, parser=None, cache_bytes=0).run(tmp_path / "big.mp4")
+    assert cached.found.all() and cached.frames.shape == (3, 64, 64, 3)
+    assert np.array_equal(cached.frames, redecoded.frames) and np.allclose(cached.boxes, redecoded.boxes)
+    side = cached.boxes[:, 2] - cached.boxes[:, 0]
+    assert (side > 400).all() and (side < 600).all()
