@@ -87,7 +87,7 @@ def fit(model: nn.Module, task: Task, batches: Callable[[torch.Generator], Itera
         total, count = 0.0, 0
         for x, y in batches(gen):
             logits = model(x)
-            loss = loss_fn(logits, task.target_tensor(y))
+            loss = loss_fn(logits, task.target_tensor(y).to(logits.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -97,6 +97,7 @@ def fit(model: nn.Module, task: Task, batches: Callable[[torch.Generator], Itera
         model.eval()
         with torch.no_grad():
             logits, y = evaluate(model)
+            logits = logits.float().cpu()
             val_loss = float(loss_fn(logits, task.target_tensor(y)))
         metrics = compute_metrics(task.kind, task.scores(logits), y)
         if best_state is None and math.isnan(metrics.get(monitor, float("nan"))):

@@ -75,7 +75,8 @@ def read_label_csv(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]]
             raise DatasetError(path, f"line {i}: {e}") from None
         data.setdefault(r["video"], []).append((values, interval))
         if r.get("split"):
-            splits[r["video"]] = r["split"]
+            if splits.setdefault(r["video"], r["split"]) != r["split"]:
+                raise DatasetError(path, f"line {i}: video {r['video']} is in two splits (folds are per video)")
     return {v: (np.array([x[0] for x in s]), np.array([x[1] for x in s])) for v, s in data.items()}, splits
 
 

@@ -1,0 +1,50 @@
+"""Command-line options shared by `marlin probe` and `marlin finetune`."""
+from __future__ import annotations
+
+import argparse
+
+from .config import load_run_config, shipped_configs
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="run YAML, or the name of a shipped config: " + ", ".join(shipped_configs()))
+    parser.add_argument("--root", help="dataset root (overrides the config)")
+    parser.add_argument("--weights", help="encoder checkpoint, or 'random' (overrides encoder.weights)")
+    parser.add_argument("--model", help="encoder preset / YAML (overrides encoder.model)")
+    parser.add_argument("--out", help="output directory (overrides the config)")
+    parser.add_argument("--few-shot", nargs="+", metavar="F", help="fractions of the training labels, e.g. 100%% 10%% 1%%")
+    parser.add_argument("--seeds", nargs="+", type=int, help="seeds (one run each)")
+    parser.add_argument("--folds", nargs="+", type=int, help="folds to run (DFEW / MAFW: 1..5)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key, e.g. --set train.lr=1e-3 (repeatable)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run_config_from_args(args) -> dict:
+    from .fewshot import parse_fraction
+
+    overrides = list(args.set)
+    for key, value in (("root", args.root), ("encoder.weights", args.weights), ("encoder.model", args.model),
+                       ("out", args.out)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    cfg = load_run_config(args.config, overrides)
+    if args.few_shot:
+        cfg["few_shot"] = [parse_fraction(f) for f in args.few_shot]
+    else:
+        cfg["few_shot"] = [parse_fraction(f) for f in cfg["few_shot"]]
+    if args.seeds:
+        cfg["seeds"] = args.seeds
+    if args.folds:
+        cfg["folds"] = args.folds
+    return cfg
+
+
+def print_summary(data: dict, out) -> None:
+    from .report import COLUMNS
+
+    kind = data["task"]["kind"]
+    for s in data["summary"]:
+        vals = ", ".join(f"{m} {s[m]:.4f}" for m in COLUMNS[kind])
+        print(f"{data['task']['name']} ({s['few_shot']:.0%} of the training labels, {s['runs']} run(s)): {vals}")
+    print(f"results: {out}/results.md, {out}/metrics.json")

@@ -1,0 +1,56 @@
+"""`marlin evaluate`: metrics of a probe or fine-tuning checkpoint on a split of its dataset (or another
+root in the same layout)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .datasets import load_dataset
+from .finetune import ClipReader, pick_device, video_logits
+from .linear import predict
+from .metrics import compute_metrics
+from .model import classifier_from_checkpoint, load_checkpoint
+from .probe import _features, report_skipped, split_arrays
+from .report import COLUMNS, NAMES, write_json, write_text
+from .tasks import Task
+
+
+def evaluate_checkpoint(path, split: str = "test", root=None, out=None, progress: bool = True) -> dict:
+    """Evaluate ``path`` on ``split``; writes eval_<split>.json / .md next to it (or in ``out``)."""
+    path = Path(path)
+    tensors, meta = load_checkpoint(path)
+    cfg = dict(meta["run"])
+    if root is not None:
+        cfg["root"] = str(root)
+    out = Path(out) if out else path.parent
+    task = Task.from_dict(meta["task"])
+    ds = load_dataset(cfg["dataset"], cfg["root"], cfg["task"], fold=meta.get("fold", 1), **cfg["dataset_options"])
+    if split not in ds.splits or not ds.splits[split]:
+        raise ValueError(f"{cfg['root']}: the {split} split has no samples ({ds.summary()})")
+    ds.splits = {split: ds.splits[split]}
+    report_skipped(out, meta.get("fold", 1), ds.skipped, "samples")
+    names = task.labels if task.kind != "binary" else None
+    if meta["mode"] == "probe":
+        head = torch.nn.Linear(tensors["weight"].shape[1], tensors["weight"].shape[0])
+        head.load_state_dict(tensors)
+        feats, failures = _features(cfg, ds, Path(cfg["features"] or Path(cfg["out"]) / "features"), progress, {})
+        report_skipped(out, meta.get("fold", 1), failures, "videos")
+        x, y = split_arrays(ds, split, feats, meta["reduction"])
+        metrics = compute_metrics(task.kind, task.scores(predict(head, x)), y, label_names=names)
+    else:
+        model, _ = classifier_from_checkpoint(path)
+        device = pick_device(cfg.get("device", "auto"))
+        model.to(device)
+        reader = ClipReader(cfg, Path(cfg["out"]) / "segments", model.config.n_frames, model.config.img_size)
+        logits, y, _ = video_logits(model, ds.splits[split], reader, cfg["batch_size_eval"], device, progress)
+        report_skipped(out, meta.get("fold", 1), [f"{k}: {v}" for k, v in reader.failures.items()], "videos")
+        metrics = compute_metrics(task.kind, task.scores(logits), y, label_names=names)
+    data = {"checkpoint": str(path), "split": split, "root": cfg["root"], "task": task.to_dict(), "metrics": metrics}
+    write_json(out / f"eval_{split}.json", data)
+    cols = COLUMNS[task.kind]
+    md = [f"# Evaluation: {cfg['dataset']} / {task.name} ({split}, {metrics['n']} videos)", "",
+          f"Checkpoint: `{path}`", "", "| " + " | ".join(NAMES[c] for c in cols) + " |", "|" + "---|" * len(cols),
+          "| " + " | ".join(f"{metrics.get(c, float('nan')):.4f}" for c in cols) + " |"]
+    write_text(out / f"eval_{split}.md", "\n".join(md) + "\n")
+    return data

@@ -1,0 +1,154 @@
+"""`marlin finetune`: encoder + linear head trained end to end on raw clips (a random 16-frame window at
+sample rate 2 per video and epoch); evaluation averages the logits of all official windows of a video."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..extract import clips_to_tensor
+from ..video import VideoError
+from .datasets import Dataset, Sample, load_dataset, num_folds
+from .datasets.base import DatasetError
+from .fewshot import few_shot_indices
+from .metrics import compute_metrics
+from .model import VideoClassifier, load_encoder, save_checkpoint
+from .probe import report_skipped, run_hash, run_name
+from .report import write_json, write_results
+from .sources import eval_clips, materialize, random_clip
+from .train import TrainConfig, fit
+
+FT_DEFAULTS = dict(lr=1e-4, batch_size=8, max_epochs=30, patience=5, lr_patience=2)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class ClipReader:
+    """Clips of samples for one run; bad videos are recorded in ``failures`` and skipped."""
+
+    def __init__(self, cfg: dict, cache: Path, clip_frames: int, size: int):
+        self.cache, self.L, self.S = cache, clip_frames, size
+        self.rate, self.stride = cfg["windows"]["sample_rate"], cfg["windows"]["stride"]
+        self.failures: dict[str, str] = {}
+
+    def _source(self, s: Sample) -> Path:
+        return materialize(s, self.cache)
+
+    def random(self, s: Sample, rng: np.random.Generator) -> np.ndarray | None:
+        try:
+            return random_clip(self._source(s), self.L, self.S, rng, self.rate)
+        except (VideoError, DatasetError, OSError, ValueError) as e:
+            self.failures[s.key] = str(e)
+            return None
+
+    def windows(self, s: Sample) -> list[np.ndarray]:
+        try:
+            return list(eval_clips(self._source(s), self.L, self.S, self.rate, self.stride))
+        except (VideoError, DatasetError, OSError, ValueError) as e:
+            self.failures[s.key] = str(e)
+            return []
+
+
+def train_batches(samples: list[Sample], reader: ClipReader, batch_size: int, device: torch.device):
+    """One epoch of (clips (B, 3, L, S, S), targets) in a seeded random order, one random window each."""
+    def epoch(gen: torch.Generator):
+        order = torch.randperm(len(samples), generator=gen).tolist()
+        rng = np.random.default_rng(int(torch.randint(2 ** 31, (1,), generator=gen)))
+        for i in range(0, len(order), batch_size):
+            picked = [(samples[j], reader.random(samples[j], rng)) for j in order[i:i + batch_size]]
+            picked = [(s, c) for s, c in picked if c is not None]
+            if picked:
+                yield (clips_to_tensor([c for _, c in picked]).to(device),
+                       np.stack([np.asarray(s.target) for s, _ in picked]))
+    return epoch
+
+
+@torch.no_grad()
+def video_logits(model: VideoClassifier, samples: list[Sample], reader: ClipReader, batch_size: int,
+                 device: torch.device, progress: bool = False) -> tuple[torch.Tensor, np.ndarray, list[Sample]]:
+    """Per-video logits averaged over all windows (K,), for the samples whose video could be read."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    logits, kept = [], []
+    for s in tqdm(samples, desc="evaluate", disable=not progress, leave=False):
+        clips = reader.windows(s)
+        if not clips:
+            continue
+        out = torch.cat([model(clips_to_tensor(clips[i:i + batch_size]).to(device)).float().cpu()
+                         for i in range(0, len(clips), batch_size)])
+        logits.append(out.mean(0))
+        kept.append(s)
+    if not kept:
+        raise ValueError("no video of this split could be read")
+    return torch.stack(logits), np.stack([np.asarray(s.target) for s in kept]), kept
+
+
+def finetune_one(cfg: dict, ds: Dataset, frac: float, seed: int, cache: Path, device: torch.device,
+                 progress: bool) -> tuple[VideoClassifier, dict, ClipReader]:
+    """Fine-tune one model (fresh encoder from the config) on a few-shot subset; returns the best model."""
+    task = ds.task
+    marlin = load_encoder(cfg["encoder"])
+    torch.manual_seed(seed)
+    model = VideoClassifier(marlin.encoder, task.num_outputs).to(device)
+    reader = ClipReader(cfg, cache, marlin.config.n_frames, marlin.config.img_size)
+    train = ds.splits["train"]
+    idx = few_shot_indices(ds.targets("train"), frac, task.kind, seed)
+    train = [train[i] for i in idx]
+    val = ds.splits.get("val") or train
+    tc = TrainConfig.from_dict({**FT_DEFAULTS, **cfg["train"], "seed": seed})
+    bs = cfg["batch_size_eval"]
+    result = fit(model, task, train_batches(train, reader, tc.batch_size, device),
+                 lambda m: video_logits(m, val, reader, bs, device)[:2], tc, progress=progress,
+                 desc=f"finetune {task.name}")
+    logits, y, kept = video_logits(model, ds.splits["test"], reader, bs, device, progress)
+    test = compute_metrics(task.kind, task.scores(logits), y,
+                           label_names=task.labels if task.kind != "binary" else None)
+    run = {"n_train": len(train), "n_val": len(val) if ds.splits.get("val") else 0, "n_test": len(kept),
+           "best_epoch": result.best_epoch, "monitor": result.monitor, "val": result.val_metrics, "test": test,
+           "history": result.history, "train_config": tc.to_dict()}
+    return model, run, reader
+
+
+def run_finetune(cfg: dict, progress: bool = True) -> dict:
+    """Run a (loaded) fine-tuning config; returns the metrics.json data."""
+    out = Path(cfg["out"] or f"runs/{cfg['dataset']}_{cfg['task'] or 'default'}_ft")
+    cfg["out"] = str(out)
+    if cfg["crop_face"]:
+        raise ValueError("fine-tuning reads face crops: run `marlin preprocess` on the videos first "
+                         "(and point the dataset at its output) instead of crop_face")
+    device = pick_device(cfg.get("device", "auto"))
+    folds = cfg["folds"] or list(range(1, num_folds(cfg["dataset"]) + 1))
+    runs, task = [], None
+    for fold in folds:
+        ds = load_dataset(cfg["dataset"], cfg["root"], cfg["task"], fold=fold, **cfg["dataset_options"])
+        task = ds.task
+        report_skipped(out, fold, ds.skipped, "samples")
+        if not ds.splits.get("train") or not ds.splits.get("test"):
+            raise ValueError(f"{cfg['root']}: no training or test samples ({ds.summary()})")
+        for frac in cfg["few_shot"]:
+            for seed in cfg["seeds"]:
+                frac, seed = float(frac), int(seed)
+                name, h = run_name(fold, frac, seed), run_hash(cfg, "finetune", fold, frac, seed)
+                done = out / name / "metrics.json"
+                if done.is_file() and json.loads(done.read_text()).get("hash") == h:
+                    runs.append(json.loads(done.read_text()))
+                    continue
+                model, run, reader = finetune_one(cfg, ds, frac, seed, out / "segments", device, progress)
+                report_skipped(out, fold, [f"{k}: {v}" for k, v in reader.failures.items()], "videos")
+                run = {"name": name, "hash": h, "fold": fold, "seed": seed, "few_shot": frac, **run}
+                meta = {"mode": "finetune", "task": task.to_dict(), "marlin_config": model.config.to_dict(),
+                        "run": {k: v for k, v in cfg.items() if k != "source"}, "fold": fold, "seed": seed,
+                        "few_shot": frac}
+                save_checkpoint(out / name / "model.safetensors", model.state_dict(), meta)
+                write_json(done, run)
+                runs.append(run)
+    slim = [{k: v for k, v in r.items() if k != "history"} for r in runs]
+    extra = {"mode": "finetune", "config": cfg, "task": task.to_dict()}
+    return write_results(out, f"Fine-tuning: {cfg['dataset']} / {task.name}", task.kind, slim, extra)

@@ -1,0 +1,82 @@
+"""The downstream model: MARLIN encoder + linear head, its checkpoint (safetensors + JSON metadata) and the
+encoder loading of a run config."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..models import Marlin
+from ..models.config import MarlinConfig
+from ..models.encoder import MarlinEncoder
+
+FORMAT = "marlin-downstream/1"
+
+
+class VideoClassifier(nn.Module):
+    """(B, 3, T, H, W) clip -> (B, K) logits: encoder features (mean over tokens, final norm) + linear head."""
+
+    def __init__(self, encoder: MarlinEncoder, num_outputs: int):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.embed_dim, num_outputs)
+
+    @property
+    def config(self) -> MarlinConfig:
+        return self.encoder.config
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.encoder.extract_features(x, keep_seq=False))
+
+
+def load_encoder(encoder_cfg: dict) -> Marlin:
+    """An encoder-only Marlin from ``{"model": preset | yaml | None, "weights": path | "random"}``."""
+    model, weights = encoder_cfg.get("model"), encoder_cfg.get("weights")
+    if weights is None:
+        raise ValueError("encoder.weights is required: a checkpoint file (official .encoder.pt / .full.pt / "
+                         ".ckpt, or ours .safetensors), or 'random' for a randomly initialised baseline")
+    if str(weights) == "random":
+        torch.manual_seed(int(encoder_cfg.get("seed", 0)))
+        return Marlin.from_config(model, full_model=False).eval()
+    return Marlin.from_file(model, weights, full_model=False).eval()
+
+
+def save_checkpoint(path, tensors: dict[str, Tensor], meta: dict) -> None:
+    """Atomic safetensors file; ``meta`` (JSON-able) is stored in its header."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+              metadata={"format": FORMAT, "meta": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path) -> tuple[dict[str, Tensor], dict]:
+    """(tensors, meta) of a downstream checkpoint written by `save_checkpoint`."""
+    from ..checkpoints import CheckpointError, load_file
+
+    raw = load_file(path)
+    if not isinstance(raw, dict) or not raw.get("__safetensors__") or raw["metadata"].get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a downstream checkpoint of `marlin probe` / `marlin finetune`")
+    return raw["tensors"], json.loads(raw["metadata"]["meta"])
+
+
+def classifier_from_checkpoint(path) -> tuple[VideoClassifier, dict]:
+    """The model of a probe (encoder from its recorded weights + head) or fine-tuning checkpoint."""
+    from ..checkpoints import load_into
+
+    tensors, meta = load_checkpoint(path)
+    if meta["mode"] == "finetune":
+        cfg = MarlinConfig.from_dict(meta["marlin_config"])
+        model = VideoClassifier(MarlinEncoder(cfg), int(tensors["head.weight"].shape[0]))
+        load_into(model, tensors, source=path)
+    else:
+        marlin = load_encoder(meta["run"]["encoder"])
+        model = VideoClassifier(marlin.encoder, int(tensors["weight"].shape[0]))
+        load_into(model.head, tensors, source=path)
+    return model.eval(), meta
