@@ -137,7 +137,7 @@ def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNe
                 dopt.zero_grad()
                 dloss.backward()
                 dopt.step()
-                rec["disc"] = float(dloss)
+                rec["disc"] = float(dloss.detach())
             step += 1
             history.append(rec)
             bar.update(1)
