@@ -1,0 +1,95 @@
+"""Linear probing, fine-tuning, evaluation and Grad-CAM end to end on a tiny synthetic colour task."""
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from marlin.cli import main
+from marlin.models import Marlin, MarlinConfig
+
+TINY = MarlinConfig(img_size=32, patch_size=16, n_frames=4, encoder_embed_dim=32, encoder_depth=1,
+                    encoder_num_heads=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """24 tiny clips, label 1 = warm (red) tint, 0 = cold (blue) tint, over random texture; one broken file."""
+    from marlin.video import write_video
+
+    root = tmp_path_factory.mktemp("world")
+    rng = np.random.default_rng(0)
+    lines = ["path,warm"]
+    for i in range(24):
+        label = i % 2
+        frames = rng.integers(0, 140, (10, 32, 32, 3)).astype(np.uint8)
+        frames[..., 0 if label else 2] += 100
+        write_video(root / "videos" / f"v{i:02d}.mp4", frames, fps=25)
+        lines.append(f"videos/v{i:02d}.mp4,{label}")
+    (root / "videos" / "broken.mp4").write_bytes(b"not a video")
+    lines.append("videos/broken.mp4,1")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    split = {"train": [f"videos/v{i:02d}" for i in range(14)] + ["videos/broken"],
+             "val": [f"videos/v{i:02d}" for i in range(14, 18)], "test": [f"videos/v{i:02d}" for i in range(18, 24)]}
+    for k, v in split.items():
+        (root / f"{k}.txt").write_text("\n".join(v) + "\n")
+    model = Marlin(TINY, full_model=False)
+    model.save(root / "tiny.safetensors")
+    return root
+
+
+def _config(world, tmp_path, name, **extra):
+    cfg = {"dataset": "csv", "root": str(world), "task": "warm",
+           "encoder": {"model": None, "weights": str(world / "tiny.safetensors")},
+           "windows": {"sample_rate": 1, "stride": 2}, "out": str(tmp_path / name), **extra}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_probe_end_to_end_resumes_and_skips_bad_video(world, tmp_path, capsys):
+    cfg = _config(world, tmp_path, "lp", train={"lr": 1e-2, "batch_size": None, "max_epochs": 300,
+                                                "eval_every": 10, "patience": 10})
+    assert main(["probe", str(cfg), "--few-shot", "100%", "50%", "--no-progress"]) == 0
+    out = tmp_path / "lp"
+    data = json.loads((out / "metrics.json").read_text())
+    full = next(r for r in data["runs"] if r["few_shot"] == 1.0)
+    assert full["n_train"] == 14 and full["n_test"] == 6
+    assert full["test"]["acc"] >= 5 / 6 and full["test"]["auc"] > 0.9  # colour is linearly decodable
+    half = next(r for r in data["runs"] if r["few_shot"] == 0.5)
+    assert half["n_train"] == 8  # round(0.5 * 7) = 4 per class
+    assert (out / "fold1_fs100pct_seed0" / "head.safetensors").is_file()
+    assert "| 100% (14) |" in (out / "results.md").read_text()
+    assert "broken.mp4" in (out / "skipped_videos_fold1.txt").read_text()
+    feats = out / "features" / "videos" / "v00.npy"
+    n_clips = np.load(feats).shape
+    assert n_clips == (3, 32)  # 10 frames, official windows of 4 at stride 2: starts 0, 2, 4 (< 10 - 4)
+    stamp = feats.stat().st_mtime_ns
+    assert main(["probe", str(cfg), "--few-shot", "100%", "50%", "--no-progress"]) == 0  # resumes
+    assert feats.stat().st_mtime_ns == stamp
+    assert json.loads((out / "metrics.json").read_text())["runs"][0]["test"] == full["test"]
+    # evaluate the saved head
+    assert main(["evaluate", str(out / "fold1_fs100pct_seed0" / "head.safetensors"), "--no-progress"]) == 0
+    ev = json.loads((out / "fold1_fs100pct_seed0" / "eval_test.json").read_text())
+    assert ev["metrics"]["acc"] == pytest.approx(full["test"]["acc"])
+
+
+def test_finetune_end_to_end(world, tmp_path):
+    cfg = _config(world, tmp_path, "ft", train={"lr": 1e-3, "batch_size": 7, "max_epochs": 4, "patience": 4})
+    assert main(["finetune", str(cfg), "--no-progress", "--device", "cpu"]) == 0
+    out = tmp_path / "ft"
+    run = json.loads((out / "fold1_fs100pct_seed0" / "metrics.json").read_text())
+    assert len(run["history"]) == 4 and run["n_test"] == 6
+    assert run["history"][-1]["train_loss"] < run["history"][0]["train_loss"]
+    assert run["test"]["auc"] > 0.8
+    ckpt = out / "fold1_fs100pct_seed0" / "model.safetensors"
+    assert main(["evaluate", str(ckpt), "--no-progress"]) == 0
+    ev = json.loads((out / "fold1_fs100pct_seed0" / "eval_test.json").read_text())
+    assert ev["metrics"]["auc"] == pytest.approx(run["test"]["auc"])
+
+
+def test_bad_config_is_a_clear_error(tmp_path, capsys):
+    p = tmp_path / "bad.yaml"
+    p.write_text("dataset: csv\nroot: /nowhere\nlearning_rate: 3\n")
+    assert main(["probe", str(p)]) == 1
+    assert "unknown keys ['learning_rate']" in capsys.readouterr().err
