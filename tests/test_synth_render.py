@@ -27,15 +27,17 @@ def test_shapes_and_types(clips):
     assert c.frames.shape == (T, S, S, 3) and c.frames.dtype == np.uint8
     assert c.parse.shape == (T, S, S) and c.parse.max() <= 10
     assert c.landmarks.shape == (T, 68, 2) and c.face_boxes.shape == (T, 4) and c.crop_boxes.shape == (T, 4)
+    assert c.head_boxes.shape == (T, 4)
 
 
 def test_face_box_contains_face_classes_and_matches_crop_convention(clips):
     for c in clips:
         for t in range(T):
             ys, xs = np.nonzero(np.isin(c.parse[t], FACE_CLASSES))
-            x1, y1, x2, y2 = c.face_boxes[t]
+            x1, y1, x2, y2 = c.head_boxes[t]  # the whole face oval holds every face class
             assert xs.min() >= np.floor(x1) - 1 and xs.max() <= np.ceil(x2) and ys.min() >= np.floor(y1) - 1
             assert ys.max() <= np.ceil(y2)
+            x1, y1, x2, y2 = c.face_boxes[t]  # the detector-style box (brows to chin) sets the crop
             side = max(x2 - x1, y2 - y1)
             assert 0.8 * S / 1.1 < side < 1.2 * S / 1.1  # face box side ~ crop side / 1.1
         # the crop box (source pixels) is a square
@@ -82,8 +84,10 @@ def test_real_crops_show_all_parts(clips):
     assert present[always].min() == 1.0 and present[[2, 3]].min() > 0.8
     talking = [i for i, c in enumerate(clips) if c.labels["action"][ACTION.index("talk")]]
     assert talking and (areas[talking, 8] > 0).all()
-    assert 0.3 < areas[:, 1].mean() < 0.7  # skin: the crop is mostly face
-    assert 0.03 < areas[:, 0].mean() < 0.45 and 0.03 < areas[:, 10].mean() < 0.4
+    # class areas near those of real face crops (the face pipeline on ../shared/samples/video01.mp4:
+    # background 0.10, skin 0.61, hair 0.20, nose 0.03)
+    assert 0.4 < areas[:, 1].mean() < 0.7 and 0.05 < areas[:, 0].mean() < 0.3 and 0.1 < areas[:, 10].mean() < 0.35
+    assert 0.01 < areas[:, 6].mean() < 0.05
 
 
 def _eye_areas(c):

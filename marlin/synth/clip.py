@@ -26,7 +26,8 @@ class Clip:
     frames: np.ndarray       # (T, S, S, 3) uint8 RGB crops
     parse: np.ndarray        # (T, S, S) uint8 LaPa-11 classes
     landmarks: np.ndarray    # (T, 68, 2) float32, crop pixels (iBUG order)
-    face_boxes: np.ndarray   # (T, 4) float32 exact face box [x1, y1, x2, y2], crop pixels
+    face_boxes: np.ndarray   # (T, 4) float32 exact detector-style face box [x1, y1, x2, y2] (brows to chin), crop pixels
+    head_boxes: np.ndarray   # (T, 4) float32 exact box of the whole face oval (forehead included), crop pixels
     crop_boxes: np.ndarray   # (T, 4) float32 crop box in source pixels
     source_size: tuple       # (width, height) of the source frame
     raw: np.ndarray | None   # (T, H, W, 3) uint8 full source frames, when asked for
@@ -105,7 +106,7 @@ def render_item(seed: int, k: int, frames: int = 16, size: int = 96, fps: float 
             donor_shapes.append(face_shapes(manip.donor, ex, mot.open_l[t], mot.open_r[t], mot.gaze[t], speech))
 
     # exact face boxes (source pixels) and the smoothed square crop that follows them
-    boxes_src = np.stack([_bbox(p.head(s["outline"])) for p, s in zip(poses, shapes)])
+    boxes_src = np.stack([_bbox(p.head(s["face_region"])) for p, s in zip(poses, shapes)])
     centre = _smooth((boxes_src[:, :2] + boxes_src[:, 2:]) / 2)
     side = _smooth(CROP_MARGIN * np.max(boxes_src[:, 2:] - boxes_src[:, :2], 1, keepdims=True))[:, 0]
     crop_boxes = np.concatenate([centre - side[:, None] / 2, centre + side[:, None] / 2], 1)
@@ -115,6 +116,7 @@ def render_item(seed: int, k: int, frames: int = 16, size: int = 96, fps: float 
     parse = np.zeros((T, S, S), np.uint8)
     lms = np.zeros((T, 68, 2), np.float32)
     fboxes = np.zeros((T, 4), np.float32)
+    hboxes = np.zeros((T, 4), np.float32)
     raw_frames = np.zeros((T, H, W, 3), np.uint8) if raw else None
     region_fn = scene.mouth_region if manip is not None and manip.kind == "mouth" else scene.inner_face
     for t in range(T):
@@ -140,10 +142,11 @@ def render_item(seed: int, k: int, frames: int = 16, size: int = 96, fps: float 
             img = effects.apply(img, cam, mot.gain[t], mot.light[t], rng_n)
             if vi == 0:
                 out[t], parse[t], lms[t] = img, par, lm
-                fboxes[t] = _bbox(pose.head(shapes[t]["outline"]))
+                fboxes[t] = _bbox(pose.head(shapes[t]["face_region"]))
+                hboxes[t] = _bbox(pose.head(shapes[t]["outline"]))
             else:
                 raw_frames[t] = img
 
     info = {"expression_intensity": round(intensity, 3), "manipulation": labels["manipulation"],
             "camera": {"blur": round(cam.blur, 4), "noise": round(cam.noise, 4), "jpeg": cam.jpeg, "crf": cam.crf}}
-    return Clip(out, parse, lms, fboxes, crop_boxes.astype(np.float32), (W, H), raw_frames, labels, info)
+    return Clip(out, parse, lms, fboxes, hboxes, crop_boxes.astype(np.float32), (W, H), raw_frames, labels, info)

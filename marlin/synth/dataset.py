@@ -71,7 +71,8 @@ def make_item(out_dir, k: int, frames: int, size: int, seed: int, fps: float = 2
     meta = {
         "name": name, "source": source, "fps": float(fps),
         "boxes": np.round(clip.crop_boxes.astype(float), 3).tolist(), "face_found": [True] * len(clip.frames),
-        "face_boxes": np.round(clip.face_boxes.astype(float), 3).tolist(), "source_size": list(clip.source_size),
+        "face_boxes": np.round(clip.face_boxes.astype(float), 3).tolist(),
+        "head_boxes": np.round(clip.head_boxes.astype(float), 3).tolist(), "source_size": list(clip.source_size),
         "backends": {"synth": f"marlin.synth/{VERSION}", "opencv": cv2.__version__, "numpy": np.__version__},
         "labels": {"appearance": lab["appearance"], "action": lab["action"], "expression": lab["expression"],
                    "manipulated": lab["manipulated"]},

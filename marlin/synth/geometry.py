@@ -12,6 +12,7 @@ import numpy as np
 from .identity import Identity
 
 DEPTH = 0.55  # depth of the face surface at its centre
+FACE_TOP = -0.55  # top of the detector-style face box (about the brow tops); the head's top is v = -1
 
 
 def _depth(u, v, a):
@@ -49,6 +50,10 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
     jaw_drop = 0.55 * opening
     phi = np.linspace(0, 2 * np.pi, 64, endpoint=False)
     shapes["outline"] = _flat(*outline_uv(idn, phi, jaw_drop))
+    # the face as a detector boxes it: brow tops (v = FACE_TOP) to chin, cheek to cheek
+    top = np.arccos(-FACE_TOP)
+    fphi = np.concatenate([[top, 2 * np.pi - top], phi[(phi > top) & (phi < 2 * np.pi - top)]])
+    shapes["face_region"] = _flat(*outline_uv(idn, fphi, jaw_drop))
     shapes["jaw"] = _with_depth(*outline_uv(idn, np.linspace(2 * np.pi - 1.318, 1.318, 17), jaw_drop), a) * [1, 1, 0]
 
     # hair (flat: it sits at the silhouette)
@@ -117,7 +122,7 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
     top_v = idn.eye_y + 0.02
     tip_v = top_v + idn.nose_len
     t = np.linspace(0, 1, 7)
-    half = 0.035 + (idn.nose_w - 0.035) * t ** 2.2
+    half = 0.045 + (idn.nose_w - 0.045) * t ** 1.8
     nu = np.concatenate([-half, half[::-1]])
     nv = np.concatenate([top_v + (tip_v - top_v) * t, (top_v + (tip_v - top_v) * t)[::-1]])
     bottom = np.linspace(np.pi, 0, 9)[1:-1]
@@ -190,12 +195,12 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
             shapes[name] = _with_depth([sgn * ox, sgn * a * 0.98], [idn.eye_y - 0.03, idn.eye_y - 0.06], a, 0.04)
 
     if idn.hat:
-        vb = min(idn.hairline, -0.62) - 0.04
+        vb = -0.5  # the brim sits on the forehead, inside the crop
         hw = a * (1 + vol) + 0.04
         crown = np.array([[-hw * 0.92, vb], [-hw * 0.85, -1.5], [-hw * 0.5, -1.85], [hw * 0.5, -1.85], [hw * 0.85, -1.5], [hw * 0.92, vb]])
         shapes["hat_crown"] = _flat(crown[:, 0], crown[:, 1])
         ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
-        shapes["hat_brim"] = _flat((hw + 0.15) * np.cos(ang), vb + 0.05 * np.sin(ang))
+        shapes["hat_brim"] = _flat((hw + 0.15) * np.cos(ang), vb + 0.07 * np.sin(ang))
 
     # body (attached to the head's position, not its rotation)
     shapes["neck"] = _flat([-0.42 * a, 0.42 * a, 0.45 * a, -0.45 * a], [0.5, 0.5, 2.6, 2.6])
