@@ -107,3 +107,34 @@ def test_training_lowers_l1(store, tmp_path, cfg, steps):
         after = torch.nn.functional.l1_loss(gen(held[0], held[1]), held[3]).item()
     assert after < 0.8 * before
     assert np.mean([h["l1"] for h in hist[-4:]]) < np.mean([h["l1"] for h in hist[:4]])
+
+
+FIXTURE = "../shared/fixtures/official/tiny224"
+
+
+def test_official_marlin_checkpoint_gives_the_official_token_maps():
+    """MARLIN from an official-format .pt: the per-frame maps are the official encoder tokens (fixture)."""
+    from pathlib import Path
+
+    if not Path(FIXTURE).is_dir():
+        pytest.skip("shared official fixtures not present")
+    model = Marlin.from_file(f"{FIXTURE}/tiny.yaml", f"{FIXTURE}/tiny.encoder.pt", full_model=False)
+    cfg = GeneratorConfig("marlin", 16, 224, width=4, audio_dim=8, decoder_width=8, marlin=model.config.to_dict())
+    gen = Generator(cfg)
+    load_marlin_encoder(gen, f"{FIXTURE}/tiny.encoder.pt", f"{FIXTURE}/tiny.yaml")
+    clip = torch.from_numpy(np.load(f"{FIXTURE}/clip.npy")).float() / 255  # (1, 3, 16, 224, 224)
+    with torch.no_grad():
+        maps = gen.face.frame_maps(clip.transpose(1, 2))  # (16, 48, 14, 14)
+    official = torch.from_numpy(np.load(f"{FIXTURE}/features_seq.npy")).view(8, 14, 14, 48)
+    for frame in (0, 5, 15):
+        torch.testing.assert_close(maps[frame].permute(1, 2, 0), official[frame // 2], atol=1e-4, rtol=1e-4)
+
+
+def test_lrs2_96px_faces_go_through_224_and_back():
+    """The paper's setting: 96 px faces upsampled to the 224 px encoder, output brought back to 96 px."""
+    cfg224 = MarlinConfig(img_size=224, patch_size=16, n_frames=16, encoder_embed_dim=16, encoder_depth=1,
+                          encoder_num_heads=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    gen = Generator(GeneratorConfig("vit", 16, 96, width=4, audio_dim=8, decoder_width=16, marlin=cfg224.to_dict()))
+    with torch.no_grad():
+        out = gen(torch.rand(1, 16, 6, 96, 96), torch.rand(1, 16, 1, 80, 16))
+    assert out.shape == (1, 16, 3, 96, 96)

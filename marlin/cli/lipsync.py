@@ -15,6 +15,16 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--videos", nargs="+", help="instead of --data: cropped face videos (files, folders, txt lists)")
 
 
+def _device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+
+
+def _device(args) -> str:
+    import torch
+
+    return args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def _entries(args):
     from ..lipsync.data import lrs2_entries, video_entries
 
@@ -55,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     for p in sub.choices.values():
         p.add_argument("--steps", type=int, default=10000, help="total optimisation steps")
+        _device_arg(p)
         p.add_argument("--batch", type=int, default=16)
         p.add_argument("--lr", type=float, default=1e-4)
         p.add_argument("--seed", type=int, default=0)
@@ -67,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output .mp4")
     p.add_argument("--paste", action="store_true", help="paste faces back into the face item's source video")
     p.add_argument("--batch", type=int, default=4, help="windows per forward pass")
+    _device_arg(p)
 
     p = sub.add_parser("evaluate", help="LSE-D / LSE-C with a SyncNet, optional FID")
     _data_args(p)
@@ -78,6 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--fid-weights", help="weights file of the FID extractor (never downloaded)")
     p.add_argument("--fid-config", help="for --fid-extractor marlin: preset or YAML when the file has no config")
     p.add_argument("--fid-size", type=int, default=96, help="frames are resized to this size for FID")
+    _device_arg(p)
 
     p = sub.add_parser("toy", help="write a tiny LRS2-layout dataset of generated talking clips (tone bursts)")
     p.add_argument("out")
@@ -106,7 +119,7 @@ def _train_syncnet(args) -> int:
     cfg = SyncNetConfig(args.window, args.face_size, args.width, args.stages, args.embed_dim)
     store = ClipStore(_entries(args), args.face_size, min_frames=args.window + args.min_offset + 1)
     hist = train_syncnet(store, args.out, cfg, args.steps, args.batch, args.lr, args.seed, args.save_every,
-                         args.min_offset)
+                         args.min_offset, _device(args))
     _report(hist, lambda h: h, "loss", args.out, store)
     return 0
 
@@ -131,7 +144,7 @@ def _train(args) -> int:
     syncnet = load_syncnet(args.syncnet) if args.syncnet else None
     store = ClipStore(_entries(args), args.face_size, min_frames=window)
     hist = train_generator(store, args.out, cfg, syncnet, args.steps, args.batch, args.lr, args.sync_wt, args.disc_wt,
-                           args.seed, args.save_every, state, args.disc_width)
+                           args.seed, args.save_every, state, args.disc_width, _device(args))
     _report(hist, lambda h: h["l1"], "l1", args.out, store)
     return 0
 
@@ -151,7 +164,8 @@ def _infer(args) -> int:
     from ..lipsync.infer import lipsync_file
     from ..lipsync.train import load_generator
 
-    out = lipsync_file(load_generator(args.checkpoint), args.face, args.audio, args.out, args.batch, args.paste)
+    gen = load_generator(args.checkpoint).to(_device(args))
+    out = lipsync_file(gen, args.face, args.audio, args.out, args.batch, args.paste)
     print(f"wrote {out}")
     return 0
 
@@ -162,12 +176,13 @@ def _evaluate(args) -> int:
     from ..lipsync.train import load_syncnet
 
     entries = _entries(args)
-    res = evaluate_lse(load_syncnet(args.syncnet), entries, args.out, args.vshift)
+    res = evaluate_lse(load_syncnet(args.syncnet).to(_device(args)), entries, args.out, args.vshift)
     summary = res["summary"]
     if args.fid_real:
         from ..lipsync.fid import load_extractor
 
         opts = {"config": args.fid_config} if args.fid_extractor == "marlin" else {}
+        opts["device"] = _device(args)
         ext = load_extractor(args.fid_extractor, args.fid_weights, **opts)
         summary["fid"] = evaluate_fid(ext, entries, video_entries(args.fid_real), args.fid_size)
         summary["fid_extractor"] = args.fid_extractor

@@ -80,27 +80,27 @@ def fid(extractor, frames_a: Iterable[np.ndarray], frames_b: Iterable[np.ndarray
 
 
 @register_extractor("marlin")
-def marlin_extractor(weights, config=None):
+def marlin_extractor(weights, config=None, device: str = "cpu"):
     """MARLIN encoder features (mean over tokens, final norm) of each frame repeated as a static clip."""
     import torch.nn.functional as F
 
     from ..models import Marlin
 
-    model = Marlin.from_file(config, weights, full_model=False).eval()
+    model = Marlin.from_file(config, weights, full_model=False).eval().to(device)
     c = model.config
 
     def run(x: Tensor) -> np.ndarray:  # (N, 3, H, W) -> (N, D)
-        x = F.interpolate(x, size=(c.img_size, c.img_size), mode="bilinear", align_corners=False)
+        x = F.interpolate(x.to(device), size=(c.img_size, c.img_size), mode="bilinear", align_corners=False)
         clip = x[:, :, None].expand(-1, -1, c.n_frames, -1, -1)
-        return model.extract_features(clip, keep_seq=False).numpy()
+        return model.extract_features(clip, keep_seq=False).cpu().numpy()
 
     return run
 
 
 @register_extractor("inception")
-def inception_extractor(weights):
+def inception_extractor(weights, device: str = "cpu"):
     """pytorch-fid's InceptionV3 pool3 features (2048-d) from its weights file."""
     from .inception import FIDInceptionV3
 
-    net = FIDInceptionV3.from_file(weights).eval()
-    return lambda x: net(x).numpy()
+    net = FIDInceptionV3.from_file(weights).eval().to(device)
+    return lambda x: net(x.to(device)).cpu().numpy()

@@ -27,6 +27,7 @@ def generate(gen, faces: np.ndarray, audio: np.ndarray, fps: float = FPS, batch:
     from tqdm import tqdm
 
     gen.eval()
+    device = next(gen.parameters()).device
     t = gen.window
     m = frames_for_audio(len(audio), fps=fps)
     if m < 1:
@@ -39,7 +40,7 @@ def generate(gen, faces: np.ndarray, audio: np.ndarray, fps: float = FPS, batch:
         clip = to_tensor(np.stack([faces[i % len(faces)] for i in idx]))  # (b, T, 3, S, S)
         inputs = torch.cat([mask_lower(clip), clip], dim=2)
         chunks = torch.from_numpy(np.stack([frame_chunks(mel, i, fps) for i in idx]))[:, :, None]
-        pred = gen(inputs, chunks).clamp(0, 1).mul(255).round().byte().movedim(2, -1).numpy()
+        pred = gen(inputs.to(device), chunks.to(device)).clamp(0, 1).mul(255).round().byte().movedim(2, -1).cpu().numpy()
         for i, p in zip(idx, pred):
             out[i] = p  # repeated tail indices just rewrite the last frame
     return out

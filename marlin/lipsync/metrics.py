@@ -42,18 +42,19 @@ def offset_curve(v: np.ndarray, a: np.ndarray, vshift: int = 15) -> np.ndarray:
 def window_embeddings(syncnet, faces: np.ndarray, mel: np.ndarray, fps: float = FPS, batch: int = 64):
     """faces (N, S, S, 3) uint8, mel (80, Tm) -> face and audio embeddings of every window: (N-w+1, E) each."""
     syncnet.eval()
+    device = next(syncnet.parameters()).device
     w = syncnet.window
     n = len(faces) - w + 1
     if n < 1:
         raise ValueError(f"{len(faces)} frames is shorter than the SyncNet window ({w})")
-    x = lower_half(to_tensor(faces))  # (N, 3, S/2, S)
+    x = lower_half(to_tensor(faces)).to(device)  # (N, 3, S/2, S)
     vs, as_ = [], []
     for s in range(0, n, batch):
         idx = range(s, min(n, s + batch))
         vs.append(syncnet.embed_face(torch.stack([x[i:i + w] for i in idx])))
         mels = np.stack([mel_window(mel, i, w, fps) for i in idx])[:, None]
-        as_.append(syncnet.embed_audio(torch.from_numpy(mels)))
-    return torch.cat(vs).numpy(), torch.cat(as_).numpy()
+        as_.append(syncnet.embed_audio(torch.from_numpy(mels).to(device)))
+    return torch.cat(vs).cpu().numpy(), torch.cat(as_).cpu().numpy()
 
 
 def lse(syncnet, faces: np.ndarray, mel: np.ndarray, vshift: int = 15, fps: float = FPS) -> dict:

@@ -47,6 +47,14 @@ def load_generator(path) -> Generator:
     return gen.eval()
 
 
+def _move_optimizer(opt, device) -> None:
+    """Optimizer state restored on the CPU follows its parameters to ``device``."""
+    for state in opt.state.values():
+        for k, v in state.items():
+            if torch.is_tensor(v) and k != "step":
+                state[k] = v.to(device)
+
+
 def _progress(total: int, start: int, desc: str):
     from tqdm import tqdm
 
@@ -54,10 +62,10 @@ def _progress(total: int, start: int, desc: str):
 
 
 def train_syncnet(store: ClipStore, out, cfg: SyncNetConfig, steps: int, batch: int = 16, lr: float = 1e-4,
-                  seed: int = 0, save_every: int = 500, min_offset: int = 2) -> list[float]:
+                  seed: int = 0, save_every: int = 500, min_offset: int = 2, device: str = "cpu") -> list[float]:
     """Train (or resume from ``out``) the expert for ``steps`` total steps; returns the per-step losses."""
     out = Path(out)
-    net = SyncNet(cfg)
+    net = SyncNet(cfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     step, history = 0, []
     if out.exists():
@@ -71,7 +79,7 @@ def train_syncnet(store: ClipStore, out, cfg: SyncNetConfig, steps: int, batch: 
     net.train()
     with _progress(steps, step, "syncnet") as bar:
         while step < steps:
-            faces, mels, labels = sync_batch(store, batch, cfg.window, rng, min_offset)
+            faces, mels, labels = (x.to(device) for x in sync_batch(store, batch, cfg.window, rng, min_offset))
             loss = sync_loss(*net(faces, mels), labels)
             opt.zero_grad()
             loss.backward()
@@ -89,7 +97,7 @@ def train_syncnet(store: ClipStore, out, cfg: SyncNetConfig, steps: int, batch: 
 def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNet | None, steps: int,
                     batch: int = 4, lr: float = 1e-4, sync_wt: float = SYNC_WT, disc_wt: float = DISC_WT,
                     seed: int = 0, save_every: int = 500, encoder_state: dict | None = None,
-                    disc_width: int = 32) -> list[dict]:
+                    disc_width: int = 32, device: str = "cpu") -> list[dict]:
     """Train (or resume) the generator with L1 + frozen-expert sync + GAN losses; returns per-step losses.
 
     ``encoder_state``: MARLIN encoder weights to start the ``marlin`` face encoder from (required for it)."""
@@ -121,11 +129,19 @@ def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNe
         if encoder_state is None:
             raise ValueError("the 'marlin' encoder starts from MARLIN weights: pass encoder_state (--marlin)")
         gen.face.encoder.load_state_dict(encoder_state)
+    gen.to(device)
+    if disc is not None:
+        disc.to(device)
+        _move_optimizer(dopt, device)
+    if syncnet is not None:
+        syncnet.to(device)
+    _move_optimizer(opt, device)
     rng = np.random.default_rng([seed, step])
     gen.train()
     with _progress(steps, step, f"generator ({cfg.encoder})") as bar:
         while step < steps:
-            inputs, chunks, sync_mels, target = generator_batch(store, batch, cfg.window, sync_window, rng)
+            inputs, chunks, sync_mels, target = (x.to(device) for x in generator_batch(
+                store, batch, cfg.window, sync_window, rng))
             pred = gen(inputs, chunks)
             losses = generator_losses(pred, target, sync_mels, syncnet, disc, sync_wt, disc_wt)
             opt.zero_grad()
