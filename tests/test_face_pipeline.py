@@ -148,3 +148,10 @@ def test_large_input_and_second_decoding_pass(edited, tmp_path):
     assert np.array_equal(cached.frames, redecoded.frames) and np.allclose(cached.boxes, redecoded.boxes)
     side = cached.boxes[:, 2] - cached.boxes[:, 0]
     assert (side > 400).all() and (side < 600).all()
+
+
+def test_threads_give_identical_results(pipe, edited):
+    one = pipe.run(edited / "gap.mp4")
+    two = FacePipeline(size=224, threads=2).run(edited / "gap.mp4")
+    assert np.array_equal(one.frames, two.frames) and np.array_equal(one.parse, two.parse)
+    assert np.array_equal(one.found, two.found)

@@ -105,3 +105,19 @@ def test_torchscript_parser_plugin(tmp_path):
     (tmp_path / "text.pt").write_text("hello")
     with pytest.raises(ValueError, match="text.pt"):
         TorchScriptParser(tmp_path / "text.pt")
+
+
+def test_prefetch_passes_items_and_errors():
+    from marlin.face.pipeline import _prefetch
+
+    assert list(_prefetch(iter(range(50)), depth=2)) == list(range(50))
+
+    def broken():
+        yield 1
+        raise VideoError("x.mp4", "decoding failed after frame 1")
+
+    with pytest.raises(VideoError, match="x.mp4"):
+        list(_prefetch(broken()))
+    it = _prefetch(iter(range(1000)), depth=2)
+    assert next(it) == 0
+    it.close()  # an abandoned consumer does not leave the producer blocked

@@ -19,14 +19,19 @@ def add_arguments(p) -> None:
                    help="'landmarks' (built in), 'none', or a TorchScript LaPa parser file")
     p.add_argument("--splits", default=None, help="folder with the YTF train_set.csv/val_set.csv (ytf layout)")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate recorded for frame folders (ytf)")
-    p.add_argument("--threads", type=int, default=1, help="LiteRT threads per worker (default 1)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="threads per worker for background decoding and parallel parsing "
+                        "(default 0: CPU cores / workers)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
     from ..face.preprocess import FAILURES, Options, preprocess
 
-    opts = Options(size=args.size, parser=args.parser, no_face=args.no_face, num_threads=args.threads,
+    import os
+
+    threads = args.threads if args.threads > 0 else max(1, (os.cpu_count() or 1) // max(1, args.workers))
+    opts = Options(size=args.size, parser=args.parser, no_face=args.no_face, threads=threads,
                    as_jpg=(args.layout == "ytf"), fps=args.fps)
     try:
         s = preprocess(args.input, args.out, args.layout, args.workers, args.preview, args.splits, opts,

@@ -61,6 +61,44 @@ def _timed(it, timer, key):
         yield x
 
 
+def _prefetch(it, depth: int = 8):
+    """Run iterator ``it`` in a background thread (PyAV decodes without the GIL); errors re-raise here."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for x in it:
+                if stop.is_set():
+                    return
+                q.put(x)
+            q.put(done)
+        except BaseException as e:  # handed to the consumer
+            q.put(e)
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    try:
+        while True:
+            x = q.get()
+            if x is done:
+                return
+            if isinstance(x, BaseException):
+                raise x
+            yield x
+    finally:
+        stop.set()
+        while t.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.01)
+
+
 def make_parser(parser="landmarks", num_threads: int = 1):
     """``"landmarks"`` (default backend), ``None`` (no parsing) or a path to a TorchScript parser."""
     if parser is None or parser == "none":
@@ -71,10 +109,14 @@ def make_parser(parser="landmarks", num_threads: int = 1):
 
 
 class FacePipeline:
-    """Reusable across inputs (the models load once). ``no_face``: "error" or "center"."""
+    """Reusable across inputs (the models load once). ``no_face``: "error" or "center".
+
+    ``threads`` > 1 decodes in a background thread and parses frames on that many threads (LiteRT
+    runs without the GIL); ``num_threads`` is LiteRT's own thread count per model.
+    """
 
     def __init__(self, size: int = 224, parser="landmarks", no_face: str = "error", num_threads: int = 1,
-                 cache_bytes: int = 1 << 30):
+                 cache_bytes: int = 1 << 30, threads: int = 1):
         if no_face not in ("error", "center"):
             raise ValueError(f"no_face must be 'error' or 'center', not {no_face!r}")
         if size < 16:
@@ -82,7 +124,11 @@ class FacePipeline:
         self.size, self.no_face, self.cache_bytes = size, no_face, cache_bytes
         self.detector = FaceDetector(num_threads=num_threads)
         self.landmarker = FaceLandmarker(num_threads=num_threads)
+        self.threads = max(1, int(threads))
         self.parser = make_parser(parser, num_threads)
+        # extra parser instances (one interpreter per thread) for parallel parsing
+        self._parsers = [self.parser] + ([make_parser(parser, num_threads) for _ in range(self.threads - 1)]
+                                         if isinstance(self.parser, LandmarkParser) else [])
         self.timings: dict[str, float] = {}
 
     def backends(self) -> dict:
@@ -95,11 +141,29 @@ class FacePipeline:
                 "crop": f"side={C.SIDE_SCALE}*landmark box, shift={list(C.CENTER_SHIFT)}, gaussian smoothing",
                 "parser": "none" if self.parser is None else self.parser.version}
 
+    def _frames(self, source, timer: _Timer):
+        frames = _timed(source.frames(), timer, "decode")
+        return _prefetch(frames) if self.threads > 1 else frames
+
+    def _parse(self, crops, lms, context):
+        """Parse all crops, split in contiguous chunks over the parser instances."""
+        n = len(self._parsers)
+        if n == 1 or len(crops) < 2 * n:
+            return self.parser(crops, lms, context)
+        from concurrent.futures import ThreadPoolExecutor
+
+        bounds = np.linspace(0, len(crops), n + 1).astype(int)
+        with ThreadPoolExecutor(n) as ex:
+            parts = ex.map(lambda k: self._parsers[k](crops[bounds[k]:bounds[k + 1]], lms[bounds[k]:bounds[k + 1]],
+                                                      None if context is None else context[bounds[k]:bounds[k + 1]]),
+                           range(n))
+            return np.concatenate(list(parts))
+
     def track(self, source, timer: _Timer):
         """Pass 1. Returns (landmarks (T, 468, 3) NaN-filled, cuts, (H, W), cached frames or None)."""
         tracker = FaceTracker(self.detector, self.landmarker)
         pts, cuts, cache, nbytes, hw = [], [], [], 0, None
-        for frame in _timed(source.frames(), timer, "decode"):
+        for frame in self._frames(source, timer):
             hw = hw or frame.shape[:2]
             t0 = time.perf_counter()
             ncuts = tracker.stats["cuts"]
@@ -132,7 +196,7 @@ class FacePipeline:
         crops, context = [], []
         ctx_scale = getattr(self.parser, "context_scale", None)
         timer.add("crop", time.perf_counter() - t0)
-        frames = iter(cache) if cache is not None else _timed(source.frames(), timer, "decode")
+        frames = iter(cache) if cache is not None else self._frames(source, timer)
         for i, frame in enumerate(frames):
             if i >= len(boxes):
                 break
@@ -149,7 +213,7 @@ class FacePipeline:
         parse = None
         if self.parser is not None:
             t0 = time.perf_counter()
-            parse = self.parser(crops, crop_lms, np.stack(context) if context else None)
+            parse = self._parse(crops, crop_lms, np.stack(context) if context else None)
             timer.add("parse", time.perf_counter() - t0)
         self.timings = timer.t
         meta = {"source": str(path), "fps": float(source.fps), "source_size": [int(w), int(h)],

@@ -32,7 +32,8 @@ class Options:
     size: int = 224
     parser: str | None = "landmarks"
     no_face: str = "error"
-    num_threads: int = 1
+    num_threads: int = 1  # LiteRT threads per model
+    threads: int = 1  # threads per worker: background decoding + parallel parsing
     as_jpg: bool = False
     fps: float = 25.0  # for frame folders (YTF), which carry no rate
 
@@ -44,7 +45,7 @@ _OPTS: Options | None = None
 def _init(opts: Options) -> None:
     global _PIPE, _OPTS
     _OPTS = opts
-    _PIPE = FacePipeline(opts.size, opts.parser, opts.no_face, opts.num_threads)
+    _PIPE = FacePipeline(opts.size, opts.parser, opts.no_face, opts.num_threads, threads=opts.threads)
 
 
 def process_one(job) -> dict:
