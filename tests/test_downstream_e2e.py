@@ -41,7 +41,8 @@ def world(tmp_path_factory):
 def _config(world, tmp_path, name, **extra):
     cfg = {"dataset": "csv", "root": str(world), "task": "warm",
            "encoder": {"model": None, "weights": str(world / "tiny.safetensors")},
-           "windows": {"sample_rate": 1, "stride": 2}, "out": str(tmp_path / name), **extra}
+           "windows": {"sample_rate": 1, "stride": 2}, "out": str(tmp_path / name),
+           "features": str(world / "features"), **extra}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -61,7 +62,7 @@ def test_probe_end_to_end_resumes_and_skips_bad_video(world, tmp_path, capsys):
     assert (out / "fold1_fs100pct_seed0" / "head.safetensors").is_file()
     assert "| 100% (14) |" in (out / "results.md").read_text()
     assert "broken.mp4" in (out / "skipped_videos_fold1.txt").read_text()
-    feats = out / "features" / "videos" / "v00.npy"
+    feats = world / "features" / "videos" / "v00.npy"
     n_clips = np.load(feats).shape
     assert n_clips == (3, 32)  # 10 frames, official windows of 4 at stride 2: starts 0, 2, 4 (< 10 - 4)
     stamp = feats.stat().st_mtime_ns
@@ -93,3 +94,31 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys):
     p.write_text("dataset: csv\nroot: /nowhere\nlearning_rate: 3\n")
     assert main(["probe", str(p)]) == 1
     assert "unknown keys ['learning_rate']" in capsys.readouterr().err
+
+
+def test_gradcam_png_and_complementary_binary_maps(world, tmp_path):
+    import cv2
+    import torch
+
+    from marlin.downstream.gradcam import token_cam
+    from marlin.downstream.model import classifier_from_checkpoint
+
+    cfg = _config(world, tmp_path, "cam", train={"lr": 1e-2, "batch_size": None, "max_epochs": 50, "patience": 5})
+    assert main(["probe", str(cfg), "--no-progress"]) == 0
+    ckpt = tmp_path / "cam" / "fold1_fs100pct_seed0" / "head.safetensors"
+    out = tmp_path / "png"
+    assert main(["gradcam", str(ckpt), str(world / "videos" / "v01.mp4"), "--clips", "all", "--out", str(out),
+                 "--target", "1", "--per-frame"]) == 0
+    pngs = sorted(out.glob("v01_clip*_1.png"))
+    assert len(pngs) == 3
+    img = cv2.imread(str(pngs[0]))
+    assert img.shape == (2 * 32, 4 * 32, 3)  # frames over overlays, 4 frames per clip
+    assert len(list((out / "v01_clip000_1").glob("*.png"))) == 4
+    # the two classes of a binary task explain complementary tokens: +logit and -logit
+    model, _ = classifier_from_checkpoint(ckpt)
+    x = torch.rand(1, 3, 4, 32, 32)
+    pos, _ = token_cam(model, x, 0, 1.0)
+    neg, _ = token_cam(model, x, 0, -1.0)
+    assert pos.shape == (2, 2, 2)
+    assert torch.all(pos * neg == 0) and (pos + neg).sum() > 0
+    assert main(["gradcam", str(ckpt), str(world / "videos" / "v01.mp4"), "--clips", "9", "--out", str(out)]) == 1
