@@ -97,6 +97,7 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
     warmup = min(warmup, total)
     done = _resumed_iteration(resume) if resume else None
     history = History(out / "history.csv", resume_from=done) if rank0 else None
+    torch.manual_seed(tr.seed)  # the initial weights depend only on the seed (identical on every rank)
     module = PretrainModule(cfg, global_batch, total, warmup, out, history)
     if init and not resume:
         load_init(module, init)

@@ -1,0 +1,124 @@
+"""Pretraining clips: deterministic positions, parse alignment, resizing, fallbacks, bad items, YTF layout."""
+import logging
+
+import cv2
+import numpy as np
+import torch
+
+from marlin.data import write_item
+from marlin.data.clips import PositionSampler, PretrainClips, collate, open_items
+from marlin.masking import token_parts
+
+TINY_CFG = {"model_name": "t", "img_size": 32, "patch_size": 8, "clip_frames": 8, "tubelet_size": 2,
+            "temporal_sample_rate": 2, "mask_percentage_target": 0.75,
+            "learning_rate": {"base": 0.05, "warmup": 0.0, "min": 1e-3, "warmup_epochs": 0},
+            "encoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
+            "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
+            "trainer": {"batch_size": 2, "num_workers": 0, "val_every": 1000, "val_batches": 1,
+                        "log_every": 1, "ckpt_every": 1000, "warmup_steps": 0}}
+
+
+def toy_frames(i: int, t: int, s: int):
+    """A moving bright square 'face' (parse: skin with a nose-labelled centre) on a dark background."""
+    frames = np.full((t, s, s, 3), 30, np.uint8)
+    parse = np.zeros((t, s, s), np.uint8)
+    for k in range(t):
+        x0 = (k + 3 * i) % (s // 2)
+        frames[k, s // 4:3 * s // 4, x0:x0 + s // 2] = (200, 150 + 20 * i % 100, 120)
+        parse[k, s // 4:3 * s // 4, x0:x0 + s // 2] = 1
+        parse[k, s // 2 - 2:s // 2 + 2, x0 + s // 4 - 2:x0 + s // 4 + 2] = 6
+        frames[k][parse[k] == 6] = (90, 60, 200)
+    return frames, parse
+
+
+def make_items(root, n=3, t=20, s=32, parse=True):
+    for i in range(n):
+        frames, p = toy_frames(i, t, s)
+        write_item(root / f"v{i}", frames, {"fps": 25.0, "source": f"toy{i}"}, parse=p if parse else None)
+    return root
+
+
+def dataset(root, **kw):
+    args = dict(clip_frames=8, sample_rate=2, img_size=32, patch_size=8, tubelet_size=2, ratio=0.75,
+                strategy="fasking", seed=0)
+    args.update(kw)
+    return PretrainClips(open_items(root), **args)
+
+
+def test_positions_are_deterministic_and_aligned(tmp_path):
+    ds = dataset(make_items(tmp_path))
+    a, b, c = ds[4], ds[4], ds[5]
+    assert a["video"].dtype == torch.uint8 and a["video"].shape == (3, 8, 32, 32)
+    assert a["mask"].shape == (64,) and a["mask"].sum() == 16 and a["has_parse"]
+    assert torch.equal(a["video"], b["video"]) and torch.equal(a["mask"], b["mask"])
+    assert not torch.equal(a["mask"], c["mask"])
+    # the first epoch visits every item once
+    assert sorted(ds.item_index(p) for p in range(3)) == [0, 1, 2]
+    # the mask was made from this clip's own parse maps: fasking keeps background patches visible first
+    rng = np.random.default_rng([0, 4])
+    frames, parse = ds.load(ds.item_index(4), rng)
+    assert parse.shape == (4, 32, 32) and frames.shape == (8, 32, 32, 3)
+    assert torch.equal(torch.from_numpy(frames).permute(3, 0, 1, 2), a["video"])
+    background = token_parts(parse, 8)[6].reshape(-1)
+    assert background.sum() > 16 and not (a["mask"].numpy() & ~background).any()
+
+
+def test_resizes_items_and_reads_frames_at_stride(tmp_path):
+    make_items(tmp_path, n=1, t=40, s=48)
+    ds = dataset(tmp_path, img_size=32)
+    frames, parse = ds.load(0, np.random.default_rng(1))
+    assert frames.shape == (8, 32, 32, 3) and parse.shape == (4, 32, 32)
+    assert set(np.unique(parse)) <= {0, 1, 6}  # nearest-neighbour resize keeps labels
+
+
+def test_missing_parse_falls_back_to_random(tmp_path, caplog):
+    ds = dataset(make_items(tmp_path, n=1, parse=False))
+    with caplog.at_level(logging.WARNING):
+        s = ds[0]
+    assert not s["has_parse"] and s["mask"].sum() == 16
+    assert "no parse maps" in caplog.text and "v0" in caplog.text
+
+
+def test_bad_item_is_reported_and_skipped(tmp_path, caplog):
+    make_items(tmp_path, n=2)
+    (tmp_path / "v1" / "clip.mp4").write_bytes(b"not a video")
+    ds = dataset(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        samples = [ds[p] for p in range(4)]
+    assert all(s["video"].shape == (3, 8, 32, 32) for s in samples)
+    assert "skipped" in caplog.text and "v1" in caplog.text
+
+
+def test_ytf_layout(tmp_path):
+    frames, parse = toy_frames(0, 20, 32)
+    for k in range(20):
+        d = tmp_path / "crop_images_DB" / "Some_One" / "0"
+        d.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(d / f"{k:04d}.jpg"), frames[k][..., ::-1])
+        p = tmp_path / "face_parsing_images_DB" / "Some_One" / "0"
+        p.mkdir(parents=True, exist_ok=True)
+        np.save(p / f"{k:04d}.npy", parse[k][None] if k != 3 else np.zeros((0, 32, 32), np.uint8))
+    (tmp_path / "train_set.csv").write_text("path,len\nSome_One/0,20\n")
+    items = open_items(tmp_path, "train")
+    assert len(items) == 1 and items[0].num_frames == 20
+    ds = PretrainClips(items, 8, 2, 32, 8, 2, 0.75, "fasking", 0)
+    s = ds[0]
+    assert s["has_parse"] and s["video"].shape == (3, 8, 32, 32)
+    p = items[0].read_parse([2, 3])
+    assert p.shape == (2, 32, 32) and (p[1] == 0).all() and (p[0] == 6).any()
+
+
+def test_sampler_ranks_partition_the_global_batch():
+    single = list(PositionSampler(4, 0, 1, start=3, limit=5))
+    r0 = list(PositionSampler(2, 0, 2, start=3, limit=5))
+    r1 = list(PositionSampler(2, 1, 2, start=3, limit=5))
+    assert single == list(range(12, 20))
+    for k in range(2):  # micro-batch k: both ranks together hold the single process's batch
+        assert sorted(r0[2 * k:2 * k + 2] + r1[2 * k:2 * k + 2]) == single[4 * k:4 * k + 4]
+
+
+def test_collate(tmp_path):
+    ds = dataset(make_items(tmp_path, n=2))
+    b = collate([ds[0], ds[1]])
+    assert b["video"].shape == (2, 3, 8, 32, 32) and b["mask"].shape == (2, 64)
+    assert b["position"].tolist() == [0, 1]

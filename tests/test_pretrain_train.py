@@ -1,0 +1,97 @@
+"""Training: a tiny model overfits one batch; resume continues the same trajectory; exports load in extract."""
+import copy
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from marlin.data.clips import collate
+from marlin.train import pretrain, pretrain_config
+from marlin.train.datamodule import PretrainData
+from marlin.train.history import read_history
+from marlin.train.module import PretrainModule
+from test_pretrain_data import TINY_CFG, make_items
+
+
+def test_overfits_a_fixed_batch(tmp_path):
+    cfg = pretrain_config(copy.deepcopy(TINY_CFG))
+    batch = collate([PretrainData(make_items(tmp_path, n=2), cfg)._dataset(open_items_of(tmp_path), 0)[p]
+                     for p in range(2)])
+    torch.manual_seed(0)
+    module = PretrainModule(cfg, global_batch=2, total_steps=60, warmup_steps=0)
+    module.lrs = (3e-3, 3e-3, 3e-3)
+    first = module.model(batch["video"].float() / 255, batch["mask"]).detach()
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    losses = []
+    module._record = lambda terms, lr: losses.append(terms["rec_loss"].item())
+    trainer.fit(module, train_dataloaders=DataLoader([batch] * 60, batch_size=None))
+    assert len(losses) == 60 and first.shape == (2, 48, 384)
+    assert losses[-1] < 0.35 * losses[0], losses[::10]
+
+
+def open_items_of(root):
+    from marlin.data.clips import open_items
+
+    return open_items(root)
+
+
+def _run(data, out, **kw):
+    args = dict(max_steps=4, schedule_steps=4, progress=False, devices=1, accelerator="cpu")
+    args.update(kw)
+    return pretrain(copy.deepcopy(TINY_CFG), data, out, **args)
+
+
+def test_resume_continues_the_same_trajectory_and_exports_load(tmp_path):
+    data = make_items(tmp_path / "data", n=3)
+    full = _run(data, tmp_path / "full", val_every=2)
+    assert full.iterations == 4 and full.stopped_by == "max_steps"
+    first = _run(data, tmp_path / "split", max_steps=2, tensorboard=False)
+    assert first.iterations == 2 and first.checkpoint.is_file()
+    resumed = _run(data, tmp_path / "split", resume=first.checkpoint, tensorboard=False)
+    assert resumed.iterations == 4
+    a = {r["iteration"]: r for r in full.history if r["kind"] == "train"}
+    b = {r["iteration"]: r for r in read_history(resumed.history_csv) if r["kind"] == "train"}
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4]
+    for it in (3, 4):
+        for k in ("rec_loss", "d_loss", "adv_loss", "lr"):
+            assert abs(a[it][k] - b[it][k]) <= 1e-6 * max(1.0, abs(a[it][k])), (it, k, a[it][k], b[it][k])
+    assert a[4]["rec_loss"] != a[1]["rec_loss"]
+    # logs and pictures
+    assert (tmp_path / "full" / "tensorboard").is_dir() and full.mask_picture.is_file()
+    assert [p.name for p in full.reconstructions] == ["step0000002.png", "step0000004.png", "final.png"]
+    assert any(r["kind"] == "val" for r in full.history)
+    # exports: ours, official encoder/full layouts, and the YAML that rebuilds the model
+    from marlin.models import Marlin
+
+    ex = full.exports
+    ours = Marlin.from_file(None, ex["safetensors"])
+    enc = Marlin.from_file(ex["yaml"], ex["encoder_pt"])
+    whole = Marlin.from_file(ex["yaml"], ex["full_pt"])
+    assert enc.decoder is None and whole.decoder is not None
+    x = torch.rand(1, 3, 8, 32, 32)
+    torch.testing.assert_close(ours.extract_features(x, False), enc.extract_features(x, False))
+    ckpt = torch.load(full.checkpoint, map_location="cpu", weights_only=True)
+    assert len(ckpt["optimizer_states"]) == 2 and len(ckpt["lr_schedulers"]) == 2
+    assert ckpt["marlin_pretrain"]["iteration"] == 4
+    torch.testing.assert_close(ckpt["state_dict"]["model.encoder.norm.weight"], ours.encoder.norm.weight)
+
+
+def test_exported_encoder_runs_in_marlin_extract(tmp_path):
+    from marlin.cli import main
+    from marlin.video import write_video
+
+    data = make_items(tmp_path / "data", n=2)
+    res = _run(data, tmp_path / "run", max_steps=1, schedule_steps=None, tensorboard=False, mask_picture=False)
+    video = tmp_path / "videos" / "face.mp4"
+    video.parent.mkdir()
+    frames = np.random.default_rng(0).integers(0, 255, (40, 32, 32, 3), dtype=np.uint8)
+    write_video(video, frames, fps=25)
+    assert main(["extract", str(video.parent), "--out", str(tmp_path / "feats"), "--model", str(res.exports["yaml"]),
+                 "--checkpoint", str(res.exports["encoder_pt"])]) == 0
+    feats = np.load(tmp_path / "feats" / "face.npy")
+    assert feats.shape == (1, 32) and np.isfinite(feats).all()
+    assert main(["extract", str(video), "--out", str(tmp_path / "feats2"),
+                 "--checkpoint", str(res.exports["safetensors"])]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "feats2" / "face.npy"), feats, atol=1e-5)
