@@ -1,0 +1,39 @@
+"""Every shipped run config loads, names a known dataset / task, and has valid training options."""
+import pytest
+
+from marlin.downstream.config import load_run_config, set_key, shipped_configs
+from marlin.downstream.datasets import DATASETS
+from marlin.downstream.fewshot import parse_fraction
+from marlin.downstream.train import TrainConfig
+
+TASKS = {"celebvhq": {"appearance", "action", "emotion"}, "mosei": {"emotion", "sentiment7", "sentiment2"},
+         "ffpp": {"real_fake", "method"}, "dfew": {"expression"}, "ferv39k": {"expression"},
+         "mafw": {"expression"}, "csv": {None}}
+
+
+def test_every_dataset_and_mode_is_shipped():
+    names = shipped_configs()
+    for ds in DATASETS:
+        assert any(n.startswith(ds) and n.endswith("_lp") for n in names), ds
+        assert any(n.startswith(ds) and n.endswith("_ft") for n in names), ds
+
+
+@pytest.mark.parametrize("name", shipped_configs())
+def test_shipped_config_is_valid(name):
+    cfg = load_run_config(name)
+    assert cfg["dataset"] in DATASETS and cfg["task"] in TASKS[cfg["dataset"]]
+    tc = TrainConfig.from_dict(cfg["train"])
+    assert tc.betas == (0.5, 0.9) and tc.lr == 1e-4 and tc.weight_decay == 0  # the paper's optimiser
+    assert all(0 < parse_fraction(f) <= 1 for f in cfg["few_shot"])
+    assert cfg["reduction"] in ("mean", "max")
+
+
+def test_overrides_and_unknown_keys():
+    cfg = load_run_config("dfew_lp", ["train.lr=0.001", "folds=[1, 2]", "root=/data/dfew"])
+    assert cfg["train"]["lr"] == 0.001 and cfg["folds"] == [1, 2] and cfg["root"] == "/data/dfew"
+    with pytest.raises(ValueError, match="key=value"):
+        set_key({}, "train.lr")
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_run_config({"dataset": "csv", "root": "x", "lr": 1})
+    with pytest.raises(FileNotFoundError, match="shipped config"):
+        load_run_config("no_such_config")
