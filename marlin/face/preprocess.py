@@ -6,7 +6,6 @@ Finished items (a directory with ``meta.json``) are skipped; each item appears a
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import time
 import traceback
@@ -20,6 +19,7 @@ from ..data.layout import is_item, item_dir, load_item, write_item
 from ..video import VideoError
 from . import layouts
 from .pipeline import FacePipeline
+from .jobs import run_jobs
 from .preview import item_preview
 
 FAILURES = "failures.log"
@@ -68,6 +68,11 @@ def process_one(job) -> dict:
                 "seconds": time.perf_counter() - t0}
 
 
+def _crashed(job) -> dict:
+    return {"name": job[1], "status": "failed",
+            "error": f"{job[0]}: the worker process died while processing this input (crash or out of memory)"}
+
+
 def _preview(out: Path, name: str) -> str:
     dest = out / PREVIEWS / (name.replace("/", "__") + ".png")
     try:
@@ -99,15 +104,8 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
     results = []
     t0 = time.perf_counter()
     bar = tqdm(total=len(args), desc="preprocess", unit="video", disable=not progress)
-    if workers <= 1 or len(args) <= 1:
-        _init(opts)
-        it = map(process_one, args)
-        pool = None
-    else:
-        pool = mp.get_context("spawn").Pool(min(workers, len(args)), initializer=_init, initargs=(opts,))
-        it = pool.imap_unordered(process_one, args)
     try:
-        for r in it:
+        for r in run_jobs(process_one, args, workers, _init, (opts,), _crashed):
             results.append(r)
             if r["status"] == "failed":
                 _log_failure(out, r)
@@ -117,9 +115,6 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
             bar.update(1)
     finally:
         bar.close()
-        if pool is not None:
-            pool.close()
-            pool.join()
     done = [r for r in results if r["status"] == "done"]
     failed = [r for r in results if r["status"] == "failed"]
     summary = {"input": str(input_root), "layout": layout, "total": len(jobs), "skipped_finished": skipped,
