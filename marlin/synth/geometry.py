@@ -12,7 +12,7 @@ import numpy as np
 from .identity import Identity
 
 DEPTH = 0.55  # depth of the face surface at its centre
-FACE_TOP = -0.55  # top of the detector-style face box (about the brow tops); the head's top is v = -1
+FACE_TOP = -0.65  # top of the detector-style face box (about the hairline); the head's top is v = -1
 
 
 def _depth(u, v, a):
