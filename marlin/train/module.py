@@ -112,7 +112,7 @@ class PretrainModule(pl.LightningModule):
         metrics = dict(zip(names, vals))
         prefix = "" if kind == "train" else "val_"
         self.log_dict({f"{prefix}{k}": v for k, v in metrics.items()}, on_step=kind == "train",
-                      on_epoch=kind != "train", prog_bar=False, rank_zero_only=True, batch_size=1)
+                      on_epoch=kind != "train", prog_bar=False, sync_dist=kind != "train", batch_size=1)
         if kind == "train":
             self.log("rec", metrics["rec_loss"], prog_bar=True, logger=False, rank_zero_only=True)
             extra = {"lr": lr, "iteration": float(self.iteration)}
