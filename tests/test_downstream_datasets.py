@@ -286,3 +286,26 @@ def test_mafw_names_and_ids(tmp_path, mp4):
     (fold / "test.txt").write_text("00100.mp4 12\n")
     with pytest.raises(DatasetError, match="outside 1..11"):
         load_dataset("mafw", tmp_path, fold=3)
+
+
+def test_synthetic_world_label_files_and_probe_dataset(tmp_path):
+    """The synthetic generator's CelebV-HQ-style and CSV label files load, and probe_dataset runs on them."""
+    from marlin.downstream import probe_dataset
+    from marlin.models import Marlin, MarlinConfig
+    from marlin.synth.dataset import generate_dataset
+
+    generate_dataset(tmp_path, 12, frames=8, size=32, progress=False)
+    train_ids = (tmp_path / "train.txt").read_text().split()
+    ds = load_dataset("celebvhq", tmp_path, "appearance")
+    assert [s.key for s in ds.splits["train"]] == [f"{i}/clip" for i in train_ids]
+    assert ds.splits["train"][0].source == tmp_path / train_ids[0] / "clip.mp4"
+    man = load_dataset("csv", tmp_path, task="manipulated", csv="labels/manipulated.csv")
+    assert man.task.kind == "binary" and [s.key for s in man.splits["train"]] == [s.key for s in ds.splits["train"]]
+    cfg = MarlinConfig(img_size=32, patch_size=16, n_frames=4, encoder_embed_dim=16, encoder_depth=1,
+                       encoder_num_heads=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    model = Marlin(cfg, full_model=False)
+    r1 = probe_dataset(model, ds, tmp_path / "feats", max_epochs=50)
+    r2 = probe_dataset(model, ds, tmp_path / "feats", max_epochs=50)  # from the cache
+    np.testing.assert_equal(r1["test"], r2["test"])  # deterministic (NaN AUC of a one-class label included)
+    assert r1["task"]["name"] == "appearance" and r1["skipped"] == [] and r1["test"]["n"] == len(ds.splits["test"])
+    assert (tmp_path / "feats" / train_ids[0] / "clip.npy").is_file()  # `marlin extract` naming

@@ -101,3 +101,27 @@ def run_probe(cfg: dict, progress: bool = True) -> dict:
     extra = {"mode": "probe", "config": {k: v for k, v in cfg.items()}, "task": task.to_dict()}
     slim = [{k: v for k, v in r.items() if k != "history"} for r in runs]
     return write_results(out, title, task.kind, slim, extra, notes)
+
+
+def probe_dataset(model, ds: Dataset, cache_dir, reduction: str = "mean", seed: int = 0, few_shot: float = 1.0,
+                  sample_rate: int = 2, stride: int = 16, progress: bool = False, **train_options) -> dict:
+    """Linear-probe one dataset task with ``model``'s frozen features (cached in ``cache_dir``).
+
+    Python entry point for scripts such as the demo: returns `linear_probe`'s dict plus "skipped".
+    ``train_options`` override the in-memory defaults (`marlin.downstream.linear.LP_DEFAULTS`).
+    """
+    from .linear import linear_probe
+
+    samples = [s for split in ds.splits.values() for s in split]
+    feats, failures = dataset_features(samples, Path(cache_dir), model, sample_rate=sample_rate, stride=stride,
+                                       progress=progress)
+    (xtr, ytr), (xva, yva), (xte, yte) = (split_arrays(ds, s, feats, reduction) for s in ("train", "val", "test"))
+    if len(xtr) == 0 or len(xte) == 0:
+        raise ValueError(f"no training or test samples with features ({ds.summary()})")
+    idx = few_shot_indices(ytr, few_shot, ds.task.kind, seed)
+    out = linear_probe(xtr[idx], ytr[idx], xva if len(xva) else None, yva if len(xva) else None, xte, yte,
+                       task_type=ds.task.kind, seed=seed, label_names=ds.task.labels, progress=progress,
+                       **train_options)
+    out["task"]["name"] = ds.task.name
+    out["skipped"] = ds.skipped + failures
+    return out

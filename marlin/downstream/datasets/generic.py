@@ -3,8 +3,8 @@
 
 ``path`` is a video file, a preprocessed item directory or a frame directory, relative to ``root``
 (default: the CSV's folder). Splits, first found: a ``split`` column (train / val / test), split lists
-``train.txt`` / ``val.txt`` / ``test.txt`` beside the CSV (entries as in ``path``, extension optional),
-else a deterministic sorted 80/10/10 split.
+``train.txt`` / ``val.txt`` / ``test.txt`` beside the CSV or in ``root`` (entries as in ``path``, extension
+optional), else a deterministic sorted 80/10/10 split.
 """
 from __future__ import annotations
 
@@ -110,7 +110,9 @@ def load_csv(csv_path, task: str | None = None, kind: str | None = None, root=No
                 raise DatasetError(csv_path, f"unknown split {r[split_col]!r} (use train / val / test)")
             lists[s].append(_norm(r[0]))
     else:
-        lists = split_lists(Path(split_dir) if split_dir else csv_path.parent, list(by_name))
+        folders = [Path(split_dir)] if split_dir else [csv_path.parent, root]
+        folder = next((d for d in folders if (d / "train.txt").is_file()), folders[0])
+        lists = split_lists(folder, list(by_name))
     for split, names in lists.items():
         ds.splits[split] = []
         for n in names:
