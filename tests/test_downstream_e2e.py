@@ -122,3 +122,38 @@ def test_gradcam_png_and_complementary_binary_maps(world, tmp_path):
     assert pos.shape == (2, 2, 2)
     assert torch.all(pos * neg == 0) and (pos + neg).sum() > 0
     assert main(["gradcam", str(ckpt), str(world / "videos" / "v01.mp4"), "--clips", "9", "--out", str(out)]) == 1
+
+
+def test_frame_folder_gives_the_same_features_as_the_video(world, tmp_path):
+    import cv2
+
+    from marlin.downstream.features import compute_features
+    from marlin.video import read_frames
+
+    model = Marlin.from_file(None, world / "tiny.safetensors", full_model=False)
+    video = world / "videos" / "v03.mp4"
+    folder = tmp_path / "v03"
+    folder.mkdir()
+    for i, f in enumerate(read_frames(video)):  # lossless copies of the decoded frames
+        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    a = compute_features(model, video, sample_rate=1, stride=2)
+    b = compute_features(model, folder, sample_rate=1, stride=2)
+    assert a.shape == b.shape == (3, 32)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_finetune_is_deterministic_under_a_seed(world, tmp_path):
+    from marlin.downstream.config import load_run_config
+    from marlin.downstream.datasets import load_dataset
+    from marlin.downstream.finetune import finetune_one
+
+    import torch
+
+    cfg = load_run_config(str(_config(world, tmp_path, "det", train={"lr": 1e-3, "batch_size": 7, "max_epochs": 1})))
+    ds = load_dataset("csv", world, "warm")
+    runs = []
+    for _ in range(2):
+        model, run, _ = finetune_one(cfg, ds, 0.5, 3, tmp_path / "seg", torch.device("cpu"), progress=False)
+        runs.append((run["history"][0]["train_loss"], run["test"]["auc"], model.head.weight.detach().clone()))
+    assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1]
+    assert torch.equal(runs[0][2], runs[1][2])
