@@ -59,7 +59,10 @@ def _draw(idn, shapes, pose: scene.Pose, bg: np.ndarray, out_hw, bg_affine=None)
         canvas = cv2.warpAffine(bg, bg_affine, (w * ss, h * ss), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     parse = np.zeros((h, w), np.uint8)
     paint(canvas, parse, scene.build(idn, shapes, pose), ss)
-    return cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA), parse
+    img = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)
+    face = (parse >= 1) & (parse <= 9)
+    img[face] = np.clip(img[face] * scene.shading(pose, (h, w))[face][:, None], 0, 255).astype(np.uint8)
+    return img, parse
 
 
 def _composite(img, parse, img_d, parse_d, region, alpha: float, blur: float, gain: float):

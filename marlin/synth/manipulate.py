@@ -3,8 +3,8 @@
 - ``swap``: the inner face (brows, eyes, nose, mouth) comes from another person, slightly blurred,
   pasted with a hard seam in every frame;
 - ``flicker``: the same swap, but present in only some frames and at a varying strength (temporal flicker);
-- ``mouth``: the mouth region comes from the same person a few frames earlier or later (a talking
-  person's lips are out of step with the jaw), blurred and with a brightness seam.
+- ``mouth``: the mouth region comes from another person's mouth moving a few frames earlier or later
+  than the jaw (a lip-sync fake), blurred and with a brightness seam.
 """
 from __future__ import annotations
 
@@ -30,14 +30,12 @@ def sample_manipulation(rng: np.random.Generator, kind: str, idn: Identity, own_
     T = len(own_speech)
     alpha = np.ones(T)
     speech = None
-    donor = idn
     gain = 1.0
-    if kind in ("swap", "flicker"):
-        donor = donor_identity(rng, idn)
+    donor = donor_identity(rng, idn)
     if kind == "flicker":
         on = rng.permutation(T) < max(2, T // 2)
         alpha = np.where(on, rng.uniform(0.7, 1.0, T), rng.uniform(0.0, 0.2, T))
     if kind == "mouth":
         speech = np.roll(own_speech, int(rng.integers(3, 7)) * int(rng.choice([-1, 1])))
-        gain = float(rng.choice([-1, 1]) * rng.uniform(0.08, 0.14) + 1)
-    return Manipulation(kind, donor, alpha, speech, float(rng.uniform(0.004, 0.008)), gain)
+        gain = float(rng.choice([-1, 1]) * rng.uniform(0.1, 0.16) + 1)
+    return Manipulation(kind, donor, alpha, speech, float(rng.uniform(0.005, 0.01)), gain)

@@ -54,6 +54,17 @@ class Pose:
                     (self.body_centre - o) * k, self.body_scale * k)
 
 
+def shading(pose: Pose, hw: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32 light factor of the face: bright toward the camera-facing point, darker at the rim."""
+    h, w = hw
+    turn = np.array([np.sin(pose.yaw) * 0.35, np.sin(pose.pitch) * 0.35 - 0.05])
+    c, s = np.cos(pose.roll), np.sin(pose.roll)
+    hi = pose.centre + pose.scale * np.array([c * turn[0] - s * turn[1], s * turn[0] + c * turn[1]])
+    y, x = np.ogrid[0:h, 0:w]
+    r2 = ((x + 0.5 - hi[0]) ** 2 + (y + 0.5 - hi[1]) ** 2) / (0.95 * pose.scale) ** 2
+    return (1.06 - 0.22 * np.minimum(r2, 1.4)).astype(np.float32)
+
+
 def _side(name: str) -> tuple[int, int]:
     left = name.endswith("_l") == LEFT_ON_IMAGE_LEFT
     return (C["left_brow"], C["left_eye"]) if left else (C["right_brow"], C["right_eye"])
@@ -68,9 +79,6 @@ def _strands(cap: np.ndarray, n: int = 6) -> list[np.ndarray]:
 def build(idn: Identity, shapes: dict, pose: Pose) -> list[Prim]:
     """Display list of one frame, back to front. Points are in output pixels."""
     shapes = dict(shapes)
-    lit = shapes["outline"] * [0.86, 0.86, 1] + [0, -0.06, 0]
-    lit[:, 2] = 0.3  # an inner, brighter face area (moves with the features)
-    shapes["lit"] = lit
     strands = _strands(shapes["hair_cap"])
     shapes["strands"] = np.concatenate(strands)
     P = pose.project(shapes)
@@ -81,8 +89,7 @@ def build(idn: Identity, shapes: dict, pose: Pose) -> list[Prim]:
         out.append(Prim(P["hair_back"], hair * 0.85, C["hair"]))
     out.append(Prim(P["shoulders"], idn.shirt, C["background"]))
     out.append(Prim(P["neck"], skin * 0.78, C["background"]))
-    out.append(Prim(P["outline"], skin * 0.86, C["skin"]))
-    out.append(Prim(P["lit"], skin, None))
+    out.append(Prim(P["outline"], skin, C["skin"]))
     for name in ("cheek_l", "cheek_r"):
         if name in shapes:
             out.append(Prim(P[name], skin * [1.03, 0.9, 0.9], None))
