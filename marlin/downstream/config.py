@@ -23,6 +23,7 @@ DEFAULTS = {
     "seeds": [0],
     "train": {},  # TrainConfig fields
     "batch_size_eval": 8,  # clips per encoder forward when extracting / evaluating
+    "workers": 4,  # fine-tuning: threads decoding the training clips of a batch
     "device": "auto",  # fine-tuning: auto (cuda when available) | cpu | cuda[:k]
     "out": None,
 }

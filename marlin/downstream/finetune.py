@@ -55,17 +55,26 @@ class ClipReader:
             return []
 
 
-def train_batches(samples: list[Sample], reader: ClipReader, batch_size: int, device: torch.device):
-    """One epoch of (clips (B, 3, L, S, S), targets) in a seeded random order, one random window each."""
+def train_batches(samples: list[Sample], reader: ClipReader, batch_size: int, device: torch.device,
+                  workers: int = 4):
+    """One epoch of (clips (B, 3, L, S, S), targets) in a seeded random order, one random window each.
+
+    The clips of a batch are decoded by ``workers`` threads; each sample has its own seeded generator, so
+    the result does not depend on the number of threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
     def epoch(gen: torch.Generator):
         order = torch.randperm(len(samples), generator=gen).tolist()
-        rng = np.random.default_rng(int(torch.randint(2 ** 31, (1,), generator=gen)))
-        for i in range(0, len(order), batch_size):
-            picked = [(samples[j], reader.random(samples[j], rng)) for j in order[i:i + batch_size]]
-            picked = [(s, c) for s, c in picked if c is not None]
-            if picked:
-                yield (clips_to_tensor([c for _, c in picked]).to(device),
-                       np.stack([np.asarray(s.target) for s, _ in picked]))
+        seeds = torch.randint(2 ** 31, (len(order),), generator=gen).tolist()
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            for i in range(0, len(order), batch_size):
+                batch = [samples[j] for j in order[i:i + batch_size]]
+                clips = list(pool.map(lambda s, sd: reader.random(s, np.random.default_rng(sd)), batch,
+                                      seeds[i:i + batch_size]))
+                picked = [(s, c) for s, c in zip(batch, clips) if c is not None]
+                if picked:
+                    yield (clips_to_tensor([c for _, c in picked]).to(device),
+                           np.stack([np.asarray(s.target) for s, _ in picked]))
     return epoch
 
 
@@ -104,7 +113,7 @@ def finetune_one(cfg: dict, ds: Dataset, frac: float, seed: int, cache: Path, de
     val = ds.splits.get("val") or train
     tc = TrainConfig.from_dict({**FT_DEFAULTS, **cfg["train"], "seed": seed})
     bs = cfg["batch_size_eval"]
-    result = fit(model, task, train_batches(train, reader, tc.batch_size, device),
+    result = fit(model, task, train_batches(train, reader, tc.batch_size, device, int(cfg.get("workers", 4))),
                  lambda m: video_logits(m, val, reader, bs, device)[:2], tc, progress=progress,
                  desc=f"finetune {task.name}")
     logits, y, kept = video_logits(model, ds.splits["test"], reader, bs, device, progress)
