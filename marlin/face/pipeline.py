@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -116,12 +115,12 @@ class FacePipeline:
     """
 
     def __init__(self, size: int = 224, parser="landmarks", no_face: str = "error", num_threads: int = 1,
-                 cache_bytes: int = 1 << 30, threads: int = 1):
+                 cache_bytes: int = 1 << 30, threads: int = 1, chunk: int = 64):
         if no_face not in ("error", "center"):
             raise ValueError(f"no_face must be 'error' or 'center', not {no_face!r}")
         if size < 16:
             raise ValueError(f"crop size {size} is too small (at least 16)")
-        self.size, self.no_face, self.cache_bytes = size, no_face, cache_bytes
+        self.size, self.no_face, self.cache_bytes, self.chunk = size, no_face, cache_bytes, chunk
         self.detector = FaceDetector(num_threads=num_threads)
         self.landmarker = FaceLandmarker(num_threads=num_threads)
         self.threads = max(1, int(threads))
@@ -174,7 +173,10 @@ class FacePipeline:
             timer.add("track", time.perf_counter() - t0)
             if cache is not None:
                 nbytes += frame.nbytes
-                cache = cache + [frame] if nbytes <= self.cache_bytes else None
+                if nbytes <= self.cache_bytes:
+                    cache.append(frame)
+                else:
+                    cache = None
         if not pts:
             raise VideoError(source.path, "contains no frames")
         return np.stack(pts), cuts, hw, cache
@@ -193,9 +195,20 @@ class FacePipeline:
         else:
             raise NoFaceError(path, "no face found in any frame (use --no-face=center to crop the centre instead)")
         crop_lms = C.landmarks_to_crop(lms, boxes, self.size)  # (T, 468, 2), NaN where no face
-        crops, context = [], []
         ctx_scale = getattr(self.parser, "context_scale", None)
         timer.add("crop", time.perf_counter() - t0)
+        crops, context, parse = [], [], []
+
+        def flush():  # parse the frames cropped since the last flush (bounded memory for contexts)
+            a = sum(len(p) for p in parse)
+            if self.parser is None or a == len(crops):
+                return
+            t0 = time.perf_counter()
+            parse.append(self._parse(np.stack(crops[a:]), crop_lms[a:len(crops)],
+                                     np.stack(context) if context else None))
+            context.clear()
+            timer.add("parse", time.perf_counter() - t0)
+
         frames = iter(cache) if cache is not None else self._frames(source, timer)
         for i, frame in enumerate(frames):
             if i >= len(boxes):
@@ -207,14 +220,15 @@ class FacePipeline:
                 b[2] *= ctx_scale
                 context.append(C.crop(frame, b, self.parser.context_size))
             timer.add("crop", time.perf_counter() - t0)
+            if len(crops) % self.chunk == 0:
+                flush()
+        if hasattr(frames, "close"):
+            frames.close()
         if len(crops) != len(boxes):
             raise VideoError(path, f"second decoding pass gave {len(crops)} frames, first gave {len(boxes)}")
+        flush()
         crops = np.stack(crops)
-        parse = None
-        if self.parser is not None:
-            t0 = time.perf_counter()
-            parse = self._parse(crops, crop_lms, np.stack(context) if context else None)
-            timer.add("parse", time.perf_counter() - t0)
+        parse = np.concatenate(parse) if parse else None
         self.timings = timer.t
         meta = {"source": str(path), "fps": float(source.fps), "source_size": [int(w), int(h)],
                 "boxes": np.round(C.to_xyxy(boxes), 2).tolist(), "face_found": found.tolist(),

@@ -121,6 +121,11 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
                "done": len(done), "failed": len(failed), "frames": sum(r["frames"] for r in done),
                "seconds": round(time.perf_counter() - t0, 2), "previews": previews,
                "failures": [{"name": r["name"], "error": r["error"]} for r in failed]}
+    stages = {}
+    for r in done:
+        for k, v in r["timings"].items():
+            stages[k] = stages.get(k, 0.0) + v
+    summary["stage_seconds"] = {k: round(v, 2) for k, v in stages.items()}  # busy time summed over items
     if layout == "ytf":
         split_files = layouts.find_split_files(input_root, splits_dir)
         if split_files:
