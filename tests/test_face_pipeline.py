@@ -155,3 +155,18 @@ def test_threads_give_identical_results(pipe, edited):
     two = FacePipeline(size=224, threads=2).run(edited / "gap.mp4")
     assert np.array_equal(one.frames, two.frames) and np.array_equal(one.parse, two.parse)
     assert np.array_equal(one.found, two.found)
+
+
+def test_tiny_face(pipe, tmp_path):
+    """A 120x90 video: the face is about 27 pixels wide."""
+    import cv2
+
+    from marlin.video import read_frames, write_video
+
+    small = np.stack([cv2.resize(f, (120, 90), interpolation=cv2.INTER_AREA)
+                      for f in read_frames(SAMPLES / "video01.mp4", range(0, 40, 4))])
+    write_video(tmp_path / "tiny.mp4", small, fps=10)
+    c = pipe.run(tmp_path / "tiny.mp4")
+    assert c.found.mean() >= 0.9
+    centre = (c.boxes[:, :2] + c.boxes[:, 2:]) / 2
+    assert np.abs(centre - [259 / 4, 141 / 4]).max() < 6  # where the face is in video01, scaled by 1/4

@@ -78,7 +78,8 @@ def test_ytf_layout_grayscale_frames_and_splits(tmp_path):
     clip = root / "frame_images_DB" / "Some_One" / "3"
     clip.mkdir(parents=True)
     for i, f in enumerate(read_frames(SAMPLES / "video01.mp4", range(0, 24, 3))):
-        cv2.imwrite(str(clip / f"3.{i}.jpg"), cv2.cvtColor(f, cv2.COLOR_RGB2GRAY))  # grayscale JPEGs
+        small = cv2.resize(f, (241, 181))  # odd frame size
+        cv2.imwrite(str(clip / f"3.{i}.jpg"), cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))  # grayscale JPEGs
     (root / "train_set.csv").write_text("path,len\nSome_One/3,99\nOther/0,50\n")
     (root / "val_set.csv").write_text("path,len\n")
     out = tmp_path / "out"
@@ -86,6 +87,7 @@ def test_ytf_layout_grayscale_frames_and_splits(tmp_path):
     item = load_item(out / "Some_One" / "3")
     assert len(list((item.root / "frames").glob("*.jpg"))) == 8
     assert item.read_frames().shape == (8, 64, 64, 3) and all(item.meta["face_found"])
+    assert item.meta["source_size"] == [241, 181]
     with open(out / "train_set.csv") as f:
         assert list(csv.reader(f)) == [["path", "len"], ["Some_One/3", "8"]]
     assert (out / "val_set.csv").read_text().strip() == "path,len"
