@@ -112,3 +112,25 @@ def test_official_sample_video_through_cli(tmp_path, fixtures_dir):
                "--checkpoint", str(fixtures_dir / "tiny.encoder.pt"), "--out", str(out)])
     assert rc == 0
     assert np.abs(np.load(out / "cropped01.npy") - np.load(fixtures_dir / "cropped01.features.npy")).max() <= 1e-4
+
+
+def test_crop_face_runs_the_face_pipeline(tmp_path, fixtures_dir, samples_dir):
+    """A raw 320x240 video is rejected without cropping and featurised with --crop-face."""
+    model = Marlin.from_file(fixtures_dir / "tiny.yaml", fixtures_dir / "tiny.encoder.pt")
+    raw = samples_dir / "video05.mp4"  # 90 frames -> windows at 0 and 32
+    with pytest.raises(VideoError, match="crop_face"):
+        model.extract_video(raw)
+    from marlin.face import crop_faces
+
+    crops = crop_faces(raw, size=224)
+    assert crops.shape == (90, 224, 224, 3)
+    feats = model.extract_video(raw, crop_face=True)
+    assert feats.shape == (2, 48)
+    from marlin.extract import clips_to_tensor
+
+    expected = model.extract_features(clips_to_tensor([crops[0:32:2], crops[32:64:2]]), keep_seq=False)
+    assert torch.allclose(feats, expected, atol=1e-5)
+    out = tmp_path / "o"
+    assert main(["extract", str(raw), "--crop-face", "--model", str(fixtures_dir / "tiny.yaml"),
+                 "--checkpoint", str(fixtures_dir / "tiny.encoder.pt"), "--out", str(out)]) == 0
+    assert np.allclose(np.load(out / "video05.npy"), feats.numpy(), atol=1e-5)
