@@ -144,3 +144,17 @@ def test_worker_crash_fails_only_its_job():
 
     out = sorted(run_jobs(_crash_on_three, list(range(5)), 2, _noop, (), _crashed))
     assert out == [("crashed", 3)] + [("ok", a) for a in (0, 1, 2, 4)]
+
+
+def test_layout_names(tmp_path):
+    from marlin.face.layouts import celebvhq_jobs, jobs_for, videos_jobs
+
+    (tmp_path / "v" / "sub").mkdir(parents=True)
+    for f in ("sub/a.mp4", "sub/a.avi", "b.mkv", "notes.txt.bak"):
+        (tmp_path / "v" / f).write_bytes(b"x")
+    assert [n for _, n in videos_jobs(tmp_path / "v")] == ["b", "sub/a", "sub/a_mp4"]
+    (tmp_path / "c" / "downloaded").mkdir(parents=True)
+    (tmp_path / "c" / "downloaded" / "-0aBc_1.mp4").write_bytes(b"x")
+    assert [n for _, n in celebvhq_jobs(tmp_path / "c")] == ["-0aBc_1"]
+    with pytest.raises(ValueError, match="layout"):
+        jobs_for("nope", tmp_path)

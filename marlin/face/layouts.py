@@ -16,8 +16,19 @@ SPLITS = ("train_set.csv", "val_set.csv")
 
 
 def videos_jobs(root) -> list[tuple[Path, str]]:
-    """Any folder tree of video files (or one file, or a .txt list): names keep the folder structure."""
-    return [(p, rel.with_suffix("").as_posix()) for p, rel in find_videos([root])]
+    """Any folder tree of video files (or one file, or a .txt list): names keep the folder structure.
+
+    Names are the relative paths without extension; where two files differ only by extension
+    (``a.mp4``, ``a.avi``) the later ones keep it as a suffix (``a_avi``).
+    """
+    jobs, seen = [], set()
+    for p, rel in find_videos([root]):
+        name = rel.with_suffix("").as_posix()
+        if name in seen:
+            name = f"{name}_{rel.suffix.lstrip('.').lower()}"
+        seen.add(name)
+        jobs.append((p, name))
+    return jobs
 
 
 def ytf_root(root) -> Path:
