@@ -8,7 +8,12 @@ KINDS = ("gradient", "stripes", "blobs", "tiles", "noise")
 
 
 def background(rng: np.random.Generator, height: int, width: int, unit: float) -> np.ndarray:
-    """(height, width, 3) uint8 RGB background; ``unit`` = pixels per face-box size (patterns scale with it)."""
+    """(height, width, 3) uint8 RGB background; ``unit`` = pixels per face-box size (patterns scale with it).
+
+    Evaluated at half resolution and upsampled: the patterns are smooth at that scale.
+    """
+    full = (width, height)
+    height, width, unit = (height + 1) // 2, (width + 1) // 2, unit / 2
     y, x = np.mgrid[0:height, 0:width].astype(np.float32) / unit
     c0, c1 = rng.uniform(0.05, 0.95, 3), rng.uniform(0.05, 0.95, 3)
     ang = rng.uniform(0, 2 * np.pi)
@@ -32,4 +37,5 @@ def background(rng: np.random.Generator, height: int, width: int, unit: float) -
     elif kind == "noise":
         g = rng.uniform(0, 1, (max(2, int(height / unit * 6)), max(2, int(width / unit * 6)), 3)).astype(np.float32)
         img = img * 0.75 + 0.25 * cv2.resize(g, (width, height), interpolation=cv2.INTER_CUBIC)
-    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+    img = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+    return cv2.resize(img, full, interpolation=cv2.INTER_LINEAR)

@@ -16,7 +16,7 @@ FACE_TOP = -0.65  # top of the detector-style face box (about the hairline); the
 
 
 def _depth(u, v, a):
-    return DEPTH * np.sqrt(np.clip(1 - (u / (1.08 * a)) ** 2 - (v / 1.12) ** 2, 0, 1))
+    return DEPTH * np.sqrt(np.maximum(1 - (u / (1.08 * a)) ** 2 - (v / 1.12) ** 2, 0))
 
 
 def _with_depth(u, v, a, extra=0.0):
@@ -33,13 +33,13 @@ def outline_uv(idn: Identity, phi, jaw_drop: float = 0.0):
     """Head outline at angles ``phi`` (0 = top, pi = chin, increasing clockwise on screen)."""
     phi = np.asarray(phi, float)
     v = -np.cos(phi)
-    u = idn.half_width * np.sin(phi) * (1 - 0.28 * idn.jaw * np.clip(v, 0, 1) ** 2)
-    v = v + jaw_drop * np.clip((v - idn.mouth_y) / (1 - idn.mouth_y), 0, 1)
+    u = idn.half_width * np.sin(phi) * (1 - 0.28 * idn.jaw * np.maximum(v, 0) ** 2)
+    v = v + jaw_drop * np.maximum((v - idn.mouth_y) / (1 - idn.mouth_y), 0)
     return u, v
 
 
 def _curve(x, power=0.6):
-    return np.clip(1 - x ** 2, 0, 1) ** power
+    return np.maximum(1 - x ** 2, 0) ** power
 
 
 def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, speech: float) -> dict:
