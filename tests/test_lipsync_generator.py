@@ -9,7 +9,7 @@ from marlin.lipsync.generator import Discriminator, Generator, GeneratorConfig, 
 from marlin.lipsync.losses import discriminator_loss, generator_losses
 from marlin.lipsync.syncnet import SyncNet, SyncNetConfig
 from marlin.lipsync.toy import write_toy_lrs2
-from marlin.lipsync.train import load_generator, train_generator
+from marlin.lipsync.train import load_checkpoint, load_generator, train_generator
 from marlin.models import Marlin, MarlinConfig
 
 TINY_VIT = MarlinConfig(img_size=32, patch_size=16, n_frames=16, encoder_embed_dim=32, encoder_depth=1,
@@ -138,3 +138,19 @@ def test_lrs2_96px_faces_go_through_224_and_back():
     with torch.no_grad():
         out = gen(torch.rand(1, 16, 6, 96, 96), torch.rand(1, 16, 1, 80, 16))
     assert out.shape == (1, 16, 3, 96, 96)
+
+
+def test_encoder_lr_zero_freezes_the_marlin_encoder(store, tmp_path):
+    torch.manual_seed(2)
+    m = Marlin(TINY_VIT, full_model=False)
+    cfg = GeneratorConfig(**{**VIT.to_dict(), "encoder": "marlin"})
+    train_generator(store, tmp_path / "g.pt", cfg, None, steps=2, batch=1, sync_wt=0, disc_wt=0,
+                    encoder_state=m.encoder.state_dict(), encoder_lr=0)
+    gen = load_generator(tmp_path / "g.pt")
+    for k, v in m.encoder.state_dict().items():
+        assert torch.equal(gen.face.encoder.state_dict()[k], v)
+    opt = load_checkpoint(tmp_path / "g.pt", "generator")["optimizer"]
+    n_enc = len(list(gen.face.encoder.parameters()))
+    assert len(opt["param_groups"]) == 1 and len(opt["param_groups"][0]["params"]) == len(list(gen.parameters())) - n_enc
+    with pytest.raises(ValueError, match="needs a trained SyncNet"):
+        train_generator(store, tmp_path / "h.pt", CNN, None, steps=1)

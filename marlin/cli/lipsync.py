@@ -60,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--audio-dim", type=int, default=512)
     p.add_argument("--decoder-width", type=int, default=256)
     p.add_argument("--disc-width", type=int, default=32)
+    p.add_argument("--encoder-lr", type=float, help="learning rate of the vit/marlin face encoder (default --lr; 0 freezes)")
     p.add_argument("--sync-wt", type=float, default=0.03, help="sync loss weight (Wav2Lip: 0.03)")
     p.add_argument("--disc-wt", type=float, default=0.07, help="visual-quality GAN loss weight (Wav2Lip: 0.07)")
 
@@ -144,7 +145,7 @@ def _train(args) -> int:
     syncnet = load_syncnet(args.syncnet) if args.syncnet else None
     store = ClipStore(_entries(args), args.face_size, min_frames=window)
     hist = train_generator(store, args.out, cfg, syncnet, args.steps, args.batch, args.lr, args.sync_wt, args.disc_wt,
-                           args.seed, args.save_every, state, args.disc_width, _device(args))
+                           args.seed, args.save_every, state, args.disc_width, _device(args), args.encoder_lr)
     _report(hist, lambda h: h["l1"], "l1", args.out, store)
     return 0
 

@@ -47,6 +47,18 @@ def load_generator(path) -> Generator:
     return gen.eval()
 
 
+def _param_groups(gen: Generator, lr: float, encoder_lr: float | None) -> list[dict]:
+    """The ViT face encoder may learn at its own rate (pretrained MARLIN weights usually want a lower one)."""
+    if encoder_lr is None or gen.config.encoder == "cnn":
+        return [{"params": list(gen.parameters())}]
+    enc = list(gen.face.encoder.parameters())
+    ids = {id(p) for p in enc}
+    if encoder_lr == 0:
+        gen.face.encoder.requires_grad_(False)
+    groups = [{"params": [p for p in gen.parameters() if id(p) not in ids]}]
+    return groups + ([{"params": enc, "lr": encoder_lr}] if encoder_lr > 0 else [])
+
+
 def _move_optimizer(opt, device) -> None:
     """Optimizer state restored on the CPU follows its parameters to ``device``."""
     for state in opt.state.values():
@@ -97,10 +109,11 @@ def train_syncnet(store: ClipStore, out, cfg: SyncNetConfig, steps: int, batch: 
 def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNet | None, steps: int,
                     batch: int = 4, lr: float = 1e-4, sync_wt: float = SYNC_WT, disc_wt: float = DISC_WT,
                     seed: int = 0, save_every: int = 500, encoder_state: dict | None = None,
-                    disc_width: int = 32, device: str = "cpu") -> list[dict]:
+                    disc_width: int = 32, device: str = "cpu", encoder_lr: float | None = None) -> list[dict]:
     """Train (or resume) the generator with L1 + frozen-expert sync + GAN losses; returns per-step losses.
 
-    ``encoder_state``: MARLIN encoder weights to start the ``marlin`` face encoder from (required for it)."""
+    ``encoder_state``: MARLIN encoder weights to start the ``marlin`` face encoder from (required for it);
+    ``encoder_lr``: learning rate of the ViT face encoder (default ``lr``; 0 freezes it)."""
     out = Path(out)
     gen = Generator(cfg)
     disc = Discriminator(cfg.face_size, disc_width) if disc_wt > 0 else None
@@ -112,7 +125,7 @@ def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNe
         syncnet.eval().requires_grad_(False)
     elif sync_wt > 0:
         raise ValueError("a sync loss weight > 0 needs a trained SyncNet expert")
-    opt = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt = torch.optim.Adam(_param_groups(gen, lr, encoder_lr), lr=lr, betas=(0.5, 0.999))
     dopt = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999)) if disc is not None else None
     step, history = 0, []
     if out.exists():
