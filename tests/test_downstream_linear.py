@@ -24,14 +24,15 @@ def test_linear_probe_learns_and_is_deterministic(kind):
     x, y = _data(kind=kind)
     split = lambda a: (a[:200], a[200:250], a[250:])  # noqa: E731
     (xtr, xva, xte), (ytr, yva, yte) = split(x), split(y)
-    r1 = linear_probe(xtr, ytr, xva, yva, xte, yte, task_type=kind, seed=3)
-    r2 = linear_probe(xtr, ytr, xva, yva, xte, yte, task_type=kind, seed=3)
+    fast = dict(lr=1e-2, max_epochs=150)
+    r1 = linear_probe(xtr, ytr, xva, yva, xte, yte, task_type=kind, seed=3, **fast)
+    r2 = linear_probe(xtr, ytr, xva, yva, xte, yte, task_type=kind, seed=3, **fast)
     assert r1["test"] == r2["test"] and r1["best_epoch"] == r2["best_epoch"]
     assert r1["test"]["acc"] > 0.85, r1["test"]
     assert r1["test"]["auc"] > 0.9
     # features unrelated to the labels: chance level
     noise = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
-    rn = linear_probe(*split(noise)[:1], ytr, noise[200:250], yva, noise[250:], yte, task_type=kind)
+    rn = linear_probe(*split(noise)[:1], ytr, noise[200:250], yva, noise[250:], yte, task_type=kind, **fast)
     assert rn["test"]["auc"] < r1["test"]["auc"] - 0.2
 
 

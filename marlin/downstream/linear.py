@@ -11,9 +11,9 @@ from .metrics import compute_metrics
 from .tasks import Task, infer_task
 from .train import FitResult, TrainConfig, fit
 
-# Full-batch defaults for in-memory features: the paper's Adam betas; lr 1e-2 because a full batch makes one
-# step per epoch (the paper's 1e-4 is for mini-batches of 32: pass lr=1e-4, batch_size=32 to reproduce it).
-LP_DEFAULTS = dict(lr=1e-2, max_epochs=2000, batch_size=None, eval_every=10, patience=20, lr_patience=5)
+# Defaults for in-memory features: the paper's Adam betas and no weight decay; mini-batches of 64 at lr 1e-3
+# (measured: as good as the paper's 32 / 1e-4 on a 1000 x 768 multi-label set, in a third of the time).
+LP_DEFAULTS = dict(lr=1e-3, batch_size=64, max_epochs=500, eval_every=1, patience=20, lr_patience=5)
 
 
 def reduce_clips(features: list[np.ndarray] | np.ndarray, reduction: str = "mean") -> np.ndarray:

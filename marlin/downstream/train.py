@@ -23,12 +23,18 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_epochs: int = 100
     batch_size: int | None = 32  # None: full batch (in-memory linear probing)
-    patience: int = 10  # early stopping: evaluations without improvement
-    lr_patience: int = 4  # evaluations without improvement before the learning rate is reduced
+    patience: int = 10  # early stopping: evaluations improving neither the metric nor the loss
+    lr_patience: int = 4  # evaluations without any improvement before the learning rate is reduced
     lr_factor: float = 0.5
     min_lr: float = 1e-7
     eval_every: int = 1  # epochs between validations
     seed: int = 0
+
+    def __post_init__(self):
+        if self.max_epochs < 1 or self.patience < 1 or self.eval_every < 1 or self.lr <= 0:
+            raise ValueError(f"training options need max_epochs, patience, eval_every >= 1 and lr > 0: {self}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or None (full batch), got {self.batch_size}")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "TrainConfig":
@@ -68,8 +74,10 @@ def fit(model: nn.Module, task: Task, batches: Callable[[torch.Generator], Itera
         progress: bool = True, desc: str = "train") -> FitResult:
     """Train ``model`` (logits (B, K)) on ``batches(generator)`` (one epoch of (x, targets) pairs).
 
-    ``evaluate(model)`` returns validation logits (N, K) and targets; the best state by ``task.metric``
-    (falling back to the validation loss when the metric is undefined, e.g. a single class) is returned.
+    ``evaluate(model)`` returns validation logits (N, K) and targets. The best state by ``task.metric`` (ties
+    broken by the validation loss; the loss alone when the metric is undefined, e.g. a single class) is
+    loaded and returned. Training stops after ``patience`` evaluations that improve neither the metric
+    nor the validation loss; the learning rate is multiplied by ``lr_factor`` after ``lr_patience`` such.
     """
     from tqdm.auto import tqdm
 
@@ -77,10 +85,8 @@ def fit(model: nn.Module, task: Task, batches: Callable[[torch.Generator], Itera
     loss_fn = task.loss_fn()
     opt = torch.optim.Adam(model.parameters() if params is None else params, lr=cfg.lr, betas=cfg.betas,
                            weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.lr_factor,
-                                                       patience=cfg.lr_patience, min_lr=cfg.min_lr)
-    monitor, best, best_epoch, best_state, best_metrics = task.metric, -math.inf, -1, None, {}
-    history, stale = [], 0
+    monitor, best, best_epoch, best_state, best_metrics = task.metric, (-math.inf, -math.inf), -1, None, {}
+    history, stale, plateau, best_loss = [], 0, 0, math.inf
     bar = tqdm(range(1, cfg.max_epochs + 1), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
         model.train()
@@ -105,15 +111,21 @@ def fit(model: nn.Module, task: Task, batches: Callable[[torch.Generator], Itera
         score = _score(metrics, val_loss, monitor)
         history.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss,
                          "lr": opt.param_groups[0]["lr"], **{k: v for k, v in metrics.items() if k != "n"}})
-        if score > best:
-            best, best_epoch, stale, best_metrics = score, epoch, 0, metrics
+        # the metric decides; the validation loss breaks ties (accuracy moves in steps on small sets)
+        key = (score if not math.isnan(score) else -math.inf, -val_loss)
+        progress_made = val_loss < best_loss  # patience runs out only when neither metric nor loss improves
+        best_loss = min(best_loss, val_loss)
+        if key > best:
+            best, best_epoch, best_metrics, progress_made = key, epoch, metrics, True
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-        else:
-            stale += 1
-        sched.step(score)
+        stale, plateau = (0, 0) if progress_made else (stale + 1, plateau + 1)
+        if plateau > cfg.lr_patience:  # reduce the learning rate on a plateau
+            plateau = 0
+            for group in opt.param_groups:
+                group["lr"] = max(group["lr"] * cfg.lr_factor, cfg.min_lr)
         bar.set_postfix(loss=f"{total / max(count, 1):.4f}", **{f"val_{monitor}": f"{score:.4f}"})
         if stale >= cfg.patience:
             break
     bar.close()
     model.load_state_dict(best_state)
-    return FitResult(best_state, best_epoch, best, monitor, best_metrics, history)
+    return FitResult(best_state, best_epoch, best[0], monitor, best_metrics, history)
