@@ -1,5 +1,6 @@
 """Linear probing, fine-tuning, evaluation and Grad-CAM end to end on a tiny synthetic colour task."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import yaml
 from marlin.cli import main
 from marlin.models import Marlin, MarlinConfig
 
+DEVICE = os.environ.get("MARLIN_TEST_DEVICE", "cpu")  # fine-tuning device ("cuda" on a GPU machine)
 TINY = MarlinConfig(img_size=32, patch_size=16, n_frames=4, encoder_embed_dim=32, encoder_depth=1,
                     encoder_num_heads=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
 
@@ -77,7 +79,7 @@ def test_probe_end_to_end_resumes_and_skips_bad_video(world, tmp_path, capsys):
 
 def test_finetune_end_to_end(world, tmp_path):
     cfg = _config(world, tmp_path, "ft", train={"lr": 1e-3, "batch_size": 7, "max_epochs": 4, "patience": 4})
-    assert main(["finetune", str(cfg), "--no-progress", "--device", "cpu"]) == 0
+    assert main(["finetune", str(cfg), "--no-progress", "--device", DEVICE]) == 0
     out = tmp_path / "ft"
     run = json.loads((out / "fold1_fs100pct_seed0" / "metrics.json").read_text())
     assert len(run["history"]) == 4 and run["n_test"] == 6
@@ -153,7 +155,7 @@ def test_finetune_is_deterministic_under_a_seed(world, tmp_path):
     ds = load_dataset("csv", world, "warm")
     runs = []
     for _ in range(2):
-        model, run, _ = finetune_one(cfg, ds, 0.5, 3, tmp_path / "seg", torch.device("cpu"), progress=False)
+        model, run, _ = finetune_one(cfg, ds, 0.5, 3, tmp_path / "seg", torch.device(DEVICE), progress=False)
         runs.append((run["history"][0]["train_loss"], run["test"]["auc"], model.head.weight.detach().clone()))
     assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1]
     assert torch.equal(runs[0][2], runs[1][2])
