@@ -1,7 +1,8 @@
 """Polygons of the MediaPipe 468-point face mesh for the LaPa facial-part classes.
 
 LaPa's "left"/"right" parts are the ones on the image's left/right (the subject's right/left
-in an unmirrored video), i.e. LaPa's left eye is the mesh's RIGHT eye (points 33, 133, ...).
+in an unmirrored video), i.e. LaPa's left eye (class 4) is the mesh's RIGHT eye (points 33, 133, ...);
+FaRL's LaPa parser names classes 2-5 ``rb, lb, re, le`` (the subject's sides), which agrees.
 """
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
              152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
