@@ -71,6 +71,7 @@ def make_item(out_dir, k: int, frames: int, size: int, seed: int, fps: float = 2
     meta = {
         "name": name, "source": source, "fps": float(fps),
         "boxes": np.round(clip.crop_boxes.astype(float), 3).tolist(), "face_found": [True] * len(clip.frames),
+        "face_found_ratio": 1.0, "scene_cuts": [], "landmark_scheme": "ibug68",
         "face_boxes": np.round(clip.face_boxes.astype(float), 3).tolist(),
         "head_boxes": np.round(clip.head_boxes.astype(float), 3).tolist(), "source_size": list(clip.source_size),
         "backends": {"synth": f"marlin.synth/{VERSION}", "opencv": cv2.__version__, "numpy": np.__version__},
@@ -138,7 +139,10 @@ def generate_dataset(out_dir, num: int, frames: int = 16, size: int = 96, seed: 
     if workers <= 1 or len(jobs) <= 1:
         results = map(_make, jobs)
     else:
-        pool = ProcessPoolExecutor(workers)
+        import multiprocessing
+
+        # spawn, not fork: the caller may hold threads (torch, OpenCV) that a forked child cannot use
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
         results = (f.result() for f in as_completed([pool.submit(_make, j) for j in jobs]))
     try:
         for k, _, err in results:
