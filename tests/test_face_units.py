@@ -158,3 +158,20 @@ def test_layout_names(tmp_path):
     assert [n for _, n in celebvhq_jobs(tmp_path / "c")] == ["-0aBc_1"]
     with pytest.raises(ValueError, match="layout"):
         jobs_for("nope", tmp_path)
+
+
+def test_frame_folder_natural_order_and_bad_image(tmp_path):
+    import cv2
+
+    from marlin.face.source import FrameDirSource
+
+    for i in range(12):  # YouTube Faces names: 1.0.jpg ... 1.11.jpg
+        cv2.imwrite(str(tmp_path / f"1.{i}.png"), np.full((4, 6), i * 20, np.uint8))
+    frames = list(FrameDirSource(tmp_path).frames())
+    assert [int(f[0, 0, 0]) for f in frames] == [i * 20 for i in range(12)] and frames[0].shape == (4, 6, 3)
+    (tmp_path / "1.12.png").write_bytes(b"broken")
+    with pytest.raises(VideoError, match="1.12.png"):
+        list(FrameDirSource(tmp_path).frames())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VideoError, match="empty: frame directory contains no image"):
+        FrameDirSource(tmp_path / "empty")

@@ -1,6 +1,7 @@
 """Frame sources (the decode stage): a video file (PyAV) or a directory of image frames (YTF)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -22,14 +23,21 @@ class VideoSource:
         return iter_frames(self.path)
 
 
+def natural_key(name: str) -> list:
+    """Sort key comparing digit runs as numbers: ``1.2.jpg`` < ``1.10.jpg`` (YouTube Faces names)."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
+
+
 class FrameDirSource:
-    """A directory of image files taken in sorted name order (grayscale images become RGB)."""
+    """A directory of image files in natural name order (``1.9.jpg`` before ``1.10.jpg``); grayscale
+    images become RGB."""
 
     def __init__(self, path, fps: float = 25.0):
         self.path = Path(path)
         if not self.path.is_dir():
             raise VideoError(self.path, "frame directory does not exist")
-        self.files = sorted(f for f in self.path.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        self.files = sorted((f for f in self.path.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS),
+                            key=lambda f: natural_key(f.name))
         if not self.files:
             raise VideoError(self.path, "frame directory contains no image files")
         self.fps = fps
