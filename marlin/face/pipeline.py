@@ -189,7 +189,8 @@ class FacePipeline:
         found = ~np.isnan(lms[:, 0, 0])
         t0 = time.perf_counter()
         if found.any():
-            boxes = C.smooth_boxes(C.raw_boxes(lms), cuts)
+            k = max(float(source.fps), 1.0) / 30.0  # smoothing widths are set for 30 fps, scaled in time
+            boxes = C.smooth_boxes(C.raw_boxes(lms), cuts, max(1.0, 2.0 * k), max(1.0, 4.0 * k))
         elif self.no_face == "center":
             boxes = np.tile(C.center_box(h, w), (len(lms), 1))
         else:
