@@ -56,19 +56,24 @@ def test_positions_are_deterministic_and_aligned(tmp_path):
     assert sorted(ds.item_index(p) for p in range(3)) == [0, 1, 2]
     # the mask was made from this clip's own parse maps: fasking keeps background patches visible first
     rng = np.random.default_rng([0, 4])
-    frames, parse = ds.load(ds.item_index(4), rng)
-    assert parse.shape == (4, 32, 32) and frames.shape == (8, 32, 32, 3)
+    frames, parts = ds.load(ds.item_index(4), rng)
+    assert parts.shape == (7, 4, 4, 4) and frames.shape == (8, 32, 32, 3)
     assert torch.equal(torch.from_numpy(frames).permute(3, 0, 1, 2), a["video"])
-    background = token_parts(parse, 8)[6].reshape(-1)
+    background = parts[6].reshape(-1)
     assert background.sum() > 16 and not (a["mask"].numpy() & ~background).any()
 
 
 def test_resizes_items_and_reads_frames_at_stride(tmp_path):
     make_items(tmp_path, n=1, t=40, s=48)
     ds = dataset(tmp_path, img_size=32)
-    frames, parse = ds.load(0, np.random.default_rng(1))
-    assert frames.shape == (8, 32, 32, 3) and parse.shape == (4, 32, 32)
-    assert set(np.unique(parse)) <= {0, 1, 6}  # nearest-neighbour resize keeps labels
+    frames, parts = ds.load(0, np.random.default_rng(1))
+    assert frames.shape == (8, 32, 32, 3) and parts.shape == (7, 4, 4, 4)
+    _, parse = ds._resize(frames[:0], ds.items[0].read_parse([0, 1]))
+    assert parse.shape == (2, 32, 32) and set(np.unique(parse)) <= {0, 1, 6}  # nearest neighbour keeps labels
+    # the cached per-item bits give the same membership as the clip's own parse maps
+    idx, _ = ds.read_clip(0, np.random.default_rng(1))
+    _, own = ds._resize(frames[:0], ds.items[0].read_parse(idx[::2]))
+    assert np.array_equal(parts, token_parts(own, 8))
 
 
 def test_missing_parse_falls_back_to_random(tmp_path, caplog):

@@ -53,7 +53,7 @@ class PretrainClips(Dataset):
         self.grid = (clip_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
         self._perm_epoch, self._perm = -1, None
         self._bad: set[int] = set()
-        self._warned: set[int] = set()
+        self._bits: dict[int, np.ndarray | None] = {}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -71,24 +71,46 @@ class PretrainClips(Dataset):
         s = self.img_size
         if frames.shape[1:3] != (s, s):
             frames = np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_AREA) for f in frames])
-        if parse is not None and parse.shape[1:3] != (s, s):
+        if parse is not None and parse.shape[1:3] != (s, s):  # nearest neighbour keeps the labels
             parse = np.stack([cv2.resize(p, (s, s), interpolation=cv2.INTER_NEAREST) for p in parse])
         return frames, parse
 
-    def load(self, index: int, rng: np.random.Generator):
-        """(frames (T, S, S, 3) uint8, parse of each tubelet's first frame (T', S, S) uint8 or None)."""
+    def read_clip(self, index: int, rng: np.random.Generator):
+        """A random clip of item `index`: (frame indices (T,), frames (T, S, S, 3) uint8 at img_size)."""
         item = self.items[index]
         idx = clip_indices(item.num_frames, self.clip_frames, self.sample_rate, rng)
-        frames = item.read_frames(idx)
+        frames, _ = self._resize(item.read_frames(idx), None)
         if len(frames) != self.clip_frames:
             raise ValueError(f"decoded {len(frames)} of {self.clip_frames} frames")
-        parse = None
-        if self.strategy.startswith("fasking"):
-            parse = item.read_parse(idx[::self.tubelet_size])
-            if parse is None and index not in self._warned:
-                self._warned.add(index)
-                log.warning("%s: no parse maps, falling back to random masking for this item", _where(item))
-        return self._resize(frames, parse)
+        return idx, frames
+
+    def part_bits(self, index: int) -> np.ndarray | None:
+        """Fasking groups present in every frame's patches, as bits: (T, S/p, S/p) uint8, computed once per item
+        (reading the whole compressed parse map for every clip would cost more than decoding the clip)."""
+        if index not in self._bits:
+            parse = self.items[index].read_parse(None)
+            if parse is None:
+                log.warning("%s: no parse maps, falling back to random masking for this item",
+                            _where(self.items[index]))
+                self._bits[index] = None
+            else:
+                _, parse = self._resize(np.zeros((0, self.img_size, self.img_size, 3), np.uint8), parse)
+                parts = token_parts(parse, self.patch_size)  # (7, T, S/p, S/p) bool
+                shifts = np.arange(7, dtype=np.uint8)[:, None, None, None]
+                self._bits[index] = (parts.astype(np.uint8) << shifts).sum(0, dtype=np.uint8)
+        return self._bits[index]
+
+    def load(self, index: int, rng: np.random.Generator):
+        """(frames (T, S, S, 3) uint8, group membership of each tubelet's first frame (7, T', S/p, S/p) bool, or
+        None when the strategy needs none or the item has no parse maps)."""
+        idx, frames = self.read_clip(index, rng)
+        if not self.strategy.startswith("fasking"):
+            return frames, None
+        bits = self.part_bits(index)
+        if bits is None:
+            return frames, None
+        sel = bits[np.minimum(idx[::self.tubelet_size], len(bits) - 1)]  # (T', S/p, S/p)
+        return frames, (sel[None] >> np.arange(7, dtype=np.uint8)[:, None, None, None]) & 1 == 1
 
     def __getitem__(self, position: int) -> dict:
         rng = np.random.default_rng([self.seed, int(position)])
@@ -96,7 +118,7 @@ class PretrainClips(Dataset):
         for _ in range(len(self.items)):
             if index not in self._bad:
                 try:
-                    frames, parse = self.load(index, rng)
+                    frames, parts = self.load(index, rng)
                     break
                 except Exception as e:  # a bad input is reported once and skipped
                     self._bad.add(index)
@@ -105,11 +127,10 @@ class PretrainClips(Dataset):
             index = (index + 1) % len(self.items)
         else:
             raise RuntimeError("no readable item left in the dataset")
-        parts = None if parse is None else token_parts(parse, self.patch_size)
         g = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
         mask = make_masks(self.strategy, 1, self.grid, self.ratio, [parts], g)[0]
         video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (3, T, S, S) uint8
-        return {"video": video, "mask": mask, "has_parse": parse is not None, "position": int(position)}
+        return {"video": video, "mask": mask, "has_parse": parts is not None, "position": int(position)}
 
 
 def _where(item) -> str:

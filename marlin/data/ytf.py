@@ -66,11 +66,14 @@ class YtfItem:
     def has_parse(self) -> bool:
         return (self.root / PARSES / self.path).is_dir()
 
-    def read_parse(self, indices: Sequence[int]) -> np.ndarray | None:
-        """(T, S, S) uint8 parse maps; frames whose parse is empty (no face) read as background."""
+    def read_parse(self, indices: Sequence[int] | None = None) -> np.ndarray | None:
+        """(T, S, S) uint8 parse maps (all frames when `indices` is None); an empty parse (no face) reads as
+        background."""
         if not self.has_parse():
             return None
         files = self.files()
+        if indices is None:
+            indices = range(len(files))
         out = []
         for i in indices:
             f = self.root / PARSES / self.path / (files[min(int(i), len(files) - 1)].stem + ".npy")

@@ -41,12 +41,13 @@ def part_queue(strategy: str, generator: torch.Generator | None = None) -> list[
     raise ValueError(f"{strategy!r} has no part queue")
 
 
-def fasking_ranks(parts: Tensor, queue: list[int]) -> Tensor:
+def fasking_ranks(parts: np.ndarray | Tensor, queue: list[int]) -> Tensor:
     """(7, T', H', W') bool group membership -> (N,) rank: position in `queue` of the first group a token is in."""
-    n_groups = len(queue)
-    member = parts.reshape(parts.shape[0], -1)[queue]  # (7, N) in queue order
-    first = torch.where(member.any(0), member.float().argmax(0), torch.full((member.shape[1],), n_groups))
-    return first
+    member = np.asarray(parts).reshape(len(parts), -1)
+    rank = np.full(member.shape[1], len(queue), dtype=np.int64)
+    for pos in range(len(queue) - 1, -1, -1):  # earlier groups overwrite later ones
+        rank[member[queue[pos]]] = pos
+    return torch.from_numpy(rank)
 
 
 def token_ranks(strategy: str, batch: int, grid: tuple[int, int, int], ratio: float,
@@ -71,7 +72,7 @@ def token_ranks(strategy: str, batch: int, grid: tuple[int, int, int], ratio: fl
             p = None if parts is None else parts[b]
             queue = part_queue(strategy, generator)
             if p is not None:
-                ranks[b] = fasking_ranks(torch.as_tensor(p), queue)
+                ranks[b] = fasking_ranks(p, queue)
     return ranks
 
 

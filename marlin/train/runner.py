@@ -151,27 +151,21 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
 
 
 def _write_mask_picture(data, path: Path) -> Path | None:
-    """masks.png: every strategy on the first readable training clip."""
+    """masks.png: every strategy on a clip of the first readable training item."""
+    import numpy as np
+
     from ..masking import save_mask_picture
 
     m = data.cfg.model
     ds = data._dataset(data.train_items, data.cfg.trainer.seed)
-    import numpy as np
-
-    for index in range(min(len(ds.items), 8)):
+    for index, item in enumerate(ds.items[:8]):
         try:
-            item = ds.items[index]
-            saved = ds.strategy
-            ds.strategy = "fasking"  # read the parse maps too
-            frames, parse = ds.load(index, np.random.default_rng(0))
-            ds.strategy = saved
+            idx, frames = ds.read_clip(index, np.random.default_rng(0))
+            parse = item.read_parse(idx)
+            _, parse = ds._resize(frames[:0], parse)
         except Exception:
-            ds.strategy = saved
             continue
-        full_parse = None
-        if parse is not None:
-            full_parse = np.repeat(parse, m.tubelet_size, axis=0)
-        return save_mask_picture(path, frames, full_parse, m.patch_size, m.tubelet_size, data.cfg.mask_ratio)
+        return save_mask_picture(path, frames, parse, m.patch_size, m.tubelet_size, data.cfg.mask_ratio)
     return None
 
 
