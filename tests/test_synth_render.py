@@ -137,3 +137,32 @@ def test_manipulation_changes_the_face_not_the_labels():
             assert c.labels["manipulation"] in ("swap", "flicker", "mouth")
         else:
             assert c.labels["manipulation"] == "none"
+
+
+def test_manipulations_are_visible_and_local():
+    found = set()
+    for k in range(14):
+        labels = render_item(7, k, 2, 32).labels
+        if not labels["manipulated"] or labels["manipulation"] in found:
+            continue
+        kind = labels["manipulation"]
+        found.add(kind)
+        fake, real = render_item(7, k, T, S), render_item(7, k, T, S, manipulate=False)
+        assert np.array_equal(fake.face_boxes, real.face_boxes)
+        diff = np.abs(fake.frames.astype(float) - real.frames).mean(-1)  # (T, S, S)
+        import cv2
+
+        background = ((fake.parse == 0) & (real.parse == 0)).all(0).astype(np.uint8)
+        outside = cv2.erode(background, np.ones((9, 9), np.uint8)).astype(bool)  # away from blur and JPEG blocks
+        if outside.sum() > 50:  # (long hair may leave no background away from the face)
+            assert diff[:, outside].mean() < 2.5, kind  # the background does not change
+        face = np.isin(real.parse, FACE_CLASSES).all(0)
+        per_frame = diff[:, face].mean(1)
+        if kind == "flicker":
+            assert per_frame.max() > 4 and per_frame.min() < 0.5 * per_frame.max(), per_frame
+        else:
+            assert per_frame.min() > 1.0, (kind, per_frame)
+        if kind == "mouth":  # only the lower face changes
+            eyes_y = int(real.landmarks[:, 36:48, 1].max())
+            assert diff[:, :eyes_y].mean() < 0.2 * diff[:, eyes_y:].mean()
+    assert found == {"swap", "flicker", "mouth"}

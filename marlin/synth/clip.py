@@ -77,8 +77,12 @@ def _composite(img, parse, img_d, parse_d, region, alpha: float, blur: float, ga
     return out, np.where(m & (alpha >= 0.5), parse_d, parse), m
 
 
-def render_item(seed: int, k: int, frames: int = 16, size: int = 96, fps: float = 25.0, raw: bool = False) -> Clip:
-    """Render item ``k`` of the world ``seed`` (depends only on ``seed``, ``k`` and the sizes)."""
+def render_item(seed: int, k: int, frames: int = 16, size: int = 96, fps: float = 25.0, raw: bool = False,
+                manipulate: bool = True) -> Clip:
+    """Render item ``k`` of the world ``seed`` (depends only on ``seed``, ``k`` and the sizes).
+
+    ``manipulate=False`` renders a manipulated item's original (real) video, with its labels unchanged.
+    """
     T, S = int(frames), int(size)
     labels = sample_labels(seed, k)
     idn = sample_identity(item_rng(seed, k, "identity"), labels["appearance"], hair_colour_class(labels["appearance"]))
@@ -88,7 +92,7 @@ def render_item(seed: int, k: int, frames: int = 16, size: int = 96, fps: float 
     ex = expression_controls(EXPRESSION[labels["expression"]], intensity)
     cam = effects.sample_camera(item_rng(seed, k, "camera"))
     manip = None
-    if labels["manipulated"]:
+    if labels["manipulated"] and manipulate:
         manip = sample_manipulation(item_rng(seed, k, "manipulation"), labels["manipulation"], idn, mot.mouth)
 
     # source frame and head placement
