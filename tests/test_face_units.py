@@ -79,6 +79,7 @@ def test_bad_files_name_the_file(tmp_path):
             crop_faces(p, size=32)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_torchscript_parser_plugin(tmp_path):
     torch = pytest.importorskip("torch")
 
@@ -87,12 +88,16 @@ def test_torchscript_parser_plugin(tmp_path):
             k = torch.arange(11, dtype=x.dtype).view(1, 11, 1, 1)
             return -(x[:, :1] * 10 - k).abs()
 
-    path = tmp_path / "ramp.pt"
-    torch.jit.script(Ramp()).save(str(path))
     frames = np.zeros((3, 32, 32, 3), np.uint8)
     frames[:, :, :16, 0] = 255  # left half red -> 10, right half -> 0
-    out = TorchScriptParser(path, batch_size=2)(frames)
-    assert out.shape == (3, 32, 32) and (out[:, :, :16] == 10).all() and (out[:, :, 16:] == 0).all()
+    path = tmp_path / "ramp.pt"
+    torch.jit.script(Ramp()).save(str(path))
+    dyn = torch.export.Dim.DYNAMIC
+    exported = torch.export.export(Ramp(), (torch.zeros(2, 3, 32, 32),), dynamic_shapes={"x": {0: dyn}})
+    torch.export.save(exported, str(tmp_path / "ramp.pt2"))
+    for p in (path, tmp_path / "ramp.pt2"):  # TorchScript and torch.export files
+        out = TorchScriptParser(p, batch_size=2)(frames)
+        assert out.shape == (3, 32, 32) and (out[:, :, :16] == 10).all() and (out[:, :, 16:] == 0).all()
 
     class Wrong(torch.nn.Module):
         def forward(self, x):
