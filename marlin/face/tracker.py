@@ -14,7 +14,10 @@ from .landmarks import FaceLandmarker, roi_from_detection, roi_from_landmarks
 
 
 def _thumb(frame: np.ndarray) -> np.ndarray:
-    return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    """(32, 32) float grey thumbnail for cut detection; large frames are subsampled first (cheap on 4K)."""
+    s = max(1, min(frame.shape[:2]) // 128)
+    small = np.ascontiguousarray(frame[::s, ::s])
+    return cv2.resize(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 class FaceTracker:
