@@ -166,3 +166,17 @@ def test_manipulations_are_visible_and_local():
             eyes_y = int(real.landmarks[:, 36:48, 1].max())
             assert diff[:, :eyes_y].mean() < 0.2 * diff[:, eyes_y:].mean()
     assert found == {"swap", "flicker", "mouth"}
+
+
+def test_raw_frames_agree_with_crops():
+    import cv2
+
+    for k in (0, 1):
+        c = render_item(2, k, 4, 48, raw=True)
+        assert c.raw.shape == (4, c.source_size[1], c.source_size[0], 3)
+        for t in range(4):
+            x1, y1, x2, _ = c.crop_boxes[t]
+            s = 48 / (x2 - x1)
+            m = np.array([[s, 0, (0.5 - x1) * s - 0.5], [0, s, (0.5 - y1) * s - 0.5]])
+            cut = cv2.warpAffine(cv2.GaussianBlur(c.raw[t], (0, 0), 0.5 / s), m, (48, 48))
+            assert np.corrcoef(cut.ravel(), c.frames[t].ravel())[0, 1] > 0.9

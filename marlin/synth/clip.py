@@ -65,12 +65,12 @@ def _draw(idn, shapes, pose: scene.Pose, bg: np.ndarray, out_hw, bg_affine=None)
     return img, parse
 
 
-def _composite(img, parse, img_d, parse_d, region, alpha: float, blur: float, gain: float):
-    """Paste the donor's ``region`` (pixel polygon) into the frame with a hard seam."""
+def _composite(img, parse, img_d, parse_d, region, alpha: float, sigma: float, gain: float):
+    """Paste the donor's ``region`` (pixel polygon) into the frame with a hard seam, blurred by ``sigma`` pixels."""
     h, w = parse.shape
     m = polygon_mask((h, w), region)
-    if blur > 0:
-        img_d = cv2.GaussianBlur(img_d, (0, 0), blur * max(h, w))
+    if sigma > 0:
+        img_d = cv2.GaussianBlur(img_d, (0, 0), sigma)
     src = np.clip(img_d.astype(np.float32) * gain, 0, 255)
     a = (m * alpha).astype(np.float32)[..., None]
     out = (img.astype(np.float32) * (1 - a) + src * a).round().astype(np.uint8)
@@ -131,22 +131,23 @@ def render_item(seed: int, k: int, frames: int = 16, size: int = 96, fps: float 
         ss = SUPERSAMPLE
         bg_aff = np.array([[kk, 0, 0.5 * kk - 0.5 - crop_boxes[t, 0] * kk * ss],
                            [0, kk, 0.5 * kk - 0.5 - crop_boxes[t, 1] * kk * ss]])
-        views = [(poses[t].warp(kk, crop_boxes[t, :2]), (S, S), bg_aff)]
+        views = [(poses[t].warp(kk, crop_boxes[t, :2]), (S, S), bg_aff, crop_boxes[t, :2], 1 / kk)]
         if raw:
-            views.append((poses[t], (H, W), None))
-        for vi, (pose, hw, aff) in enumerate(views):
+            views.append((poses[t], (H, W), None, (0.0, 0.0), 1.0))
+        for vi, (pose, hw, aff, origin, px) in enumerate(views):
             img, par = _draw(idn, shapes[t], pose, bg_src, hw, aff)
             lm = pose.head(landmarks68(shapes[t]))
             if manip is not None:
                 img_d, par_d = _draw(manip.donor, donor_shapes[t], pose, bg_src, hw, aff)
                 both = {n: np.concatenate([shapes[t][n], donor_shapes[t][n]]) for n in scene.REGION_PARTS}
                 region = region_fn(both, pose)
-                img, par, _ = _composite(img, par, img_d, par_d, region, manip.alpha[t], manip.blur, manip.gain)
+                img, par, _ = _composite(img, par, img_d, par_d, region, manip.alpha[t],
+                                         manip.blur * 2 * pose.scale, manip.gain)
                 if manip.alpha[t] >= 0.5:
                     lm_d = pose.head(landmarks68(donor_shapes[t]))
                     sel = slice(48, 68) if manip.kind == "mouth" else slice(17, 68)
                     lm[sel] = lm_d[sel]
-            img = effects.apply(img, cam, mot.gain[t], mot.light[t], rng_n)
+            img = effects.apply(img, cam, mot.gain[t], mot.light[t], rng_n, origin, px, (W, H))
             if vi == 0:
                 out[t], parse[t], lms[t] = img, par, lm
                 fboxes[t] = _bbox(pose.head(shapes[t]["face_region"]))

@@ -9,26 +9,33 @@ import numpy as np
 
 @dataclass
 class Camera:
-    blur: float            # Gaussian sigma as a fraction of the image side (0: sharp)
+    blur: float            # Gaussian sigma as a fraction of the source frame height (0: sharp)
     noise: float           # sensor noise std (0..1 scale)
     jpeg: int              # JPEG quality, 0: none
     crf: int               # H.264 quality of the written clip
 
 
 def sample_camera(rng: np.random.Generator) -> Camera:
-    blur = rng.uniform(0.004, 0.012) if rng.random() < 0.3 else 0.0
+    blur = rng.uniform(0.002, 0.006) if rng.random() < 0.3 else 0.0
     jpeg = int(rng.integers(35, 85)) if rng.random() < 0.3 else 0
     return Camera(blur, float(rng.uniform(0.0, 0.03)), jpeg, int(rng.integers(16, 24)))
 
 
-def apply(frame: np.ndarray, cam: Camera, gain: float, light, rng: np.random.Generator) -> np.ndarray:
-    """(H, W, 3) uint8 -> (H, W, 3) uint8 with lighting ``gain`` and gradient ``light`` (2,), then the camera."""
+def apply(frame: np.ndarray, cam: Camera, gain: float, light, rng: np.random.Generator, origin=(0.0, 0.0),
+          px: float = 1.0, source_size=None) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W, 3) uint8: lighting, then the camera.
+
+    Output pixel (x, y) sees source point ``origin + (x + 0.5, y + 0.5) * px``; lighting (``gain`` times a
+    gradient ``light`` (2,) across the source frame of ``source_size`` (W, H)) and blur are defined in
+    source coordinates, so a crop and the full frame it was cut from agree.
+    """
     h, w = frame.shape[:2]
-    gy = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None, None]
-    gx = np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :, None]
+    sw, sh = source_size or (w, h)
+    gx = ((origin[0] + (np.arange(w, dtype=np.float32) + 0.5) * px) / sw - 0.5)[None, :, None]
+    gy = ((origin[1] + (np.arange(h, dtype=np.float32) + 0.5) * px) / sh - 0.5)[:, None, None]
     img = frame.astype(np.float32) * (gain * (1 + light[0] * gx + light[1] * gy))
     if cam.blur > 0:
-        img = cv2.GaussianBlur(img, (0, 0), cam.blur * max(h, w))
+        img = cv2.GaussianBlur(img, (0, 0), cam.blur * sh / px)
     if cam.noise > 0:
         img += rng.normal(0, cam.noise * 255, img.shape).astype(np.float32)
     out = np.clip(img, 0, 255).astype(np.uint8)

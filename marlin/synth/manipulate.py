@@ -21,7 +21,7 @@ class Manipulation:
     donor: Identity
     alpha: np.ndarray        # (T,) blend strength of the pasted region per frame
     speech: np.ndarray | None  # (T,) the donor's lip opening ("mouth" only; None: the target's)
-    blur: float              # Gaussian sigma of the pasted region, fraction of the image side
+    blur: float              # Gaussian sigma of the pasted region, fraction of the face height
     gain: float              # brightness factor of the pasted region
 
 
