@@ -128,26 +128,12 @@ def test_prefetch_passes_items_and_errors():
     it.close()  # an abandoned consumer does not leave the producer blocked
 
 
-def _crash_on_three(a):
-    import os
-
-    if a == 3:
-        os._exit(1)  # simulates a native crash in a worker
-    return ("ok", a)
-
-
-def _noop():
-    pass
-
-
-def _crashed(a):
-    return ("crashed", a)
-
-
 def test_worker_crash_fails_only_its_job():
+    from test_face_helpers import crash_on_three, crashed, noop
+
     from marlin.face.jobs import run_jobs
 
-    out = sorted(run_jobs(_crash_on_three, list(range(5)), 2, _noop, (), _crashed))
+    out = sorted(run_jobs(crash_on_three, list(range(5)), 2, noop, (), crashed))
     assert out == [("crashed", 3)] + [("ok", a) for a in (0, 1, 2, 4)]
 
 
