@@ -35,3 +35,10 @@ def test_splits():
     val = [k for k in range(1000) if s[k] == "val"]
     expr = np.bincount([sample_labels(0, k)["expression"] for k in val], minlength=7)
     assert expr.min() >= 5  # every class in the validation split
+
+
+def test_tasks_table():
+    from marlin.synth import TASKS
+
+    assert TASKS["appearance"] == ("multilabel", APPEARANCE) and TASKS["expression"][0] == "multiclass"
+    assert TASKS["manipulated"][0] == "binary" and TASKS["action"][1] == ACTION

@@ -1,7 +1,7 @@
 """A procedural world of talking faces with known ground truth (``marlin synth``)."""
 from .clip import Clip, render_item
 from .dataset import generate_dataset, item_id, make_item, write_label_files
-from .labels import ACTION, APPEARANCE, EXPRESSION, MANIPULATION, sample_labels, split_of
+from .labels import ACTION, APPEARANCE, EXPRESSION, MANIPULATION, TASKS, sample_labels, split_of
 
 __all__ = ["Clip", "render_item", "generate_dataset", "item_id", "make_item", "write_label_files", "ACTION",
-           "APPEARANCE", "EXPRESSION", "MANIPULATION", "sample_labels", "split_of"]
+           "APPEARANCE", "EXPRESSION", "MANIPULATION", "TASKS", "sample_labels", "split_of"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..data.layout import is_item, write_item
 from .clip import CROP_MARGIN, render_item
-from .labels import ACTION, APPEARANCE, EXPRESSION, MANIPULATION, SPLITS, sample_labels, split_of
+from .labels import ACTION, APPEARANCE, EXPRESSION, MANIPULATION, SPLITS, TASKS, sample_labels, split_of
 
 CONFIG = "synth.json"
 RAW_DIR = "raw"
@@ -24,7 +24,9 @@ def item_id(k: int) -> str:
 def _config(frames: int, size: int, seed: int, fps: float) -> dict:
     return {"generator": f"marlin.synth/{VERSION}", "seed": int(seed), "frames": int(frames), "size": int(size),
             "fps": float(fps), "crop_margin": CROP_MARGIN, "appearance": list(APPEARANCE), "action": list(ACTION),
-            "expression": list(EXPRESSION), "manipulation": list(MANIPULATION)}
+            "expression": list(EXPRESSION), "manipulation": list(MANIPULATION),
+            "tasks": {name: {"kind": kind, "classes": list(names), "file": f"{LABELS_DIR}/{name}.csv"}
+                      for name, (kind, names) in TASKS.items()}}
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -106,12 +108,11 @@ def write_label_files(out_dir, ks, seed: int, fps: float = 25.0, frames: int = 1
     info = {"meta_info": {"appearance_mapping": list(APPEARANCE), "action_mapping": list(ACTION),
                           "emotion_mapping": list(EXPRESSION)}, "clips": clips}
     _write_text(out / "celebvhq_info.json", json.dumps(info))
-    rows = {"appearance": ("path," + ",".join(APPEARANCE), lambda lab: lab["appearance"]),
-            "action": ("path," + ",".join(ACTION), lambda lab: lab["action"]),
-            "expression": ("path,label", lambda lab: [lab["expression"]]),
-            "manipulated": ("path,label", lambda lab: [lab["manipulated"]])}
-    for task, (header, get) in rows.items():
-        lines = [header] + [",".join([item_id(k)] + [str(v) for v in get(lab)]) for k, lab in labels.items()]
+    for task, (kind, names) in TASKS.items():
+        multi = kind == "multilabel"
+        header = "path," + (",".join(names) if multi else "label")
+        lines = [header] + [",".join([item_id(k)] + [str(v) for v in (lab[task] if multi else [lab[task]])])
+                            for k, lab in labels.items()]
         _write_text(out / LABELS_DIR / f"{task}.csv", "\n".join(lines) + "\n")
     for split in SPLITS:
         ids = [item_id(k) for k in ks if split_of(seed, k) == split]

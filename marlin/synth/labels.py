@@ -26,6 +26,10 @@ EXPRESSION = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger")
 # is split evenly between three kinds of manipulation.
 MANIPULATION = ("none", "swap", "flicker", "mouth")
 
+# Downstream tasks: name -> (kind, class names); the label files are labels/<name>.csv.
+TASKS = {"appearance": ("multilabel", APPEARANCE), "action": ("multilabel", ACTION),
+         "expression": ("multiclass", EXPRESSION), "manipulated": ("binary", ("real", "manipulated"))}
+
 SPLITS = ("train", "val", "test")
 _BLOCK = 14  # 2 x 7 expressions, 7 real + 7 manipulated
 _SPLIT_BLOCK = 10  # 8 train, 1 val, 1 test
