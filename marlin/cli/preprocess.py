@@ -16,7 +16,7 @@ def add_arguments(p) -> None:
     p.add_argument("--no-face", choices=("error", "center"), default="error",
                    help="input without any face: error (report and skip, default) or center (centre crop)")
     p.add_argument("--parser", default="landmarks",
-                   help="'landmarks' (built in), 'none', or a TorchScript LaPa parser file")
+                   help="'landmarks' (built in), 'none', or a LaPa parser file (TorchScript .pt or torch.export .pt2)")
     p.add_argument("--splits", default=None, help="folder with the YTF train_set.csv/val_set.csv (ytf layout)")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate recorded for frame folders (ytf)")
     p.add_argument("--threads", type=int, default=0,
