@@ -159,3 +159,14 @@ def test_finetune_is_deterministic_under_a_seed(world, tmp_path):
         runs.append((run["history"][0]["train_loss"], run["test"]["auc"], model.head.weight.detach().clone()))
     assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1]
     assert torch.equal(runs[0][2], runs[1][2])
+
+
+def test_finetune_bf16_autocast_runs_and_evaluates(world, tmp_path):
+    cfg = _config(world, tmp_path, "bf16", precision="bf16", train={"lr": 1e-3, "batch_size": 7, "max_epochs": 1})
+    assert main(["finetune", str(cfg), "--no-progress", "--device", DEVICE, "--few-shot", "50%"]) == 0
+    ckpt = tmp_path / "bf16" / "fold1_fs50pct_seed0" / "model.safetensors"
+    run = json.loads((ckpt.parent / "metrics.json").read_text())
+    assert np.isfinite(run["history"][0]["train_loss"]) and run["n_test"] == 6
+    assert main(["evaluate", str(ckpt), "--no-progress"]) == 0
+    ev = json.loads((ckpt.parent / "eval_test.json").read_text())
+    assert ev["metrics"]["auc"] == pytest.approx(run["test"]["auc"])

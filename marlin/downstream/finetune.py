@@ -105,7 +105,7 @@ def finetune_one(cfg: dict, ds: Dataset, frac: float, seed: int, cache: Path, de
     task = ds.task
     marlin = load_encoder(cfg["encoder"])
     torch.manual_seed(seed)
-    model = VideoClassifier(marlin.encoder, task.num_outputs).to(device)
+    model = VideoClassifier(marlin.encoder, task.num_outputs, str(cfg.get("precision", "32"))).to(device)
     reader = ClipReader(cfg, cache, marlin.config.n_frames, marlin.config.img_size)
     train = ds.splits["train"]
     idx = few_shot_indices(ds.targets("train"), frac, task.kind, seed)

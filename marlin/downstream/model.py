@@ -19,17 +19,24 @@ FORMAT = "marlin-downstream/1"
 class VideoClassifier(nn.Module):
     """(B, 3, T, H, W) clip -> (B, K) logits: encoder features (mean over tokens, final norm) + linear head."""
 
-    def __init__(self, encoder: MarlinEncoder, num_outputs: int):
+    def __init__(self, encoder: MarlinEncoder, num_outputs: int, precision: str = "32"):
         super().__init__()
+        if precision not in ("32", "bf16"):
+            raise ValueError(f"precision must be '32' or 'bf16', got {precision!r}")
         self.encoder = encoder
         self.head = nn.Linear(encoder.embed_dim, num_outputs)
+        self.precision = precision  # "bf16": the encoder runs under bfloat16 autocast, the head in float32
 
     @property
     def config(self) -> MarlinConfig:
         return self.encoder.config
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.encoder.extract_features(x, keep_seq=False))
+        if self.precision == "32":
+            return self.head(self.encoder.extract_features(x, keep_seq=False))
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            feats = self.encoder.extract_features(x, keep_seq=False)
+        return self.head(feats.float())
 
 
 def load_encoder(encoder_cfg: dict) -> Marlin:
@@ -73,7 +80,8 @@ def classifier_from_checkpoint(path) -> tuple[VideoClassifier, dict]:
     tensors, meta = load_checkpoint(path)
     if meta["mode"] == "finetune":
         cfg = MarlinConfig.from_dict(meta["marlin_config"])
-        model = VideoClassifier(MarlinEncoder(cfg), int(tensors["head.weight"].shape[0]))
+        model = VideoClassifier(MarlinEncoder(cfg), int(tensors["head.weight"].shape[0]),
+                                str(meta["run"].get("precision", "32")))
         load_into(model, tensors, source=path)
     else:
         marlin = load_encoder(meta["run"]["encoder"])
