@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from ..data.layout import is_item, item_dir, load_item, write_item
 from ..video import VideoError
 from . import layouts
-from .pipeline import FacePipeline
 from .jobs import run_jobs
+from .pipeline import FacePipeline
 from .preview import item_preview
 
 FAILURES = "failures.log"
@@ -120,7 +118,7 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
     summary = {"input": str(input_root), "layout": layout, "total": len(jobs), "skipped_finished": skipped,
                "done": len(done), "failed": len(failed), "frames": sum(r["frames"] for r in done),
                "seconds": round(time.perf_counter() - t0, 2), "previews": previews,
-               "failures": [{"name": r["name"], "error": r["error"]} for r in failed]}
+               "failures": [{k: r[k] for k in ("name", "error", "trace") if k in r} for r in failed]}
     stages = {}
     for r in done:
         for k, v in r["timings"].items():
