@@ -8,7 +8,7 @@ from marlin.downstream.train import TrainConfig
 
 TASKS = {"celebvhq": {"appearance", "action", "emotion"}, "mosei": {"emotion", "sentiment7", "sentiment2"},
          "ffpp": {"real_fake", "method"}, "dfew": {"expression"}, "ferv39k": {"expression"},
-         "mafw": {"expression"}, "csv": {None}}
+         "mafw": {"expression"}, "csv": {None}, "items": {"expression"}}
 
 
 def test_every_dataset_and_mode_is_shipped():

@@ -309,3 +309,27 @@ def test_synthetic_world_label_files_and_probe_dataset(tmp_path):
     np.testing.assert_equal(r1["test"], r2["test"])  # deterministic (NaN AUC of a one-class label included)
     assert r1["task"]["name"] == "appearance" and r1["skipped"] == [] and r1["test"]["n"] == len(ds.splits["test"])
     assert (tmp_path / "feats" / train_ids[0] / "clip.npy").is_file()  # `marlin extract` naming
+
+
+def test_items_adapter_reads_meta_labels(tmp_path):
+    from marlin.data.layout import write_item
+
+    frames = np.zeros((4, 16, 16, 3), np.uint8)
+    for i in range(10):
+        labels = {"attrs": [i % 2, 1 - i % 2, 0], "expr": ["happy", "sad"][i % 2], "fake": bool(i % 3 == 0)}
+        write_item(tmp_path / "set" / f"it{i}", frames, {"fps": 25, "labels": labels})
+    write_item(tmp_path / "set" / "nolabel", frames, {"fps": 25})
+    (tmp_path / "train.txt").write_text("".join(f"set/it{i}\n" for i in range(6)) + "set/nolabel\n")
+    (tmp_path / "val.txt").write_text("set/it6\nset/it7\n")
+    (tmp_path / "test.txt").write_text("set/it8\nset/it9\n")
+    attrs = load_dataset("items", tmp_path, "attrs", labels=["a", "b", "c"])
+    assert attrs.task.kind == "multilabel" and attrs.task.labels == ("a", "b", "c")
+    assert [s.target.tolist() for s in attrs.splits["test"]] == [[0, 1, 0], [1, 0, 0]]
+    assert attrs.splits["train"][0].key == "set/it0/clip" and any("nolabel" in m for m in attrs.skipped)
+    expr = load_dataset("items", tmp_path, "expr")
+    assert expr.task.kind == "multiclass" and expr.task.labels == ("happy", "sad")
+    assert [s.target for s in expr.splits["val"]] == [0, 1]
+    fake = load_dataset("items", tmp_path, "fake")
+    assert fake.task.kind == "binary" and [s.target for s in fake.splits["train"]] == [1, 0, 0, 1, 0, 0]
+    with pytest.raises(DatasetError, match="no item has the label 'age'"):
+        load_dataset("items", tmp_path, "age")

@@ -7,9 +7,10 @@ from .expression import SPECS as EXPRESSION_SPECS
 from .expression import load_expression
 from .ffpp import load_ffpp
 from .generic import load_csv
+from .items import load_items
 from .mosei import load_mosei
 
-DATASETS = ("celebvhq", "mosei", "ffpp", "dfew", "ferv39k", "mafw", "csv")
+DATASETS = ("celebvhq", "mosei", "ffpp", "dfew", "ferv39k", "mafw", "csv", "items")
 
 
 def load_dataset(name: str, root, task: str | None = None, fold: int = 1, seed: int = 0, **options) -> Dataset:
@@ -25,6 +26,8 @@ def load_dataset(name: str, root, task: str | None = None, fold: int = 1, seed: 
         return load_ffpp(root, task or "real_fake", **options)
     if name in EXPRESSION_SPECS:
         return load_expression(name, root, fold=fold, seed=seed, **options)
+    if name == "items":
+        return load_items(root, task, **options)
     if name == "csv":
         from pathlib import Path
 
@@ -39,4 +42,4 @@ def num_folds(name: str) -> int:
 
 
 __all__ = ["Dataset", "DatasetError", "Sample", "load_dataset", "num_folds", "DATASETS", "load_celebvhq",
-           "load_mosei", "load_ffpp", "load_expression", "load_csv"]
+           "load_mosei", "load_ffpp", "load_expression", "load_csv", "load_items"]
