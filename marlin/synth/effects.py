@@ -37,7 +37,7 @@ def apply(frame: np.ndarray, cam: Camera, gain: float, light, rng: np.random.Gen
     if cam.blur > 0:
         img = cv2.GaussianBlur(img, (0, 0), cam.blur * sh / px)
     if cam.noise > 0:
-        img += rng.normal(0, cam.noise * 255, img.shape).astype(np.float32)
+        img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(cam.noise * 255)
     out = np.clip(img, 0, 255).astype(np.uint8)
     if cam.jpeg:
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, cam.jpeg])

@@ -12,6 +12,19 @@ import numpy as np
 from .identity import Identity
 
 DEPTH = 0.55  # depth of the face surface at its centre
+# constant sample positions (angles, curve parameters), built once
+_RING64 = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+_JAW_PHI = np.linspace(2 * np.pi - 1.318, 1.318, 17)
+_X15_DOWN = np.linspace(1, -1, 15)
+_S5 = np.linspace(0, 1, 5)
+_X11 = np.linspace(-1, 1, 11)
+_T7 = np.linspace(0, 1, 7)
+_ARC9 = np.linspace(np.pi, 0, 9)
+_RING12 = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+_X13 = np.linspace(-1, 1, 13)
+_RING16 = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+_BEARD_PHI = np.linspace(2 * np.pi - 1.9, 1.9, 21)
+_RING24 = np.linspace(0, 2 * np.pi, 24, endpoint=False)
 FACE_TOP = -0.65  # top of the detector-style face box (about the hairline); the head's top is v = -1
 
 
@@ -19,14 +32,19 @@ def _depth(u, v, a):
     return DEPTH * np.sqrt(np.maximum(1 - (u / (1.08 * a)) ** 2 - (v / 1.12) ** 2, 0))
 
 
+def _pts(u, v, z) -> np.ndarray:
+    out = np.empty((np.size(u), 3))
+    out[:, 0], out[:, 1], out[:, 2] = u, v, z
+    return out
+
+
 def _with_depth(u, v, a, extra=0.0):
     u, v = np.asarray(u, float), np.asarray(v, float)
-    return np.stack([u, v, _depth(u, v, a) + extra], -1)
+    return _pts(u, v, _depth(u, v, a) + extra)
 
 
 def _flat(u, v, z=0.0):
-    u, v = np.asarray(u, float), np.asarray(v, float)
-    return np.stack([u, v, np.full_like(u, z)], -1)
+    return _pts(u, v, z)
 
 
 def outline_uv(idn: Identity, phi, jaw_drop: float = 0.0):
@@ -48,13 +66,13 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
     shapes: dict[str, np.ndarray] = {}
     opening = max(0.0, ex["open"] + speech)
     jaw_drop = 0.55 * opening
-    phi = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    phi = _RING64
     shapes["outline"] = _flat(*outline_uv(idn, phi, jaw_drop))
     # the face as a detector boxes it: brow tops (v = FACE_TOP) to chin, cheek to cheek
     top = np.arccos(-FACE_TOP)
     fphi = np.concatenate([[top, 2 * np.pi - top], phi[(phi > top) & (phi < 2 * np.pi - top)]])
     shapes["face_region"] = _flat(*outline_uv(idn, fphi, jaw_drop))
-    shapes["jaw"] = _with_depth(*outline_uv(idn, np.linspace(2 * np.pi - 1.318, 1.318, 17), jaw_drop), a) * [1, 1, 0]
+    shapes["jaw"] = _with_depth(*outline_uv(idn, _JAW_PHI, jaw_drop), a) * [1, 1, 0]
 
     # hair (flat: it sits at the silhouette)
     vol = idn.hair_volume
@@ -66,7 +84,7 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
     side = np.linspace(phi_t, 0.95, 6)          # down the right side, inside the outline
     su, sv = outline_uv(idn, side)
     inner_r = np.stack([su - 0.07 * np.sign(su), sv], -1)
-    x = np.linspace(1, -1, 15)
+    x = _X15_DOWN
     if idn.bangs:
         edge_v = -0.48 + 0.05 * (np.arange(15) % 2) - 0.06 * np.abs(x) ** 3
         line = np.stack([x * a * 0.9, edge_v], -1)
@@ -83,7 +101,7 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
 
     # brows: 5 points per brow on the centre line, inner to outer mirrored to image-left first
     for name, sgn in (("brow_l", -1), ("brow_r", 1)):
-        s = np.linspace(0, 1, 5)  # 0 outer .. 1 inner for the image-left brow
+        s = _S5  # 0 outer .. 1 inner for the image-left brow
         inner_u = idn.eye_dx - idn.eye_w * 1.0 - ex["brow_pinch"]
         outer_u = idn.eye_dx + idn.eye_w * 1.25
         u = sgn * (outer_u + (inner_u - outer_u) * s)
@@ -97,7 +115,7 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
         shapes[name] = _with_depth(poly_u, poly_v, a)
 
     # eyes: polygon (upper lid left->right, lower lid right->left), landmarks, iris centre
-    xs = np.linspace(-1, 1, 11)
+    xs = _X11
     for name, sgn, op in (("eye_l", -1, open_l), ("eye_r", 1, open_r)):
         cu, cv = sgn * idn.eye_dx, idn.eye_y
         ef = ex["eye"]
@@ -121,11 +139,11 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
     # nose: body polygon, bridge and base landmarks, nostrils, wrinkles
     top_v = idn.eye_y + 0.02
     tip_v = top_v + idn.nose_len
-    t = np.linspace(0, 1, 7)
+    t = _T7
     half = 0.045 + (idn.nose_w - 0.045) * t ** 1.8
     nu = np.concatenate([-half, half[::-1]])
     nv = np.concatenate([top_v + (tip_v - top_v) * t, (top_v + (tip_v - top_v) * t)[::-1]])
-    bottom = np.linspace(np.pi, 0, 9)[1:-1]
+    bottom = _ARC9[1:-1]
     base = np.stack([idn.nose_w * np.cos(bottom), tip_v + 0.035 * np.sin(bottom)], -1)
     nose = np.concatenate([np.stack([nu[:7], nv[:7]], -1), base, np.stack([nu[7:], nv[7:]], -1)])
     nose_z = 0.06 + 0.12 * np.clip((nose[:, 1] - top_v) / (tip_v - top_v), 0, 1)
@@ -135,14 +153,14 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
     bu = idn.nose_w * np.array([-0.8, -0.45, 0, 0.45, 0.8])
     shapes["nose_base"] = _with_depth(bu, tip_v + np.array([0.0, 0.025, 0.035, 0.025, 0.0]), a, 0.1)
     for name, sgn in (("nostril_l", -1), ("nostril_r", 1)):
-        ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+        ang = _RING12
         shapes[name] = _with_depth(sgn * idn.nose_w * 0.45 + 0.035 * np.cos(ang), tip_v + 0.005 + 0.016 * np.sin(ang), a, 0.12)
     if ex["wrinkle"] > 0.3:
         wv = top_v + (tip_v - top_v) * np.array([0.3, 0.45])
         shapes["wrinkles"] = np.concatenate([_with_depth([-0.05, 0.05], [w, w - 0.01], a, 0.1) for w in wv])
 
     # mouth: lips and inner mouth from four curves over x in [-1, 1]
-    mx = np.linspace(-1, 1, 13)
+    mx = _X13
     w = idn.mouth_w * (1 + ex["width"])
     cv = -ex["corner"] * mx ** 2 - ex["asym"] * np.clip(mx, 0, 1) ** 2
     my = idn.mouth_y
@@ -172,18 +190,18 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
 
     if ex["cheek"] > 0.3:
         for name, sgn in (("cheek_l", -1), ("cheek_r", 1)):
-            ang = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+            ang = _RING16
             shapes[name] = _with_depth(sgn * (idn.eye_dx + 0.05) + 0.12 * np.cos(ang), idn.eye_y + 0.25 + 0.07 * np.sin(ang), a)
 
     if idn.beard:
-        bphi = np.linspace(2 * np.pi - 1.9, 1.9, 21)
+        bphi = _BEARD_PHI
         bu, bv = outline_uv(idn, bphi, jaw_drop)
         mw = idn.mouth_w + 0.08
         upper = np.array([[a * 0.7, 0.32], [mw, my - 0.04], [0.0, my - idn.lip_u - 0.07], [-mw, my - 0.04], [-a * 0.7, 0.32]])
         shapes["beard"] = np.concatenate([_flat(bu, bv), _with_depth(upper[:, 0], upper[:, 1], a)])  # edge on the outline
 
     if idn.glasses:
-        ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        ang = _RING24
         c, s = np.cos(ang), np.sin(ang)
         sq = np.sign(c) * np.abs(c) ** 0.5, np.sign(s) * np.abs(s) ** 0.5
         for name, sgn in (("glass_l", -1), ("glass_r", 1)):
@@ -199,7 +217,7 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
         hw = a * (1 + vol) + 0.04
         crown = np.array([[-hw * 0.92, vb], [-hw * 0.85, -1.5], [-hw * 0.5, -1.85], [hw * 0.5, -1.85], [hw * 0.85, -1.5], [hw * 0.92, vb]])
         shapes["hat_crown"] = _flat(crown[:, 0], crown[:, 1])
-        ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        ang = _RING24
         shapes["hat_brim"] = _flat((hw + 0.15) * np.cos(ang), vb + 0.07 * np.sin(ang))
 
     # body (attached to the head's position, not its rotation)

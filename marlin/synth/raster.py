@@ -25,7 +25,7 @@ class Prim:
 
 
 def _fixed(pts: np.ndarray) -> np.ndarray:
-    return np.round(np.asarray(pts, np.float64) * _ONE).astype(np.int32).reshape(-1, 1, 2)
+    return np.rint(pts * _ONE).astype(np.int32).reshape(-1, 1, 2)
 
 
 def _draw(img: np.ndarray, p: Prim, pts: np.ndarray, colour) -> None:
@@ -62,7 +62,7 @@ def paint(img: np.ndarray, parse: np.ndarray | None, prims: list[Prim], ss: int 
     for p in prims:
         if len(p.pts) < 2:
             continue
-        colour = tuple(int(round(c * 255)) for c in np.clip(p.colour, 0, 1))
+        colour = np.clip(np.asarray(p.colour, np.float64) * 255 + 0.5, 0, 255).astype(int).tolist()
         q = Prim(p.pts * ss - 0.5, colour, p.cls, p.line * ss, None if p.clip is None else p.clip * ss - 0.5, p.closed)
         if q.clip is not None:
             _draw_clipped(img, q, colour)
