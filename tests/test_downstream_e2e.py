@@ -170,3 +170,6 @@ def test_finetune_bf16_autocast_runs_and_evaluates(world, tmp_path):
     assert main(["evaluate", str(ckpt), "--no-progress"]) == 0
     ev = json.loads((ckpt.parent / "eval_test.json").read_text())
     assert ev["metrics"]["auc"] == pytest.approx(run["test"]["auc"])
+    # Grad-CAM of a fine-tuned (bf16) model
+    assert main(["gradcam", str(ckpt), str(world / "videos" / "v02.mp4"), "--out", str(tmp_path / "cam")]) == 0
+    assert len(list((tmp_path / "cam").glob("v02_clip000_*.png"))) == 1
