@@ -51,11 +51,46 @@ def end_to_end(pipe: FacePipeline, path, tmp: Path) -> tuple[float, float, dict,
     return n / (t2 - t0), n / (cpu_seconds() - c0), {k: 1000 * v / n for k, v in stages.items()}, n
 
 
+def synth_parse_agreement(pipe: FacePipeline, n: int, tmp: Path) -> None:
+    """Per-class IoU of our parse maps against the synthetic world's ground truth (``marlin synth
+    --raw-videos``): our maps are sampled at the ground-truth crop's pixels through the two boxes."""
+    from marlin.cli import main as cli
+    from marlin.data.layout import PARSE_CLASSES, load_item
+
+    root = tmp / "synth"
+    cli(["synth", str(root), "--num", str(n), "--frames", "16", "--size", "224", "--raw-videos", "--no-progress"])
+    inter, union, frames = np.zeros(11), np.zeros(11), 0
+    for k in range(n):
+        item = load_item(root / f"synth_{k:06d}")
+        clip = pipe.run(root / "raw" / f"synth_{k:06d}.mp4")
+        gt = item.read_parse()  # (T, S, S)
+        size = gt.shape[1]
+        centres = np.mgrid[0:size, 0:size][::-1] + 0.5  # (2, S, S) x, y of ground-truth pixels
+        for t, (g, box) in enumerate(zip(gt, np.asarray(item.meta["boxes"]))):
+            if not clip.found[t]:
+                continue
+            src = box[:2, None, None] + centres * (box[2] - box[0]) / size  # source pixels
+            ob = clip.boxes[t]
+            uv = ((src - ob[:2, None, None]) * pipe.size / (ob[2] - ob[0])).astype(int)
+            inside = (uv >= 0).all(0) & (uv < pipe.size).all(0)
+            ours = np.zeros_like(g)
+            ours[inside] = clip.parse[t][uv[1][inside], uv[0][inside]]
+            for c in range(11):
+                inter[c] += ((ours == c) & (g == c)).sum()
+                union[c] += ((ours == c) | (g == c)).sum()
+            frames += 1
+    iou = inter / np.maximum(union, 1)
+    print(f"parse agreement with the synthetic world's ground truth ({n} clips, {frames} frames with a face):")
+    print("  " + "  ".join(f"{name} {v:.2f}" for name, v in zip(PARSE_CLASSES, iou)) + f"  mIoU {iou.mean():.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=2, help="runs per video; the best is reported")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                     help="pipeline threads to compare (background decoding + parallel parsing)")
+    ap.add_argument("--synth", type=int, default=0, metavar="N",
+                    help="also measure parse agreement on N synthetic clips (needs marlin synth)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_face_"))
     try:
@@ -90,6 +125,8 @@ def main() -> None:
                   f"{s['frames'] / cpu:.1f} frames per CPU-second (incl. process start-up)")
         print("frames per CPU-second does not depend on other load; on 2 idle cores with 2 workers the "
               "throughput approaches twice that figure.")
+        if args.synth:
+            synth_parse_agreement(pipes[min(pipes)], args.synth, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
