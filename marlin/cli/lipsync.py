@@ -83,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("evaluate", help="LSE-D / LSE-C with a SyncNet, optional FID")
     _data_args(p)
-    p.add_argument("--syncnet", required=True)
+    p.add_argument("--syncnet", required=True, help="our SyncNet checkpoint, or syncnet_python's syncnet_v2.model")
     p.add_argument("--out", required=True, help="directory for per-video results and summary.json")
     p.add_argument("--vshift", type=int, default=15, help="offsets searched: -vshift..vshift frames")
     p.add_argument("--fid-real", nargs="+", help="real face videos to compute FID against")
@@ -173,11 +173,10 @@ def _infer(args) -> int:
 
 def _evaluate(args) -> int:
     from ..lipsync.data import video_entries
-    from ..lipsync.evaluate import evaluate_fid, evaluate_lse, write_summary
-    from ..lipsync.train import load_syncnet
+    from ..lipsync.evaluate import evaluate_fid, evaluate_lse, load_scorer, write_summary
 
     entries = _entries(args)
-    res = evaluate_lse(load_syncnet(args.syncnet).to(_device(args)), entries, args.out, args.vshift)
+    res = evaluate_lse(load_scorer(args.syncnet, _device(args)), entries, args.out, args.vshift)
     summary = res["summary"]
     if args.fid_real:
         from ..lipsync.fid import load_extractor

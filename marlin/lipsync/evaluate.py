@@ -34,8 +34,31 @@ def _fps(path: Path) -> float:
     return probe(path).fps
 
 
-def evaluate_lse(syncnet, entries: list[Entry], out, vshift: int = 15, progress: bool = True) -> dict:
-    """LSE of each entry (resumable); returns {"videos": {name: result}, "failed": {name: error}, means}."""
+def load_scorer(path, device: str = "cpu"):
+    """A SyncNet file -> (score(faces, audio, fps, vshift) -> dict, face size to read frames at, name).
+
+    Either our expert (`marlin lipsync train-syncnet`) or syncnet_python's ``syncnet_v2.model``."""
+    from ..checkpoints import load_file
+    from .syncnet_v2 import SyncNetV2, is_official, official_lse
+    from .train import load_syncnet
+
+    raw = load_file(path)
+    if is_official(raw):
+        net = SyncNetV2.from_state_dict(raw, path).to(device)
+
+        def score(faces, audio, fps, vshift):
+            if abs(fps - 25.0) > 0.01:
+                raise ValueError(f"the official SyncNet expects 25 fps video, got {fps:g} fps")
+            return official_lse(net, faces, audio, vshift)
+
+        return score, 224, "syncnet_v2"
+    net = load_syncnet(path).to(device)
+    return (lambda faces, audio, fps, vshift: lse(net, faces, melspectrogram(audio), vshift, fps),
+            net.config.face_size, "ours")
+
+
+def evaluate_lse(scorer, entries: list[Entry], out, vshift: int = 15, progress: bool = True) -> dict:
+    """LSE of each entry (resumable) with a scorer from `load_scorer`; returns {"summary", "results"}."""
     from tqdm import tqdm
 
     out = Path(out)
@@ -45,14 +68,15 @@ def evaluate_lse(syncnet, entries: list[Entry], out, vshift: int = 15, progress:
         if dest.is_file():
             results[e.name] = json.loads(dest.read_text())
             continue
+        score, size, kind = scorer
         try:
-            faces = read_faces(e.faces, syncnet.config.face_size)
-            r = lse(syncnet, faces, melspectrogram(load_audio(e.audio)), vshift, _fps(Path(e.faces)))
+            faces = read_faces(e.faces, size)
+            r = score(faces, load_audio(e.audio), _fps(Path(e.faces)), vshift)
         except Exception as err:  # report and skip
             failed[e.name] = f"{e.faces}: {err}"
             log.warning("skipping %s: %s", e.faces, err)
             continue
-        r = {"name": e.name, "faces": str(e.faces), "audio": str(e.audio), "frames": len(faces), **r}
+        r = {"name": e.name, "faces": str(e.faces), "audio": str(e.audio), "frames": len(faces), "syncnet": kind, **r}
         _write_json(dest, r)
         results[e.name] = r
     summary = {"videos": len(results), "failed": failed}
