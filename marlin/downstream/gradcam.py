@@ -58,7 +58,7 @@ def token_cam(model: VideoClassifier, clip: Tensor, index: int, sign: float = 1.
         (sign * logits[index]).backward()
     finally:
         handle.remove()
-    acts, grads = store["tokens"][0].detach(), store["tokens"].grad[0]  # (N, D) each
+    acts, grads = store["tokens"][0].detach().float(), store["tokens"].grad[0].float()  # (N, D) each
     weights = grads.mean(0)  # (D,)
     cam = F.relu(acts @ weights)  # (N,)
     return cam.view(*model.config.grid), logits.detach()
