@@ -86,7 +86,7 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
     inner_r = np.stack([su - 0.07 * np.sign(su), sv], -1)
     x = _X15_DOWN
     if idn.bangs:
-        edge_v = -0.48 + 0.05 * (np.arange(15) % 2) - 0.06 * np.abs(x) ** 3
+        edge_v = -0.45 + 0.05 * (np.arange(15) % 2) - 0.06 * np.abs(x) ** 3
         line = np.stack([x * a * 0.9, edge_v], -1)
     else:
         line = np.stack([x * a * 0.8, idn.hairline + (-0.45 - idn.hairline) * np.abs(x) ** 2.5], -1)
@@ -213,7 +213,7 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
             shapes[name] = _with_depth([sgn * ox, sgn * a * 0.98], [idn.eye_y - 0.03, idn.eye_y - 0.06], a, 0.04)
 
     if idn.hat:
-        vb = -0.5  # the brim sits on the forehead, inside the crop
+        vb = -0.62 if idn.bangs else -0.5  # the brim sits on the forehead, inside the crop, above any fringe
         hw = a * (1 + vol) + 0.04
         crown = np.array([[-hw * 0.92, vb], [-hw * 0.85, -1.5], [-hw * 0.5, -1.85], [hw * 0.5, -1.85], [hw * 0.85, -1.5], [hw * 0.92, vb]])
         shapes["hat_crown"] = _flat(crown[:, 0], crown[:, 1])
