@@ -65,19 +65,19 @@ class LandmarkParser:
         rest[int(np.clip(np.ceil(pts[mesh.CHIN, 1]), 0, h)):] = False  # neck and clothes: background
         label[rest] = HAIR
         ycc = cv2.cvtColor(frame, cv2.COLOR_RGB2YCrCb)
-        r = max(1, int(0.12 * np.ptp(pts[:, 0])))
-        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * r + 1,) * 2)
-        inner = cv2.erode(face, cv2.getStructuringElement(cv2.MORPH_RECT, (4 * r + 1,) * 2))
-        ref = ycc[(inner > 0) & (label == SKIN)][::5].astype(np.float32)  # central face skin: the colour model
+        r = max(1.0, 0.12 * np.ptp(pts[:, 0]))  # band width: 12% of the face width
+        inside = cv2.distanceTransform(face, cv2.DIST_L2, 3)  # (S, S) distance to the oval's edge
+        outside = cv2.distanceTransform(1 - face, cv2.DIST_L2, 3)
+        ref = ycc[(inside > 2 * r) & (label == SKIN)][::5].astype(np.float32)  # central face skin: colour model
         if len(ref) < 30:
             return label
         mu, icov = ref.mean(0), np.linalg.inv(np.cov(ref.T) + np.eye(3) * 4.0)
         # skin-coloured person pixels next to the oval (forehead, ears) are skin
-        near = rest & (cv2.dilate(face, kernel) > 0)
+        near = rest & (outside <= r)
         if near.any():
             label[near] = np.where(self._dist2(ycc[near], mu, icov) < self.skin_distance ** 2, SKIN, HAIR)
         # clearly darker-than-skin pixels in the oval's rim above the nose tip (fringes, temples) are hair
-        rim = (face > 0) & (cv2.erode(face, kernel) == 0) & (label == SKIN)
+        rim = (face > 0) & (inside <= r) & (label == SKIN)
         rim[int(np.clip(pts[1, 1], 0, h)):] = False
         if rim.any():
             px = ycc[rim].astype(np.float32)
