@@ -87,3 +87,15 @@ def test_bad_video_is_skipped(tmp_path, trained):
     assert faces.shape[0] == 4 and "broken" in mixed.bad and "broken.mp4" in mixed.bad["broken"]
     with pytest.raises(RuntimeError, match="no usable video"):
         sync_batch(ClipStore([Entry("broken", bad, bad)], 32, 8), 2, 5, np.random.default_rng(0))
+
+
+def test_frames_without_audio_are_dropped(tmp_path):
+    from marlin.lipsync.audio import write_video_with_audio
+    from marlin.lipsync.data import Entry
+
+    faces, audio, _ = talking_clip(50, 32, seed=9)
+    write_video_with_audio(tmp_path / "short.mp4", faces, audio[: 16000])  # 1 s of audio for 2 s of video
+    store = ClipStore([Entry("short", tmp_path / "short.mp4", tmp_path / "short.mp4")], 32, min_frames=8)
+    frames, mel, fps = store.get(0)
+    assert fps == 25.0 and 25 <= len(frames) <= 27 and mel.shape[1] >= 80 * len(frames) / 25
+    assert ClipStore(store.entries, 32, min_frames=40).get(0) is None  # too short once trimmed: skipped

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .align import FPS, frame_chunks, mel_window
+from .align import FPS, frame_chunks, frames_for_audio, mel_window
 from .audio import load_audio
 from .mel import melspectrogram
 
@@ -64,6 +64,17 @@ def video_entries(paths) -> list[Entry]:
     return [Entry(str(rel.with_suffix("")), p, p) for p, rel in find_videos(paths)]
 
 
+def face_fps(path) -> float:
+    """Frame rate of a face video or item (25 for a jpg folder, as Wav2Lip's preprocessed LRS2)."""
+    from ..data.layout import is_item, load_item
+    from ..video import probe
+
+    path = Path(path)
+    if path.is_dir():
+        return load_item(path).fps if is_item(path) else FPS
+    return probe(path).fps
+
+
 def read_faces(path, size: int) -> np.ndarray:
     """(T, size, size, 3) uint8 face frames from a video, a face item directory or a folder of jpgs."""
     import cv2
@@ -88,19 +99,19 @@ def read_faces(path, size: int) -> np.ndarray:
 
 
 class ClipStore:
-    """Decodes entries on demand (faces resized to ``size``, mel spectrogram) and keeps the last few in memory.
-
-    A broken entry is reported once and dropped; `EmptyDataError` when none is usable."""
+    """Decodes entries on demand (faces resized to ``size``, mel spectrogram, fps) and keeps the last few in
+    memory. Frames without audio at the end are dropped. A broken entry is reported once and skipped."""
 
     def __init__(self, entries: list[Entry], size: int, min_frames: int, cache: int = 64):
         if not entries:
             raise ValueError("no videos to train on")
         self.entries = list(entries)
         self.size, self.min_frames, self.cache = size, min_frames, cache
-        self._cache: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[np.ndarray, np.ndarray, float]] = OrderedDict()
         self.bad: dict[str, str] = {}
 
-    def get(self, i: int) -> tuple[np.ndarray, np.ndarray] | None:
+    def get(self, i: int) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """(faces (T, S, S, 3) uint8, mel (80, Tm), fps) of entry ``i``, or None when it is unusable."""
         e = self.entries[i]
         if e.name in self._cache:
             self._cache.move_to_end(e.name)
@@ -108,21 +119,23 @@ class ClipStore:
         if e.name in self.bad:
             return None
         try:
-            faces = read_faces(e.faces, self.size)
-            mel = melspectrogram(load_audio(e.audio))
+            faces, fps = read_faces(e.faces, self.size), face_fps(e.faces)
+            audio = load_audio(e.audio)
+            faces = faces[: frames_for_audio(len(audio), fps=fps)]
             if len(faces) < self.min_frames:
-                raise ValueError(f"{e.faces}: {len(faces)} frames, need at least {self.min_frames}")
+                raise ValueError(f"{e.faces}: {len(faces)} frames with audio, need at least {self.min_frames}")
+            mel = melspectrogram(audio)
         except Exception as err:  # report and skip: one bad video must not end a run
             self.bad[e.name] = str(err)
             log.warning("skipping %s: %s", e.name, err)
             return None
-        self._cache[e.name] = (faces, mel)
+        self._cache[e.name] = (faces, mel, fps)
         if len(self._cache) > self.cache:
             self._cache.popitem(last=False)
-        return faces, mel
+        return faces, mel, fps
 
     def pick(self, rng: np.random.Generator):
-        """A random usable (faces, mel)."""
+        """A random usable (faces, mel, fps)."""
         for _ in range(10 * len(self.entries)):
             got = self.get(int(rng.integers(len(self.entries))))
             if got is not None:
@@ -149,14 +162,13 @@ def mask_lower(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def sync_batch(store: ClipStore, batch: int, window: int, rng: np.random.Generator, min_offset: int = 2,
-               fps: float = FPS):
+def sync_batch(store: ClipStore, batch: int, window: int, rng: np.random.Generator, min_offset: int = 2):
     """SyncNet pairs, half in sync and half with audio shifted by >= min_offset frames.
 
     -> faces (B, T, 3, S/2, S), mel (B, 1, 80, mel_steps(T)), label (B,) float (1 = in sync)."""
     faces, mels, labels = [], [], []
     for b in range(batch):
-        frames, mel = store.pick(rng)
+        frames, mel, fps = store.pick(rng)
         n = len(frames)
         s = int(rng.integers(0, n - window + 1))
         y = b % 2 == 0
@@ -170,8 +182,7 @@ def sync_batch(store: ClipStore, batch: int, window: int, rng: np.random.Generat
     return torch.stack(faces), torch.stack(mels), torch.tensor(labels)
 
 
-def generator_batch(store: ClipStore, batch: int, window: int, sync_window: int, rng: np.random.Generator,
-                    fps: float = FPS):
+def generator_batch(store: ClipStore, batch: int, window: int, sync_window: int, rng: np.random.Generator):
     """Wav2Lip training windows.
 
     -> inputs (B, T, 6, S, S) (lower-half-masked frames ++ reference frames from elsewhere in the clip),
@@ -180,7 +191,7 @@ def generator_batch(store: ClipStore, batch: int, window: int, sync_window: int,
         raise ValueError(f"the generator window ({window}) must be a multiple of the SyncNet window ({sync_window})")
     inputs, chunks, syncs, targets = [], [], [], []
     for _ in range(batch):
-        frames, mel = store.pick(rng)
+        frames, mel, fps = store.pick(rng)
         n = len(frames)
         s = int(rng.integers(0, n - window + 1))
         far = [k for k in range(0, n - window + 1) if abs(k - s) >= window]

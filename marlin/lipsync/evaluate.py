@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import load_audio
-from .data import Entry, read_faces
+from .data import Entry, face_fps, read_faces
 from .mel import melspectrogram
 from .metrics import lse
 
@@ -23,15 +23,6 @@ def _write_json(path: Path, obj) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=1))
     os.replace(tmp, path)
-
-
-def _fps(path: Path) -> float:
-    from ..data.layout import is_item, load_item
-    from ..video import probe
-
-    if path.is_dir():
-        return load_item(path).fps if is_item(path) else 25.0
-    return probe(path).fps
 
 
 def load_scorer(path, device: str = "cpu"):
@@ -71,7 +62,7 @@ def evaluate_lse(scorer, entries: list[Entry], out, vshift: int = 15, progress: 
         score, size, kind = scorer
         try:
             faces = read_faces(e.faces, size)
-            r = score(faces, load_audio(e.audio), _fps(Path(e.faces)), vshift)
+            r = score(faces, load_audio(e.audio), face_fps(e.faces), vshift)
         except Exception as err:  # report and skip
             failed[e.name] = f"{e.faces}: {err}"
             log.warning("skipping %s: %s", e.faces, err)
