@@ -123,7 +123,7 @@ def fit(model: nn.Module, task: Task, batches: Callable[[torch.Generator], Itera
             plateau = 0
             for group in opt.param_groups:
                 group["lr"] = max(group["lr"] * cfg.lr_factor, cfg.min_lr)
-        bar.set_postfix(loss=f"{total / max(count, 1):.4f}", **{f"val_{monitor}": f"{score:.4f}"})
+        bar.set_postfix(loss=f"{total / max(count, 1):.4f}", **{f"val_{monitor}": f"{score:.4f}"}, refresh=False)
         if stale >= cfg.patience:
             break
     bar.close()
