@@ -95,8 +95,13 @@ def test_failing_item_is_reported_and_skipped(tmp_path, monkeypatch, capsys):
 
 def test_cli_with_raw_videos(tmp_path, capsys):
     rc = main(["synth", str(tmp_path / "w"), "--num", "2", "--frames", "6", "--size", "48", "--seed", "3",
-               "--raw-videos", "--no-progress"])
+               "--raw-videos", "--no-progress", "--preview", "1"])
     assert rc == 0
+    png = tmp_path / "w" / "preview" / "synth_000000.png"
+    import cv2
+
+    img = cv2.imread(str(png))
+    assert img is not None and img.shape[1] >= 3 * 48  # frame, crop, parse overlay
     raw = tmp_path / "w" / "raw" / "synth_000001.mp4"
     info = probe(raw)
     assert (info.width, info.height) == (96, 72) and count_frames(raw) == 6

@@ -13,6 +13,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate (default 25)")
     parser.add_argument("--raw-videos", action="store_true", help="also write full frames to OUT/raw/<id>.mp4")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    parser.add_argument("--preview", type=int, default=0, metavar="K",
+                        help="write PNG sheets (frame, crop, parse, labels) of the first K clips to OUT/preview/")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -26,6 +28,15 @@ def run(args) -> int:
     except ValueError as e:
         print(f"marlin synth: {e}", file=sys.stderr)
         return 2
+    if args.preview > 0:
+        from pathlib import Path
+
+        from ..synth.dataset import item_id
+        from ..synth.preview import preview_item
+
+        for k in range(min(args.preview, args.num)):
+            preview_item(Path(args.out) / "preview" / f"{item_id(k)}.png", args.seed, k, args.frames, args.size, args.fps)
+        print(f"previews in {Path(args.out) / 'preview'}")
     missing = args.num - len(paths)
     print(f"{len(paths)} clips in {args.out} (labels: celebvhq_info.json, labels/*.csv; splits: train/val/test.txt)"
           + (f"; {missing} failed" if missing else ""))
