@@ -115,7 +115,7 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
     if world > 1:
         from lightning.pytorch.strategies import DDPStrategy
 
-        strategy = DDPStrategy(find_unused_parameters=cfg.adv_loss,
+        strategy = DDPStrategy(find_unused_parameters=True,  # the critic gets no gradient from DDP
                                process_group_backend=None if on_gpu else "gloo")
     control = RunControl(out / "checkpoints" / "last.ckpt", tr.accumulate, tr.max_steps, tr.max_minutes,
                          tr.ckpt_every)
