@@ -9,7 +9,7 @@ import json
 import os
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -91,7 +91,9 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
     """Preprocess every input of ``layout`` under ``input_root`` into ``out``; returns the summary dict."""
     from tqdm import tqdm
 
-    opts = opts or Options(as_jpg=(layout == "ytf"))
+    opts = opts or Options()
+    if layout == "ytf" and not opts.as_jpg:  # YouTube Faces items are frame folders, like their source
+        opts = replace(opts, as_jpg=True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = layouts.jobs_for(layout, input_root)
