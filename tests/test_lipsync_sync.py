@@ -99,3 +99,9 @@ def test_frames_without_audio_are_dropped(tmp_path):
     frames, mel, fps = store.get(0)
     assert fps == 25.0 and 25 <= len(frames) <= 27 and mel.shape[1] >= 80 * len(frames) / 25
     assert ClipStore(store.entries, 32, min_frames=40).get(0) is None  # too short once trimmed: skipped
+
+
+def test_worker_processes_build_batches(trained, tmp_path):
+    store = trained[0]
+    h = train_syncnet(store, tmp_path / "w.pt", CFG, steps=3, batch=4, lr=1e-3, workers=1)
+    assert len(h) == 3 and all(np.isfinite(h))

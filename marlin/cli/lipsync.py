@@ -71,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--lr", type=float, default=1e-4)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--save-every", type=int, default=500)
+        p.add_argument("--workers", type=int, default=0, help="processes that decode and batch the data (0: none)")
 
     p = sub.add_parser("infer", help="lip-sync a face video to an audio track; writes an mp4 with the audio")
     p.add_argument("--checkpoint", required=True, help="generator checkpoint from `marlin lipsync train`")
@@ -120,7 +121,7 @@ def _train_syncnet(args) -> int:
     cfg = SyncNetConfig(args.window, args.face_size, args.width, args.stages, args.embed_dim)
     store = ClipStore(_entries(args), args.face_size, min_frames=args.window + args.min_offset + 1)
     hist = train_syncnet(store, args.out, cfg, args.steps, args.batch, args.lr, args.seed, args.save_every,
-                         args.min_offset, _device(args))
+                         args.min_offset, _device(args), args.workers)
     _report(hist, lambda h: h, "loss", args.out, store)
     return 0
 
@@ -145,7 +146,8 @@ def _train(args) -> int:
     syncnet = load_syncnet(args.syncnet) if args.syncnet else None
     store = ClipStore(_entries(args), args.face_size, min_frames=window)
     hist = train_generator(store, args.out, cfg, syncnet, args.steps, args.batch, args.lr, args.sync_wt, args.disc_wt,
-                           args.seed, args.save_every, state, args.disc_width, _device(args), args.encoder_lr)
+                           args.seed, args.save_every, state, args.disc_width, _device(args), args.encoder_lr,
+                           args.workers)
     _report(hist, lambda h: h["l1"], "l1", args.out, store)
     return 0
 

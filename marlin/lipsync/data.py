@@ -203,3 +203,27 @@ def generator_batch(store: ClipStore, batch: int, window: int, sync_window: int,
                                   for k in range(0, window, sync_window)]))
         targets.append(gt)
     return torch.stack(inputs), torch.stack(chunks), torch.stack(syncs), torch.stack(targets)
+
+
+class _BatchStream(torch.utils.data.IterableDataset):
+    """Endless batches ``make(store, rng=...)``; every DataLoader worker has its own random stream."""
+
+    def __init__(self, store: ClipStore, make, seed: list[int]):
+        self.store, self.make, self.seed = store, make, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([*self.seed, info.id if info is not None else 0])
+        while True:
+            yield self.make(self.store, rng=rng)
+
+
+def batch_stream(store: ClipStore, make, seed: list[int], workers: int = 0):
+    """Endless batches from ``make`` (e.g. ``functools.partial(sync_batch, batch=16, window=5)``): built in this
+    process when ``workers`` is 0, else by that many DataLoader processes (each with its own decode cache)."""
+    if workers <= 0:
+        rng = np.random.default_rng(seed)
+        while True:
+            yield make(store, rng=rng)
+    loader = torch.utils.data.DataLoader(_BatchStream(store, make, seed), batch_size=None, num_workers=workers)
+    yield from loader

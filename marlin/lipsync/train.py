@@ -9,7 +9,9 @@ import numpy as np
 import torch
 
 from ..checkpoints import CheckpointError, load_file, save_torch
-from .data import ClipStore, generator_batch, sync_batch
+from functools import partial
+
+from .data import ClipStore, batch_stream, generator_batch, sync_batch
 from .generator import Discriminator, Generator, GeneratorConfig
 from .losses import DISC_WT, SYNC_WT, discriminator_loss, generator_losses
 from .syncnet import SyncNet, SyncNetConfig, sync_loss
@@ -74,8 +76,11 @@ def _progress(total: int, start: int, desc: str):
 
 
 def train_syncnet(store: ClipStore, out, cfg: SyncNetConfig, steps: int, batch: int = 16, lr: float = 1e-4,
-                  seed: int = 0, save_every: int = 500, min_offset: int = 2, device: str = "cpu") -> list[float]:
-    """Train (or resume from ``out``) the expert for ``steps`` total steps; returns the per-step losses."""
+                  seed: int = 0, save_every: int = 500, min_offset: int = 2, device: str = "cpu",
+                  workers: int = 0) -> list[float]:
+    """Train (or resume from ``out``) the expert for ``steps`` total steps; returns the per-step losses.
+
+    ``workers`` > 0 builds batches in that many DataLoader processes."""
     out = Path(out)
     net = SyncNet(cfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -87,11 +92,12 @@ def train_syncnet(store: ClipStore, out, cfg: SyncNetConfig, steps: int, batch: 
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step, history = int(ck["step"]), list(ck["history"])
-    rng = np.random.default_rng([seed, step])
+    batches = batch_stream(store, partial(sync_batch, batch=batch, window=cfg.window, min_offset=min_offset),
+                           [seed, step], workers)
     net.train()
     with _progress(steps, step, "syncnet") as bar:
         while step < steps:
-            faces, mels, labels = (x.to(device) for x in sync_batch(store, batch, cfg.window, rng, min_offset))
+            faces, mels, labels = (x.to(device) for x in next(batches))
             loss = sync_loss(*net(faces, mels), labels)
             opt.zero_grad()
             loss.backward()
@@ -109,7 +115,8 @@ def train_syncnet(store: ClipStore, out, cfg: SyncNetConfig, steps: int, batch: 
 def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNet | None, steps: int,
                     batch: int = 4, lr: float = 1e-4, sync_wt: float = SYNC_WT, disc_wt: float = DISC_WT,
                     seed: int = 0, save_every: int = 500, encoder_state: dict | None = None,
-                    disc_width: int = 32, device: str = "cpu", encoder_lr: float | None = None) -> list[dict]:
+                    disc_width: int = 32, device: str = "cpu", encoder_lr: float | None = None,
+                    workers: int = 0) -> list[dict]:
     """Train (or resume) the generator with L1 + frozen-expert sync + GAN losses; returns per-step losses.
 
     ``encoder_state``: MARLIN encoder weights to start the ``marlin`` face encoder from (required for it);
@@ -149,12 +156,12 @@ def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNe
     if syncnet is not None:
         syncnet.to(device)
     _move_optimizer(opt, device)
-    rng = np.random.default_rng([seed, step])
+    batches = batch_stream(store, partial(generator_batch, batch=batch, window=cfg.window, sync_window=sync_window),
+                           [seed, step], workers)
     gen.train()
     with _progress(steps, step, f"generator ({cfg.encoder})") as bar:
         while step < steps:
-            inputs, chunks, sync_mels, target = (x.to(device) for x in generator_batch(
-                store, batch, cfg.window, sync_window, rng))
+            inputs, chunks, sync_mels, target = (x.to(device) for x in next(batches))
             pred = gen(inputs, chunks)
             losses = generator_losses(pred, target, sync_mels, syncnet, disc, sync_wt, disc_wt)
             opt.zero_grad()
