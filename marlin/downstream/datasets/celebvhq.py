@@ -7,7 +7,7 @@ Layout::
                                              "emotion_mapping": [...]},
                                "clips": {"<id>": {"attributes": {"appearance": [0/1 x 40], "action": [0/1 x 35],
                                                                 "emotion": {"sep_flag": false, "labels": "happy"}}}}}
-    ROOT/cropped/<id>.mp4      face crops (official MARLIN layout), or ROOT/<id>/ preprocessed items
+    ROOT/cropped/<id>.mp4      face crops (official MARLIN layout), or preprocessed items ROOT/{cropped,preprocessed,.}/<id>/
     ROOT/train.txt, val.txt, test.txt   clip ids (optional: else a sorted 80/10/10 split of the ids)
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _target(attrs: dict, task: str, labels: tuple[str, ...]):
 
 
 def load_celebvhq(root, task: str = "appearance", info: str = "celebvhq_info.json",
-                  videos=("cropped", "."), split_dir: str | None = None) -> Dataset:
+                  videos=("cropped", "preprocessed", "."), split_dir: str | None = None) -> Dataset:
     """CelebV-HQ samples for ``task`` (appearance | action | emotion)."""
     root = Path(root)
     if task not in TASKS:
