@@ -95,3 +95,16 @@ def test_exported_encoder_runs_in_marlin_extract(tmp_path):
     assert main(["extract", str(video), "--out", str(tmp_path / "feats2"),
                  "--checkpoint", str(res.exports["safetensors"])]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "feats2" / "face.npy"), feats, atol=1e-5)
+
+
+def test_init_from_official_lightning_checkpoint(fixtures_dir):
+    from marlin.checkpoints import load_file, split_checkpoint
+    from marlin.train.runner import load_init
+
+    cfg = pretrain_config(fixtures_dir / "tiny.yaml")
+    module = PretrainModule(cfg, global_batch=16, total_steps=10, warmup_steps=1)
+    load_init(module, fixtures_dir / "tiny.ckpt")
+    sd, critic_sd, _ = split_checkpoint(load_file(fixtures_dir / "tiny.ckpt"))
+    own = module.model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in sd.items())
+    assert all(torch.equal(module.critic.state_dict()[k], v) for k, v in critic_sd.items()) and critic_sd
