@@ -42,10 +42,14 @@ class FaceClip:
 
 class _Timer:
     def __init__(self):
+        import threading
+
         self.t = {}
+        self._lock = threading.Lock()
 
     def add(self, key, dt):
-        self.t[key] = self.t.get(key, 0.0) + dt
+        with self._lock:
+            self.t[key] = self.t.get(key, 0.0) + dt
 
 
 def _timed(it, timer, key):
@@ -98,6 +102,51 @@ def _prefetch(it, depth: int = 8):
                 t.join(0.01)
 
 
+class _ChunkParser:
+    """Parses chunks of crops in order on a pool of parser instances (one per thread), at most two
+    chunks per thread in flight so that memory stays bounded; with one parser it runs inline."""
+
+    def __init__(self, parsers, timer: _Timer):
+        import queue
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.free: queue.Queue = queue.Queue()
+        for p in parsers:
+            self.free.put(p)
+        self.pool = ThreadPoolExecutor(len(parsers)) if len(parsers) > 1 else None
+        self.limit, self.timer, self.futures, self.done = 2 * len(parsers), timer, [], []
+
+    def _job(self, crops, lms, context):
+        parser = self.free.get()
+        t0 = time.perf_counter()
+        try:
+            return parser(crops, lms, context)
+        finally:
+            self.free.put(parser)
+            self.timer.add("parse", time.perf_counter() - t0)
+
+    def submit(self, crops, lms, context) -> None:
+        if self.pool is None:
+            self.done.append(self._job(crops, lms, context))
+            return
+        busy = [f for f in self.futures if not f.done()]
+        if len(busy) >= self.limit:
+            busy[0].result()
+        self.futures.append(self.pool.submit(self._job, crops, lms, context))
+
+    def results(self) -> np.ndarray:
+        """(T, S, S) uint8: all chunks in submission order."""
+        try:
+            parts = self.done + [f.result() for f in self.futures]
+        finally:
+            self.close()
+        return np.concatenate(parts)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def make_parser(parser="landmarks", num_threads: int = 1):
     """``"landmarks"`` (default backend), ``None`` (no parsing) or a path to a TorchScript parser."""
     if parser is None or parser == "none":
@@ -144,20 +193,6 @@ class FacePipeline:
         frames = _timed(source.frames(), timer, "decode")
         return _prefetch(frames) if self.threads > 1 else frames
 
-    def _parse(self, crops, lms, context):
-        """Parse all crops, split in contiguous chunks over the parser instances."""
-        n = len(self._parsers)
-        if n == 1 or len(crops) < 2 * n:
-            return self.parser(crops, lms, context)
-        from concurrent.futures import ThreadPoolExecutor
-
-        bounds = np.linspace(0, len(crops), n + 1).astype(int)
-        with ThreadPoolExecutor(n) as ex:
-            parts = ex.map(lambda k: self._parsers[k](crops[bounds[k]:bounds[k + 1]], lms[bounds[k]:bounds[k + 1]],
-                                                      None if context is None else context[bounds[k]:bounds[k + 1]]),
-                           range(n))
-            return np.concatenate(list(parts))
-
     def track(self, source, timer: _Timer):
         """Pass 1. Returns (landmarks (T, 468, 3) NaN-filled, cuts, (H, W), cached frames or None)."""
         tracker = FaceTracker(self.detector, self.landmarker)
@@ -198,38 +233,42 @@ class FacePipeline:
         crop_lms = C.landmarks_to_crop(lms, boxes, self.size)  # (T, 468, 2), NaN where no face
         ctx_scale = getattr(self.parser, "context_scale", None)
         timer.add("crop", time.perf_counter() - t0)
-        crops, context, parse = [], [], []
+        crops, context, parsed = [], [], 0
+        chunk = max(8, min(self.chunk, -(-len(boxes) // (2 * len(self._parsers)))))
+        parser = _ChunkParser(self._parsers, timer) if self.parser is not None else None
 
-        def flush():  # parse the frames cropped since the last flush (bounded memory for contexts)
-            a = sum(len(p) for p in parse)
-            if self.parser is None or a == len(crops):
-                return
-            t0 = time.perf_counter()
-            parse.append(self._parse(np.stack(crops[a:]), crop_lms[a:len(crops)],
-                                     np.stack(context) if context else None))
-            context.clear()
-            timer.add("parse", time.perf_counter() - t0)
+        def flush():  # hand the frames cropped since the last flush to the parsers
+            nonlocal parsed
+            if parser is not None and parsed < len(crops):
+                parser.submit(np.stack(crops[parsed:]), crop_lms[parsed:len(crops)],
+                              np.stack(context) if context else None)
+                context.clear()
+                parsed = len(crops)
 
         frames = iter(cache) if cache is not None else self._frames(source, timer)
-        for i, frame in enumerate(frames):
-            if i >= len(boxes):
-                break
-            t0 = time.perf_counter()
-            crops.append(C.crop(frame, boxes[i], self.size))
-            if ctx_scale:
-                b = boxes[i].copy()
-                b[2] *= ctx_scale
-                context.append(C.crop(frame, b, self.parser.context_size))
-            timer.add("crop", time.perf_counter() - t0)
-            if len(crops) % self.chunk == 0:
-                flush()
-        if hasattr(frames, "close"):
-            frames.close()
-        if len(crops) != len(boxes):
-            raise VideoError(path, f"second decoding pass gave {len(crops)} frames, first gave {len(boxes)}")
-        flush()
+        try:
+            for i, frame in enumerate(frames):
+                if i >= len(boxes):
+                    break
+                t0 = time.perf_counter()
+                crops.append(C.crop(frame, boxes[i], self.size))
+                if ctx_scale:
+                    b = boxes[i].copy()
+                    b[2] *= ctx_scale
+                    context.append(C.crop(frame, b, self.parser.context_size))
+                timer.add("crop", time.perf_counter() - t0)
+                if len(crops) % chunk == 0:
+                    flush()
+            if len(crops) != len(boxes):
+                raise VideoError(path, f"second decoding pass gave {len(crops)} frames, first gave {len(boxes)}")
+            flush()
+            parse = parser.results() if parser is not None else None
+        finally:
+            if hasattr(frames, "close"):
+                frames.close()
+            if parser is not None:
+                parser.close()
         crops = np.stack(crops)
-        parse = np.concatenate(parse) if parse else None
         self.timings = timer.t
         meta = {"source": str(path), "fps": float(source.fps), "source_size": [int(w), int(h)],
                 "boxes": np.round(C.to_xyxy(boxes), 2).tolist(), "face_found": found.tolist(),
