@@ -37,3 +37,12 @@ def test_overrides_and_unknown_keys():
         load_run_config({"dataset": "csv", "root": "x", "lr": 1})
     with pytest.raises(FileNotFoundError, match="shipped config"):
         load_run_config("no_such_config")
+
+
+def test_cli_values_fill_required_keys_and_stay_strings(tmp_path):
+    p = tmp_path / "mine.yaml"
+    p.write_text("dataset: csv\n")
+    with pytest.raises(ValueError, match="'root' is required"):
+        load_run_config(str(p))
+    cfg = load_run_config(str(p), values={"root": "2023", "encoder.weights": "w.pt"})
+    assert cfg["root"] == "2023" and cfg["encoder"] == {"model": "marlin_vit_base_ytf", "weights": "w.pt"}

@@ -23,12 +23,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def run_config_from_args(args) -> dict:
     from .fewshot import parse_fraction
 
-    overrides = list(args.set)
-    for key, value in (("root", args.root), ("encoder.weights", args.weights), ("encoder.model", args.model),
-                       ("out", args.out)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    cfg = load_run_config(args.config, overrides)
+    # paths and names stay strings (not parsed as YAML); "null" clears the encoder model (our .safetensors)
+    values = {key: None if value in ("null", "none", "None") else value
+              for key, value in (("root", args.root), ("encoder.weights", args.weights),
+                                 ("encoder.model", args.model), ("out", args.out)) if value is not None}
+    cfg = load_run_config(args.config, list(args.set), values)
     if args.few_shot:
         cfg["few_shot"] = [parse_fraction(f) for f in args.few_shot]
     else:

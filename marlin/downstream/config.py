@@ -67,8 +67,10 @@ def set_key(cfg: dict, assignment: str) -> None:
     node[parts[-1]] = yaml.safe_load(value)
 
 
-def load_run_config(name_or_path: str | dict, overrides: list[str] = ()) -> dict:
-    """Config with defaults filled in; ``name_or_path`` is a YAML file, a shipped config name or a dict."""
+def load_run_config(name_or_path: str | dict, overrides: list[str] = (), values: dict | None = None) -> dict:
+    """Config with defaults filled in; ``name_or_path`` is a YAML file, a shipped config name or a dict.
+
+    ``overrides``: ``a.b=value`` strings (YAML values); ``values``: ``{"a.b": python value}`` set as is."""
     if isinstance(name_or_path, dict):
         data, source = name_or_path, "<dict>"
     else:
@@ -86,6 +88,11 @@ def load_run_config(name_or_path: str | dict, overrides: list[str] = ()) -> dict
     cfg = _merge(DEFAULTS, data)
     for a in overrides:
         set_key(cfg, a)
+    for key, value in (values or {}).items():
+        node, parts = cfg, key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
     for key in ("dataset", "root"):
         if not cfg[key]:
             raise ValueError(f"{source}: '{key}' is required")
