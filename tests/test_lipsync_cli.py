@@ -60,7 +60,11 @@ def test_infer_writes_video_with_audio(trained):
     d = trained
     face, audio, out = d / "lrs2/main/1000/00001.mp4", d / "lrs2/main/1001/00002.mp4", d / "out.mp4"
     assert main(["lipsync", "infer", "--checkpoint", str(d / "gen.pt"), "--face", str(face), "--audio", str(audio),
-                 "--out", str(out)]) == 0
+                 "--out", str(out), "--preview", str(d / "preview.png")]) == 0
+    import cv2
+
+    assert cv2.imread(str(d / "preview.png")).shape == (64, 8 * 32, 3)  # inputs above generated faces
+    assert cv2.imread(str(d / "gen.png")).shape == (4 * 32, 5 * 32, 3)  # training sample written with the checkpoint
     src = load_audio(audio)
     with av.open(str(out)) as c:
         assert c.streams.video[0].codec_context.name == "h264" and c.streams.audio[0].codec_context.name == "aac"

@@ -79,6 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--audio", required=True, help="audio or video file whose audio drives the lips")
     p.add_argument("--out", required=True, help="output .mp4")
     p.add_argument("--paste", action="store_true", help="paste faces back into the face item's source video")
+    p.add_argument("--preview", help="also write a PNG: 8 input faces above the generated ones")
     p.add_argument("--batch", type=int, default=4, help="windows per forward pass")
     _device_arg(p)
 
@@ -168,7 +169,7 @@ def _infer(args) -> int:
     from ..lipsync.train import load_generator
 
     gen = load_generator(args.checkpoint).to(_device(args))
-    out = lipsync_file(gen, args.face, args.audio, args.out, args.batch, args.paste)
+    out = lipsync_file(gen, args.face, args.audio, args.out, args.batch, args.paste, preview=args.preview)
     print(f"wrote {out}")
     return 0
 

@@ -72,8 +72,10 @@ def paste_back(item, faces: np.ndarray) -> np.ndarray:
 
 
 def lipsync_file(gen, face_path, audio_path, out_path, batch: int = 4, paste: bool = False,
-                 keep_size: bool = True) -> Path:
-    """Read faces and audio, generate, write ``out_path`` (mp4 with the audio). Returns the path."""
+                 keep_size: bool = True, preview=None) -> Path:
+    """Read faces and audio, generate, write ``out_path`` (mp4 with the audio). Returns the path.
+
+    ``preview``: also write a PNG of 8 input faces (top) and the generated faces (bottom)."""
     import cv2
 
     from ..data.layout import is_item, load_item
@@ -87,6 +89,11 @@ def lipsync_file(gen, face_path, audio_path, out_path, batch: int = 4, paste: bo
     faces = read_faces(face_path, size)
     audio = load_audio(audio_path)
     frames = generate(gen, faces, audio, fps, batch)
+    if preview:
+        from .preview import write_grid
+
+        pick = np.linspace(0, len(frames) - 1, min(8, len(frames))).round().astype(int)
+        write_grid(preview, [faces[pick % len(faces)], frames[pick]])
     if paste:
         if item is None:
             raise ValueError(f"{face_path}: --paste needs a preprocessed face item (with crop boxes)")

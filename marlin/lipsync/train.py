@@ -69,6 +69,14 @@ def _move_optimizer(opt, device) -> None:
                 state[k] = v.to(device)
 
 
+def _sample_png(out: Path, inputs, pred, target) -> None:
+    """``out`` + ".png": rows masked input, reference, generated, ground truth (one training sample)."""
+    from .preview import to_uint8, write_grid
+
+    write_grid(out.with_suffix(".png"), [to_uint8(inputs[:, :3]), to_uint8(inputs[:, 3:]), to_uint8(pred),
+                                         to_uint8(target)])
+
+
 def _progress(total: int, start: int, desc: str):
     from tqdm import tqdm
 
@@ -118,6 +126,7 @@ def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNe
                     disc_width: int = 32, device: str = "cpu", encoder_lr: float | None = None,
                     workers: int = 0) -> list[dict]:
     """Train (or resume) the generator with L1 + frozen-expert sync + GAN losses; returns per-step losses.
+    Each save also writes ``out`` with suffix .png (masked input / reference / generated / ground truth).
 
     ``encoder_state``: MARLIN encoder weights to start the ``marlin`` face encoder from (required for it);
     ``encoder_lr``: learning rate of the ViT face encoder (default ``lr``; 0 freezes it)."""
@@ -179,6 +188,7 @@ def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNe
             bar.update(1)
             bar.set_postfix(l1=f"{np.mean([h['l1'] for h in history[-20:]]):.4f}")
             if step % save_every == 0 or step == steps:
+                _sample_png(out, inputs[0], pred[0], target[0])
                 save_checkpoint(out, "generator", cfg.to_dict(), step, history, model=gen.state_dict(),
                                 optimizer=opt.state_dict(), disc=disc.state_dict() if disc else None,
                                 disc_optimizer=dopt.state_dict() if dopt else None)
