@@ -333,3 +333,16 @@ def test_items_adapter_reads_meta_labels(tmp_path):
     assert fake.task.kind == "binary" and [s.target for s in fake.splits["train"]] == [1, 0, 0, 1, 0, 0]
     with pytest.raises(DatasetError, match="no item has the label 'age'"):
         load_dataset("items", tmp_path, "age")
+
+
+def test_mosei_sdk_fold_file_is_read_as_data(tmp_path, mp4):
+    rows = _mosei_rows()
+    _mosei_csd(tmp_path / "CMU_MOSEI_Labels.csd", rows)
+    for vid in rows:
+        _put(mp4, tmp_path / "Raw/Videos/Full/Combined" / f"{vid}.mp4")
+    (tmp_path / "cmu_mosei_std_folds.py").write_text(
+        "standard_train_fold = ['vidB', 'vidC']\nstandard_valid_fold=['vidA']\nstandard_test_fold = []\n"
+        "import os\nos.remove(__file__)\n")  # never executed
+    ds = load_dataset("mosei", tmp_path, "sentiment2")
+    assert [s.key for s in ds.splits["train"]] == ["vidB/0000", "vidC/0000"] and len(ds.splits["val"]) == 2
+    assert (tmp_path / "cmu_mosei_std_folds.py").exists()

@@ -7,9 +7,10 @@ Layout::
                                   surprise, disgust, fear], <name>/data/<video>/intervals (n, 2) seconds
       or ROOT/mosei_labels.csv   video,start,end,sentiment,happy,sad,anger,surprise,disgust,fear[,split]
     ROOT/Raw/Videos/Full/Combined/<video>.mp4   (or a preprocessed item <video>/clip.mp4)
-    folds: ROOT/folds.json {"train": [video ids], "valid": [...], "test": [...]} or
-           ROOT/train.txt, valid.txt (or val.txt), test.txt; else the SDK's standard folds when `mmsdk`
-           is installed; else a sorted 80/10/10 split of the video ids (a video never spans two splits).
+    folds: ROOT/folds.json {"train": [video ids], "valid": [...], "test": [...]}, or the SDK's
+           ROOT/cmu_mosei_std_folds.py (read as data, never executed), or ROOT/train.txt, valid.txt (or
+           val.txt), test.txt; else the SDK's standard folds when `mmsdk` is installed; else a sorted
+           80/10/10 split of the video ids (a video never spans two splits).
 
 Tasks: ``emotion`` (multi-label, 6 emotions present when intensity > 0), ``sentiment7`` (multi-class, score
 rounded and clipped to -3..3), ``sentiment2`` (binary, 1 = non-negative sentiment).
@@ -89,8 +90,35 @@ def _standard_folds() -> dict[str, list[str]] | None:
             "test": list(f.standard_test_fold)}
 
 
+def read_sdk_folds(path: Path) -> dict[str, list[str]]:
+    """The SDK's ``cmu_mosei_std_folds.py`` read as data (its list literals; the file is never executed)."""
+    import ast
+
+    try:
+        tree = ast.parse(Path(path).read_text())
+    except FileNotFoundError:
+        raise DatasetError(path, "folds file does not exist") from None
+    except SyntaxError as e:
+        raise DatasetError(path, f"not a Python file of fold lists ({e})") from None
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            split = {"standard_train_fold": "train", "standard_valid_fold": "val", "standard_test_fold": "test"}.get(name)
+            if split:
+                try:
+                    out[split] = [str(v) for v in ast.literal_eval(node.value)]
+                except ValueError:
+                    raise DatasetError(path, f"{name} is not a literal list of video ids") from None
+    if set(out) != {"train", "val", "test"}:
+        raise DatasetError(path, "expected standard_train_fold, standard_valid_fold and standard_test_fold lists")
+    return out
+
+
 def _folds(root: Path, videos: list[str], csv_splits: dict[str, str], folds) -> dict[str, list[str]]:
     alias = {"train": "train", "valid": "val", "val": "val", "test": "test"}
+    if folds is not None and Path(folds).suffix == ".py":
+        return read_sdk_folds(Path(folds))
     if folds is not None:
         p = Path(folds)
         try:
@@ -107,8 +135,9 @@ def _folds(root: Path, videos: list[str], csv_splits: dict[str, str], folds) -> 
                 raise DatasetError(root, f"unknown split {s!r} for video {v}")
             out[alias[s.lower()]].append(v)
         return out
-    if (root / "folds.json").is_file():
-        return _folds(root, videos, {}, root / "folds.json")
+    for name in ("folds.json", "cmu_mosei_std_folds.py"):
+        if (root / name).is_file():
+            return _folds(root, videos, {}, root / name)
     val_list = root / "valid.txt" if (root / "valid.txt").is_file() else root / "val.txt"
     if (root / "train.txt").is_file():
         return {"train": read_list(root / "train.txt"), "val": read_list(val_list), "test": read_list(root / "test.txt")}
