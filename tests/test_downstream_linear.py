@@ -39,7 +39,8 @@ def test_linear_probe_learns_and_is_deterministic(kind):
 def test_linear_probe_rejects_bad_targets():
     x, _ = _data()
     with pytest.raises(ValueError, match="multi-label"):
-        linear_probe(x, np.zeros(300), x, np.zeros(300), x, np.zeros(300), task_type="multilabel", label_names=["a", "b"])
+        linear_probe(x, np.zeros(300), x, np.zeros(300), x, np.zeros(300), task_type="multilabel",
+                     label_names=["a", "b"])
 
 
 def test_few_shot_is_stratified_reproducible_and_nested():

@@ -6,7 +6,8 @@ import sys
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("checkpoint", help="head.safetensors of `marlin probe` or model.safetensors of `marlin finetune`")
+    parser.add_argument("checkpoint",
+                        help="head.safetensors of `marlin probe` or model.safetensors of `marlin finetune`")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--root", help="dataset root in the same layout (default: the one it was trained on)")
     parser.add_argument("--out", help="folder for eval_<split>.json / .md (default: beside the checkpoint)")

@@ -12,7 +12,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="encoder checkpoint, or 'random' (overrides encoder.weights)")
     parser.add_argument("--model", help="encoder preset / YAML (overrides encoder.model)")
     parser.add_argument("--out", help="output directory (overrides the config)")
-    parser.add_argument("--few-shot", nargs="+", metavar="F", help="fractions of the training labels, e.g. 100%% 10%% 1%%")
+    parser.add_argument("--few-shot", nargs="+", metavar="F",
+                        help="fractions of the training labels, e.g. 100%% 10%% 1%%")
     parser.add_argument("--seeds", nargs="+", type=int, help="seeds (one run each)")
     parser.add_argument("--folds", nargs="+", type=int, help="folds to run (DFEW / MAFW: 1..5)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -67,7 +67,8 @@ def run_probe(cfg: dict, progress: bool = True) -> dict:
         report_skipped(out, fold, ds.skipped, "samples")
         feats, failures = _features(cfg, ds, cache, progress, state)
         report_skipped(out, fold, failures, "videos")
-        (xtr, ytr), (xva, yva), (xte, yte) = (split_arrays(ds, s, feats, cfg["reduction"]) for s in ("train", "val", "test"))
+        (xtr, ytr), (xva, yva), (xte, yte) = (split_arrays(ds, s, feats, cfg["reduction"])
+                                              for s in ("train", "val", "test"))
         if len(xtr) == 0 or len(xte) == 0:
             raise ValueError(f"{cfg['root']}: no training or test samples with features ({ds.summary()})")
         if len(xva) == 0:

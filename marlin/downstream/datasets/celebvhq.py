@@ -7,7 +7,8 @@ Layout::
                                              "emotion_mapping": [...]},
                                "clips": {"<id>": {"attributes": {"appearance": [0/1 x 40], "action": [0/1 x 35],
                                                                 "emotion": {"sep_flag": false, "labels": "happy"}}}}}
-    ROOT/cropped/<id>.mp4      face crops (official MARLIN layout), or preprocessed items ROOT/{cropped,preprocessed,.}/<id>/
+    ROOT/cropped/<id>.mp4      face crops (official MARLIN layout),
+                               or preprocessed items ROOT/{cropped,preprocessed,.}/<id>/
     ROOT/train.txt, val.txt, test.txt   clip ids (optional: else a sorted 80/10/10 split of the ids)
 """
 from __future__ import annotations

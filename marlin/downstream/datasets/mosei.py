@@ -104,7 +104,8 @@ def read_sdk_folds(path: Path) -> dict[str, list[str]]:
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             name = node.targets[0].id
-            split = {"standard_train_fold": "train", "standard_valid_fold": "val", "standard_test_fold": "test"}.get(name)
+            split = {"standard_train_fold": "train", "standard_valid_fold": "val",
+                     "standard_test_fold": "test"}.get(name)
             if split:
                 try:
                     out[split] = [str(v) for v in ast.literal_eval(node.value)]
@@ -140,7 +141,8 @@ def _folds(root: Path, videos: list[str], csv_splits: dict[str, str], folds) -> 
             return _folds(root, videos, {}, root / name)
     val_list = root / "valid.txt" if (root / "valid.txt").is_file() else root / "val.txt"
     if (root / "train.txt").is_file():
-        return {"train": read_list(root / "train.txt"), "val": read_list(val_list), "test": read_list(root / "test.txt")}
+        return {"train": read_list(root / "train.txt"), "val": read_list(val_list),
+                "test": read_list(root / "test.txt")}
     return _standard_folds() or sorted_split(videos)
 
 
