@@ -173,3 +173,17 @@ def test_finetune_bf16_autocast_runs_and_evaluates(world, tmp_path):
     # Grad-CAM of a fine-tuned (bf16) model
     assert main(["gradcam", str(ckpt), str(world / "videos" / "v02.mp4"), "--out", str(tmp_path / "cam")]) == 0
     assert len(list((tmp_path / "cam").glob("v02_clip000_*.png"))) == 1
+
+
+def test_cache_features_match_the_official_implementation(fixtures_dir, tmp_path):
+    """The LP cache path gives the official features of a real face-crop video (tiny224 fixture)."""
+    from marlin.downstream.datasets import Sample
+    from marlin.downstream.features import dataset_features
+
+    model = Marlin.from_file(str(fixtures_dir / "tiny.yaml"), fixtures_dir / "tiny.encoder.pt", full_model=False)
+    sample = Sample("cropped05", fixtures_dir / "cropped05.mp4", 0)
+    feats, failures = dataset_features([sample], tmp_path, model, progress=False)
+    official = np.load(fixtures_dir / "cropped05.features.npy")
+    assert failures == [] and feats["cropped05"].shape == official.shape
+    np.testing.assert_allclose(feats["cropped05"], official, atol=1e-5)
+    np.testing.assert_array_equal(np.load(tmp_path / "cropped05.npy"), feats["cropped05"])
