@@ -5,6 +5,7 @@ Critic gradients are averaged across processes by hand; the generator's by DDP.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import lightning.pytorch as pl
 import torch
@@ -25,7 +26,7 @@ class PretrainModule(pl.LightningModule):
     """MARLIN generator (`.model`, a `Marlin`) + Wasserstein critic (`.critic`) with manual optimisation."""
 
     def __init__(self, cfg: PretrainConfig, global_batch: int, total_steps: int, warmup_steps: int,
-                 out_dir=None, history: History | None = None):
+                 out_dir=None, history: Callable[[], History] | None = None):
         super().__init__()
         self.cfg = cfg
         self.model = Marlin(cfg.model, full_model=True)
@@ -35,7 +36,8 @@ class PretrainModule(pl.LightningModule):
         self.total_steps, self.warmup_steps = total_steps, warmup_steps
         self.lrs = scaled_lrs(cfg.lr_base, cfg.lr_warmup, cfg.lr_min, global_batch)
         self.out_dir = out_dir
-        self.history = history
+        self._open_history = history  # called on global rank 0 at fit start
+        self.history: History | None = None
         self.iteration = 0
         self.pictures: list = []
         self._window: dict[str, float] = {}
@@ -127,6 +129,8 @@ class PretrainModule(pl.LightningModule):
             self.history.append(row)
 
     def on_train_start(self) -> None:
+        if self._open_history is not None and self.global_rank == 0 and self.history is None:
+            self.history = self._open_history()
         self._t_fit_start = self._t_window = time.perf_counter()
         self._first_iteration = self.iteration
         self._window, self._window_n = {}, 0

@@ -76,7 +76,6 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
     """
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import TensorBoardLogger
-    from lightning.pytorch.utilities import rank_zero_only
 
     from .callbacks import IterationBar, RunControl
     from .datamodule import PretrainData
@@ -87,7 +86,6 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
     cfg = pretrain_config(config, max_steps=max_steps, max_minutes=max_minutes, precision=precision, **settings)
     tr = cfg.trainer
     out = Path(out_dir)
-    rank0 = rank_zero_only.rank == 0
     world = int(devices) * int(nodes)
     global_batch = tr.batch_size * world * tr.accumulate
     data = PretrainData(data_dir, cfg, val_dir)
@@ -96,15 +94,12 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
     warmup = tr.warmup_steps if tr.warmup_steps is not None else cfg.warmup_epochs * per_epoch
     warmup = min(warmup, total)
     done = _resumed_iteration(resume) if resume else None
-    history = History(out / "history.csv", resume_from=done) if rank0 else None
     torch.manual_seed(tr.seed)  # the initial weights depend only on the seed (identical on every rank)
-    module = PretrainModule(cfg, global_batch, total, warmup, out, history)
+    # history.csv is opened by global rank 0 once the processes know their ranks
+    module = PretrainModule(cfg, global_batch, total, warmup, out,
+                            history=lambda: History(out / "history.csv", resume_from=done))
     if init and not resume:
         load_init(module, init)
-
-    mask_png = None
-    if mask_picture and rank0:
-        mask_png = _write_mask_picture(data, out / "masks.png")
 
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     prec = tr.precision or ("bf16-mixed" if on_gpu else "32-true")
@@ -137,8 +132,10 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
     seconds = time.perf_counter() - t0
 
     pictures = list(module.pictures)
-    exports = {}
+    exports, mask_png = {}, None
     if trainer.is_global_zero:
+        if mask_picture:
+            mask_png = _write_mask_picture(data, out / "masks.png")
         pictures.append(_final_picture(module, data, out / "reconstructions" / "final.png"))
         model = module.model.to("cpu").float()
         exports = export_model(model, cfg, out / "export",
