@@ -6,6 +6,8 @@ See docs/face_pipeline.md.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .pipeline import FaceClip, FacePipeline, NoFaceError
@@ -13,6 +15,7 @@ from .pipeline import FaceClip, FacePipeline, NoFaceError
 __all__ = ["crop_faces", "FacePipeline", "FaceClip", "NoFaceError"]
 
 _PIPELINES: dict = {}
+_LOCK = threading.Lock()  # a pipeline runs one video at a time
 
 
 def crop_faces(video_path, size: int = 224, no_face: str = "error") -> np.ndarray:
@@ -23,6 +26,7 @@ def crop_faces(video_path, size: int = 224, no_face: str = "error") -> np.ndarra
     ``"center"`` falls back to the largest centred square. Frames where the face is lost hold the box.
     """
     key = (size, no_face)
-    if key not in _PIPELINES:
-        _PIPELINES[key] = FacePipeline(size=size, parser=None, no_face=no_face)
-    return _PIPELINES[key].run(video_path).frames
+    with _LOCK:
+        if key not in _PIPELINES:
+            _PIPELINES[key] = FacePipeline(size=size, parser=None, no_face=no_face)
+        return _PIPELINES[key].run(video_path).frames

@@ -157,7 +157,8 @@ def make_parser(parser="landmarks", num_threads: int = 1):
 
 
 class FacePipeline:
-    """Reusable across inputs (the models load once). ``no_face``: "error" or "center".
+    """Reusable across inputs (the models load once; one ``run`` at a time per instance).
+    ``no_face``: "error" or "center".
 
     ``threads`` > 1 decodes in a background thread and parses frames on that many threads (LiteRT
     runs without the GIL); ``num_threads`` is LiteRT's own thread count per model.
