@@ -3,6 +3,7 @@ sample rate 2 per video and epoch); evaluation averages the logits of all offici
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,7 @@ def run_finetune(cfg: dict, progress: bool = True) -> dict:
     for fold in folds:
         ds = load_dataset(cfg["dataset"], cfg["root"], cfg["task"], fold=fold, **cfg["dataset_options"])
         task = ds.task
+        print(f"fold {fold}: {ds.summary()}", file=sys.stderr)
         report_skipped(out, fold, ds.skipped, "samples")
         if not ds.splits.get("train") or not ds.splits.get("test"):
             raise ValueError(f"{cfg['root']}: no training or test samples ({ds.summary()})")

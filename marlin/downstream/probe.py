@@ -64,6 +64,7 @@ def run_probe(cfg: dict, progress: bool = True) -> dict:
     for fold in folds:
         ds = load_dataset(cfg["dataset"], cfg["root"], cfg["task"], fold=fold, **cfg["dataset_options"])
         task = ds.task
+        print(f"fold {fold}: {ds.summary()}", file=sys.stderr)
         report_skipped(out, fold, ds.skipped, "samples")
         feats, failures = _features(cfg, ds, cache, progress, state)
         report_skipped(out, fold, failures, "videos")

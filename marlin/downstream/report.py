@@ -12,7 +12,7 @@ import numpy as np
 COLUMNS = {"multilabel": ("acc", "wacc", "f1", "auc"), "binary": ("acc", "auc", "macro_f1", "wacc"),
            "multiclass": ("war", "uar", "macro_f1", "auc")}
 NAMES = {"acc": "Acc", "wacc": "Weighted acc", "f1": "F1", "auc": "AUC", "macro_f1": "Macro-F1",
-         "war": "WAR", "uar": "UAR"}
+         "war": "WAR", "uar": "UAR", "recall": "Recall"}
 
 
 def write_text(path: Path, text: str) -> None:
@@ -69,6 +69,14 @@ def markdown(title: str, kind: str, runs: list[dict], summary: list[dict], notes
         for s in summary:
             vals = " | ".join(f"{s[c]:.4f} ± {s[c + '_std']:.4f}" for c in cols)
             lines.append(f"| {s['few_shot']:.0%} | {s['runs']} | {vals} |")
+    per_label = next((r for r in runs if r["test"].get("per_label")), None)
+    if per_label is not None:
+        keys = list(next(iter(per_label["test"]["per_label"].values())))
+        lines += ["", f"Per label / class, test set, run {per_label['name']}:", "",
+                  "| label | " + " | ".join(NAMES.get(k, k.capitalize()) for k in keys) + " |",
+                  "|" + "---|" * (1 + len(keys))]
+        for name, vals in per_label["test"]["per_label"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{vals[k]:.4f}" for k in keys) + " |")
     if notes:
         lines += ["", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"
