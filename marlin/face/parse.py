@@ -88,8 +88,8 @@ class LandmarkParser:
     @staticmethod
     def _dist2(px: np.ndarray, mu: np.ndarray, icov: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distance of (N, 3) colours to the skin model."""
-        d = px.astype(np.float32) - mu
-        return np.einsum("ni,ij,nj->n", d, icov.astype(np.float32), d)
+        d = px.astype(np.float32) - mu.astype(np.float32)
+        return ((d @ icov.astype(np.float32)) * d).sum(1)
 
     def __call__(self, frames: np.ndarray, landmarks: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         """frames (T, S, S, 3) uint8, landmarks (T, 468, 2) crop pixels (NaN rows: no face),
