@@ -100,6 +100,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPUs)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--rounds", type=int, default=1, help="alternate official/ours this many times, keep the best")
     p.add_argument("--loader", metavar="DATA_DIR", help="instead: time the clip loader on this data (one process)")
     p.add_argument("--variant", choices=["ours", "official"], help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -113,18 +114,23 @@ def main() -> None:
     if args.variant:
         print(json.dumps(run_variant(args)))
         return
-    rows = []
-    for variant in ("official", "ours"):
-        cmd = [sys.executable, __file__, "--variant", variant] + sys.argv[1:]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode:
-            sys.exit(f"{variant} failed:\n{res.stderr[-3000:]}")
-        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    best: dict[str, dict] = {}
+    for _ in range(args.rounds):  # alternate the variants; keep each one's fastest round (shared machines)
+        for variant in ("official", "ours"):
+            cmd = [sys.executable, __file__, "--variant", variant] + sys.argv[1:]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode:
+                sys.exit(f"{variant} failed:\n{res.stderr[-3000:]}")
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            if variant not in best or r["median_s"] < best[variant]["median_s"]:
+                best[variant] = r
+    rows = [best["official"], best["ours"]]
     import torch
 
     dev = args.device if args.device == "cpu" else torch.cuda.get_device_name(0)
     print(f"# {args.preset}, batch {args.batch}, mask ratio 0.9, adversarial on, device {dev}"
-          f"{', bf16 autocast' if args.bf16 else ''}, {args.iters} timed iterations after {args.warmup} warm-up")
+          f"{', bf16 autocast' if args.bf16 else ''}, {args.iters} timed iterations after {args.warmup} warm-up, "
+          f"best of {args.rounds} round(s)")
     print(f"| loop | s/iter (median) | s/iter (min) | peak memory MiB | last rec_loss |")
     print(f"|---|---|---|---|---|")
     for r in rows:

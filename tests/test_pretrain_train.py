@@ -16,8 +16,8 @@ from test_pretrain_data import TINY_CFG, make_items
 
 def test_overfits_a_fixed_batch(tmp_path):
     cfg = pretrain_config(copy.deepcopy(TINY_CFG))
-    batch = collate([PretrainData(make_items(tmp_path, n=2), cfg)._dataset(open_items_of(tmp_path), 0)[p]
-                     for p in range(2)])
+    data = PretrainData(make_items(tmp_path, n=2), cfg)
+    batch = collate([data._dataset(data.train_items, 0)[p] for p in range(2)])
     torch.manual_seed(0)
     module = PretrainModule(cfg, global_batch=2, total_steps=60, warmup_steps=0)
     module.lrs = (3e-3, 3e-3, 3e-3)
@@ -29,12 +29,6 @@ def test_overfits_a_fixed_batch(tmp_path):
     trainer.fit(module, train_dataloaders=DataLoader([batch] * 60, batch_size=None))
     assert len(losses) == 60 and first.shape == (2, 48, 384)
     assert losses[-1] < 0.35 * losses[0], losses[::10]
-
-
-def open_items_of(root):
-    from marlin.data.clips import open_items
-
-    return open_items(root)
 
 
 def _run(data, out, **kw):

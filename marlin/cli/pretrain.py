@@ -35,14 +35,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     import logging
+    import sys
 
+    from ..checkpoints import CheckpointError
     from ..train import pretrain, pretrain_config
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    cfg = pretrain_config(args.config)
-    if args.mask_strategy:
-        cfg.mask_strategy = args.mask_strategy
     try:
+        cfg = pretrain_config(args.config)
+        if args.mask_strategy:
+            cfg.mask_strategy = args.mask_strategy
         result = pretrain(cfg, args.data, args.out, max_steps=args.max_steps, max_minutes=args.max_minutes,
                           devices=args.devices, nodes=args.nodes, accelerator=args.accelerator,
                           precision=args.precision, resume=args.resume, init=args.init, val_dir=args.val_data,
@@ -50,8 +52,8 @@ def run(args) -> int:
                           grad_clip=args.grad_clip, norm_target=args.norm_target, num_workers=args.num_workers,
                           seed=args.seed, val_every=args.val_every, ckpt_every=args.ckpt_every,
                           log_every=args.log_every)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"marlin pretrain: {e}")
+    except (FileNotFoundError, ValueError, CheckpointError) as e:
+        print(f"marlin pretrain: {e}", file=sys.stderr)
         return 2
     if result.exports:
         print(f"{result.iterations} iterations in {result.seconds:.0f} s (stopped by {result.stopped_by})")

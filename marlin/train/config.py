@@ -94,6 +94,9 @@ def pretrain_config(source, **overrides) -> PretrainConfig:
             path = Path(source)
             if not path.suffix and (CONFIG_DIR / f"{source}.yaml").is_file():
                 path = CONFIG_DIR / f"{source}.yaml"
+            elif not path.is_file():
+                shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+                raise FileNotFoundError(f"{source}: no such config file, and not a shipped config ({shipped})")
             cfg, where = read_yaml(path), str(path)
         lr, opt = _section(cfg, "learning_rate"), _section(cfg, "optimizer")
         tr = _section(cfg, "trainer")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .config import PretrainConfig
-from .objective import critic_loss, gradient_penalty, reconstruction_loss
+from .objective import critic_loss, gradient_penalty
 from .step import forward_losses
 
 
