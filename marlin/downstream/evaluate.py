@@ -11,7 +11,8 @@ from .finetune import ClipReader, pick_device, video_logits
 from .linear import predict
 from .metrics import compute_metrics
 from .model import classifier_from_checkpoint, load_checkpoint
-from .probe import _features, report_skipped, split_arrays
+from .probe import _features, split_arrays
+from .runs import report_skipped
 from .report import COLUMNS, NAMES, write_json, write_text
 from .tasks import Task
 

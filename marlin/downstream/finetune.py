@@ -2,8 +2,6 @@
 sample rate 2 per video and epoch); evaluation averages the logits of all official windows of a video."""
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +9,12 @@ import torch
 
 from ..extract import clips_to_tensor
 from ..video import VideoError
-from .datasets import Dataset, Sample, load_dataset, num_folds
+from .datasets import Dataset, Sample
 from .datasets.base import DatasetError
 from .fewshot import few_shot_indices
 from .metrics import compute_metrics
-from .model import VideoClassifier, load_encoder, save_checkpoint
-from .probe import report_skipped, run_hash, run_name
-from .report import write_json, write_results
+from .model import VideoClassifier, load_encoder
+from .runs import report_skipped, run_all
 from .sources import eval_clips, materialize, random_clip
 from .train import TrainConfig, fit
 
@@ -128,38 +125,22 @@ def finetune_one(cfg: dict, ds: Dataset, frac: float, seed: int, cache: Path, de
 
 def run_finetune(cfg: dict, progress: bool = True) -> dict:
     """Run a (loaded) fine-tuning config; returns the metrics.json data."""
-    out = Path(cfg["out"] or f"runs/{cfg['dataset']}_{cfg['task'] or 'default'}_ft")
-    cfg["out"] = str(out)
     if cfg["crop_face"]:
         raise ValueError("fine-tuning reads face crops: run `marlin preprocess` on the videos first "
                          "(and point the dataset at its output) instead of crop_face")
     device = pick_device(cfg.get("device", "auto"))
-    folds = cfg["folds"] or list(range(1, num_folds(cfg["dataset"]) + 1))
-    runs, task = [], None
-    for fold in folds:
-        ds = load_dataset(cfg["dataset"], cfg["root"], cfg["task"], fold=fold, **cfg["dataset_options"])
-        task = ds.task
-        print(f"fold {fold}: {ds.summary()}", file=sys.stderr)
-        report_skipped(out, fold, ds.skipped, "samples")
+
+    def prepare(ds: Dataset, fold: int, notes: list):
         if not ds.splits.get("train") or not ds.splits.get("test"):
             raise ValueError(f"{cfg['root']}: no training or test samples ({ds.summary()})")
-        for frac in cfg["few_shot"]:
-            for seed in cfg["seeds"]:
-                frac, seed = float(frac), int(seed)
-                name, h = run_name(fold, frac, seed), run_hash(cfg, "finetune", fold, frac, seed)
-                done = out / name / "metrics.json"
-                if done.is_file() and json.loads(done.read_text()).get("hash") == h:
-                    runs.append(json.loads(done.read_text()))
-                    continue
-                model, run, reader = finetune_one(cfg, ds, frac, seed, out / "segments", device, progress)
-                report_skipped(out, fold, [f"{k}: {v}" for k, v in reader.failures.items()], "videos")
-                run = {"name": name, "hash": h, "fold": fold, "seed": seed, "few_shot": frac, **run}
-                meta = {"mode": "finetune", "task": task.to_dict(), "marlin_config": model.config.to_dict(),
-                        "run": {k: v for k, v in cfg.items() if k != "source"}, "fold": fold, "seed": seed,
-                        "few_shot": frac}
-                save_checkpoint(out / name / "model.safetensors", model.state_dict(), meta)
-                write_json(done, run)
-                runs.append(run)
-    slim = [{k: v for k, v in r.items() if k != "history"} for r in runs]
-    extra = {"mode": "finetune", "config": cfg, "task": task.to_dict()}
-    return write_results(out, f"Fine-tuning: {cfg['dataset']} / {task.name}", task.kind, slim, extra)
+        if not ds.splits.get("val"):
+            notes.append(f"fold {fold}: no validation samples; the training set selected the best epoch")
+
+        def train(frac: float, seed: int):
+            out = Path(cfg["out"])
+            model, run, reader = finetune_one(cfg, ds, frac, seed, out / "segments", device, progress)
+            report_skipped(out, fold, [f"{k}: {v}" for k, v in reader.failures.items()], "videos")
+            return run, "model.safetensors", model.state_dict(), {"marlin_config": model.config.to_dict()}
+        return train
+
+    return run_all(cfg, "finetune", prepare)

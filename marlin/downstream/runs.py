@@ -1,0 +1,70 @@
+"""The run loop shared by `marlin probe` and `marlin finetune`: folds x few-shot fractions x seeds, each run
+resumable (its metrics.json records a hash of the settings), bad inputs reported, results written."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .datasets import Dataset, load_dataset, num_folds
+from .model import save_checkpoint
+from .report import write_json, write_results, write_text
+
+TITLES = {"probe": ("Linear probing", "lp"), "finetune": ("Fine-tuning", "ft")}
+# prepare(dataset, fold, notes) -> train(fraction, seed) -> (run dict, checkpoint file name, tensors, meta)
+Trainer = Callable[[float, int], tuple[dict, str, dict, dict]]
+
+
+def run_hash(cfg: dict, *parts) -> str:
+    keys = ("dataset", "root", "task", "dataset_options", "encoder", "crop_face", "windows", "reduction", "train",
+            "precision")
+    blob = json.dumps([{k: cfg.get(k) for k in keys}, *parts], sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def run_name(fold: int, frac: float, seed: int) -> str:
+    return f"fold{fold}_fs{frac * 100:g}pct_seed{seed}"
+
+
+def report_skipped(out: Path, fold: int, skipped: list[str], what: str) -> None:
+    """Bad or missing inputs are reported (stderr + skipped_<what>_fold<k>.txt) and left out."""
+    if not skipped:
+        return
+    print(f"warning: {len(skipped)} {what} left out (fold {fold}), e.g. {skipped[0]}; "
+          f"all in {out / f'skipped_{what}_fold{fold}.txt'}", file=sys.stderr)
+    write_text(out / f"skipped_{what}_fold{fold}.txt", "\n".join(skipped) + "\n")
+
+
+def run_all(cfg: dict, mode: str, prepare: Callable[[Dataset, int, list], Trainer]) -> dict:
+    """Every run of a (loaded) config; returns the metrics.json data. Sets cfg["out"] when unset."""
+    title, suffix = TITLES[mode]
+    out = Path(cfg["out"] or f"runs/{cfg['dataset']}_{cfg['task'] or 'default'}_{suffix}")
+    cfg["out"] = str(out)
+    folds = cfg["folds"] or list(range(1, num_folds(cfg["dataset"]) + 1))
+    runs, notes, task = [], [], None
+    for fold in folds:
+        ds = load_dataset(cfg["dataset"], cfg["root"], cfg["task"], fold=fold, **cfg["dataset_options"])
+        task = ds.task
+        print(f"fold {fold}: {ds.summary()}", file=sys.stderr)
+        report_skipped(out, fold, ds.skipped, "samples")
+        train = prepare(ds, fold, notes)
+        for frac in cfg["few_shot"]:
+            for seed in cfg["seeds"]:
+                frac, seed = float(frac), int(seed)
+                name, h = run_name(fold, frac, seed), run_hash(cfg, mode, fold, frac, seed)
+                done = out / name / "metrics.json"
+                if done.is_file() and json.loads(done.read_text()).get("hash") == h:
+                    runs.append(json.loads(done.read_text()))
+                    continue
+                run, ckpt, tensors, meta = train(frac, seed)
+                run = {"name": name, "hash": h, "fold": fold, "seed": seed, "few_shot": frac, **run}
+                meta = {"mode": mode, "task": task.to_dict(), "run": {k: v for k, v in cfg.items() if k != "source"},
+                        "fold": fold, "seed": seed, "few_shot": frac, **meta}
+                save_checkpoint(out / name / ckpt, tensors, meta)
+                write_json(done, run)
+                runs.append(run)
+    slim = [{k: v for k, v in r.items() if k != "history"} for r in runs]
+    extra = {"mode": mode, "config": cfg, "task": task.to_dict()}
+    return write_results(out, f"{title}: {cfg['dataset']} / {task.name}", task.kind, slim, extra, notes)
