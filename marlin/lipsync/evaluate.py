@@ -54,7 +54,7 @@ def evaluate_lse(scorer, entries: list[Entry], out, vshift: int = 15, progress: 
 
     out = Path(out)
     results, failed = {}, {}
-    for e in tqdm(entries, desc="LSE", unit="video", disable=not progress):
+    for e in tqdm(entries, desc="LSE", unit="video", **({} if progress else {"disable": True})):
         dest = out / "videos" / f"{e.name}.json"
         if dest.is_file():
             results[e.name] = json.loads(dest.read_text())
