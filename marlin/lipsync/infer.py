@@ -35,7 +35,8 @@ def generate(gen, faces: np.ndarray, audio: np.ndarray, fps: float = FPS, batch:
     mel = melspectrogram(audio)
     starts = list(range(0, m, t))
     out = np.empty((m, *faces.shape[1:]), np.uint8)
-    for b in tqdm(range(0, len(starts), batch), desc="lipsync", unit="batch", **({} if progress else {"disable": True})):
+    quiet = {} if progress else {"disable": True}  # otherwise tqdm's defaults (and TQDM_DISABLE) apply
+    for b in tqdm(range(0, len(starts), batch), desc="lipsync", unit="batch", **quiet):
         idx = [np.minimum(np.arange(s, s + t), m - 1) for s in starts[b:b + batch]]  # (b, T) audio frames
         clip = to_tensor(np.stack([faces[i % len(faces)] for i in idx]))  # (b, T, 3, S, S)
         inputs = torch.cat([mask_lower(clip), clip], dim=2)
