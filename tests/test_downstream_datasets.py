@@ -261,7 +261,9 @@ def test_dfew_folds_frames_and_validation_holdout(tmp_path):
 def test_ferv39k_list_and_frames(tmp_path):
     lists = tmp_path / "4_setups/All_scenes"
     lists.mkdir(parents=True)
-    (lists / "train_All.csv").write_text("".join(f"Action/Scene/{i:04d} {i % 7}\n" for i in range(14)))
+    names = ["Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"]
+    (lists / "train_All.csv").write_text(  # as distributed: a header, "<path> <Class>" per line
+        "path emotion\n" + "".join(f"Action/Scene/{i:04d} {names[i % 7]}\n" for i in range(14)))
     (lists / "test_All.csv").write_text("Action/Scene/0100 6\n")
     for i in list(range(14)) + [100]:
         _frames(tmp_path / "2_ClipsforFaceCrop/Action/Scene" / f"{i:04d}")
@@ -269,6 +271,8 @@ def test_ferv39k_list_and_frames(tmp_path):
     assert ds.task.labels == ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
     assert [(s.key, s.target) for s in ds.splits["test"]] == [("Action/Scene/0100", 6)]
     assert len(ds.splits["train"]) == 7 and len(ds.splits["val"]) == 7
+    assert sorted(s.target for s in ds.splits["val"]) == list(range(7))
+    assert {s.key: s.target for s in ds.splits["train"] + ds.splits["val"]}["Action/Scene/0005"] == 5  # Sad
 
 
 def test_mafw_names_and_ids(tmp_path, mp4):

@@ -5,8 +5,9 @@ Layouts (fold lists as distributed; a label is a class id or a class name)::
     DFEW     ROOT/EmoLabel_DataSplit/train(single-labeled)/set_<k>.csv, test(single-labeled)/set_<k>.csv
              ("video_name,label", ids 1..7 = happy sad neutral angry surprise disgust fear), k = 1..5;
              clips ROOT/Clip/clip_224x224/<00001>/*.jpg (or clip_224x224_16f/, or Clip/original/<00001>.mp4)
-    FERV39k  ROOT/4_setups/All_scenes/train_All.csv, test_All.csv ("<path> <label>", ids 0..6 = angry disgust
-             fear happy neutral sad surprise); frames ROOT/2_ClipsforFaceCrop/<path>/*.jpg; one fold
+    FERV39k  ROOT/4_setups/All_scenes/train_All.csv, test_All.csv (a header, then "<path> <Class>", classes
+             Angry Disgust Fear Happy Neutral Sad Surprise = ids 0..6); frames
+             ROOT/2_ClipsforFaceCrop/<path>/*.jpg; one fold
     MAFW     ROOT/Train & Test Set/single/no_caption/set_<k>/train.txt, test.txt ("<clip> <label>", ids 1..11 =
              anger disgust fear happiness neutral sadness surprise contempt anxiety helplessness
              disappointment), k = 1..5; clips ROOT/data/clips/<clip>.mp4 (or ROOT/data/frames/<clip>/)
