@@ -281,11 +281,13 @@ def test_mafw_names_and_ids(tmp_path, mp4):
     (fold / "train.txt").write_text("".join(f"{i:05d}.mp4 {n}\n" for i, n in enumerate(
         ["anger", "contempt", "disappointment", "happiness"] * 3)))
     (fold / "test.txt").write_text("00100.mp4 11\n00101.mp4 1\n")
-    for i in list(range(12)) + [100, 101]:
+    for i in list(range(12)) + [100]:
         _put(mp4, tmp_path / "data/clips" / f"{i:05d}.mp4")
+    _frames(tmp_path / "data/frames" / "00101")  # only frames for this clip
     ds = load_dataset("mafw", tmp_path, fold=3)
     assert len(ds.task.labels) == 11
     assert [s.target for s in ds.splits["test"]] == [10, 0]
+    assert ds.splits["test"][1].source == tmp_path / "data/frames/00101"
     assert sorted({s.target for s in ds.splits["train"] + ds.splits["val"]}) == [0, 3, 7, 10]
     (fold / "test.txt").write_text("00100.mp4 12\n")
     with pytest.raises(DatasetError, match="outside 1..11"):

@@ -60,7 +60,16 @@ def video_key(path: Path, root: Path) -> str:
 
 def find_video(name: str, dirs: list[Path]) -> Path | None:
     """A video called ``name`` in one of ``dirs``: ``name`` itself if it has an extension, ``name.<ext>``,
-    a preprocessed item directory ``name/`` (its clip.mp4 or frames/) or a directory of frames ``name/``."""
+    a preprocessed item directory ``name/`` (its clip.mp4 or frames/) or a directory of frames ``name/``
+    (for ``a.mp4`` also ``a/``: e.g. MAFW's frame folders)."""
+    found = _find_video(name, dirs)
+    stem = Path(name).with_suffix("").as_posix()
+    if found is None and Path(name).suffix.lower() in VIDEO_EXTENSIONS:
+        found = _find_video(stem, dirs)
+    return found
+
+
+def _find_video(name: str, dirs: list[Path]) -> Path | None:
     for d in dirs:
         base = d / name
         if base.suffix.lower() in VIDEO_EXTENSIONS and base.is_file():
