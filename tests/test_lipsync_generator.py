@@ -79,12 +79,13 @@ def test_losses_use_wav2lip_weights(store):
     sync = SyncNet(SyncNetConfig(5, 32, 8, 3, 32)).eval()
     disc = Discriminator(32, 8)
     inputs, chunks, sync_mels, target = generator_batch(store, 2, 5, 5, rng)
-    assert inputs.shape == (2, 5, 6, 32, 32) and chunks.shape == (2, 5, 1, 80, 16) and sync_mels.shape == (2, 1, 1, 80, 16)
+    assert inputs.shape == (2, 5, 6, 32, 32) and chunks.shape == (2, 5, 1, 80, 16)
+    assert sync_mels.shape == (2, 1, 1, 80, 16)
     assert (inputs[:, :, :3, 16:] == 0).all() and torch.equal(inputs[:, :, :3, :16], target[:, :, :, :16])
     out = Generator(CNN)(inputs, chunks)
     ls = generator_losses(out, target, sync_mels, sync, disc)
-    assert ls["total"].item() == pytest.approx(0.9 * ls["l1"].item() + 0.03 * ls["sync"].item() + 0.07 * ls["gan"].item(),
-                                               rel=1e-5)
+    expected = 0.9 * ls["l1"].item() + 0.03 * ls["sync"].item() + 0.07 * ls["gan"].item()
+    assert ls["total"].item() == pytest.approx(expected, rel=1e-5)
     assert discriminator_loss(disc, out, target).item() > 0
     _, _, sm16, _ = generator_batch(store, 1, 16, 16, rng)
     assert sm16.shape == (1, 1, 1, 80, 51)
@@ -151,6 +152,7 @@ def test_encoder_lr_zero_freezes_the_marlin_encoder(store, tmp_path):
         assert torch.equal(gen.face.encoder.state_dict()[k], v)
     opt = load_checkpoint(tmp_path / "g.pt", "generator")["optimizer"]
     n_enc = len(list(gen.face.encoder.parameters()))
-    assert len(opt["param_groups"]) == 1 and len(opt["param_groups"][0]["params"]) == len(list(gen.parameters())) - n_enc
+    assert len(opt["param_groups"]) == 1
+    assert len(opt["param_groups"][0]["params"]) == len(list(gen.parameters())) - n_enc
     with pytest.raises(ValueError, match="needs a trained SyncNet"):
         train_generator(store, tmp_path / "h.pt", CNN, None, steps=1)

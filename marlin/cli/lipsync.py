@@ -60,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--audio-dim", type=int, default=512)
     p.add_argument("--decoder-width", type=int, default=256)
     p.add_argument("--disc-width", type=int, default=32)
-    p.add_argument("--encoder-lr", type=float, help="learning rate of the vit/marlin face encoder (default --lr; 0 freezes)")
+    p.add_argument("--encoder-lr", type=float,
+                   help="learning rate of the vit/marlin face encoder (default --lr; 0 freezes it)")
     p.add_argument("--sync-wt", type=float, default=0.03, help="sync loss weight (Wav2Lip: 0.03)")
     p.add_argument("--disc-wt", type=float, default=0.07, help="visual-quality GAN loss weight (Wav2Lip: 0.07)")
 

@@ -5,7 +5,8 @@ from torch import Tensor, nn
 
 
 class ConvBlock(nn.Module):
-    """Conv2d (+ BatchNorm unless ``norm`` is False) + ReLU; ``residual`` adds the input (same shape) before the ReLU, as in Wav2Lip."""
+    """Conv2d (+ BatchNorm unless ``norm`` is False) + ReLU; ``residual`` adds the input (same shape) before
+    the ReLU, as in Wav2Lip."""
 
     def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int | tuple = 1, residual: bool = False,
                  transpose: bool = False, leaky: bool = False, norm: bool = True):

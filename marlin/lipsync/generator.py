@@ -98,9 +98,10 @@ class ViTFaceCodec(nn.Module):
         self.face_size = cfg.face_size
         d, c = mc.encoder_embed_dim, cfg.decoder_width
         layers, size = [ConvBlock(2 * d + cfg.audio_dim, c), ConvBlock(c, c, residual=True)], mc.grid[1]
-        while size < cfg.face_size:
-            layers += [ConvBlock(c, max(c // 2, 16), transpose=True), ConvBlock(max(c // 2, 16), max(c // 2, 16), residual=True)]
-            c, size = max(c // 2, 16), size * 2
+        while size < cfg.face_size:  # x2 until at least the face size
+            nc = max(c // 2, 16)
+            layers += [ConvBlock(c, nc, transpose=True), ConvBlock(nc, nc, residual=True)]
+            c, size = nc, size * 2
         self.decoder = nn.Sequential(*layers)
         self.out = nn.Sequential(nn.Conv2d(c, 3, 1), nn.Sigmoid())
 

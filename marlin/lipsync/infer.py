@@ -14,6 +14,7 @@ from .align import FPS, frame_chunks, frames_for_audio
 from .audio import load_audio, write_video_with_audio
 from .data import mask_lower, read_faces, to_tensor
 from .mel import melspectrogram
+from .preview import to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def generate(gen, faces: np.ndarray, audio: np.ndarray, fps: float = FPS, batch:
         clip = to_tensor(np.stack([faces[i % len(faces)] for i in idx]))  # (b, T, 3, S, S)
         inputs = torch.cat([mask_lower(clip), clip], dim=2)
         chunks = torch.from_numpy(np.stack([frame_chunks(mel, i, fps) for i in idx]))[:, :, None]
-        pred = gen(inputs.to(device), chunks.to(device)).clamp(0, 1).mul(255).round().byte().movedim(2, -1).cpu().numpy()
+        pred = to_uint8(gen(inputs.to(device), chunks.to(device)))  # (b, T, S, S, 3)
         for i, p in zip(idx, pred):
             out[i] = p  # repeated tail indices just rewrite the last frame
     return out
