@@ -42,6 +42,7 @@ class PretrainModule(pl.LightningModule):
         self.pictures: list = []
         self._window: dict[str, float] = {}
         self._window_n = 0
+        self._micro: dict = {}
         self._first_iteration = 0
         self._t_window = self._t_fit_start = time.perf_counter()
 
@@ -87,12 +88,15 @@ class PretrainModule(pl.LightningModule):
                                 seed=self.cfg.trainer.seed * 1_000_003 + self.iteration, last=last, acc=acc,
                                 backward=self.manual_backward, reduce=self._all_reduce_mean)
         terms["mask_fallback"] = (~batch["has_parse"]).float().mean()
+        for k, v in terms.items():  # mean over the micro-batches of this iteration
+            self._micro[k] = self._micro.get(k, 0.0) + v / acc
         if last:
             lr = g_opt.param_groups[0]["lr"]
             g_sched.step()
             d_sched.step()
             self.iteration += 1
-            self._record(terms, lr)
+            self._record(self._micro, lr)
+            self._micro = {}
 
     # ---- logging --------------------------------------------------------------------------------------
     def _record(self, terms: dict, lr: float) -> None:
