@@ -11,7 +11,7 @@ from .finetune import ClipReader, pick_device, video_logits
 from .linear import predict
 from .metrics import compute_metrics
 from .model import classifier_from_checkpoint, load_checkpoint
-from .probe import _features, split_arrays
+from .probe import cached_features, split_arrays
 from .runs import report_skipped
 from .report import COLUMNS, NAMES, write_json, write_text
 from .tasks import Task
@@ -35,7 +35,7 @@ def evaluate_checkpoint(path, split: str = "test", root=None, out=None, progress
     if meta["mode"] == "probe":
         head = torch.nn.Linear(tensors["weight"].shape[1], tensors["weight"].shape[0])
         head.load_state_dict(tensors)
-        feats, failures = _features(cfg, ds, Path(cfg["features"] or Path(cfg["out"]) / "features"), progress, {})
+        feats, failures = cached_features(cfg, ds, Path(cfg["features"] or Path(cfg["out"]) / "features"), progress, {})
         report_skipped(out, meta.get("fold", 1), failures, "videos")
         x, y = split_arrays(ds, split, feats, meta["reduction"])
         metrics = compute_metrics(task.kind, task.scores(predict(head, x)), y, label_names=names)

@@ -24,7 +24,9 @@ def split_arrays(ds: Dataset, split: str, feats: dict, reduction: str) -> tuple[
     return reduce_clips([feats[s.key] for s in samples], reduction), np.stack([np.asarray(s.target) for s in samples])
 
 
-def _features(cfg: dict, ds: Dataset, cache: Path, progress: bool, state: dict):
+def cached_features(cfg: dict, ds: Dataset, cache: Path, progress: bool, state: dict):
+    """Features of every sample of ``ds`` for a run config; the encoder is loaded (once, into ``state``) only
+    when some cache file is missing."""
     samples = [s for split in ds.splits.values() for s in split]
     if state.get("model") is None and not all(feature_path(cache, s.key).is_file() for s in samples):
         state["model"] = load_encoder(cfg["encoder"])
@@ -38,7 +40,7 @@ def run_probe(cfg: dict, progress: bool = True) -> dict:
 
     def prepare(ds: Dataset, fold: int, notes: list):
         cache = Path(cfg["features"] or Path(cfg["out"]) / "features")
-        feats, failures = _features(cfg, ds, cache, progress, state)
+        feats, failures = cached_features(cfg, ds, cache, progress, state)
         report_skipped(Path(cfg["out"]), fold, failures, "videos")
         (xtr, ytr), (xva, yva), (xte, yte) = (split_arrays(ds, s, feats, cfg["reduction"])
                                               for s in ("train", "val", "test"))
