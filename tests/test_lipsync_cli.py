@@ -122,3 +122,55 @@ def test_evaluate_resumes_and_skips_bad_input(trained, capsys):
     assert main(["lipsync", "evaluate", "--syncnet", str(d / "sync.pt"), "--data", str(d / "lrs2"), "--split",
                  "test", "--out", str(d / "ev2"), "--vshift", "3"]) == 0
     assert json.loads((d / "ev2/summary.json").read_text())["videos"] == 1
+
+
+def test_evaluate_fid_with_a_marlin_extractor(trained, capsys):
+    d = trained
+    cfg = MarlinConfig(img_size=32, patch_size=16, n_frames=4, encoder_embed_dim=16, encoder_depth=1,
+                       encoder_num_heads=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    torch.manual_seed(0)
+    Marlin(cfg, full_model=False).save(d / "fid_marlin.safetensors")
+    assert main(["lipsync", "evaluate", "--syncnet", str(d / "sync.pt"), "--videos", str(d / "lrs2/main/1000"), "--out",
+                 str(d / "ev_fid"), "--vshift", "3", "--fid-real", str(d / "lrs2/main"), "--fid-extractor", "marlin",
+                 "--fid-weights", str(d / "fid_marlin.safetensors"), "--fid-size", "32"]) == 0
+    summary = json.loads((d / "ev_fid/summary.json").read_text())
+    assert summary["fid_extractor"] == "marlin" and summary["fid"] > 0
+    assert main(["lipsync", "evaluate", "--syncnet", str(d / "sync.pt"), "--videos", str(d / "lrs2/main/1000"), "--out",
+                 str(d / "ev_fid2"), "--fid-real", str(d / "lrs2/main")]) == 1  # no weights: a clear error
+    assert "needs a weights file" in capsys.readouterr().err
+
+
+def test_lrs2_faces_from_items_and_wav2lip_folders(tmp_path):
+    import wave
+
+    import cv2
+
+    from marlin.data.layout import write_item
+    from marlin.lipsync.data import ClipStore, lrs2_entries
+    from marlin.lipsync.audio import write_video_with_audio
+
+    root, faces_root = tmp_path / "lrs2", tmp_path / "faces"
+    clips = {name: talking_clip(20, 48, seed=k) for k, name in enumerate(["100/00001", "100/00002", "101/00001"])}
+    for name, (frames, audio, _) in clips.items():
+        write_video_with_audio(root / "main" / f"{name}.mp4", frames, audio)
+    (root / "test.txt").write_text("100/00001 NF\n100/00002 MV\n101/00001\n")
+    write_item(faces_root / "100/00001", clips["100/00001"][0][:, 8:40, 8:40], {"fps": 25.0})  # a face item
+    w2l = faces_root / "100/00002"  # Wav2Lip's preprocessed layout: numbered jpgs + audio.wav
+    w2l.mkdir(parents=True)
+    for i, f in enumerate(clips["100/00002"][0]):
+        cv2.imwrite(str(w2l / f"{i}.jpg"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    with wave.open(str(w2l / "audio.wav"), "wb") as wav:
+        wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(16000)
+        wav.writeframes((clips["100/00002"][1] * 32767).astype("<i2").tobytes())
+    entries = lrs2_entries(root, "test", faces_root)
+    assert [e.name for e in entries] == ["100/00001", "100/00002", "101/00001"]
+    assert entries[0].faces == faces_root / "100/00001" and entries[0].audio == root / "main/100/00001.mp4"
+    assert entries[1].audio == w2l / "audio.wav" and entries[2].faces == root / "main/101/00001.mp4"
+    store = ClipStore(entries, 32, min_frames=10)
+    for i in range(3):
+        frames, mel, fps = store.get(i)
+        assert frames.shape == (20, 32, 32, 3) and mel.shape[0] == 80 and fps == 25.0
+    with pytest.raises(ValueError, match="unknown LRS2 split"):
+        lrs2_entries(root, "dev")
+    with pytest.raises(FileNotFoundError, match="val.txt"):
+        lrs2_entries(root, "val")
