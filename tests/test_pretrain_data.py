@@ -127,3 +127,10 @@ def test_collate(tmp_path):
     b = collate([ds[0], ds[1]])
     assert b["video"].shape == (2, 3, 8, 32, 32) and b["mask"].shape == (2, 64)
     assert b["position"].tolist() == [0, 1]
+
+
+def test_item_list_file(tmp_path):
+    make_items(tmp_path, n=3)
+    (tmp_path / "train.txt").write_text("v0\nv2\n")
+    items = open_items(tmp_path / "train.txt")
+    assert [i.root.name for i in items] == ["v0", "v2"]

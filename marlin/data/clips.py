@@ -15,15 +15,22 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..masking import make_masks, token_parts
-from .layout import list_items
+from .layout import list_items, load_item
 from .ytf import is_ytf, list_ytf
 
 log = logging.getLogger(__name__)
 
 
 def open_items(data_dir, split: str = "train") -> list:
-    """Items of a data directory: YouTube Faces layout (by split file) or any preprocessed layout."""
+    """Items of a data directory (YouTube Faces layout by split file, or any preprocessed layout), or of a .txt
+    file listing item directories one per line (relative to the file's folder, e.g. `marlin synth`'s train.txt)."""
     data_dir = Path(data_dir)
+    if data_dir.suffix == ".txt" and data_dir.is_file():
+        names = [ln.strip() for ln in data_dir.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        items = [load_item(data_dir.parent / n) for n in names]
+        if not items:
+            raise ValueError(f"{data_dir}: lists no items")
+        return items
     if is_ytf(data_dir):
         return list_ytf(data_dir, split)
     items = list_items(data_dir)

@@ -12,8 +12,9 @@ from .config import PretrainConfig
 
 
 class PretrainData(pl.LightningDataModule):
-    """Training clips from `data_dir` (YouTube Faces split "train" or all preprocessed items); validation clips
-    from the "val" split, from `val_dir`, or (neither) a fixed set of clips of the training items."""
+    """Training clips from `data_dir` (YouTube Faces split "train", all preprocessed items, or a train.txt item
+    list); validation clips from `val_dir`, the YTF "val" split or a val.txt beside train.txt, else a fixed set of
+    clips of the training items."""
 
     def __init__(self, data_dir, cfg: PretrainConfig, val_dir=None):
         super().__init__()
@@ -23,6 +24,8 @@ class PretrainData(pl.LightningDataModule):
             self.val_items = open_items(val_dir, "val")
         elif is_ytf(self.data_dir) and (self.data_dir / "val_set.csv").is_file():
             self.val_items = open_items(self.data_dir, "val")
+        elif self.data_dir.name == "train.txt" and (self.data_dir.parent / "val.txt").is_file():
+            self.val_items = open_items(self.data_dir.parent / "val.txt")
         else:
             self.val_items = self.train_items
 
