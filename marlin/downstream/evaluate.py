@@ -35,7 +35,8 @@ def evaluate_checkpoint(path, split: str = "test", root=None, out=None, progress
     if meta["mode"] == "probe":
         head = torch.nn.Linear(tensors["weight"].shape[1], tensors["weight"].shape[0])
         head.load_state_dict(tensors)
-        feats, failures = cached_features(cfg, ds, Path(cfg["features"] or Path(cfg["out"]) / "features"), progress, {})
+        cache = Path(cfg["features"] or Path(cfg["out"]) / "features")
+        feats, failures = cached_features(cfg, ds, cache, progress, {})
         report_skipped(out, meta.get("fold", 1), failures, "videos")
         x, y = split_arrays(ds, split, feats, meta["reduction"])
         metrics = compute_metrics(task.kind, task.scores(predict(head, x)), y, label_names=names)
