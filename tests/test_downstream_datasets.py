@@ -352,3 +352,25 @@ def test_mosei_sdk_fold_file_is_read_as_data(tmp_path, mp4):
     ds = load_dataset("mosei", tmp_path, "sentiment2")
     assert [s.key for s in ds.splits["train"]] == ["vidB/0000", "vidC/0000"] and len(ds.splits["val"]) == 2
     assert (tmp_path / "cmu_mosei_std_folds.py").exists()
+
+
+def test_ffpp_paper_training_set_size(tmp_path):
+    """360 official-style training pairs give the paper's 720 real + 2880 fake videos."""
+    pairs = [[f"{2 * i:03d}", f"{2 * i + 1:03d}"] for i in range(360)]
+    (tmp_path / "splits").mkdir()
+    for split in ("train", "val", "test"):
+        (tmp_path / "splits" / f"{split}.json").write_text(json.dumps(pairs if split == "train" else pairs[:1]))
+    real = tmp_path / "original_sequences/youtube/c40/videos"
+    real.mkdir(parents=True)
+    for p in pairs:
+        for v in p:
+            (real / f"{v}.mp4").touch()
+    for m in ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"):
+        fake = tmp_path / "manipulated_sequences" / m / "c40/videos"
+        fake.mkdir(parents=True)
+        for a, b in pairs:
+            (fake / f"{a}_{b}.mp4").touch()
+            (fake / f"{b}_{a}.mp4").touch()
+    ds = load_dataset("ffpp", tmp_path, "real_fake", compression="c40")
+    targets = [s.target for s in ds.splits["train"]]
+    assert targets.count(0) == 720 and targets.count(1) == 2880 and not ds.skipped
