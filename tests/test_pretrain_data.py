@@ -134,3 +134,11 @@ def test_item_list_file(tmp_path):
     (tmp_path / "train.txt").write_text("v0\nv2\n")
     items = open_items(tmp_path / "train.txt")
     assert [i.root.name for i in items] == ["v0", "v2"]
+
+
+def test_split_files_select_preprocessed_items(tmp_path):
+    make_items(tmp_path / "Some_One", n=3)  # items Some_One/v0..v2, as `marlin preprocess --layout ytf` names them
+    (tmp_path / "train_set.csv").write_text("path,len\nSome_One/v0,20\nSome_One/v1,20\nSome_One/gone,20\n")
+    (tmp_path / "val_set.csv").write_text("path,len\nSome_One/v2,20\n")
+    assert [i.root.name for i in open_items(tmp_path, "train")] == ["v0", "v1"]
+    assert [i.root.name for i in open_items(tmp_path, "val")] == ["v2"]

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..masking import make_masks, token_parts
-from .layout import list_items, load_item
+from .layout import is_item, list_items, load_item
 from .ytf import is_ytf, list_ytf
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,31 @@ def open_items(data_dir, split: str = "train") -> list:
         return items
     if is_ytf(data_dir):
         return list_ytf(data_dir, split)
+    if (data_dir / f"{split}_set.csv").is_file():  # `marlin preprocess --layout ytf` output with its split files
+        return split_items(data_dir, split)
     items = list_items(data_dir)
     if not items:
         raise FileNotFoundError(f"{data_dir}: no preprocessed face items (directories with meta.json) found")
     return items
+
+
+def split_items(data_dir, split: str) -> list:
+    """Preprocessed items named by the official split file `<split>_set.csv` (rows `path,len`)."""
+    import csv
+
+    data_dir = Path(data_dir)
+    with open(data_dir / f"{split}_set.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    items, missing = [], []
+    for r in rows:
+        d = data_dir / r["path"]
+        (items if is_item(d) else missing).append(d)
+    if missing:
+        log.warning("%s: %d of %d listed items are missing (e.g. %s)", data_dir / f"{split}_set.csv", len(missing),
+                    len(rows), missing[0])
+    if not items:
+        raise FileNotFoundError(f"{data_dir / f'{split}_set.csv'}: none of the listed items exist")
+    return [load_item(d) for d in items]
 
 
 def clip_indices(total: int, clip_frames: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:

@@ -7,7 +7,6 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
 from ..data.clips import PositionSampler, PretrainClips, collate, open_items
-from ..data.ytf import is_ytf
 from .config import PretrainConfig
 
 
@@ -22,7 +21,7 @@ class PretrainData(pl.LightningDataModule):
         self.train_items = open_items(self.data_dir, "train")
         if val_dir is not None:
             self.val_items = open_items(val_dir, "val")
-        elif is_ytf(self.data_dir) and (self.data_dir / "val_set.csv").is_file():
+        elif self.data_dir.is_dir() and (self.data_dir / "val_set.csv").is_file():  # YTF split files
             self.val_items = open_items(self.data_dir, "val")
         elif self.data_dir.name == "train.txt" and (self.data_dir.parent / "val.txt").is_file():
             self.val_items = open_items(self.data_dir.parent / "val.txt")
