@@ -156,3 +156,14 @@ def test_encoder_lr_zero_freezes_the_marlin_encoder(store, tmp_path):
     assert len(opt["param_groups"][0]["params"]) == len(list(gen.parameters())) - n_enc
     with pytest.raises(ValueError, match="needs a trained SyncNet"):
         train_generator(store, tmp_path / "h.pt", CNN, None, steps=1)
+
+
+def test_sync_term_switches_on_like_wav2lip(store, tmp_path):
+    torch.manual_seed(0)
+    sync = SyncNet(SyncNetConfig(5, 32, 8, 3, 32))
+    h = train_generator(store, tmp_path / "on.pt", CNN, sync, steps=22, batch=1, disc_wt=0, sync_after=100.0)
+    assert [x["sync_wt"] for x in h] == [0.0] * 20 + [0.03] * 2  # switched on after 20 steps below the bar
+    assert all(x["sync"] > 0 for x in h)  # the expert's loss is logged while its weight is 0
+    assert load_checkpoint(tmp_path / "on.pt", "generator")["sync_on"] is True
+    h = train_generator(store, tmp_path / "off.pt", CNN, sync, steps=21, batch=1, disc_wt=0, sync_after=0.0)
+    assert all(x["sync_wt"] == 0 for x in h)

@@ -63,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder-lr", type=float,
                    help="learning rate of the vit/marlin face encoder (default --lr; 0 freezes it)")
     p.add_argument("--sync-wt", type=float, default=0.03, help="sync loss weight (Wav2Lip: 0.03)")
+    p.add_argument("--sync-after", type=float, help="keep the sync weight at 0 until the expert's loss on generated "
+                   "windows (mean of 20 steps) is below this (Wav2Lip: 0.75)")
     p.add_argument("--disc-wt", type=float, default=0.07, help="visual-quality GAN loss weight (Wav2Lip: 0.07)")
 
     for p in sub.choices.values():
@@ -149,7 +151,7 @@ def _train(args) -> int:
     store = ClipStore(_entries(args), args.face_size, min_frames=window)
     hist = train_generator(store, args.out, cfg, syncnet, args.steps, args.batch, args.lr, args.sync_wt, args.disc_wt,
                            args.seed, args.save_every, state, args.disc_width, _device(args), args.encoder_lr,
-                           args.workers)
+                           args.workers, args.sync_after)
     _report(hist, lambda h: h["l1"], "l1", args.out, store)
     return 0
 

@@ -18,7 +18,7 @@ def generator_losses(out: Tensor, target: Tensor, sync_mels: Tensor, syncnet, di
     """out, target (B, T, 3, S, S); sync_mels (B, T/w, 1, 80, m) -> {"total", "l1", "sync", "gan"}."""
     l1 = F.l1_loss(out, target)
     zero = out.new_zeros(())
-    sync = expert_loss(syncnet, lower_half(out), sync_mels) if syncnet is not None and sync_wt > 0 else zero
+    sync = expert_loss(syncnet, lower_half(out), sync_mels) if syncnet is not None else zero  # logged at weight 0
     gan = zero
     if disc is not None and disc_wt > 0:
         p = disc(lower_half(out).flatten(0, 1))

@@ -124,12 +124,14 @@ def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNe
                     batch: int = 4, lr: float = 1e-4, sync_wt: float = SYNC_WT, disc_wt: float = DISC_WT,
                     seed: int = 0, save_every: int = 500, encoder_state: dict | None = None,
                     disc_width: int = 32, device: str = "cpu", encoder_lr: float | None = None,
-                    workers: int = 0) -> list[dict]:
+                    workers: int = 0, sync_after: float | None = None) -> list[dict]:
     """Train (or resume) the generator with L1 + frozen-expert sync + GAN losses; returns per-step losses.
     Each save also writes ``out`` with suffix .png (masked input / reference / generated / ground truth).
 
     ``encoder_state``: MARLIN encoder weights to start the ``marlin`` face encoder from (required for it);
-    ``encoder_lr``: learning rate of the ViT face encoder (default ``lr``; 0 freezes it)."""
+    ``encoder_lr``: learning rate of the ViT face encoder (default ``lr``; 0 freezes it);
+    ``sync_after``: Wav2Lip's schedule: the sync term stays at weight 0 until the expert's loss on the generated
+    windows, averaged over the last 20 steps, falls below this value (Wav2Lip: 0.75), then ``sync_wt`` applies."""
     out = Path(out)
     gen = Generator(cfg)
     disc = Discriminator(cfg.face_size, disc_width) if disc_wt > 0 else None
@@ -141,6 +143,7 @@ def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNe
         syncnet.eval().requires_grad_(False)
     elif sync_wt > 0:
         raise ValueError("a sync loss weight > 0 needs a trained SyncNet expert")
+    sync_on = sync_after is None
     opt = torch.optim.Adam(_param_groups(gen, lr, encoder_lr), lr=lr, betas=(0.5, 0.999))
     dopt = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999)) if disc is not None else None
     step, history = 0, []
@@ -154,6 +157,7 @@ def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNe
             disc.load_state_dict(ck["disc"])
             dopt.load_state_dict(ck["disc_optimizer"])
         step, history = int(ck["step"]), list(ck["history"])
+        sync_on = sync_on or bool(ck.get("sync_on", False))
     elif cfg.encoder == "marlin":
         if encoder_state is None:
             raise ValueError("the 'marlin' encoder starts from MARLIN weights: pass encoder_state (--marlin)")
@@ -172,7 +176,8 @@ def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNe
         while step < steps:
             inputs, chunks, sync_mels, target = (x.to(device) for x in next(batches))
             pred = gen(inputs, chunks)
-            losses = generator_losses(pred, target, sync_mels, syncnet, disc, sync_wt, disc_wt)
+            w = sync_wt if sync_on else 0.0
+            losses = generator_losses(pred, target, sync_mels, syncnet, disc, w, disc_wt)
             opt.zero_grad()
             losses["total"].backward()
             opt.step()
@@ -184,12 +189,16 @@ def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNe
                 dopt.step()
                 rec["disc"] = float(dloss.detach())
             step += 1
-            history.append(rec)
+            history.append({**rec, "sync_wt": w})
+            if not sync_on and len(history) >= 20 and np.mean([h["sync"] for h in history[-20:]]) < sync_after:
+                sync_on = True
+                log.info("step %d: expert sync loss below %g, sync weight %g from now on", step, sync_after, sync_wt)
             bar.update(1)
             bar.set_postfix(l1=f"{np.mean([h['l1'] for h in history[-20:]]):.4f}")
             if step % save_every == 0 or step == steps:
                 _sample_png(out, inputs[0], pred[0], target[0])
-                save_checkpoint(out, "generator", cfg.to_dict(), step, history, model=gen.state_dict(),
-                                optimizer=opt.state_dict(), disc=disc.state_dict() if disc else None,
+                save_checkpoint(out, "generator", cfg.to_dict(), step, history, sync_on=sync_on,
+                                model=gen.state_dict(), optimizer=opt.state_dict(),
+                                disc=disc.state_dict() if disc else None,
                                 disc_optimizer=dopt.state_dict() if dopt else None)
     return history
