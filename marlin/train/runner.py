@@ -94,10 +94,11 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
     warmup = tr.warmup_steps if tr.warmup_steps is not None else cfg.warmup_epochs * per_epoch
     warmup = min(warmup, total)
     done = _resumed_iteration(resume) if resume else None
-    torch.manual_seed(tr.seed)  # the initial weights depend only on the seed (identical on every rank)
-    # history.csv is opened by global rank 0 once the processes know their ranks
-    module = PretrainModule(cfg, global_batch, total, warmup, out,
-                            history=lambda: History(out / "history.csv", resume_from=done))
+    with torch.random.fork_rng(devices=[]):  # initial weights depend only on the seed (same on every rank)
+        torch.manual_seed(tr.seed)
+        # history.csv is opened by global rank 0 once the processes know their ranks
+        module = PretrainModule(cfg, global_batch, total, warmup, out,
+                                history=lambda: History(out / "history.csv", resume_from=done))
     if init and not resume:
         load_init(module, init)
 
