@@ -8,7 +8,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True,
                    help="pretraining YAML (official layout, optional trainer: section) or a shipped name: "
                         "tiny_cpu, marlin_vit_small, marlin_vit_base, marlin_vit_large")
-    p.add_argument("--data", required=True, help="output of `marlin preprocess`/`marlin synth`, or a YouTube Faces root")
+    p.add_argument("--data", required=True,
+                   help="output of `marlin preprocess`/`marlin synth` (or a .txt item list), or a YouTube Faces root")
     p.add_argument("--val-data", help="validation data (default: the YTF val split, else fixed training clips)")
     p.add_argument("--out", default="runs/pretrain", help="run directory (default: runs/pretrain)")
     p.add_argument("--devices", type=int, default=1, help="devices per node (GPUs, or CPU processes)")
