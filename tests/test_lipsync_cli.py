@@ -98,6 +98,12 @@ def test_infer_pastes_back_into_the_source(trained):
     assert outside < 3  # the background outside the box is the source's
     upper = np.abs(frames[:, 16:32, 24:56].astype(int) - faces[: len(frames), :16].astype(int)).mean()
     assert upper < 12  # the upper half of the face is the input's
+    longer = d / "lrs2/main/1000/00001.mp4"  # 2 s of audio for a 1.2 s source: the source loops
+    assert main(["lipsync", "infer", "--checkpoint", str(d / "gen.pt"), "--face", str(item.root), "--audio",
+                 str(longer), "--out", str(out), "--paste"]) == 0
+    frames = read_frames(out)
+    assert len(frames) == frames_for_audio(len(load_audio(longer))) > 30
+    assert np.abs(frames[30:, :, :20].astype(int) - 128).mean() < 3
 
 
 def test_evaluate_resumes_and_skips_bad_input(trained, capsys):

@@ -81,7 +81,8 @@ def mux_audio(video_path, audio: np.ndarray, out_path, sample_rate: int = SAMPLE
 
 def write_video_with_audio(path, frames, audio: np.ndarray, fps: float = 25.0, sample_rate: int = SAMPLE_RATE,
                            crf: int = 18) -> None:
-    """H.264 video of ``frames`` ((T, H, W, 3) uint8) with ``audio`` muxed in as AAC; atomic."""
+    """H.264 video of ``frames`` ((T, H, W, 3) uint8, or an iterable of frames) with ``audio`` muxed in as AAC;
+    atomic."""
     from ..video import write_video
 
     path = Path(path)

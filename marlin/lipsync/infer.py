@@ -48,29 +48,32 @@ def generate(gen, faces: np.ndarray, audio: np.ndarray, fps: float = FPS, batch:
     return out
 
 
-def paste_back(item, faces: np.ndarray) -> np.ndarray:
-    """Put generated crops back into the item's source frames at its boxes: (M, H, W, 3) uint8."""
+def paste_back(item, faces: np.ndarray):
+    """Yield the item's source frames (H, W, 3) with the generated crops pasted at its boxes, one per face.
+
+    The source is decoded as a stream (and restarted when the audio outlasts it), never held whole."""
     import cv2
 
-    from ..video import read_frames
+    from ..video import iter_frames
 
-    src = read_frames(item.meta["source"])
     boxes, found = item.meta.get("boxes"), item.meta.get("face_found")
     if not boxes:
         raise ValueError(f"{item.root}: meta.json has no crop boxes to paste back into")
-    out = []
-    for j, face in enumerate(faces):
-        k = j % min(len(src), len(boxes))
-        frame = src[k].copy()
-        if found is None or found[k]:
-            x1, y1, x2, y2 = (int(round(v)) for v in boxes[k])
-            patch = cv2.resize(face, (x2 - x1, y2 - y1), interpolation=cv2.INTER_CUBIC)
-            h, w = frame.shape[:2]
-            cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
-            if cx2 > cx1 and cy2 > cy1:
-                frame[cy1:cy2, cx1:cx2] = patch[cy1 - y1:cy2 - y1, cx1 - x1:cx2 - x1]
-        out.append(frame)
-    return np.stack(out)
+    j = 0
+    while j < len(faces):
+        for k, frame in enumerate(iter_frames(item.meta["source"])):
+            if j == len(faces) or k == len(boxes):
+                break
+            if found is None or found[k]:
+                x1, y1, x2, y2 = (int(round(v)) for v in boxes[k])
+                patch = cv2.resize(faces[j], (x2 - x1, y2 - y1), interpolation=cv2.INTER_CUBIC)
+                h, w = frame.shape[:2]
+                cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+                if cx2 > cx1 and cy2 > cy1:
+                    frame = frame.copy()
+                    frame[cy1:cy2, cx1:cx2] = patch[cy1 - y1:cy2 - y1, cx1 - x1:cx2 - x1]
+            yield frame
+            j += 1
 
 
 def lipsync_file(gen, face_path, audio_path, out_path, batch: int = 4, paste: bool = False,
@@ -101,6 +104,6 @@ def lipsync_file(gen, face_path, audio_path, out_path, batch: int = 4, paste: bo
             raise ValueError(f"{face_path}: --paste needs a preprocessed face item (with crop boxes)")
         frames = paste_back(item, frames)
     elif keep_size and info is not None and (info.height, info.width) != (size, size):
-        frames = np.stack([cv2.resize(f, (info.width, info.height), interpolation=cv2.INTER_CUBIC) for f in frames])
+        frames = (cv2.resize(f, (info.width, info.height), interpolation=cv2.INTER_CUBIC) for f in frames)
     write_video_with_audio(out_path, frames, audio, fps=fps)
     return Path(out_path)
