@@ -3,12 +3,15 @@ import copy
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
 from marlin.train import pretrain
 from marlin.train.history import read_history
-from test_pretrain_data import TINY_CFG, make_items
+
+sys.path.insert(0, str(Path(__file__).parent))  # the shared toy-data helpers
+from test_pretrain_data import TINY_CFG, make_items  # noqa: E402
 
 
 def test_two_process_ddp_matches_one_process(tmp_path):

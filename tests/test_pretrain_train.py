@@ -1,5 +1,7 @@
 """Training: a tiny model overfits one batch; resume continues the same trajectory; exports load in extract."""
 import copy
+import sys
+from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
@@ -11,7 +13,9 @@ from marlin.train import pretrain, pretrain_config
 from marlin.train.datamodule import PretrainData
 from marlin.train.history import read_history
 from marlin.train.module import PretrainModule
-from test_pretrain_data import TINY_CFG, make_items
+
+sys.path.insert(0, str(Path(__file__).parent))  # the shared toy-data helpers
+from test_pretrain_data import TINY_CFG, make_items  # noqa: E402
 
 
 def test_overfits_a_fixed_batch(tmp_path):
