@@ -86,11 +86,24 @@ def make_item(out_dir, k: int, frames: int, size: int, seed: int, fps: float = 2
     return item.root
 
 
+def _worker_init() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core: no thread pools inside workers
+
+
 def _make(args):
     try:
         return args[1], make_item(*args), None
     except Exception as e:  # one bad item is reported and skipped, never the end of a run
         return args[1], None, f"{type(e).__name__}: {e}"
+
+
+def _result(future, k: int):
+    try:
+        return future.result()
+    except Exception as e:  # a worker process died (killed, out of memory): report the item, go on
+        return k, None, f"worker process failed ({type(e).__name__}: {e})"
 
 
 def write_label_files(out_dir, ks, seed: int, fps: float = 25.0, frames: int = 16) -> None:
@@ -142,9 +155,11 @@ def generate_dataset(out_dir, num: int, frames: int = 16, size: int = 96, seed: 
     else:
         import multiprocessing
 
-        # spawn, not fork: the caller may hold threads (torch, OpenCV) that a forked child cannot use
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        results = (f.result() for f in as_completed([pool.submit(_make, j) for j in jobs]))
+        # spawn, not fork: a child forked from a process holding torch / OpenCV thread pools can hang
+        # (seen here). As always with spawn, call this under `if __name__ == "__main__":` in a script.
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
+        futures = {pool.submit(_make, j): j[1] for j in jobs}
+        results = (_result(f, futures[f]) for f in as_completed(futures))
     try:
         for k, _, err in results:
             if err:
