@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-every", type=int, help="iterations per history.csv row")
     p.add_argument("--mask-strategy", choices=["fasking", "fasking_opp", "random", "tube", "frame"],
                    help="override the config's mask_strategy")
+    p.add_argument("--mask-ratio", type=float, help="override the config's mask_percentage_target (0.9)")
     p.add_argument("--resume", help="continue a run from its checkpoints/last.ckpt")
     p.add_argument("--init", help="initialise weights from a VideoMAE or MARLIN checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -46,6 +47,8 @@ def run(args) -> int:
         cfg = pretrain_config(args.config)
         if args.mask_strategy:
             cfg.mask_strategy = args.mask_strategy
+        if args.mask_ratio is not None:
+            cfg.mask_ratio = args.mask_ratio
         result = pretrain(cfg, args.data, args.out, max_steps=args.max_steps, max_minutes=args.max_minutes,
                           devices=args.devices, nodes=args.nodes, accelerator=args.accelerator,
                           precision=args.precision, resume=args.resume, init=args.init, val_dir=args.val_data,

@@ -60,6 +60,8 @@ class PretrainConfig:
     def validate(self) -> "PretrainConfig":
         if self.mask_strategy not in STRATEGIES:
             raise ValueError(f"mask_strategy must be one of {STRATEGIES}, got {self.mask_strategy!r}")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"mask_percentage_target must be in [0, 1), got {self.mask_ratio}")
         if self.optimizer not in ("AdamW", "Adam"):
             raise ValueError(f"optimizer.type must be AdamW or Adam, got {self.optimizer!r}")
         if self.trainer.accumulate > 1 and self.d_steps != 1:
