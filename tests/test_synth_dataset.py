@@ -111,3 +111,6 @@ def test_cli_with_raw_videos(tmp_path, capsys):
     assert ((x1 + x2) / 2 > 0).all() and ((x1 + x2) / 2 < 96).all() and ((y1 + y2) / 2 < 72).all()
     assert "2 clips" in capsys.readouterr().out
     assert main(["synth", str(tmp_path / "w"), "--num", "2", "--size", "64", "--no-progress"]) == 2
+    assert main(["synth", "--out", str(tmp_path / "w"), "--num", "2", "--frames", "6", "--size", "48", "--seed", "3",
+                 "--no-progress"]) == 0  # the option form; everything already there
+    assert main(["synth", "--num", "2"]) == 2

@@ -5,7 +5,8 @@ import sys
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("out", help="output directory (resumable: finished items are kept)")
+    parser.add_argument("out", nargs="?", help="output directory (resumable: finished items are kept)")
+    parser.add_argument("--out", dest="out_opt", metavar="OUT", help="the output directory, as an option")
     parser.add_argument("--num", type=int, default=200, help="number of clips (default 200)")
     parser.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
     parser.add_argument("--size", type=int, default=96, help="side of the square face crops in pixels (default 96)")
@@ -21,6 +22,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..synth import generate_dataset
 
+    if (args.out is None) == (args.out_opt is None):
+        print("marlin synth: give the output directory once, as OUT or --out OUT", file=sys.stderr)
+        return 2
+    args.out = args.out or args.out_opt
     try:
         paths = generate_dataset(args.out, args.num, frames=args.frames, size=args.size, seed=args.seed,
                                  workers=args.workers, raw_videos=args.raw_videos, progress=not args.no_progress,
