@@ -174,6 +174,7 @@ def test_raw_frames_agree_with_crops():
     for k in (0, 1):
         c = render_item(2, k, 4, 48, raw=True)
         assert c.raw.shape == (4, c.source_size[1], c.source_size[0], 3)
+        assert np.array_equal(c.frames, render_item(2, k, 4, 48).frames)  # crops do not depend on `raw`
         for t in range(4):
             x1, y1, x2, _ = c.crop_boxes[t]
             s = 48 / (x2 - x1)

@@ -74,7 +74,31 @@ def _composite(img, parse, img_d, parse_d, region, alpha: float, sigma: float, g
     src = np.clip(img_d.astype(np.float32) * gain, 0, 255)
     a = (m * alpha).astype(np.float32)[..., None]
     out = (img.astype(np.float32) * (1 - a) + src * a).round().astype(np.uint8)
-    return out, np.where(m & (alpha >= 0.5), parse_d, parse), m
+    return out, np.where(m & (alpha >= 0.5), parse_d, parse)
+
+
+def _crop_boxes(poses, shapes) -> np.ndarray:
+    """(T, 4) square crop boxes in source pixels: CROP_MARGIN x the detector-style face box, smoothed."""
+    boxes = np.stack([_bbox(p.head(s["face_region"])) for p, s in zip(poses, shapes)])
+    centre = _smooth((boxes[:, :2] + boxes[:, 2:]) / 2)
+    side = _smooth(CROP_MARGIN * np.max(boxes[:, 2:] - boxes[:, :2], 1, keepdims=True))
+    return np.concatenate([centre - side / 2, centre + side / 2], 1)
+
+
+def _render_view(idn, shapes, manip, donor_shapes, t: int, pose, bg, hw, bg_affine):
+    """One frame seen through ``pose``: (H, W, 3) image, (H, W) parse, (68, 2) landmarks, manipulation included."""
+    img, par = _draw(idn, shapes, pose, bg, hw, bg_affine)
+    lm = pose.head(landmarks68(shapes))
+    if manip is None:
+        return img, par, lm
+    img_d, par_d = _draw(manip.donor, donor_shapes, pose, bg, hw, bg_affine)
+    both = {n: np.concatenate([shapes[n], donor_shapes[n]]) for n in scene.REGION_PARTS}
+    region = (scene.mouth_region if manip.kind == "mouth" else scene.inner_face)(both, pose)
+    img, par = _composite(img, par, img_d, par_d, region, manip.alpha[t], manip.blur * 2 * pose.scale, manip.gain)
+    if manip.alpha[t] >= 0.5:  # the landmarks of the pasted parts are the donor's
+        sel = slice(48, 68) if manip.kind == "mouth" else slice(17, 68)
+        lm[sel] = pose.head(landmarks68(donor_shapes))[sel]
+    return img, par, lm
 
 
 def render_item(seed: int, k: int, frames: int = 16, size: int = 96, fps: float = 25.0, raw: bool = False,
@@ -102,7 +126,7 @@ def render_item(seed: int, k: int, frames: int = 16, size: int = 96, fps: float 
     c0 = np.array([W / 2 + rng_p.uniform(-0.12, 0.12) * W, H / 2 + rng_p.uniform(-0.04, 0.04) * H])
     bg_src = background(item_rng(seed, k, "background"), H * SUPERSAMPLE, W * SUPERSAMPLE, 2 * base * SUPERSAMPLE)
 
-    poses, shapes, donor_shapes = [], [], []
+    poses, shapes, donor_shapes = [], [], [None] * T
     for t in range(T):
         centre = c0 + mot.shift[t] * base
         poses.append(scene.Pose(centre, base * mot.scale[t], mot.roll[t], mot.yaw[t], mot.pitch[t],
@@ -110,24 +134,18 @@ def render_item(seed: int, k: int, frames: int = 16, size: int = 96, fps: float 
         shapes.append(face_shapes(idn, ex, mot.open_l[t], mot.open_r[t], mot.gaze[t], mot.mouth[t]))
         if manip is not None:
             speech = mot.mouth[t] if manip.speech is None else manip.speech[t]
-            donor_shapes.append(face_shapes(manip.donor, ex, mot.open_l[t], mot.open_r[t], mot.gaze[t], speech))
+            donor_shapes[t] = face_shapes(manip.donor, ex, mot.open_l[t], mot.open_r[t], mot.gaze[t], speech)
 
-    # exact face boxes (source pixels) and the smoothed square crop that follows them
-    boxes_src = np.stack([_bbox(p.head(s["face_region"])) for p, s in zip(poses, shapes)])
-    centre = _smooth((boxes_src[:, :2] + boxes_src[:, 2:]) / 2)
-    side = _smooth(CROP_MARGIN * np.max(boxes_src[:, 2:] - boxes_src[:, :2], 1, keepdims=True))[:, 0]
-    crop_boxes = np.concatenate([centre - side[:, None] / 2, centre + side[:, None] / 2], 1)
-
-    rng_n = item_rng(seed, k, "noise")
+    crop_boxes = _crop_boxes(poses, shapes)
+    rngs = [item_rng(seed, k, "noise"), item_rng(seed, k, "noise_raw")]  # the crops never depend on `raw`
     out = np.zeros((T, S, S, 3), np.uint8)
     parse = np.zeros((T, S, S), np.uint8)
     lms = np.zeros((T, 68, 2), np.float32)
     fboxes = np.zeros((T, 4), np.float32)
     hboxes = np.zeros((T, 4), np.float32)
     raw_frames = np.zeros((T, H, W, 3), np.uint8) if raw else None
-    region_fn = scene.mouth_region if manip is not None and manip.kind == "mouth" else scene.inner_face
     for t in range(T):
-        kk = S / side[t]
+        kk = S / (crop_boxes[t, 2] - crop_boxes[t, 0])  # source -> crop scale
         ss = SUPERSAMPLE
         bg_aff = np.array([[kk, 0, 0.5 * kk - 0.5 - crop_boxes[t, 0] * kk * ss],
                            [0, kk, 0.5 * kk - 0.5 - crop_boxes[t, 1] * kk * ss]])
@@ -135,19 +153,9 @@ def render_item(seed: int, k: int, frames: int = 16, size: int = 96, fps: float 
         if raw:
             views.append((poses[t], (H, W), None, (0.0, 0.0), 1.0))
         for vi, (pose, hw, aff, origin, px) in enumerate(views):
-            img, par = _draw(idn, shapes[t], pose, bg_src, hw, aff)
-            lm = pose.head(landmarks68(shapes[t]))
-            if manip is not None:
-                img_d, par_d = _draw(manip.donor, donor_shapes[t], pose, bg_src, hw, aff)
-                both = {n: np.concatenate([shapes[t][n], donor_shapes[t][n]]) for n in scene.REGION_PARTS}
-                region = region_fn(both, pose)
-                img, par, _ = _composite(img, par, img_d, par_d, region, manip.alpha[t],
-                                         manip.blur * 2 * pose.scale, manip.gain)
-                if manip.alpha[t] >= 0.5:
-                    lm_d = pose.head(landmarks68(donor_shapes[t]))
-                    sel = slice(48, 68) if manip.kind == "mouth" else slice(17, 68)
-                    lm[sel] = lm_d[sel]
-            img = effects.apply(img, cam, mot.gain[t], mot.light[t], rng_n, origin, px, (W, H))
+            img, par, lm = _render_view(idn, shapes[t], manip, donor_shapes[t], t, pose,
+                                        bg_src, hw, aff)
+            img = effects.apply(img, cam, mot.gain[t], mot.light[t], rngs[vi], origin, px, (W, H))
             if vi == 0:
                 out[t], parse[t], lms[t] = img, par, lm
                 fboxes[t] = _bbox(pose.head(shapes[t]["face_region"]))
