@@ -14,6 +14,7 @@ from .raster import Prim
 C = {name: i for i, name in enumerate(PARSE_CLASSES)}
 # LaPa's "left" parts are drawn on the image-left side (the person's right); flip here if needed.
 LEFT_ON_IMAGE_LEFT = True
+_UNIT_CIRCLE = np.stack([np.cos(np.arange(16) * np.pi / 8), np.sin(np.arange(16) * np.pi / 8)], -1)  # (16, 2)
 
 
 @dataclass
@@ -79,8 +80,7 @@ def _strands(cap: np.ndarray, n: int = 6) -> list[np.ndarray]:
 def build(idn: Identity, shapes: dict, pose: Pose) -> list[Prim]:
     """Display list of one frame, back to front. Points are in output pixels."""
     shapes = dict(shapes)
-    strands = _strands(shapes["hair_cap"])
-    shapes["strands"] = np.concatenate(strands)
+    shapes["strands"] = np.concatenate(_strands(shapes["hair_cap"]))
     P = pose.project(shapes)
     px = pose.scale / 100.0  # line widths scale with the face
     skin, hair = idn.skin, idn.hair
@@ -111,17 +111,15 @@ def build(idn: Identity, shapes: dict, pose: Pose) -> list[Prim]:
     else:
         out.append(Prim(P["mouth_line"], idn.lips * 0.55, None, line=1.5 * px))
     for name in ("eye_l", "eye_r"):
-        brow_cls, eye_cls = _side(name)
+        _, eye_cls = _side(name)
         eye = P[name]
         lid = P[name + "_lid"]
         if shapes[name + "_open"][0] * pose.scale >= 0.5:  # a closed eye is only its lid line
             out.append(Prim(eye, (0.94, 0.94, 0.9), eye_cls))
             c = P[name + "_iris"][0]
             r = shapes[name + "_iris_r"][0] * pose.scale
-            ang = np.linspace(0, 2 * np.pi, 16, endpoint=False)
-            ring = np.stack([np.cos(ang), np.sin(ang)], -1)
-            out.append(Prim(c + r * ring, idn.iris, None, clip=eye))
-            out.append(Prim(c + 0.45 * r * ring, (0.03, 0.03, 0.03), None, clip=eye))
+            out.append(Prim(c + r * _UNIT_CIRCLE, idn.iris, None, clip=eye))
+            out.append(Prim(c + 0.45 * r * _UNIT_CIRCLE, (0.03, 0.03, 0.03), None, clip=eye))
         out.append(Prim(lid, (0.12, 0.08, 0.07), None, line=2.0 * px))
     for name in ("brow_l", "brow_r"):
         brow_cls, _ = _side(name)
