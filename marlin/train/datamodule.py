@@ -1,6 +1,7 @@
 """Lightning data module: deterministic, resumable streams of pretraining clips (see `marlin.data.clips`)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -8,6 +9,8 @@ from torch.utils.data import DataLoader
 
 from ..data.clips import PositionSampler, PretrainClips, collate, open_items
 from .config import PretrainConfig
+
+log = logging.getLogger(__name__)
 
 
 class PretrainData(pl.LightningDataModule):
@@ -27,6 +30,11 @@ class PretrainData(pl.LightningDataModule):
             self.val_items = open_items(self.data_dir.parent / "val.txt")
         else:
             self.val_items = self.train_items
+        span = cfg.model.n_frames * cfg.sample_rate
+        short = [i for i in self.train_items if hasattr(i, "meta") and i.num_frames < span]
+        if short:
+            log.warning("%d of %d items have fewer than %d frames (e.g. %s): their clips repeat the last frame",
+                        len(short), len(self.train_items), span, short[0].root)
 
     def _dataset(self, items, seed: int) -> PretrainClips:
         c, m = self.cfg, self.cfg.model
