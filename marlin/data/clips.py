@@ -61,9 +61,11 @@ def split_items(data_dir, split: str) -> list:
 
 
 def clip_indices(total: int, clip_frames: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-    """Official random clip: start uniform in [0, total - L*r], frames start + k*r (clamped for short videos)."""
+    """Official random clip: start uniform in [0, total - L*r], frames start + k*r; a video shorter than the
+    span repeats its last frame on that grid."""
     start = int(rng.integers(0, max(total - clip_frames * sample_rate, 0) + 1))
-    return np.minimum(start + np.arange(clip_frames) * sample_rate, total - 1)
+    k = np.minimum(np.arange(clip_frames), (total - 1 - start) // sample_rate)
+    return start + k * sample_rate
 
 
 class PretrainClips(Dataset):
@@ -107,7 +109,7 @@ class PretrainClips(Dataset):
         """A random clip of item `index`: (frame indices (T,), frames (T, S, S, 3) uint8 at img_size)."""
         item = self.items[index]
         idx = clip_indices(item.num_frames, self.clip_frames, self.sample_rate, rng)
-        frames, _ = self._resize(item.read_frames(idx), None)
+        frames, _ = self._resize(_read_frames(item, idx, self.sample_rate), None)
         if len(frames) != self.clip_frames:
             raise ValueError(f"decoded {len(frames)} of {self.clip_frames} frames")
         return idx, frames
@@ -159,6 +161,23 @@ class PretrainClips(Dataset):
         mask = make_masks(self.strategy, 1, self.grid, self.ratio, [parts], g)[0]
         video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (3, T, S, S) uint8
         return {"video": video, "mask": mask, "has_parse": parts is not None, "position": int(position)}
+
+
+def _read_frames(item, idx: np.ndarray, step: int) -> np.ndarray:
+    """Frames `idx` (start + k*step, clamped) of an item: videos are decoded up to the last one, converting
+    only the selected frames to RGB; frame folders read just those files."""
+    video = getattr(item, "video_path", None)
+    if video is None or not video.is_file():
+        return item.read_frames(idx)
+    from itertools import islice
+
+    from ..video import iter_frames
+
+    n = len(np.unique(idx))  # distinct frames (a short video repeats its last one)
+    frames = list(islice(iter_frames(video, int(idx[0]), step), n))
+    if not frames:
+        raise ValueError(f"{video}: no frame at index {int(idx[0])}")
+    return np.stack(frames + [frames[-1]] * (len(idx) - len(frames)))
 
 
 def _where(item) -> str:
