@@ -131,9 +131,9 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
         lm_x = np.array([-1, -1 / 3, 1 / 3, 1, 1 / 3, -1 / 3])
         lm_v = np.concatenate([cv - hu * _curve(lm_x[:4], 0.8), cv + hl * _curve(lm_x[4:], 0.8)]) + tilt * lm_x * sgn
         shapes[name + "_lm"] = _with_depth(cu + idn.eye_w * lm_x, lm_v, a)
-        r = idn.eye_h * 1.05
+        r = idn.eye_h * 0.95
         g = np.asarray(gaze, float)
-        shapes[name + "_iris"] = _with_depth([cu + g[0] * (idn.eye_w - r * 0.8)], [cv + g[1] * idn.eye_h * 0.3], a, 0.02)
+        shapes[name + "_iris"] = _with_depth([cu + g[0] * (idn.eye_w - r * 0.3)], [cv + g[1] * idn.eye_h * 0.3], a, 0.02)
         shapes[name + "_iris_r"] = np.array([r])
 
     # nose: body polygon, bridge and base landmarks, nostrils, wrinkles

@@ -72,10 +72,10 @@ def sample_motion(rng: np.random.Generator, actions: list[int], frames: int, fps
         else:
             open_r = np.minimum(open_r, 1 - close)
 
-    g0 = rng.uniform(-0.3, 0.3, 2)
+    g0 = rng.uniform(-0.2, 0.2, 2)
     gaze = np.tile(g0, (T, 1))
     if a["glance"]:
-        target = np.array([rng.choice([-1, 1]) * rng.uniform(0.75, 1.0), rng.uniform(-0.3, 0.3)])
+        target = np.array([rng.choice([-1, 1]) * rng.uniform(0.85, 1.0), rng.uniform(-0.3, 0.3)])
         t0, t1 = sorted(rng.uniform(0.15, 0.85, 2))
         t1 = max(t1, t0 + 0.3)
         w = np.clip((tau - t0) / 0.08, 0, 1) * np.clip((t1 - tau) / 0.08 + 1, 0, 1)  # saccade out, back
