@@ -76,6 +76,12 @@ def test_other_settings_in_same_directory_are_refused(world):
         generate_dataset(out, 3, frames=8, size=96, seed=1, progress=False)
 
 
+def test_corrupt_settings_file_is_named(tmp_path):
+    (tmp_path / "synth.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"synth\.json: invalid JSON"):
+        generate_dataset(tmp_path, 1, frames=4, size=48, progress=False)
+
+
 def test_failing_item_is_reported_and_skipped(tmp_path, monkeypatch, capsys):
     import marlin.synth.dataset as ds
 
