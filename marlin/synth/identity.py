@@ -43,6 +43,7 @@ class Identity:
     lip_u: float
     lip_l: float
     lips: np.ndarray
+    lipstick: bool
     glasses: bool
     glasses_colour: np.ndarray
     hat: bool
@@ -76,7 +77,7 @@ def sample_identity(rng: np.random.Generator, appearance: list[int], hair_class:
         nose_len=rng.uniform(0.32, 0.42), nose_w=rng.uniform(0.12, 0.17),
         mouth_y=rng.uniform(0.45, 0.55), mouth_w=rng.uniform(0.22, 0.3),
         lip_u=rng.uniform(0.04, 0.07), lip_l=rng.uniform(0.05, 0.09),
-        lips=lipstick if a["wearing_lipstick"] else lips_natural,
+        lips=lipstick if a["wearing_lipstick"] else lips_natural, lipstick=bool(a["wearing_lipstick"]),
         glasses=bool(a["eyeglasses"]), glasses_colour=_jitter(rng, [(0.05, 0.05, 0.05), (0.5, 0.3, 0.1),
                                                                       (0.7, 0.7, 0.75)][rng.integers(3)]),
         hat=bool(a["wearing_hat"]), hat_colour=rng.uniform(0.05, 0.95, 3),
@@ -84,9 +85,10 @@ def sample_identity(rng: np.random.Generator, appearance: list[int], hair_class:
 
 
 def donor_identity(rng: np.random.Generator, base: Identity) -> Identity:
-    """Another person's inner face for a face swap: same accessories, clearly different skin and features."""
+    """Another person's inner face for a face swap: same accessories and lipstick (the labels stay true),
+    clearly different skin and features."""
     other = sample_identity(rng, [0, 0, int(base.long_hair), int(base.bangs), int(base.glasses),
-                                  int(base.hat), int(base.beard), 0], 2)
+                                  int(base.hat), int(base.beard), int(base.lipstick)], 2)
     shift = rng.choice([-1, 1]) * rng.uniform(0.12, 0.2)
     other.skin = np.clip(base.skin + shift * np.array([1.0, 0.9, 0.8]), 0, 1)
     # the head outline (and the jaw, which drops with the mouth) stays the target's
