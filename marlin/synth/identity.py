@@ -64,7 +64,7 @@ def sample_identity(rng: np.random.Generator, appearance: list[int], hair_class:
     skin = _jitter(rng, _SKIN[i] * (1 - (t - i)) + _SKIN[i + 1] * (t - i), 0.02)
     palette = _HAIR[hair_class]
     hair = _jitter(rng, palette[rng.integers(len(palette))], 0.03)
-    lips_natural = np.clip(skin * np.array([0.85, 0.62, 0.62]) + rng.normal(0, 0.02, 3), 0, 1)
+    lips_natural = np.clip(skin * np.array([0.88, 0.7, 0.7]) + rng.normal(0, 0.02, 3), 0, 1)
     lipstick = _jitter(rng, [(0.80, 0.08, 0.15), (0.65, 0.05, 0.30), (0.90, 0.20, 0.25)][rng.integers(3)], 0.03)
     brow = np.clip(hair * 0.7 + 0.03, 0, 1) if hair_class != 1 else np.clip(hair * 0.6, 0, 1)
     return Identity(
