@@ -105,6 +105,8 @@ def test_actions_are_visible(clips):
         assert one_closed == bool(a["wink"]), c.labels
         if not (a["blink"] or a["wink"]):
             assert min(el.min(), er.min()) > 0.5
+        if c.labels["manipulated"]:
+            continue  # below: landmarks, which switch to the donor's in manipulated frames
         box = c.face_boxes
         opening = (c.landmarks[:, 66, 1] - c.landmarks[:, 62, 1]) / (box[:, 3] - box[:, 1])
         assert (np.ptp(opening) > 0.025) == bool(a["talk"]), (c.labels, np.ptp(opening))

@@ -64,7 +64,7 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
     """All shapes of one frame (face space). ``ex``: expression controls; ``speech``: extra lip opening."""
     a = idn.half_width
     shapes: dict[str, np.ndarray] = {}
-    opening = max(0.0, ex["open"] + speech)
+    opening = max(0.0, ex["open"]) + speech  # pressed lips (open < 0) only thin the lips
     jaw_drop = 0.55 * opening
     phi = _RING64
     shapes["outline"] = _flat(*outline_uv(idn, phi, jaw_drop))

@@ -85,7 +85,7 @@ def sample_motion(rng: np.random.Generator, actions: list[int], frames: int, fps
     if a["talk"]:
         freq = max(rng.uniform(3.0, 4.5), 1.6 / dur)
         phase = rng.uniform(0, 2 * np.pi)
-        amp = rng.uniform(0.1, 0.16)
+        amp = rng.uniform(0.12, 0.17)
         syll = np.sin(2 * np.pi * freq * sec + phase) * 0.5 + 0.5
         mouth = amp * syll ** 1.5 * (0.7 + 0.3 * np.sin(2 * np.pi * 0.7 * freq * sec + rng.uniform(0, 6)))
 
