@@ -76,6 +76,12 @@ def test_other_settings_in_same_directory_are_refused(world):
         generate_dataset(out, 3, frames=8, size=96, seed=1, progress=False)
 
 
+def test_bad_sizes_are_refused(tmp_path):
+    for kw in ({"size": 63}, {"size": 16}, {"frames": 1}):
+        with pytest.raises(ValueError, match="even size"):
+            generate_dataset(tmp_path, 1, progress=False, **kw)
+
+
 def test_corrupt_settings_file_is_named(tmp_path):
     (tmp_path / "synth.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"synth\.json: invalid JSON"):

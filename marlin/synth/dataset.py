@@ -141,8 +141,9 @@ def generate_dataset(out_dir, num: int, frames: int = 16, size: int = 96, seed: 
     """
     from tqdm import tqdm
 
-    if num < 0 or frames < 2 or size < 32:
-        raise ValueError(f"synth: need num >= 0, frames >= 2 and size >= 32 (got {num}, {frames}, {size})")
+    if num < 0 or frames < 2 or size < 32 or size % 2:
+        raise ValueError(f"synth: need num >= 0, frames >= 2 and an even size >= 32 (H.264 needs even sides; "
+                         f"got num={num}, frames={frames}, size={size})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_config(out, _config(frames, size, seed, fps))
