@@ -40,7 +40,8 @@ def run(args) -> int:
         from ..synth.preview import preview_item
 
         for k in range(min(args.preview, args.num)):
-            preview_item(Path(args.out) / "preview" / f"{item_id(k)}.png", args.seed, k, args.frames, args.size, args.fps)
+            png = Path(args.out) / "preview" / f"{item_id(k)}.png"
+            preview_item(png, args.seed, k, args.frames, args.size, args.fps)
         print(f"previews in {Path(args.out) / 'preview'}")
     missing = args.num - len(paths)
     print(f"{len(paths)} clips in {args.out} (labels: celebvhq_info.json, labels/*.csv; splits: train/val/test.txt)"

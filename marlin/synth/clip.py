@@ -26,7 +26,7 @@ class Clip:
     frames: np.ndarray       # (T, S, S, 3) uint8 RGB crops
     parse: np.ndarray        # (T, S, S) uint8 LaPa-11 classes
     landmarks: np.ndarray    # (T, 68, 2) float32, crop pixels (iBUG order)
-    face_boxes: np.ndarray   # (T, 4) float32 exact detector-style face box [x1, y1, x2, y2] (brows to chin), crop pixels
+    face_boxes: np.ndarray   # (T, 4) float32 detector-style face box [x1, y1, x2, y2] (hairline to chin), crop px
     head_boxes: np.ndarray   # (T, 4) float32 exact box of the whole face oval (forehead included), crop pixels
     crop_boxes: np.ndarray   # (T, 4) float32 crop box in source pixels
     source_size: tuple       # (width, height) of the source frame

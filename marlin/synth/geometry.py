@@ -133,7 +133,8 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
         shapes[name + "_lm"] = _with_depth(cu + idn.eye_w * lm_x, lm_v, a)
         r = idn.eye_h * 0.95
         g = np.asarray(gaze, float)
-        shapes[name + "_iris"] = _with_depth([cu + g[0] * (idn.eye_w - r * 0.3)], [cv + g[1] * idn.eye_h * 0.3], a, 0.02)
+        iris_u, iris_v = cu + g[0] * (idn.eye_w - r * 0.3), cv + g[1] * idn.eye_h * 0.3
+        shapes[name + "_iris"] = _with_depth([iris_u], [iris_v], a, 0.02)
         shapes[name + "_iris_r"] = np.array([r])
 
     # nose: body polygon, bridge and base landmarks, nostrils, wrinkles
@@ -149,12 +150,13 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
     nose_z = 0.06 + 0.12 * np.clip((nose[:, 1] - top_v) / (tip_v - top_v), 0, 1)
     shapes["nose"] = _with_depth(nose[:, 0], nose[:, 1], a) + np.stack([0 * nose_z, 0 * nose_z, nose_z], -1)
     bridge_v = top_v + (tip_v - top_v) * np.array([0.05, 0.35, 0.65, 0.95])
-    shapes["nose_bridge"] = _with_depth(np.zeros(4), bridge_v, a) + [0, 0, 0.0] + np.array([[0, 0, z] for z in (0.07, 0.1, 0.14, 0.18)])
+    shapes["nose_bridge"] = _with_depth(np.zeros(4), bridge_v, a) + [[0, 0, z] for z in (0.07, 0.1, 0.14, 0.18)]
     bu = idn.nose_w * np.array([-0.8, -0.45, 0, 0.45, 0.8])
     shapes["nose_base"] = _with_depth(bu, tip_v + np.array([0.0, 0.025, 0.035, 0.025, 0.0]), a, 0.1)
     for name, sgn in (("nostril_l", -1), ("nostril_r", 1)):
         ang = _RING12
-        shapes[name] = _with_depth(sgn * idn.nose_w * 0.45 + 0.035 * np.cos(ang), tip_v + 0.005 + 0.016 * np.sin(ang), a, 0.12)
+        shapes[name] = _with_depth(sgn * idn.nose_w * 0.45 + 0.035 * np.cos(ang), tip_v + 0.005 + 0.016 * np.sin(ang),
+                                   a, 0.12)
     if ex["wrinkle"] > 0.3:
         wv = top_v + (tip_v - top_v) * np.array([0.3, 0.45])
         shapes["wrinkles"] = np.concatenate([_with_depth([-0.05, 0.05], [w, w - 0.01], a, 0.1) for w in wv])
@@ -191,23 +193,28 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
     if ex["cheek"] > 0.3:
         for name, sgn in (("cheek_l", -1), ("cheek_r", 1)):
             ang = _RING16
-            shapes[name] = _with_depth(sgn * (idn.eye_dx + 0.05) + 0.12 * np.cos(ang), idn.eye_y + 0.25 + 0.07 * np.sin(ang), a)
+            shapes[name] = _with_depth(sgn * (idn.eye_dx + 0.05) + 0.12 * np.cos(ang),
+                                       idn.eye_y + 0.25 + 0.07 * np.sin(ang), a)
 
     if idn.beard:
         bphi = _BEARD_PHI
         bu, bv = outline_uv(idn, bphi, jaw_drop)
         mw = idn.mouth_w + 0.08
-        upper = np.array([[a * 0.7, 0.32], [mw, my - 0.04], [0.0, my - idn.lip_u - 0.07], [-mw, my - 0.04], [-a * 0.7, 0.32]])
-        shapes["beard"] = np.concatenate([_flat(bu, bv), _with_depth(upper[:, 0], upper[:, 1], a)])  # edge on the outline
+        upper = np.array([[a * 0.7, 0.32], [mw, my - 0.04], [0.0, my - idn.lip_u - 0.07], [-mw, my - 0.04],
+                          [-a * 0.7, 0.32]])
+        # the lower edge lies on the outline (silhouette points), the upper one on the face
+        shapes["beard"] = np.concatenate([_flat(bu, bv), _with_depth(upper[:, 0], upper[:, 1], a)])
 
     if idn.glasses:
         ang = _RING24
         c, s = np.cos(ang), np.sin(ang)
         sq = np.sign(c) * np.abs(c) ** 0.5, np.sign(s) * np.abs(s) ** 0.5
         for name, sgn in (("glass_l", -1), ("glass_r", 1)):
-            shapes[name] = _with_depth(sgn * idn.eye_dx + idn.eye_w * 1.55 * sq[0], idn.eye_y + 0.01 + idn.eye_h * 2.4 * sq[1], a, 0.08)
+            shapes[name] = _with_depth(sgn * idn.eye_dx + idn.eye_w * 1.55 * sq[0],
+                                       idn.eye_y + 0.01 + idn.eye_h * 2.4 * sq[1], a, 0.08)
         bx = idn.eye_dx - idn.eye_w * 1.55
-        shapes["glass_bridge"] = _with_depth([-bx, -bx * 0.4, bx * 0.4, bx], [idn.eye_y - 0.02, idn.eye_y - 0.05, idn.eye_y - 0.05, idn.eye_y - 0.02], a, 0.08)
+        shapes["glass_bridge"] = _with_depth([-bx, -bx * 0.4, bx * 0.4, bx],
+                                             idn.eye_y - np.array([0.02, 0.05, 0.05, 0.02]), a, 0.08)
         ox = idn.eye_dx + idn.eye_w * 1.55
         for name, sgn in (("arm_l", -1), ("arm_r", 1)):
             shapes[name] = _with_depth([sgn * ox, sgn * a * 0.98], [idn.eye_y - 0.03, idn.eye_y - 0.06], a, 0.04)
@@ -215,14 +222,16 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
     if idn.hat:
         vb = -0.62 if idn.bangs else -0.5  # the brim sits on the forehead, inside the crop, above any fringe
         hw = a * (1 + vol) + 0.04
-        crown = np.array([[-hw * 0.92, vb], [-hw * 0.85, -1.5], [-hw * 0.5, -1.85], [hw * 0.5, -1.85], [hw * 0.85, -1.5], [hw * 0.92, vb]])
+        crown = np.array([[-hw * 0.92, vb], [-hw * 0.85, -1.5], [-hw * 0.5, -1.85], [hw * 0.5, -1.85],
+                          [hw * 0.85, -1.5], [hw * 0.92, vb]])
         shapes["hat_crown"] = _flat(crown[:, 0], crown[:, 1])
         ang = _RING24
         shapes["hat_brim"] = _flat((hw + 0.15) * np.cos(ang), vb + 0.07 * np.sin(ang))
 
     # body (attached to the head's position, not its rotation)
     shapes["neck"] = _flat([-0.42 * a, 0.42 * a, 0.45 * a, -0.45 * a], [0.5, 0.5, 2.6, 2.6])
-    sh = np.array([[-2.6, 4.0], [-2.4, 2.0], [-1.4, 1.5], [-0.5, 1.45], [0.5, 1.45], [1.4, 1.5], [2.4, 2.0], [2.6, 4.0]])
+    sh = np.array([[-2.6, 4.0], [-2.4, 2.0], [-1.4, 1.5], [-0.5, 1.45], [0.5, 1.45], [1.4, 1.5], [2.4, 2.0],
+                   [2.6, 4.0]])
     shapes["shoulders"] = _flat(sh[:, 0], sh[:, 1])
     return shapes
 
@@ -234,11 +243,12 @@ def landmarks68(shapes: dict) -> np.ndarray:
 
 
 def rotate(points: np.ndarray, yaw: float, pitch: float) -> np.ndarray:
-    """(N, 3) face-space points -> (N, 2) after turning the head by ``yaw`` (to the image right) and ``pitch`` (down)."""
+    """(N, 3) face-space points -> (N, 2) after turning the head by ``yaw`` (to the image right), ``pitch`` (down)."""
     u, v, z = points[:, 0], points[:, 1], points[:, 2]
     # z == 0 marks silhouette points (outline, hair): the silhouette of an ellipsoid narrows, never shifts
     k = DEPTH / 0.8
     u2 = np.where(z == 0, u * np.sqrt(np.cos(yaw) ** 2 + (k * np.sin(yaw)) ** 2), u * np.cos(yaw) + z * np.sin(yaw))
     z2 = -u * np.sin(yaw) + z * np.cos(yaw)
-    v2 = np.where(z == 0, v * np.sqrt(np.cos(pitch) ** 2 + (k * np.sin(pitch)) ** 2), v * np.cos(pitch) + z2 * np.sin(pitch))
+    v2 = np.where(z == 0, v * np.sqrt(np.cos(pitch) ** 2 + (k * np.sin(pitch)) ** 2),
+                  v * np.cos(pitch) + z2 * np.sin(pitch))
     return np.stack([u2, v2], -1)
