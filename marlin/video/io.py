@@ -89,7 +89,8 @@ def iter_frames(path, start: int = 0, step: int = 1) -> Iterator[np.ndarray]:
     index = 0
     try:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if stream.codec_context.width * stream.codec_context.height >= 256 * 256:
+            stream.thread_type = "AUTO"  # frame threads pay off for large frames; small clips decode faster alone
         rot = _rotation(stream)
         try:
             for frame in container.decode(stream):
