@@ -1,5 +1,15 @@
-"""MARLIN: masked autoencoder for facial video representation learning (CVPR 2023) - a toolkit."""
-from .models import Marlin, MarlinConfig, PRESETS
+"""MARLIN: masked autoencoder for facial video representation learning (CVPR 2023) - a toolkit.
 
+`Marlin`, `MarlinConfig` and `PRESETS` are imported lazily, so light tools (synth workers, the CLI's help)
+do not pay for importing torch.
+"""
 __version__ = "0.1.0"
 __all__ = ["Marlin", "MarlinConfig", "PRESETS", "__version__"]
+
+
+def __getattr__(name):
+    if name in ("Marlin", "MarlinConfig", "PRESETS"):
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'marlin' has no attribute {name!r}")
