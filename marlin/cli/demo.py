@@ -10,7 +10,8 @@ def add_arguments(p):
     d = DemoSettings()
     p.add_argument("--out", type=Path, default=d.out_dir, help="output directory (data, runs, report)")
     p.add_argument("--minutes", type=float, default=d.minutes, help="pretraining wall-clock budget")
-    p.add_argument("--max-steps", type=int, default=None, help="cap on pretraining iterations")
+    p.add_argument("--max-steps", type=int, default=d.max_steps,
+                   help="pretraining iterations (also the cosine schedule's length); the minutes budget still caps")
     p.add_argument("--num", type=int, default=d.num_items, help="number of synthetic clips")
     p.add_argument("--frames", type=int, default=d.frames)
     p.add_argument("--size", type=int, default=d.size, help="crop size (must match the config's img_size)")
