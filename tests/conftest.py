@@ -24,3 +24,12 @@ def samples_dir() -> Path:
     if not SAMPLES.exists():
         pytest.fail(f"sample videos missing at {SAMPLES}")
     return SAMPLES
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run faster on one thread, and far faster on a shared, loaded machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -18,12 +18,7 @@ CNN = GeneratorConfig("cnn", 5, 32, width=8, audio_dim=32)
 VIT = GeneratorConfig("vit", 16, 32, width=8, audio_dim=32, decoder_width=32, marlin=TINY_VIT.to_dict())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,7 @@ from marlin.lipsync.inception import FIDInceptionV3
 from marlin.lipsync.metrics import lse_from_curve, offset_curve
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and far faster on a shared, loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 def test_lse_on_v_shaped_curve():

@@ -12,12 +12,7 @@ from marlin.lipsync.syncnet_v2 import SyncNetV2, official_lse
 from marlin.lipsync.toy import talking_clip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 def test_mfcc_matches_python_speech_features():

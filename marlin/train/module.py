@@ -93,7 +93,8 @@ class PretrainModule(pl.LightningModule):
         if last:
             lr = g_opt.param_groups[0]["lr"]
             g_sched.step()
-            d_sched.step()
+            if self.cfg.adv_loss:  # without the adversarial term the critic never steps
+                d_sched.step()
             self.iteration += 1
             self._record(self._micro, lr)
             self._micro = {}
