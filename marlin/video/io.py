@@ -108,7 +108,8 @@ def iter_frames(path, start: int = 0, step: int = 1) -> Iterator[np.ndarray]:
         except Exception as e:
             if index == 0:
                 raise VideoError(path, f"could not decode any frame ({type(e).__name__}: {e})") from None
-            raise VideoError(path, f"decoding failed after frame {index} ({type(e).__name__}: {e})") from None
+            raise VideoError(path, f"decoding failed after frame {index}: the file is truncated or corrupt "
+                                   f"({type(e).__name__}: {e})") from None
         if index == 0:
             raise VideoError(path, "contains no decodable frames")
     finally:
