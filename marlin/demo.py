@@ -7,7 +7,6 @@ synthetic task with both -> write a report (Markdown + JSON, loss curve, reconst
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field

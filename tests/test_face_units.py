@@ -1,5 +1,4 @@
 """Unit tests of the face pipeline's pieces: crop geometry, smoothing, face choice, parser plug-in, bad input."""
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -19,7 +19,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from marlin.checkpoints import CheckpointError
     from marlin.data.layout import CLIP, is_item
-    from marlin.downstream.gradcam import gradcam_clip, overlay_grid, write_png
+    from marlin.downstream.gradcam import gradcam_clip, overlay_grid
+    from marlin.images import save_png
     from marlin.downstream.model import classifier_from_checkpoint
     from marlin.downstream.report import write_json
     from marlin.downstream.sources import eval_clips
@@ -43,10 +44,10 @@ def run(args) -> int:
         for k in wanted:
             res = gradcam_clip(model, task, clips[k], args.target)
             name = f"{stem}_clip{k:03d}_{res['target']}"
-            write_png(out / f"{name}.png", overlay_grid(clips[k], res["heat"]))
+            save_png(out / f"{name}.png", overlay_grid(clips[k], res["heat"]))
             if args.per_frame:
                 for i in range(len(clips[k])):
-                    write_png(out / name / f"{i:03d}.png", overlay_grid(clips[k][i:i + 1], res["heat"][i:i + 1]))
+                    save_png(out / name / f"{i:03d}.png", overlay_grid(clips[k][i:i + 1], res["heat"][i:i + 1]))
             summary.append({"clip": k, "png": str(out / f"{name}.png"), "target": res["target"],
                             "score": res["score"], "logits": res["logits"]})
             print(f"window {k}: {res['target']} (score {res['score']:.3f}) -> {out / f'{name}.png'}")

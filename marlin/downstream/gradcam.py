@@ -2,7 +2,6 @@
 fine-tuned model, upsampled to the frames of a clip and written as PNG overlays."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -90,18 +89,6 @@ def overlay_grid(frames: np.ndarray, heat: np.ndarray, columns: int = 8, alpha: 
     return grid
 
 
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    """Atomic PNG write."""
-    import os
-
-    import cv2
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: could not write PNG")
-    os.replace(tmp, path)
 
 
 def gradcam_clip(model: VideoClassifier, task: Task, clip: np.ndarray, target=None) -> dict:

@@ -1,11 +1,11 @@
 """PNG preview sheets: for a few frames, the source frame with its box, the crop, and the parse overlay."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
+
+from ..images import save_png
 
 # one RGB colour per LaPa class (marlin.data.layout.PARSE_CLASSES order)
 PALETTE = np.array([[0, 0, 0], [255, 204, 153], [0, 200, 0], [0, 110, 0], [40, 80, 255], [0, 0, 140],
@@ -38,14 +38,6 @@ def sheet(source_frames, crops, parses, boxes, found, indices) -> np.ndarray:
     return np.concatenate([np.pad(r, ((0, 2), (0, width - r.shape[1]), (0, 0))) for r in rows], 0)
 
 
-def save_png(path, rgb: np.ndarray) -> None:
-    """Write an RGB image as PNG atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: could not write PNG")
-    os.replace(tmp, path)
 
 
 def item_preview(path, item, k: int = 4) -> None:

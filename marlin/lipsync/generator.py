@@ -117,7 +117,6 @@ class ViTFaceCodec(nn.Module):
         return maps.repeat_interleave(mc.tubelet_size, dim=1).flatten(0, 1)  # (B*T, D, h, w)
 
     def forward(self, faces: Tensor, audio: Tensor) -> Tensor:
-        b = faces.shape[0]
         maps = self.frame_maps(torch.cat([faces[:, :, :3], faces[:, :, 3:]], 0))  # masked ++ reference
         maps = torch.cat([maps[: len(maps) // 2], maps[len(maps) // 2:]], 1)  # (B*T, 2D, h, w)
         a = audio[:, :, None, None].expand(-1, -1, *maps.shape[-2:])

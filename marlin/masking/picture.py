@@ -51,7 +51,7 @@ def save_mask_picture(path, frames: np.ndarray, parse: np.ndarray | None, patch_
                       tubelet_size: int = 2, ratio: float = 0.9, strategies: Sequence[str] = STRATEGIES,
                       columns: int = 4, seed: int = 0) -> Path:
     """Write `mask_picture` as a PNG (small crops are enlarged so patches stay visible); returns the path."""
-    from ..train.images import save_png
+    from ..images import save_png
 
     scale = max(1, 160 // frames.shape[1])
     return save_png(path, mask_picture(frames, parse, patch_size, tubelet_size, ratio, strategies, columns, seed,

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..face.preview import save_png, sheet
+from ..face.preview import sheet
+from ..images import save_png
 from .clip import render_item
 from .labels import ACTION, APPEARANCE, EXPRESSION
 

@@ -5,18 +5,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from ..images import save_png
 import torch
 from torch import Tensor
 
 from ..models.patches import patchify, unpatchify
-
-
-def save_png(path, rgb: np.ndarray) -> Path:
-    """Write an (H, W, 3) uint8 RGB image as PNG atomically (`marlin.face.preview.save_png`); returns the path."""
-    from ..face.preview import save_png as _save_png
-
-    _save_png(path, np.ascontiguousarray(rgb))
-    return Path(path)
 
 
 def reconstruction_sheet(x: Tensor, mask: Tensor, pred: Tensor, patch_size: int, tubelet_size: int,
