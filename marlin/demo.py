@@ -228,5 +228,8 @@ def run_demo(s: DemoSettings) -> dict:
         lines += ["Masks per strategy:", "", "![masks](fasking_masks.png)", ""]
     (report_dir / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(_table([(n, results[n]) for n in names], "test")))
+    verdict = "yes" if report["pretrained_beats_random_on_every_task"] else "NO"
+    _say(f"pretrained beats random on every task: {verdict} (margins: "
+         + ", ".join(f"{t} {v:+.3f}" for t, v in margins.items()) + ")")
     _say(f"done in {report['seconds_total'] / 60:.1f} min. Report: {report_dir / 'report.md'}")
     return report
