@@ -89,6 +89,18 @@ def _find_video(name: str, dirs: list[Path]) -> Path | None:
     return None
 
 
+def read_json(path: Path, what: str):
+    """Parsed JSON of `path`; a missing file or invalid JSON raises DatasetError naming the file."""
+    import json
+
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DatasetError(path, f"{what} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise DatasetError(path, f"invalid JSON ({e})") from None
+
+
 def read_list(path: Path) -> list[str]:
     """Non-empty, non-comment lines of a split list."""
     try:

@@ -13,24 +13,18 @@ Layout::
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..tasks import Task
-from .base import Dataset, DatasetError, Sample, find_video, split_lists, video_key
+from .base import Dataset, DatasetError, Sample, find_video, read_json, split_lists, video_key
 
 TASKS = ("appearance", "action", "emotion")
 
 
 def _read_info(path: Path) -> dict:
-    try:
-        info = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DatasetError(path, "CelebV-HQ info file does not exist") from None
-    except json.JSONDecodeError as e:
-        raise DatasetError(path, f"invalid JSON ({e})") from None
+    info = read_json(path, "CelebV-HQ info file")
     if not isinstance(info, dict) or "clips" not in info or "meta_info" not in info:
         raise DatasetError(path, "expected the keys 'meta_info' and 'clips' of celebvhq_info.json")
     return info

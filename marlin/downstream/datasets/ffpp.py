@@ -12,23 +12,17 @@ Tasks: ``real_fake`` (binary, 1 = fake) and ``method`` (multi-class: real + one 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..tasks import Task
-from .base import SPLITS, Dataset, DatasetError, Sample, find_video, video_key
+from .base import SPLITS, Dataset, DatasetError, Sample, find_video, read_json, video_key
 
 METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 _SPLIT_FILES = {"train": "train.json", "val": "val.json", "test": "test.json"}
 
 
 def _pairs(path: Path) -> list[tuple[str, str]]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DatasetError(path, "FaceForensics++ split file does not exist") from None
-    except json.JSONDecodeError as e:
-        raise DatasetError(path, f"invalid JSON ({e})") from None
+    data = read_json(path, "FaceForensics++ split file")
     if not isinstance(data, list) or not all(isinstance(p, list) and len(p) == 2 for p in data):
         raise DatasetError(path, "expected a list of [target, source] id pairs")
     return [(str(a), str(b)) for a, b in data]

@@ -18,13 +18,12 @@ rounded and clipped to -3..3), ``sentiment2`` (binary, 1 = non-negative sentimen
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..tasks import Task
-from .base import Dataset, DatasetError, Sample, find_video, read_list, sorted_split
+from .base import Dataset, DatasetError, Sample, find_video, read_json, read_list, sorted_split
 
 EMOTIONS = ("happy", "sad", "anger", "surprise", "disgust", "fear")
 TASKS = ("emotion", "sentiment7", "sentiment2")
@@ -122,12 +121,7 @@ def _folds(root: Path, videos: list[str], csv_splits: dict[str, str], folds) -> 
         return read_sdk_folds(Path(folds))
     if folds is not None:
         p = Path(folds)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise DatasetError(p, "folds file does not exist") from None
-        except json.JSONDecodeError as e:
-            raise DatasetError(p, f"invalid JSON ({e})") from None
+        data = read_json(p, "folds file")
         return {alias[k]: [str(v) for v in vs] for k, vs in data.items() if k in alias}
     if csv_splits:
         out = {"train": [], "val": [], "test": []}
