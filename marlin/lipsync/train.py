@@ -35,6 +35,16 @@ def load_checkpoint(path, kind: str) -> dict:
     return ck
 
 
+def resume_from(out: Path, kind: str, label: str, config: dict, model, opt) -> dict:
+    """Restore `model` and `opt` from the checkpoint at `out` (which must hold the same config); returns it."""
+    ck = load_checkpoint(out, kind)
+    if ck["config"] != config:
+        raise CheckpointError(f"{out}: exists with another {label} config {ck['config']}; choose another --out")
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    return ck
+
+
 def load_syncnet(path) -> SyncNet:
     ck = load_checkpoint(path, "syncnet")
     net = SyncNet(SyncNetConfig(**ck["config"]))
@@ -94,11 +104,7 @@ def train_syncnet(store: ClipStore, out, cfg: SyncNetConfig, steps: int, batch: 
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     step, history = 0, []
     if out.exists():
-        ck = load_checkpoint(out, "syncnet")
-        if ck["config"] != cfg.to_dict():
-            raise CheckpointError(f"{out}: exists with another SyncNet config {ck['config']}; choose another --out")
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
+        ck = resume_from(out, "syncnet", "SyncNet", cfg.to_dict(), net, opt)
         step, history = int(ck["step"]), list(ck["history"])
     batches = batch_stream(store, partial(sync_batch, batch=batch, window=cfg.window, min_offset=min_offset),
                            [seed, step], workers)
@@ -148,11 +154,7 @@ def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNe
     dopt = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999)) if disc is not None else None
     step, history = 0, []
     if out.exists():
-        ck = load_checkpoint(out, "generator")
-        if ck["config"] != cfg.to_dict():
-            raise CheckpointError(f"{out}: exists with another generator config; choose another --out")
-        gen.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
+        ck = resume_from(out, "generator", "generator", cfg.to_dict(), gen, opt)
         if disc is not None and "disc" in ck:
             disc.load_state_dict(ck["disc"])
             dopt.load_state_dict(ck["disc_optimizer"])
