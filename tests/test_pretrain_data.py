@@ -157,3 +157,13 @@ def test_clip_indices_and_strided_decoding(tmp_path):
         assert np.array_equal(_read_frames(item, idx, 2), item.read_frames(idx))
     idx = clip_indices(45, 16, 3, np.random.default_rng(0))
     assert np.array_equal(_read_frames(item, idx, 3), item.read_frames(idx))
+
+
+def test_decoded_video_cache_gives_the_same_samples_within_its_budget(tmp_path):
+    make_items(tmp_path, n=3, t=20, s=48)  # stored at 48 px, resized to 32 px
+    plain, cached = dataset(tmp_path), dataset(tmp_path, cache_mb=2 * 20 * 32 * 32 * 3 / 2 ** 20)  # room for 2
+    for p in range(9):  # three epochs
+        a, b = plain[p], cached[p]
+        assert torch.equal(a["video"], b["video"]) and torch.equal(a["mask"], b["mask"])
+    assert len(cached._videos) == 2 and cached._cache_left >= 0  # the third item is decoded per clip
+    assert next(iter(cached._videos.values())).shape == (20, 32, 32, 3)

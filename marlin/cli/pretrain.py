@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grad-clip", type=float, help="max gradient norm (0 = off)")
     p.add_argument("--norm-target", action="store_true", default=None, help="per-patch normalised pixel targets")
     p.add_argument("--num-workers", type=int, help="data-loader workers per device")
+    p.add_argument("--cache-mb", type=float,
+                   help="keep decoded videos in memory up to this many MiB per worker (small datasets, many epochs)")
     p.add_argument("--seed", type=int)
     p.add_argument("--val-every", type=int, help="iterations between validations / reconstruction PNGs")
     p.add_argument("--ckpt-every", type=int, help="iterations between resumable checkpoints")
@@ -54,7 +56,7 @@ def run(args) -> int:
                           precision=args.precision, resume=args.resume, init=args.init, val_dir=args.val_data,
                           progress=not args.no_progress, batch_size=args.batch_size, accumulate=args.accumulate,
                           grad_clip=args.grad_clip, norm_target=args.norm_target, num_workers=args.num_workers,
-                          seed=args.seed, val_every=args.val_every, ckpt_every=args.ckpt_every,
+                          cache_mb=args.cache_mb, seed=args.seed, val_every=args.val_every, ckpt_every=args.ckpt_every,
                           log_every=args.log_every)
     except (FileNotFoundError, ValueError, CheckpointError) as e:
         print(f"marlin pretrain: {e}", file=sys.stderr)

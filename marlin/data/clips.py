@@ -73,7 +73,7 @@ class PretrainClips(Dataset):
 
     def __init__(self, items: Sequence, clip_frames: int = 16, sample_rate: int = 2, img_size: int = 224,
                  patch_size: int = 16, tubelet_size: int = 2, ratio: float = 0.9, strategy: str = "fasking",
-                 seed: int = 0):
+                 seed: int = 0, cache_mb: float = 0):
         if not items:
             raise ValueError("no items to sample clips from")
         self.items = list(items)
@@ -84,6 +84,10 @@ class PretrainClips(Dataset):
         self._perm_epoch, self._perm = -1, None
         self._bad: set[int] = set()
         self._bits: dict[int, np.ndarray | None] = {}
+        # Decoded videos kept in memory (per worker) while they fit in `cache_mb`: on a small dataset seen for many
+        # epochs, decoding every clip again costs more than the training step of a tiny model.
+        self._videos: dict[int, np.ndarray] = {}
+        self._cache_left = int(cache_mb * 2 ** 20)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -109,10 +113,26 @@ class PretrainClips(Dataset):
         """A random clip of item `index`: (frame indices (T,), frames (T, S, S, 3) uint8 at img_size)."""
         item = self.items[index]
         idx = clip_indices(item.num_frames, self.clip_frames, self.sample_rate, rng)
+        video = self._cached_video(index)
+        if video is not None:
+            return idx, video[np.minimum(idx, len(video) - 1)]
         frames, _ = self._resize(_read_frames(item, idx, self.sample_rate), None)
         if len(frames) != self.clip_frames:
             raise ValueError(f"decoded {len(frames)} of {self.clip_frames} frames")
         return idx, frames
+
+    def _cached_video(self, index: int) -> np.ndarray | None:
+        """All frames (F, S, S, 3) of item `index` from the cache, decoding them once while the budget lasts."""
+        if index in self._videos:
+            return self._videos[index]
+        item = self.items[index]
+        need = item.num_frames * self.img_size * self.img_size * 3
+        if need > self._cache_left:
+            return None
+        frames, _ = self._resize(_read_frames(item, np.arange(item.num_frames), 1), None)
+        self._videos[index] = frames
+        self._cache_left -= frames.nbytes
+        return frames
 
     def part_bits(self, index: int) -> np.ndarray | None:
         """Fasking groups present in every frame's patches, as bits: (T, S/p, S/p) uint8, computed once per item

@@ -25,6 +25,7 @@ class TrainerSettings:
     grad_clip: float = 0.0          # max global norm, 0 = off
     norm_target: bool = False       # per-patch normalised pixel targets
     num_workers: int = 2
+    cache_mb: float = 0             # decoded videos kept in memory per data worker (small datasets, many epochs)
     seed: int = 0
     val_every: int = 500            # iterations between validations (and reconstruction pictures)
     val_batches: int = 2

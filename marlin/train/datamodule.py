@@ -39,7 +39,7 @@ class PretrainData(pl.LightningDataModule):
     def _dataset(self, items, seed: int) -> PretrainClips:
         c, m = self.cfg, self.cfg.model
         return PretrainClips(items, m.n_frames, c.sample_rate, m.img_size, m.patch_size, m.tubelet_size,
-                             c.mask_ratio, c.mask_strategy, seed)
+                             c.mask_ratio, c.mask_strategy, seed, cache_mb=c.trainer.cache_mb)
 
     def _loader(self, dataset, sampler) -> DataLoader:
         tr = self.cfg.trainer
