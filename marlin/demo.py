@@ -37,6 +37,7 @@ class DemoSettings:
     max_steps: int | None = 3000  # iterations; also the length of the cosine schedule (~7.5 min on 2 free cores)
     ablation: bool = False        # also pretrain with tube and random masking at the same budget
     batch_size: int | None = None
+    readout: str = "spatial"      # probe features: "spatial" (token positions kept) or "pooled" (official clip feature)
     progress: bool = True
     overrides: dict = field(default_factory=dict)  # extra TrainerSettings for pretraining
 
@@ -52,23 +53,45 @@ def clip_indices_for(frames: int, clip_frames: int, stride: int = 2) -> list[int
     return [min(i, frames - 1) for i in range(clip_frames)]
 
 
+READOUTS = ("spatial", "pooled")
+
+
+def spatial_readout(tokens, grid: tuple[int, int, int]):
+    """Normed tokens (B, N, D) of one clip -> (B, 2 * H' * W' * D): the mean and the standard deviation over time
+    of every spatial token position, so a linear probe sees where on the face a feature is and how much it moves."""
+    t, h, w = grid
+    x = tokens.reshape(len(tokens), t, h * w, -1)                # (B, T', H'W', D)
+    return torch.cat([x.mean(1).flatten(1), x.std(1).flatten(1)], 1)
+
+
 @torch.no_grad()
-def encode_items(model, items, batch_size: int = 16, progress: bool = True, desc: str = "features") -> np.ndarray:
-    """(N, D) pooled features (mean over tokens, then the final norm) of one clip per item."""
+def encode_items(model, items, batch_size: int = 16, progress: bool = True, desc: str = "features",
+                 readout: str = "spatial") -> np.ndarray:
+    """(N, F) probe features of one clip per item: "spatial" (`spatial_readout`) or "pooled" ((N, D), the official
+    clip feature: the final norm of the mean over tokens)."""
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     from tqdm.auto import tqdm
 
     from .extract import clips_to_tensor
 
     model.eval()
     cfg = model.config
+
+    def encode(batch):
+        x = clips_to_tensor(batch)
+        if readout == "pooled":
+            return model.extract_features(x, keep_seq=False).numpy()
+        return spatial_readout(model.extract_features(x, keep_seq=True), cfg.grid).numpy()
+
     out, batch = [], []
     for item in tqdm(items, desc=desc, unit="clip", disable=not progress, leave=False):
         batch.append(item.read_frames(clip_indices_for(item.num_frames, cfg.n_frames)))
         if len(batch) == batch_size:
-            out.append(model.extract_features(clips_to_tensor(batch), keep_seq=False).numpy())
+            out.append(encode(batch))
             batch = []
     if batch:
-        out.append(model.extract_features(clips_to_tensor(batch), keep_seq=False).numpy())
+        out.append(encode(batch))
     return np.concatenate(out)
 
 
@@ -77,8 +100,13 @@ def _split_ids(data_dir: Path) -> dict[str, list[str]]:
 
 
 def probe_all(features: np.ndarray, items, splits: dict[str, list[str]], seed: int = 0) -> dict:
-    """Linear-probe every synthetic task on z-scored features (statistics from the training split)."""
+    """Linear-probe every synthetic task on z-scored features (statistics from the training split).
+
+    Returns {task: {"test": metrics, "val": metrics, "best_epoch": int, "test_scores": (N_test, ...) array,
+    "test_targets": array}}; the score arrays feed `bootstrap_margin` and are left out of the JSON report.
+    """
     from .downstream import linear_probe
+    from .downstream.linear import predict
 
     index = {it.name: i for i, it in enumerate(items)}
     sel = {s: [index[n] for n in ids if n in index] for s, ids in splits.items()}
@@ -89,9 +117,41 @@ def probe_all(features: np.ndarray, items, splits: dict[str, list[str]], seed: i
     for task, (key, kind, _) in TASKS.items():
         y = np.array([it.labels[key] for it in items])
         r = linear_probe(z[sel["train"]], y[sel["train"]], z[sel["val"]], y[sel["val"]], z[sel["test"]],
-                         y[sel["test"]], task_type=kind, seed=seed)
-        results[task] = {"test": r["test"], "val": r["val"], "best_epoch": r["best_epoch"]}
+                         y[sel["test"]], task_type=kind, seed=seed, return_model=True)
+        logits = predict(r["model"], z[sel["test"]]).numpy()
+        results[task] = {"test": r["test"], "val": r["val"], "best_epoch": r["best_epoch"],
+                         "test_scores": logits[:, 0] if kind == "binary" else logits, "test_targets": y[sel["test"]]}
     return results
+
+
+def _metric(kind: str, metric: str, scores: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy (multiclass) or AUC (mean over labels with both classes present), in numpy for resampling."""
+    if metric == "acc":
+        return float((scores.argmax(1) == y).mean())
+    s, t = (scores[:, None], y[:, None]) if scores.ndim == 1 else (scores, y)
+    aucs = []
+    for j in range(t.shape[1]):
+        pos = t[:, j] == 1
+        n1, n0 = int(pos.sum()), int((~pos).sum())
+        if n1 and n0:
+            ranks = np.empty(len(s))
+            ranks[np.argsort(s[:, j], kind="stable")] = np.arange(1, len(s) + 1)
+            aucs.append((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def bootstrap_margin(task: str, base: dict, other: dict, n: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95 % interval of metric(other) - metric(base) on the test split by a paired bootstrap over test clips."""
+    _, kind, metric = TASKS[task]
+    y = base["test_targets"]
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n):
+        i = rng.integers(0, len(y), len(y))
+        diffs.append(_metric(kind, metric, other["test_scores"][i], y[i])
+                     - _metric(kind, metric, base["test_scores"][i], y[i]))
+    lo, hi = np.nanpercentile(diffs, [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 def plot_losses(history: list[dict], path: Path) -> Path:
@@ -184,7 +244,7 @@ def run_demo(s: DemoSettings) -> dict:
     encoders = {"random init": _random_twin(main, s.seed), **encoders}
     results = {}
     for name, enc in encoders.items():
-        feats = encode_items(enc, items, progress=s.progress, desc=f"features ({name})")
+        feats = encode_items(enc, items, progress=s.progress, desc=f"features ({name})", readout=s.readout)
         results[name] = probe_all(feats, items, splits, seed=s.seed)
 
     _say("4/4 report")
@@ -196,6 +256,10 @@ def run_demo(s: DemoSettings) -> dict:
 
     pre, rnd = results["fasking"], results["random init"]
     margins = {t: pre[t]["test"][m] - rnd[t]["test"][m] for t, (_, _, m) in TASKS.items()}
+    intervals = {t: bootstrap_margin(t, rnd[t], pre[t], seed=s.seed) for t in TASKS}
+    clear = all(lo > 0 for lo, _ in intervals.values())
+    results = {n: {t: {k: v for k, v in r.items() if not k.startswith("test_")} for t, r in res.items()}
+               for n, res in results.items()}
     report = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()},
         "pretraining": {"iterations": main.iterations, "minutes": main.seconds / 60, "stopped_by": main.stopped_by,
@@ -203,23 +267,28 @@ def run_demo(s: DemoSettings) -> dict:
                                                 if r.get("kind") == "train" and "rec_loss" in r), None),
                         "exports": {k: str(v) for k, v in main.exports.items()}},
         "results": results, "margin_pretrained_minus_random": margins,
-        "pretrained_beats_random_on_every_task": all(v > 0 for v in margins.values()),
+        "margin_95ci_paired_bootstrap": intervals,
+        "pretrained_higher_on_every_task": all(v > 0 for v in margins.values()),
+        "pretrained_beats_random_on_every_task": clear,
         "pictures": {k: str(v) for k, v in pictures.items()},
         "seconds_total": time.perf_counter() - t0,
     }
     (report_dir / "report.json").write_text(json.dumps(report, indent=1, default=float))
     names = ["random init", "fasking"] + [n for n in runs if n != "fasking"]
+    margin_text = ", ".join(f"{t} {margins[t]:+.3f} [{lo:+.3f}, {hi:+.3f}]" for t, (lo, hi) in intervals.items())
+    verdict = "yes" if clear else "NO"
+    readout = {"spatial": "the mean and standard deviation over time of every spatial token position (z-scored)",
+               "pooled": "the pooled clip feature (official `extract_features`, z-scored)"}[s.readout]
     lines = [
         "# MARLIN demo report", "",
         f"Synthetic world: {s.num_items} clips ({', '.join(f'{k} {len(v)}' for k, v in splits.items())}), "
         f"{s.frames} frames at {s.size} px, seed {s.seed}.",
         f"Pretraining: config `{s.config}`, {main.iterations} iterations in {main.seconds / 60:.1f} min "
         f"(stopped by {main.stopped_by}); final reconstruction loss {report['pretraining']['final_rec_loss']}.",
-        "Linear probes on z-scored pooled features of one 16-frame clip per video (metrics on the test split).", "",
+        f"Linear probes on {readout} of one 16-frame clip per video; metrics on the test split.", "",
         *_table([(n, results[n]) for n in names], "test"), "",
-        "Margin (pretrained − random): " + ", ".join(f"{t} {v:+.3f}" for t, v in margins.items()) + ".",
-        "Pretrained beats random on every task: "
-        f"**{'yes' if report['pretrained_beats_random_on_every_task'] else 'NO'}**.", "",
+        "Margin pretrained − random [95 % paired-bootstrap interval over test clips]: " + margin_text + ".",
+        f"Pretrained beats random by a clear margin (interval above 0) on every task: **{verdict}**.", "",
         "![loss curve](loss_curve.png)", "",
     ]
     if "reconstruction" in pictures:
@@ -228,8 +297,7 @@ def run_demo(s: DemoSettings) -> dict:
         lines += ["Masks per strategy:", "", "![masks](fasking_masks.png)", ""]
     (report_dir / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(_table([(n, results[n]) for n in names], "test")))
-    verdict = "yes" if report["pretrained_beats_random_on_every_task"] else "NO"
-    _say(f"pretrained beats random on every task: {verdict} (margins: "
-         + ", ".join(f"{t} {v:+.3f}" for t, v in margins.items()) + ")")
+    _say(f"pretrained beats random by a clear margin on every task: {verdict} (margin [95 % interval]: "
+         f"{margin_text})")
     _say(f"done in {report['seconds_total'] / 60:.1f} min. Report: {report_dir / 'report.md'}")
     return report

@@ -33,7 +33,8 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     for png in ("loss_curve.png", "reconstruction.png", "fasking_masks.png"):
         assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (report_dir / "report.md").read_text()
-    assert "| appearance | test auc |" in md and "Pretrained beats random on every task" in md
+    assert "| appearance | test auc |" in md and "Pretrained beats random by a clear margin" in md
+    assert set(report["margin_95ci_paired_bootstrap"]) == set(report["margin_pretrained_minus_random"])
     assert str(report_dir / "report.md") in capsys.readouterr().out
     # a second run reuses the synthetic world (resumable generation) and overwrites the report;
     # --strict turns a failed pretrained-vs-random check into exit status 3
