@@ -108,3 +108,19 @@ def test_bad_shapes_and_dtypes_are_named():
         model(x, uneven)
     with pytest.raises(RuntimeError, match="encoder-only"):
         Marlin(model.config, full_model=False)(x, uneven)
+
+
+def test_visible_only_embedding_equals_embedding_then_selecting():
+    from marlin.masking import make_masks
+
+    torch.manual_seed(0)
+    cfg = MarlinConfig(img_size=32, patch_size=8, n_frames=8, tubelet_size=2, encoder_embed_dim=24,
+                       encoder_depth=1, encoder_num_heads=2)
+    enc = Marlin(cfg, full_model=False).encoder
+    x = torch.rand(3, 3, 8, 32, 32)
+    mask = make_masks("random", 3, cfg.grid, 0.75)
+    full = enc.embed(x)[mask].view(3, -1, 24)
+    vis = enc.patch_embedding.forward_visible(x, mask) + enc.pos_embedding.emb.expand(3, -1, -1)[mask].view(3, -1, 24)
+    assert torch.allclose(full, vis, atol=1e-5)
+    with pytest.raises(ValueError, match="mask"):
+        enc(x, mask[:, :-1])

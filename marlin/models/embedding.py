@@ -43,3 +43,14 @@ class PatchEmbedding3d(nn.Module):
             raise ValueError(f"expected a clip of shape (B, 3, T, H, W), got {tuple(x.shape)}")
         return self.projection(x).flatten(2).transpose(1, 2)
 
+    def forward_visible(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Embeds only the visible tubelets: (B, 3, T, H, W), bool (B, N) with the same count per row ->
+        (B, N_visible, D), equal to forward(x)[mask] without projecting the masked ones."""
+        b, c, t, h, w = x.shape
+        kt, kh, kw = self.projection.kernel_size
+        patches = (x.reshape(b, c, t // kt, kt, h // kh, kh, w // kw, kw)
+                   .permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, -1, c * kt * kh * kw))  # (B, N, C*kt*kh*kw)
+        visible = patches[mask].view(b, -1, patches.shape[-1])
+        weight = self.projection.weight.reshape(self.projection.out_channels, -1)
+        return nn.functional.linear(visible, weight, self.projection.bias)
+

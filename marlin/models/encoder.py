@@ -33,21 +33,26 @@ class MarlinEncoder(nn.Module):
         self.blocks.apply(init_weights)
 
     def embed(self, x: Tensor) -> Tensor:  # (B, 3, T, H, W) -> (B, N, D)
+        self._check_clip(x)
+        return self.pos_embedding(self.patch_embedding(x))
+
+    def _check_clip(self, x: Tensor) -> None:
         c = self.config
         expected = (3, c.n_frames, c.img_size, c.img_size)
         if x.ndim != 5 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"expected a clip of shape (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
         if not x.is_floating_point():
             raise TypeError(f"expected a float clip in [0, 1], got dtype {x.dtype} (divide uint8 frames by 255)")
-        return self.pos_embedding(self.patch_embedding(x))
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Visible tokens only (ascending index) after the final norm: (B, N_visible, D)."""
-        emb = self.embed(x)
-        b, n, d = emb.shape
-        if mask is not None:
-            check_mask(mask, b, n)
-            emb = emb[mask].view(b, -1, d)
+        if mask is None:
+            emb = self.embed(x)
+        else:  # project only the visible tubelets (a quarter or a tenth of them in pretraining)
+            self._check_clip(x)
+            check_mask(mask, len(x), self.config.num_tokens)
+            pos = self.pos_embedding.emb.to(x.dtype).expand(len(x), -1, -1)
+            emb = self.patch_embedding.forward_visible(x, mask) + pos[mask].view(len(x), -1, self.embed_dim)
         for block in self.blocks:
             emb = block(emb)
         return self.norm(emb)
