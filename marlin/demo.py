@@ -27,15 +27,15 @@ TASKS = {
 @dataclass
 class DemoSettings:
     out_dir: Path = Path("marlin_demo")
-    num_items: int = 1000         # synthetic clips (80 / 10 / 10 % train / val / test)
+    num_items: int = 2000         # synthetic clips (80 / 10 / 10 % train / val / test: 200 test clips)
     frames: int = 32              # frames per clip: one 16-frame window at temporal stride 2
     size: int = 64                # crop size in pixels (the config's img_size)
     seed: int = 0
     workers: int = 2
     config: str = "demo_cpu"      # pretraining config (shipped name or YAML)
-    minutes: float = 8.0          # pretraining wall-clock budget
-    max_steps: int | None = 3000  # iterations; also the length of the cosine schedule (~7.5 min on 2 free cores)
-    ablation: bool = False        # also pretrain with tube and random masking at the same budget
+    minutes: float = 9.0          # pretraining wall-clock cap
+    max_steps: int | None = 6000  # iterations; also the length of the cosine schedule (~7.5 min on 2 free cores)
+    ablation: bool = False        # also pretrain with the other two of fasking / tube / random at the same budget
     batch_size: int | None = None
     readout: str = "spatial"      # probe features: "spatial" (token positions kept) or "pooled" (official clip feature)
     progress: bool = True
@@ -202,8 +202,8 @@ def _random_twin(result, seed: int):
     return Marlin(result.config.model, full_model=False)
 
 
-def _table(rows: list[tuple[str, dict]], label: str) -> list[str]:
-    head = "| task | metric | " + " | ".join(n for n, _ in rows) + " |"
+def _table(rows: list[tuple[str, dict]]) -> list[str]:
+    head = "| task | metric | " + " | ".join(n if n == "random init" else f"pretrained ({n} masking)" for n, _ in rows) + " |"
     lines = [head, "|" + "---|" * (2 + len(rows))]
     for task, (_, _, metric) in TASKS.items():
         vals = " | ".join(f"{r[task]['test'][metric]:.3f}" for _, r in rows)
@@ -229,14 +229,18 @@ def run_demo(s: DemoSettings) -> dict:
     items = list_items(data_dir)
     splits = _split_ids(data_dir)
 
-    _say(f"2/4 pretraining {s.config} (Fasking) for at most {s.minutes:g} min")
+    from .train import pretrain_config
+
+    strategy = pretrain_config(s.config).mask_strategy
+    _say(f"2/4 pretraining {s.config} ({strategy} masking) for at most {s.minutes:g} min")
     train_list = data_dir / "train.txt"  # pretrain on the training split only: test clips stay unseen
-    runs = {"fasking": _pretrain(s, train_list, out / "pretrain")}
+    runs = {strategy: _pretrain(s, train_list, out / "pretrain")}
     if s.ablation:
-        for strategy in ("tube", "random"):
-            _say(f"    ablation: pretraining with {strategy} masking at the same budget")
-            runs[strategy] = _pretrain(s, train_list, out / f"pretrain_{strategy}", strategy)
-    main = runs["fasking"]
+        for other in ("fasking", "tube", "random"):
+            if other != strategy:
+                _say(f"    ablation: pretraining with {other} masking at the same budget")
+                runs[other] = _pretrain(s, train_list, out / f"pretrain_{other}", other)
+    main = runs[strategy]
     _say(f"    {main.iterations} iterations in {main.seconds / 60:.1f} min (stopped by {main.stopped_by})")
 
     _say("3/4 features + linear probes: pretrained vs random encoder of the same size")
@@ -254,7 +258,7 @@ def run_demo(s: DemoSettings) -> dict:
     if main.mask_picture:
         pictures["fasking_masks"] = Path(shutil.copy(main.mask_picture, report_dir / "fasking_masks.png"))
 
-    pre, rnd = results["fasking"], results["random init"]
+    pre, rnd = results[strategy], results["random init"]
     margins = {t: pre[t]["test"][m] - rnd[t]["test"][m] for t, (_, _, m) in TASKS.items()}
     intervals = {t: bootstrap_margin(t, rnd[t], pre[t], seed=s.seed) for t in TASKS}
     clear = all(lo > 0 for lo, _ in intervals.values())
@@ -274,7 +278,7 @@ def run_demo(s: DemoSettings) -> dict:
         "seconds_total": time.perf_counter() - t0,
     }
     (report_dir / "report.json").write_text(json.dumps(report, indent=1, default=float))
-    names = ["random init", "fasking"] + [n for n in runs if n != "fasking"]
+    names = ["random init", *runs]
     margin_text = ", ".join(f"{t} {margins[t]:+.3f} [{lo:+.3f}, {hi:+.3f}]" for t, (lo, hi) in intervals.items())
     verdict = "yes" if clear else "NO"
     readout = {"spatial": "the mean and standard deviation over time of every spatial token position (z-scored)",
@@ -283,10 +287,10 @@ def run_demo(s: DemoSettings) -> dict:
         "# MARLIN demo report", "",
         f"Synthetic world: {s.num_items} clips ({', '.join(f'{k} {len(v)}' for k, v in splits.items())}), "
         f"{s.frames} frames at {s.size} px, seed {s.seed}.",
-        f"Pretraining: config `{s.config}`, {main.iterations} iterations in {main.seconds / 60:.1f} min "
+        f"Pretraining: config `{s.config}` ({strategy} masking), {main.iterations} iterations in {main.seconds / 60:.1f} min "
         f"(stopped by {main.stopped_by}); final reconstruction loss {report['pretraining']['final_rec_loss']}.",
         f"Linear probes on {readout} of one 16-frame clip per video; metrics on the test split.", "",
-        *_table([(n, results[n]) for n in names], "test"), "",
+        *_table([(n, results[n]) for n in names]), "",
         "Margin pretrained − random [95 % paired-bootstrap interval over test clips]: " + margin_text + ".",
         f"Pretrained beats random by a clear margin (interval above 0) on every task: **{verdict}**.", "",
         "![loss curve](loss_curve.png)", "",
@@ -296,7 +300,7 @@ def run_demo(s: DemoSettings) -> dict:
     if "fasking_masks" in pictures:
         lines += ["Masks per strategy:", "", "![masks](fasking_masks.png)", ""]
     (report_dir / "report.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(_table([(n, results[n]) for n in names], "test")))
+    print("\n".join(_table([(n, results[n]) for n in names])))
     _say(f"pretrained beats random by a clear margin on every task: {verdict} (margin [95 % interval]: "
          f"{margin_text})")
     _say(f"done in {report['seconds_total'] / 60:.1f} min. Report: {report_dir / 'report.md'}")
