@@ -1,7 +1,7 @@
 """Seconds per pretraining iteration: our one-forward step vs the official loop (reproduced), same run.
 
     python benchmarks/bench_pretrain.py [--preset marlin_vit_small] [--batch 2] [--iters 5] [--device cpu|cuda]
-    python benchmarks/bench_pretrain.py --loader DATA_DIR [--preset ...] [--iters 50]   # data pipeline speed
+    python benchmarks/bench_pretrain.py --loader DATA_DIR [--preset ...] [--iters 50] [--cache-mb 1024]  # data path
 
 Each variant runs in its own subprocess (so the peak memory of one does not hide the other's): the same model
 (seeded), the same clips and masks (ratio 0.9), adversarial loss on (d_steps = g_steps = 1), AdamW for generator
@@ -75,11 +75,11 @@ def loader_speed(args) -> None:
     items = open_items(args.loader)
     print(f"# data pipeline, one process: {len(items)} items from {args.loader}, {c.n_frames} frames at stride "
           f"{cfg.sample_rate}, {c.img_size}px")
-    print("| mask strategy | clips/s | ms/clip | ms/clip on an item's first visit |")
-    print("|---|---|---|---|")
-    for strategy in ("random", "fasking"):
+    print("| mask strategy | decoded-video cache | clips/s | ms/clip | ms/clip on an item's first visit |")
+    print("|---|---|---|---|---|")
+    for strategy, cache_mb in [(s, m) for s in ("random", "fasking") for m in (0, args.cache_mb)]:
         ds = PretrainClips(items, c.n_frames, cfg.sample_rate, c.img_size, c.patch_size, c.tubelet_size,
-                           cfg.mask_ratio, strategy, 0)
+                           cfg.mask_ratio, strategy, 0, cache_mb=cache_mb)
         t = time.perf_counter()
         for p in range(len(items)):  # first visits: Fasking reads each item's parse maps once
             ds[p]
@@ -88,7 +88,8 @@ def loader_speed(args) -> None:
         for p in range(len(items), len(items) + args.iters):
             ds[p]
         dt = (time.perf_counter() - t) / args.iters
-        print(f"| {strategy} | {1 / dt:.1f} | {1000 * dt:.1f} | {1000 * first:.0f} |")
+        cache = f"{cache_mb:g} MiB ({len(ds._videos)} of {len(items)} videos held)" if cache_mb else "off"
+        print(f"| {strategy} | {cache} | {1 / dt:.1f} | {1000 * dt:.1f} | {1000 * first:.0f} |")
 
 
 def main() -> None:
@@ -102,6 +103,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--rounds", type=int, default=1, help="alternate official/ours this many times, keep the best")
     p.add_argument("--loader", metavar="DATA_DIR", help="instead: time the clip loader on this data (one process)")
+    p.add_argument("--cache-mb", type=float, default=1024, help="with --loader: the cached variant's budget")
     p.add_argument("--variant", choices=["ours", "official"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.threads:
