@@ -1,0 +1,111 @@
+"""Low-noise comparison of encoders and probe readouts on the synthetic world (the tables in docs/demo.md).
+
+    python benchmarks/demo_readouts.py --world marlin_demo/data --held-out other_world \
+        --encoder random:demo_cpu --encoder marlin_demo/pretrain/export/marlin_demo_cpu.safetensors [--layers 2,4]
+
+Probes are closed-form ridge regressions on +-1 targets (one-vs-rest for expression), fitted on the training
+split of --world, the penalty chosen on its validation split, and scored on every clip of --held-out (a world
+made with another seed, e.g. `marlin synth OUT --num 1000 --frames 32 --size 64 --seed 1`), so a 1000-clip
+held-out world gives about +-0.015. Readouts: "pooled" (mean over tokens) and "spatial" (the demo's default:
+mean and std over time per spatial position), from the normed output of the given blocks.
+An encoder is a checkpoint path or `random:CONFIG` (a randomly initialised encoder of that pretraining config).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from marlin.data import list_items  # noqa: E402
+from marlin.demo import TASKS, _metric, clip_indices_for, spatial_readout  # noqa: E402
+from marlin.extract import clips_to_tensor  # noqa: E402
+from marlin.synth.labels import EXPRESSION  # noqa: E402
+
+LAMBDAS = (0.1, 1, 10, 100, 1e3, 1e4, 1e5)
+
+
+def load_encoder(spec: str):
+    from marlin.models import Marlin
+    from marlin.train import pretrain_config
+
+    if spec.startswith("random:"):
+        torch.manual_seed(0)
+        return Marlin(pretrain_config(spec.split(":", 1)[1]).model, full_model=False)
+    return Marlin.from_file(None, spec, full_model=False)
+
+
+@torch.no_grad()
+def features(model, items, layers: list[int], batch: int = 16) -> dict[tuple[int, str], np.ndarray]:
+    """{(layer, readout): (N, F)}; layer k = the normed output of block k (k = depth: the final features)."""
+    enc, cfg = model.encoder, model.config
+    enc.eval()
+    out: dict[tuple[int, str], list] = {}
+    for i in range(0, len(items), batch):
+        x = clips_to_tensor([it.read_frames(clip_indices_for(it.num_frames, cfg.n_frames))
+                             for it in items[i:i + batch]])
+        h = enc.embed(x)
+        for k, block in enumerate(enc.blocks, 1):
+            h = block(h)
+            if k in layers:
+                tokens = enc.norm(h)
+                out.setdefault((k, "pooled"), []).append(tokens.mean(1).numpy())
+                out.setdefault((k, "spatial"), []).append(spatial_readout(tokens, cfg.grid).numpy())
+    return {key: np.concatenate(v) for key, v in out.items()}
+
+
+def ridge_probe(train, val, test, kind: str, metric: str) -> float:
+    """Fit on train (X, y), choose the penalty on val, return the metric on test."""
+    (xa, ya), (xv, yv), (xt, yt) = train, val, test
+    mu, sd = xa.mean(0), xa.std(0) + 1e-6
+    xa, xv, xt = [np.c_[(x - mu) / sd, np.ones(len(x))] for x in (xa, xv, xt)]
+    targets = np.eye(len(EXPRESSION))[ya] if kind == "multiclass" else ya.reshape(len(ya), -1)
+    targets = targets * 2.0 - 1
+    gram = xa @ xa.T  # dual form: features may outnumber clips
+    best = None
+    for lam in LAMBDAS:
+        w = xa.T @ np.linalg.solve(gram + lam * np.eye(len(xa)), targets)
+        scores = xv @ w
+        s = _metric(kind, metric, scores if kind != "binary" else scores[:, 0], yv)
+        if best is None or s > best[0]:
+            best = (s, w)
+    scores = xt @ best[1]
+    return _metric(kind, metric, scores if kind != "binary" else scores[:, 0], yt)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--world", required=True, help="synthetic world with train.txt / val.txt (probe fitting)")
+    p.add_argument("--held-out", required=True, help="another synthetic world (probe scoring, all clips)")
+    p.add_argument("--encoder", action="append", required=True, help="checkpoint or random:CONFIG (repeatable)")
+    p.add_argument("--layers", default="", help="blocks to read, comma-separated (default: the last)")
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    world = Path(args.world)
+    by_name = {it.name: it for it in list_items(world)}
+    sets = {s: [by_name[n] for n in (world / f"{s}.txt").read_text().split()] for s in ("train", "val")}
+    sets["held-out"] = list_items(args.held_out)
+    labels = {s: {t: np.array([it.labels[key] for it in items]) for t, (key, _, _) in TASKS.items()}
+              for s, items in sets.items()}
+    print(f"# probes fitted on {len(sets['train'])} clips of {world}, penalty chosen on {len(sets['val'])}, "
+          f"scored on {len(sets['held-out'])} clips of {args.held_out}")
+    print("| encoder | block | readout | " + " | ".join(f"{t} {m}" for t, (_, _, m) in TASKS.items()) + " |")
+    print("|---|---|---|" + "---|" * len(TASKS))
+    for spec in args.encoder:
+        model = load_encoder(spec)
+        layers = [int(v) for v in args.layers.split(",") if v] or [model.config.encoder_depth]
+        feats = {s: features(model, items, layers) for s, items in sets.items()}
+        for key in feats["train"]:
+            row = [ridge_probe(*[(feats[s][key], labels[s][t]) for s in ("train", "val", "held-out")], kind, metric)
+                   for t, (_, kind, metric) in TASKS.items()]
+            print(f"| {spec} | {key[0]} | {key[1]} | " + " | ".join(f"{v:.3f}" for v in row) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
