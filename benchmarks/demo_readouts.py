@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from marlin.data import list_items  # noqa: E402
-from marlin.demo import TASKS, _metric, clip_indices_for, spatial_readout  # noqa: E402
+from marlin.demo import TASKS, clip_indices_for, metric_value, spatial_readout  # noqa: E402
 from marlin.extract import clips_to_tensor  # noqa: E402
 from marlin.synth.labels import EXPRESSION  # noqa: E402
 
@@ -70,11 +70,11 @@ def ridge_probe(train, val, test, kind: str, metric: str) -> float:
     for lam in LAMBDAS:
         w = xa.T @ np.linalg.solve(gram + lam * np.eye(len(xa)), targets)
         scores = xv @ w
-        s = _metric(kind, metric, scores if kind != "binary" else scores[:, 0], yv)
+        s = metric_value(kind, metric, scores if kind != "binary" else scores[:, 0], yv)
         if best is None or s > best[0]:
             best = (s, w)
     scores = xt @ best[1]
-    return _metric(kind, metric, scores if kind != "binary" else scores[:, 0], yt)
+    return metric_value(kind, metric, scores if kind != "binary" else scores[:, 0], yt)
 
 
 def main() -> None:

@@ -124,7 +124,7 @@ def probe_all(features: np.ndarray, items, splits: dict[str, list[str]], seed: i
     return results
 
 
-def _metric(kind: str, metric: str, scores: np.ndarray, y: np.ndarray) -> float:
+def metric_value(kind: str, metric: str, scores: np.ndarray, y: np.ndarray) -> float:
     """Accuracy (multiclass) or AUC (mean over labels with both classes present), in numpy for resampling."""
     if metric == "acc":
         return float((scores.argmax(1) == y).mean())
@@ -148,8 +148,8 @@ def bootstrap_margin(task: str, base: dict, other: dict, n: int = 1000, seed: in
     diffs = []
     for _ in range(n):
         i = rng.integers(0, len(y), len(y))
-        diffs.append(_metric(kind, metric, other["test_scores"][i], y[i])
-                     - _metric(kind, metric, base["test_scores"][i], y[i]))
+        diffs.append(metric_value(kind, metric, other["test_scores"][i], y[i])
+                     - metric_value(kind, metric, base["test_scores"][i], y[i]))
     lo, hi = np.nanpercentile(diffs, [2.5, 97.5])
     return float(lo), float(hi)
 

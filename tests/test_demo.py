@@ -43,3 +43,27 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     report = json.loads((report_dir / "report.json").read_text())
     assert report["pretraining"]["iterations"] == 1
     assert rc == (0 if report["pretrained_beats_random_on_every_task"] else 3)
+
+
+def test_resampling_metrics_match_the_downstream_metrics_and_bootstrap_brackets_the_margin():
+    import numpy as np
+
+    from marlin.demo import bootstrap_margin, metric_value
+    from marlin.downstream.metrics import compute_metrics
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, (200, 6))
+    s = y + rng.normal(0, 1.5, y.shape)
+    assert abs(metric_value("multilabel", "auc", s, y) - compute_metrics("multilabel", s, y)["auc"]) < 1e-6
+    assert abs(metric_value("binary", "auc", s[:, 0], y[:, 0]) - compute_metrics("binary", s[:, 0], y[:, 0])["auc"]) < 1e-6
+    yc = rng.integers(0, 7, 200)
+    sc = rng.normal(size=(200, 7))
+    sc[np.arange(200), yc] += 1
+    assert metric_value("multiclass", "acc", sc, yc) == compute_metrics("multiclass", sc, yc)["acc"]
+    # a clearly better predictor gets an interval above zero; the same predictor gets one around zero
+    weak = {"test_scores": s, "test_targets": y}
+    strong = {"test_scores": y + rng.normal(0, 0.3, y.shape), "test_targets": y}
+    lo, hi = bootstrap_margin("action", weak, strong, n=300)
+    assert 0 < lo < hi
+    lo, hi = bootstrap_margin("action", weak, weak, n=50)
+    assert lo == hi == 0
