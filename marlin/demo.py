@@ -203,7 +203,8 @@ def _random_twin(result, seed: int):
 
 
 def _table(rows: list[tuple[str, dict]]) -> list[str]:
-    head = "| task | metric | " + " | ".join(n if n == "random init" else f"pretrained ({n} masking)" for n, _ in rows) + " |"
+    names = (n if n == "random init" else f"pretrained ({n} masking)" for n, _ in rows)
+    head = "| task | metric | " + " | ".join(names) + " |"
     lines = [head, "|" + "---|" * (2 + len(rows))]
     for task, (_, _, metric) in TASKS.items():
         vals = " | ".join(f"{r[task]['test'][metric]:.3f}" for _, r in rows)
@@ -287,8 +288,8 @@ def run_demo(s: DemoSettings) -> dict:
         "# MARLIN demo report", "",
         f"Synthetic world: {s.num_items} clips ({', '.join(f'{k} {len(v)}' for k, v in splits.items())}), "
         f"{s.frames} frames at {s.size} px, seed {s.seed}.",
-        f"Pretraining: config `{s.config}` ({strategy} masking), {main.iterations} iterations in {main.seconds / 60:.1f} min "
-        f"(stopped by {main.stopped_by}); final reconstruction loss {report['pretraining']['final_rec_loss']}.",
+        f"Pretraining: config `{s.config}` ({strategy} masking), {main.iterations} iterations in "
+        f"{main.seconds / 60:.1f} min (stopped by {main.stopped_by}); final reconstruction loss {report['pretraining']['final_rec_loss']}.",
         f"Linear probes on {readout} of one 16-frame clip per video; metrics on the test split.", "",
         *_table([(n, results[n]) for n in names]), "",
         "Margin pretrained − random [95 % paired-bootstrap interval over test clips]: " + margin_text + ".",

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .patches import patchify
+
 
 def sincos_table(num_positions: int, dim: int) -> Tensor:
     """(1, N, D) table: even channels sin(p / 10000^(2i/D)), odd channels cos (VideoMAE convention)."""
@@ -46,11 +48,8 @@ class PatchEmbedding3d(nn.Module):
     def forward_visible(self, x: Tensor, mask: Tensor) -> Tensor:
         """Embeds only the visible tubelets: (B, 3, T, H, W), bool (B, N) with the same count per row ->
         (B, N_visible, D), equal to forward(x)[mask] without projecting the masked ones."""
-        b, c, t, h, w = x.shape
-        kt, kh, kw = self.projection.kernel_size
-        patches = (x.reshape(b, c, t // kt, kt, h // kh, kh, w // kw, kw)
-                   .permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, -1, c * kt * kh * kw))  # (B, N, C*kt*kh*kw)
-        visible = patches[mask].view(b, -1, patches.shape[-1])
+        kt, kh, _ = self.projection.kernel_size
+        patches = patchify(x, kh, kt)  # (B, N, C*kt*kh*kw): the order of the Conv3d weight
+        visible = patches[mask].view(len(x), -1, patches.shape[-1])
         weight = self.projection.weight.reshape(self.projection.out_channels, -1)
         return nn.functional.linear(visible, weight, self.projection.bias)
-
