@@ -289,7 +289,8 @@ def run_demo(s: DemoSettings) -> dict:
         f"Synthetic world: {s.num_items} clips ({', '.join(f'{k} {len(v)}' for k, v in splits.items())}), "
         f"{s.frames} frames at {s.size} px, seed {s.seed}.",
         f"Pretraining: config `{s.config}` ({strategy} masking), {main.iterations} iterations in "
-        f"{main.seconds / 60:.1f} min (stopped by {main.stopped_by}); final reconstruction loss {report['pretraining']['final_rec_loss']}.",
+        f"{main.seconds / 60:.1f} min (stopped by {main.stopped_by}); final reconstruction loss "
+        f"{report['pretraining']['final_rec_loss']}.",
         f"Linear probes on {readout} of one 16-frame clip per video; metrics on the test split.", "",
         *_table([(n, results[n]) for n in names]), "",
         "Margin pretrained − random [95 % paired-bootstrap interval over test clips]: " + margin_text + ".",
