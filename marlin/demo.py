@@ -27,7 +27,7 @@ TASKS = {
 @dataclass
 class DemoSettings:
     out_dir: Path = Path("marlin_demo")
-    num_items: int = 2000         # synthetic clips (80 / 10 / 10 % train / val / test: 200 test clips)
+    num_items: int = 2000         # synthetic clips (80 / 10 / 10 % train / val / test)
     frames: int = 32              # frames per clip: one 16-frame window at temporal stride 2
     size: int = 64                # crop size in pixels (the config's img_size)
     seed: int = 0
@@ -37,6 +37,7 @@ class DemoSettings:
     max_steps: int | None = 6000  # iterations; also the length of the cosine schedule (~7.5 min on 2 free cores)
     ablation: bool = False        # also pretrain with the other two of fasking / tube / random at the same budget
     batch_size: int | None = None
+    test_items: int = 1000        # probe test clips from a second world (seed + 1); 0: the world's own test split
     readout: str = "spatial"      # probe features: "spatial" (token positions kept) or "pooled" (official clip feature)
     progress: bool = True
     overrides: dict = field(default_factory=dict)  # extra TrainerSettings for pretraining
@@ -99,28 +100,27 @@ def _split_ids(data_dir: Path) -> dict[str, list[str]]:
     return {s: (data_dir / f"{s}.txt").read_text().split() for s in ("train", "val", "test")}
 
 
-def probe_all(features: np.ndarray, items, splits: dict[str, list[str]], seed: int = 0) -> dict:
+def probe_all(sets: dict[str, tuple[np.ndarray, list]], seed: int = 0) -> dict:
     """Linear-probe every synthetic task on z-scored features (statistics from the training split).
 
-    Returns {task: {"test": metrics, "val": metrics, "best_epoch": int, "test_scores": (N_test, ...) array,
-    "test_targets": array}}; the score arrays feed `bootstrap_margin` and are left out of the JSON report.
+    `sets` maps "train" / "val" / "test" to (features (N, F), items). Returns {task: {"test": metrics, "val":
+    metrics, "best_epoch": int, "test_scores": (N_test, ...) array, "test_targets": array}}; the score arrays
+    feed `bootstrap_margin` and are left out of the JSON report.
     """
     from .downstream import linear_probe
     from .downstream.linear import predict
 
-    index = {it.name: i for i, it in enumerate(items)}
-    sel = {s: [index[n] for n in ids if n in index] for s, ids in splits.items()}
-    mu = features[sel["train"]].mean(0)
-    sd = features[sel["train"]].std(0) + 1e-6
-    z = (features - mu) / sd
+    mu = sets["train"][0].mean(0)
+    sd = sets["train"][0].std(0) + 1e-6
+    z = {s: (x - mu) / sd for s, (x, _) in sets.items()}
     results = {}
     for task, (key, kind, _) in TASKS.items():
-        y = np.array([it.labels[key] for it in items])
-        r = linear_probe(z[sel["train"]], y[sel["train"]], z[sel["val"]], y[sel["val"]], z[sel["test"]],
-                         y[sel["test"]], task_type=kind, seed=seed, return_model=True)
-        logits = predict(r["model"], z[sel["test"]]).numpy()
+        y = {s: np.array([it.labels[key] for it in items]) for s, (_, items) in sets.items()}
+        r = linear_probe(z["train"], y["train"], z["val"], y["val"], z["test"], y["test"], task_type=kind,
+                         seed=seed, return_model=True)
+        logits = predict(r["model"], z["test"]).numpy()
         results[task] = {"test": r["test"], "val": r["val"], "best_epoch": r["best_epoch"],
-                         "test_scores": logits[:, 0] if kind == "binary" else logits, "test_targets": y[sel["test"]]}
+                         "test_scores": logits[:, 0] if kind == "binary" else logits, "test_targets": y["test"]}
     return results
 
 
@@ -227,8 +227,14 @@ def run_demo(s: DemoSettings) -> dict:
     _say(f"1/4 synthetic world: {s.num_items} clips of {s.frames} frames at {s.size}px -> {data_dir}")
     generate_dataset(data_dir, s.num_items, frames=s.frames, size=s.size, seed=s.seed, workers=s.workers,
                      progress=s.progress)
-    items = list_items(data_dir)
-    splits = _split_ids(data_dir)
+    by_name = {it.name: it for it in list_items(data_dir)}
+    splits = {k: [by_name[n] for n in ids if n in by_name] for k, ids in _split_ids(data_dir).items()}
+    if s.test_items:  # a second world (another seed): more test clips, and identities pretraining never saw
+        test_dir = out / "data_test"
+        _say(f"    test world: {s.test_items} clips, seed {s.seed + 1} -> {test_dir}")
+        generate_dataset(test_dir, s.test_items, frames=s.frames, size=s.size, seed=s.seed + 1,
+                         workers=s.workers, progress=s.progress)
+        splits["test"] = list_items(test_dir)
 
     from .train import pretrain_config
 
@@ -249,8 +255,9 @@ def run_demo(s: DemoSettings) -> dict:
     encoders = {"random init": _random_twin(main, s.seed), **encoders}
     results = {}
     for name, enc in encoders.items():
-        feats = encode_items(enc, items, progress=s.progress, desc=f"features ({name})", readout=s.readout)
-        results[name] = probe_all(feats, items, splits, seed=s.seed)
+        feats = {k: (encode_items(enc, its, progress=s.progress, desc=f"features ({name}, {k})",
+                                  readout=s.readout), its) for k, its in splits.items()}
+        results[name] = probe_all(feats, seed=s.seed)
 
     _say("4/4 report")
     pictures = {"loss_curve": plot_losses(main.history, report_dir / "loss_curve.png")}
@@ -282,12 +289,14 @@ def run_demo(s: DemoSettings) -> dict:
     names = ["random init", *runs]
     margin_text = ", ".join(f"{t} {margins[t]:+.3f} [{lo:+.3f}, {hi:+.3f}]" for t, (lo, hi) in intervals.items())
     verdict = "yes" if clear else "NO"
+    test_where = (f"a separate world made with seed {s.seed + 1}" if s.test_items else "its test split")
     readout = {"spatial": "the mean and standard deviation over time of every spatial token position (z-scored)",
                "pooled": "the pooled clip feature (official `extract_features`, z-scored)"}[s.readout]
     lines = [
         "# MARLIN demo report", "",
-        f"Synthetic world: {s.num_items} clips ({', '.join(f'{k} {len(v)}' for k, v in splits.items())}), "
-        f"{s.frames} frames at {s.size} px, seed {s.seed}.",
+        f"Synthetic world: {s.num_items} clips, {s.frames} frames at {s.size} px, seed {s.seed}; probes fitted on "
+        f"its train split ({len(splits['train'])} clips), selected on its val split ({len(splits['val'])}) and "
+        f"scored on {test_where} ({len(splits['test'])} clips).",
         f"Pretraining: config `{s.config}` ({strategy} masking), {main.iterations} iterations in "
         f"{main.seconds / 60:.1f} min (stopped by {main.stopped_by}); final reconstruction loss "
         f"{report['pretraining']['final_rec_loss']}.",

@@ -21,7 +21,7 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     assert pretrain_config(cfg).model.img_size == 32
     out = tmp_path / "demo"
     rc = main(["demo", "--out", str(out), "--config", str(cfg), "--num", "30", "--frames", "8", "--size", "32",
-               "--max-steps", "3", "--minutes", "1", "--workers", "1", "--quiet"])
+               "--max-steps", "3", "--minutes", "1", "--workers", "1", "--test-num", "14", "--quiet"])
     assert rc == 0
     report_dir = out / "report"
     report = json.loads((report_dir / "report.json").read_text())
@@ -34,13 +34,16 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
         assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (report_dir / "report.md").read_text()
     assert "| appearance | test auc |" in md and "Pretrained beats random by a clear margin" in md
+    assert "scored on a separate world made with seed 1 (14 clips)" in md  # the probes' test set: a second world
+    assert len(list((out / "data_test").glob("*/clip.mp4"))) == 14
     assert set(report["margin_95ci_paired_bootstrap"]) == set(report["margin_pretrained_minus_random"])
     assert str(report_dir / "report.md") in capsys.readouterr().out
     # a second run reuses the synthetic world (resumable generation) and overwrites the report;
     # --strict turns a failed pretrained-vs-random check into exit status 3
     rc = main(["demo", "--out", str(out), "--config", str(cfg), "--num", "30", "--frames", "8", "--size", "32",
-               "--max-steps", "1", "--workers", "1", "--quiet", "--strict"])
+               "--max-steps", "1", "--workers", "1", "--test-num", "0", "--quiet", "--strict"])
     report = json.loads((report_dir / "report.json").read_text())
+    assert "scored on its test split" in (report_dir / "report.md").read_text()
     assert report["pretraining"]["iterations"] == 1
     assert rc == (0 if report["pretrained_beats_random_on_every_task"] else 3)
 

@@ -13,6 +13,8 @@ def add_arguments(p):
     p.add_argument("--max-steps", type=int, default=d.max_steps,
                    help="pretraining iterations (also the cosine schedule's length); the minutes budget still caps")
     p.add_argument("--num", type=int, default=d.num_items, help="number of synthetic clips")
+    p.add_argument("--test-num", type=int, default=d.test_items,
+                   help="probe test clips from a second synthetic world (seed + 1); 0: the first world's test split")
     p.add_argument("--frames", type=int, default=d.frames)
     p.add_argument("--size", type=int, default=d.size, help="crop size (must match the config's img_size)")
     p.add_argument("--config", default=d.config, help="pretraining config (shipped name or YAML)")
@@ -36,7 +38,8 @@ def run(args) -> int:
     report = run_demo(DemoSettings(out_dir=args.out, num_items=args.num, frames=args.frames, size=args.size,
                                    seed=args.seed, workers=args.workers, config=args.config, minutes=args.minutes,
                                    max_steps=args.max_steps, ablation=args.ablation, batch_size=args.batch_size,
-                                   readout=args.readout, progress=not args.quiet))
+                                   readout=args.readout, test_items=args.test_num,
+                                   progress=not args.quiet))
     if args.strict and not report["pretrained_beats_random_on_every_task"]:
         return 3
     return 0
