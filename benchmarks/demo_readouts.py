@@ -1,14 +1,15 @@
 """Low-noise comparison of encoders and probe readouts on the synthetic world (the tables in docs/demo.md).
 
-    python benchmarks/demo_readouts.py --world marlin_demo/data --held-out other_world \
+    python benchmarks/demo_readouts.py --world marlin_demo/data --held-out marlin_demo/data_test \
         --encoder random:demo_cpu --encoder marlin_demo/pretrain/export/marlin_demo_cpu.safetensors [--layers 2,4]
 
 Probes are closed-form ridge regressions on +-1 targets (one-vs-rest for expression), fitted on the training
 split of --world, the penalty chosen on its validation split, and scored on every clip of --held-out (a world
-made with another seed, e.g. `marlin synth OUT --num 1000 --frames 32 --size 64 --seed 1`), so a 1000-clip
-held-out world gives about +-0.015. Readouts: "pooled" (mean over tokens) and "spatial" (the demo's default:
-mean and std over time per spatial position), from the normed output of the given blocks.
-An encoder is a checkpoint path or `random:CONFIG` (a randomly initialised encoder of that pretraining config).
+made with another seed: `marlin demo` writes one to OUT/data_test, or `marlin synth OUT --num 1000 --frames 32
+--size 64 --seed 1`), so a 1000-clip held-out world gives about +-0.015. Readouts: "pooled" (mean over tokens)
+and "spatial" (the demo's default: mean and std over time per spatial position), from the normed output of the
+given blocks. An encoder is a checkpoint path or `random:CONFIG` (a randomly initialised encoder of that
+pretraining config).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from marlin.data import list_items  # noqa: E402
 from marlin.demo import TASKS, clip_indices_for, metric_value, spatial_readout  # noqa: E402
 from marlin.extract import clips_to_tensor  # noqa: E402
-from marlin.synth.labels import EXPRESSION  # noqa: E402
+from marlin.synth.labels import ACTION, APPEARANCE, EXPRESSION  # noqa: E402
 
 LAMBDAS = (0.1, 1, 10, 100, 1e3, 1e4, 1e5)
 
@@ -58,9 +59,9 @@ def features(model, items, layers: list[int], batch: int = 16) -> dict[tuple[int
     return {key: np.concatenate(v) for key, v in out.items()}
 
 
-def ridge_probe(train, val, test, kind: str, metric: str) -> float:
-    """Fit on train (X, y), choose the penalty on val, return the metric on test."""
-    (xa, ya), (xv, yv), (xt, yt) = train, val, test
+def ridge_probe(train, val, test, kind: str, metric: str) -> np.ndarray:
+    """Fit on train (X, y), choose the penalty on val by `metric`, return the test scores (N_test, K)."""
+    (xa, ya), (xv, yv), (xt, _) = train, val, test
     mu, sd = xa.mean(0), xa.std(0) + 1e-6
     xa, xv, xt = [np.c_[(x - mu) / sd, np.ones(len(x))] for x in (xa, xv, xt)]
     targets = np.eye(len(EXPRESSION))[ya] if kind == "multiclass" else ya.reshape(len(ya), -1)
@@ -73,8 +74,7 @@ def ridge_probe(train, val, test, kind: str, metric: str) -> float:
         s = metric_value(kind, metric, scores if kind != "binary" else scores[:, 0], yv)
         if best is None or s > best[0]:
             best = (s, w)
-    scores = xt @ best[1]
-    return metric_value(kind, metric, scores if kind != "binary" else scores[:, 0], yt)
+    return xt @ best[1]
 
 
 def main() -> None:
@@ -83,6 +83,7 @@ def main() -> None:
     p.add_argument("--held-out", required=True, help="another synthetic world (probe scoring, all clips)")
     p.add_argument("--encoder", action="append", required=True, help="checkpoint or random:CONFIG (repeatable)")
     p.add_argument("--layers", default="", help="blocks to read, comma-separated (default: the last)")
+    p.add_argument("--per-label", action="store_true", help="also print the AUC of every appearance and action label")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args()
     if args.threads:
@@ -102,9 +103,19 @@ def main() -> None:
         layers = [int(v) for v in args.layers.split(",") if v] or [model.config.encoder_depth]
         feats = {s: features(model, items, layers) for s, items in sets.items()}
         for key in feats["train"]:
-            row = [ridge_probe(*[(feats[s][key], labels[s][t]) for s in ("train", "val", "held-out")], kind, metric)
-                   for t, (_, kind, metric) in TASKS.items()]
+            row, per_label = [], []
+            for t, (_, kind, metric) in TASKS.items():
+                scores = ridge_probe(*[(feats[s][key], labels[s][t]) for s in ("train", "val", "held-out")],
+                                     kind, metric)
+                y = labels["held-out"][t]
+                row.append(metric_value(kind, metric, scores if kind != "binary" else scores[:, 0], y))
+                if args.per_label and kind == "multilabel":
+                    names = APPEARANCE if t == "appearance" else ACTION
+                    per_label += [f"{n} {metric_value('binary', 'auc', scores[:, j], y[:, j]):.3f}"
+                                  for j, n in enumerate(names)]
             print(f"| {spec} | {key[0]} | {key[1]} | " + " | ".join(f"{v:.3f}" for v in row) + " |", flush=True)
+            if per_label:
+                print(f"|   per-label AUC | | | {', '.join(per_label)} | | | |", flush=True)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ class DemoSettings:
     workers: int = 2
     config: str = "demo_cpu"      # pretraining config (shipped name or YAML)
     minutes: float = 9.0          # pretraining wall-clock cap
-    max_steps: int | None = 6000  # iterations; also the length of the cosine schedule (~7.5 min on 2 free cores)
+    max_steps: int | None = 6000  # iterations; also the length of the cosine schedule (~9 min on 2 free cores)
     ablation: bool = False        # also pretrain with the other two of fasking / tube / random at the same budget
     batch_size: int | None = None
     test_items: int = 1000        # probe test clips from a second world (seed + 1); 0: the world's own test split
@@ -300,14 +300,15 @@ def run_demo(s: DemoSettings) -> dict:
         f"Pretraining: config `{s.config}` ({strategy} masking), {main.iterations} iterations in "
         f"{main.seconds / 60:.1f} min (stopped by {main.stopped_by}); final reconstruction loss "
         f"{report['pretraining']['final_rec_loss']}.",
-        f"Linear probes on {readout} of one 16-frame clip per video; metrics on the test split.", "",
+        f"Linear probes on {readout} of one 16-frame clip per video; metrics on the test clips.", "",
         *_table([(n, results[n]) for n in names]), "",
         "Margin pretrained − random [95 % paired-bootstrap interval over test clips]: " + margin_text + ".",
         f"Pretrained beats random by a clear margin (interval above 0) on every task: **{verdict}**.", "",
         "![loss curve](loss_curve.png)", "",
     ]
     if "reconstruction" in pictures:
-        lines += ["Reconstruction (original | masked | reconstruction):", "", "![reconstruction](reconstruction.png)", ""]
+        lines += ["Reconstruction (original | masked | reconstruction):", "",
+                  "![reconstruction](reconstruction.png)", ""]
     if "fasking_masks" in pictures:
         lines += ["Masks per strategy:", "", "![masks](fasking_masks.png)", ""]
     (report_dir / "report.md").write_text("\n".join(lines) + "\n")
