@@ -103,3 +103,26 @@ def test_schedule_warmup_cosine_and_scaling():
     assert lr_at(100, base, warm, low, 10, 100) == pytest.approx(low)
     values = [lr_at(s, base, warm, low, 10, 100) for s in range(10, 101)]
     assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_reconstruction_sheet_shows_a_visible_frame_under_frame_masking():
+    import numpy as np
+    import torch
+
+    from marlin.masking.strategies import make_masks
+    from marlin.train.images import _shown_frames, reconstruction_sheet
+
+    # 8 tubelets, only tubelet 3 visible: evenly spaced picks (0, 2, 5, 7) get the nearest one swapped for 3
+    assert _shown_frames(np.array([0, 0, 0, 4, 0, 0, 0, 0]), 4, 2) == [0, 6, 10, 14]
+    assert _shown_frames(np.array([1, 1, 1, 1, 1, 1, 1, 1]), 4, 2) == [0, 4, 10, 14]
+    x = torch.rand(3, 16, 32, 32)
+    mask = torch.zeros(32, dtype=torch.bool)
+    mask[12:20] = True  # frame masking with tubelets 3 and 4 visible (evenly spaced picks would be 0, 2, 5, 7)
+    assert make_masks("frame", 1, (8, 2, 2), 0.75)[0].reshape(8, 4).all(1).sum() == 2  # what frame masking keeps
+    pred = torch.rand(int((~mask).sum()), 3 * 2 * 16 * 16)
+    sheet = reconstruction_sheet(x, mask, pred, 16, 2)
+    rows = np.split(sheet, 4, 0)  # 4 rows of original | masked | reconstruction, each tile padded by 1 px x5
+    side = sheet.shape[1] // 3
+    masked = [r[5:side - 5, side + 5:2 * side - 5].astype(int) for r in rows]
+    assert not all(np.all(np.abs(m - 128) <= 1) for m in masked)  # a shown frame has visible tokens
+    assert any(np.all(np.abs(m - 128) <= 1) for m in masked)  # and masked frames are grey

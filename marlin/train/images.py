@@ -13,9 +13,20 @@ from torch import Tensor
 from ..models.patches import patchify, unpatchify
 
 
+def _shown_frames(visible_per_tubelet: np.ndarray, frames: int, tubelet_size: int) -> list[int]:
+    """First frames of `frames` evenly spaced tubelets, the one with the most visible tokens swapped in."""
+    n = len(visible_per_tubelet)
+    picks = list(np.linspace(0, n - 1, min(frames, n)).round().astype(int))
+    best = int(np.argmax(visible_per_tubelet))
+    if best not in picks:
+        picks[int(np.argmin([abs(t - best) for t in picks]))] = best
+    return [t * tubelet_size for t in sorted(set(picks))]
+
+
 def reconstruction_sheet(x: Tensor, mask: Tensor, pred: Tensor, patch_size: int, tubelet_size: int,
                          frames: int = 4) -> np.ndarray:
-    """Rows original | masked | reconstruction for a few frames of ONE clip.
+    """Rows original | masked | reconstruction for a few frames of ONE clip (the first frame of evenly spaced
+    tubelets, always including the tubelet with the most visible tokens, so frame masking shows a visible frame).
 
     x: (3, T, H, W) in [0, 1]; mask: (N,) bool visible; pred: (N_masked, K) raw-pixel predictions.
     """
@@ -27,7 +38,7 @@ def reconstruction_sheet(x: Tensor, mask: Tensor, pred: Tensor, patch_size: int,
     masked[~mask] = 0.5
     recon[~mask] = pred.detach().float().cpu().reshape(-1, patches.shape[-1])
     views = [unpatchify(v, grid, patch_size, tubelet_size)[0] for v in (patches, masked, recon)]  # (3, T, H, W)
-    shown = np.linspace(0, x.shape[2] - 1, min(frames, x.shape[2])).round().astype(int)
+    shown = _shown_frames(mask[0].reshape(grid[0], -1).sum(1).numpy(), frames, tubelet_size)
     rows = []
     for t in shown:
         tiles = [(v[:, t].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for v in views]
