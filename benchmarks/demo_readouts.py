@@ -40,22 +40,35 @@ def load_encoder(spec: str):
     return Marlin.from_file(None, spec, full_model=False)
 
 
+def windows(num_frames: int, clip_frames: int, stride: int) -> list[list[int]]:
+    """Frame indices of the clips read per item: stride 2 = the demo's one clip; stride 1 = consecutive windows
+    of `clip_frames` covering every frame (their readouts are concatenated)."""
+    if stride == 2:
+        return [clip_indices_for(num_frames, clip_frames)]
+    starts = range(0, max(num_frames - clip_frames, 0) + 1, clip_frames)
+    return [[min(s + i, num_frames - 1) for i in range(clip_frames)] for s in starts]
+
+
 @torch.no_grad()
-def features(model, items, layers: list[int], batch: int = 16) -> dict[tuple[int, str], np.ndarray]:
+def features(model, items, layers: list[int], batch: int = 16, stride: int = 2) -> dict[tuple[int, str], np.ndarray]:
     """{(layer, readout): (N, F)}; layer k = the normed output of block k (k = depth: the final features)."""
     enc, cfg = model.encoder, model.config
     enc.eval()
     out: dict[tuple[int, str], list] = {}
     for i in range(0, len(items), batch):
-        x = clips_to_tensor([it.read_frames(clip_indices_for(it.num_frames, cfg.n_frames))
-                             for it in items[i:i + batch]])
-        h = enc.embed(x)
-        for k, block in enumerate(enc.blocks, 1):
-            h = block(h)
-            if k in layers:
-                tokens = enc.norm(h)
-                out.setdefault((k, "pooled"), []).append(tokens.mean(1).numpy())
-                out.setdefault((k, "spatial"), []).append(spatial_readout(tokens, cfg.grid).numpy())
+        chunk = items[i:i + batch]
+        parts: dict[tuple[int, str], list] = {}
+        for w in range(len(windows(chunk[0].num_frames, cfg.n_frames, stride))):
+            x = clips_to_tensor([it.read_frames(windows(it.num_frames, cfg.n_frames, stride)[w]) for it in chunk])
+            h = enc.embed(x)
+            for k, block in enumerate(enc.blocks, 1):
+                h = block(h)
+                if k in layers:
+                    tokens = enc.norm(h)
+                    parts.setdefault((k, "pooled"), []).append(tokens.mean(1).numpy())
+                    parts.setdefault((k, "spatial"), []).append(spatial_readout(tokens, cfg.grid).numpy())
+        for key, v in parts.items():
+            out.setdefault(key, []).append(np.concatenate(v, 1))
     return {key: np.concatenate(v) for key, v in out.items()}
 
 
@@ -83,6 +96,8 @@ def main() -> None:
     p.add_argument("--held-out", required=True, help="another synthetic world (probe scoring, all clips)")
     p.add_argument("--encoder", action="append", required=True, help="checkpoint or random:CONFIG (repeatable)")
     p.add_argument("--layers", default="", help="blocks to read, comma-separated (default: the last)")
+    p.add_argument("--stride", type=int, choices=[1, 2], default=2,
+                   help="2: the demo's clip (every 2nd frame); 1: windows over every frame, readouts concatenated")
     p.add_argument("--per-label", action="store_true", help="also print the AUC of every appearance and action label")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args()
@@ -101,7 +116,7 @@ def main() -> None:
     for spec in args.encoder:
         model = load_encoder(spec)
         layers = [int(v) for v in args.layers.split(",") if v] or [model.config.encoder_depth]
-        feats = {s: features(model, items, layers) for s, items in sets.items()}
+        feats = {s: features(model, items, layers, stride=args.stride) for s, items in sets.items()}
         for key in feats["train"]:
             row, per_label = [], []
             for t, (_, kind, metric) in TASKS.items():
