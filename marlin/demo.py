@@ -35,7 +35,7 @@ class DemoSettings:
     config: str = "demo_cpu"      # pretraining config (shipped name or YAML)
     minutes: float = 9.0          # pretraining wall-clock cap
     max_steps: int | None = 6000  # iterations; also the length of the cosine schedule (~9 min on 2 free cores)
-    ablation: bool = False        # also pretrain with the other two of fasking / tube / random at the same budget
+    ablation: bool = False        # also pretrain with each of fasking / tube / random that is not the main strategy
     batch_size: int | None = None
     test_items: int = 1000        # probe test clips from a second world (seed + 1); 0: the world's own test split
     readout: str = "spatial"      # probe features: "spatial" (token positions kept) or "pooled" (official clip feature)

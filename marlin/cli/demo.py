@@ -25,7 +25,8 @@ def add_arguments(p):
                    help="probe features: per spatial token position (mean and std over time), or the pooled clip "
                         "feature of the official extract_features")
     p.add_argument("--ablation", action="store_true",
-                   help="also pretrain with the other two of fasking / tube / random masking at the same budget")
+                   help="also pretrain with each of fasking / tube / random masking that is not the config's, "
+                        "at the same budget")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 3 unless the pretrained encoder beats the random one on every task by a "
