@@ -23,9 +23,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from marlin.data import list_items  # noqa: E402
-from marlin.demo import TASKS, clip_indices_for, metric_value, spatial_readout  # noqa: E402
+from marlin.demo import TASKS, clip_indices_for, metric_value, spatial_readout, split_items  # noqa: E402
 from marlin.extract import clips_to_tensor  # noqa: E402
 from marlin.synth.labels import ACTION, APPEARANCE, EXPRESSION  # noqa: E402
+from marlin.video.windows import clip_indices  # noqa: E402
 
 LAMBDAS = (0.1, 1, 10, 100, 1e3, 1e4, 1e5)
 
@@ -41,12 +42,11 @@ def load_encoder(spec: str):
 
 
 def windows(num_frames: int, clip_frames: int, stride: int) -> list[list[int]]:
-    """Frame indices of the clips read per item: stride 2 = the demo's one clip; stride 1 = consecutive windows
-    of `clip_frames` covering every frame (their readouts are concatenated)."""
+    """Frame indices of the clips read per item: stride 2 = the demo's one clip (`clip_indices_for`); stride 1 =
+    consecutive windows over every frame (`clip_indices` at sample rate 1, tail covered), readouts concatenated."""
     if stride == 2:
         return [clip_indices_for(num_frames, clip_frames)]
-    starts = range(0, max(num_frames - clip_frames, 0) + 1, clip_frames)
-    return [[min(s + i, num_frames - 1) for i in range(clip_frames)] for s in starts]
+    return clip_indices(num_frames, clip_frames, 1, clip_frames, cover_tail=True)
 
 
 @torch.no_grad()
@@ -57,10 +57,16 @@ def features(model, items, layers: list[int], batch: int = 16, stride: int = 2) 
     out: dict[tuple[int, str], list] = {}
     for i in range(0, len(items), batch):
         chunk = items[i:i + batch]
+        wins = [windows(it.num_frames, cfg.n_frames, stride) for it in chunk]
+        n_win = len(wins[0])
+        if any(len(w) != n_win for w in wins):
+            raise ValueError("--stride 1 needs items of equal frame counts (their readouts are concatenated)")
+        # one decode per item: the frames of all its windows in one read, then split into (n_win, L, S, S, 3)
+        clips = [it.read_frames([f for w in ws for f in w]) for it, ws in zip(chunk, wins)]
+        clips = [c.reshape(n_win, cfg.n_frames, *c.shape[1:]) for c in clips]
         parts: dict[tuple[int, str], list] = {}
-        for w in range(len(windows(chunk[0].num_frames, cfg.n_frames, stride))):
-            x = clips_to_tensor([it.read_frames(windows(it.num_frames, cfg.n_frames, stride)[w]) for it in chunk])
-            h = enc.embed(x)
+        for w in range(n_win):
+            h = enc.embed(clips_to_tensor([c[w] for c in clips]))
             for k, block in enumerate(enc.blocks, 1):
                 h = block(h)
                 if k in layers:
@@ -104,9 +110,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     world = Path(args.world)
-    by_name = {it.name: it for it in list_items(world)}
-    sets = {s: [by_name[n] for n in (world / f"{s}.txt").read_text().split()] for s in ("train", "val")}
-    sets["held-out"] = list_items(args.held_out)
+    splits = split_items(world)
+    sets = {"train": splits["train"], "val": splits["val"], "held-out": list_items(args.held_out)}
     labels = {s: {t: np.array([it.labels[key] for it in items]) for t, (key, _, _) in TASKS.items()}
               for s, items in sets.items()}
     print(f"# probes fitted on {len(sets['train'])} clips of {world}, penalty chosen on {len(sets['val'])}, "

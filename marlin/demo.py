@@ -96,8 +96,13 @@ def encode_items(model, items, batch_size: int = 16, progress: bool = True, desc
     return np.concatenate(out)
 
 
-def _split_ids(data_dir: Path) -> dict[str, list[str]]:
-    return {s: (data_dir / f"{s}.txt").read_text().split() for s in ("train", "val", "test")}
+def split_items(data_dir: Path) -> dict[str, list]:
+    """{"train" / "val" / "test": items} of a synthetic world, from its split lists."""
+    from .data import list_items
+
+    by_name = {it.name: it for it in list_items(data_dir)}
+    return {s: [by_name[n] for n in (Path(data_dir) / f"{s}.txt").read_text().split() if n in by_name]
+            for s in ("train", "val", "test")}
 
 
 def probe_all(sets: dict[str, tuple[np.ndarray, list]], seed: int = 0) -> dict:
@@ -227,8 +232,7 @@ def run_demo(s: DemoSettings) -> dict:
     _say(f"1/4 synthetic world: {s.num_items} clips of {s.frames} frames at {s.size}px -> {data_dir}")
     generate_dataset(data_dir, s.num_items, frames=s.frames, size=s.size, seed=s.seed, workers=s.workers,
                      progress=s.progress)
-    by_name = {it.name: it for it in list_items(data_dir)}
-    splits = {k: [by_name[n] for n in ids if n in by_name] for k, ids in _split_ids(data_dir).items()}
+    splits = split_items(data_dir)
     if s.test_items:  # a second world (another seed): more test clips, and identities pretraining never saw
         test_dir = out / "data_test"
         _say(f"    test world: {s.test_items} clips, seed {s.seed + 1} -> {test_dir}")
