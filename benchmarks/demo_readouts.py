@@ -6,10 +6,11 @@
 Probes are closed-form ridge regressions on +-1 targets (one-vs-rest for expression), fitted on the training
 split of --world, the penalty chosen on its validation split, and scored on every clip of --held-out (a world
 made with another seed: `marlin demo` writes one to OUT/data_test, or `marlin synth OUT --num 1000 --frames 32
---size 64 --seed 1`), so a 1000-clip held-out world gives about +-0.015. Readouts: "pooled" (mean over tokens)
-and "spatial" (the demo's default: mean and std over time per spatial position), from the normed output of the
-given blocks. An encoder is a checkpoint path or `random:CONFIG` (a randomly initialised encoder of that
-pretraining config).
+--size 64 --seed 1`), so a 1000-clip held-out world gives about +-0.015. Every item is read as the demo reads it:
+16-frame windows at --sample-rate covering the whole video (`marlin.demo.video_windows`). Readouts, from the normed
+output of the given blocks: "spatial" (the demo's default: mean and std over the time slots of all windows per
+spatial position), "pooled" (mean over tokens and windows) and, for several windows, "spatial-per-window". An
+encoder is a checkpoint path or `random:CONFIG` (a randomly initialised encoder of that pretraining config).
 """
 from __future__ import annotations
 
@@ -23,10 +24,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from marlin.data import list_items  # noqa: E402
-from marlin.demo import TASKS, clip_indices_for, metric_value, spatial_readout, split_items  # noqa: E402
+from marlin.demo import TASKS, metric_value, spatial_readout, split_items, video_readout, video_windows  # noqa: E402
 from marlin.extract import clips_to_tensor  # noqa: E402
 from marlin.synth.labels import ACTION, APPEARANCE, EXPRESSION  # noqa: E402
-from marlin.video.windows import clip_indices  # noqa: E402
 
 LAMBDAS = (0.1, 1, 10, 100, 1e3, 1e4, 1e5)
 
@@ -41,40 +41,40 @@ def load_encoder(spec: str):
     return Marlin.from_file(None, spec, full_model=False)
 
 
-def windows(num_frames: int, clip_frames: int, stride: int) -> list[list[int]]:
-    """Frame indices of the clips read per item: stride 2 = the demo's one clip (`clip_indices_for`); stride 1 =
-    consecutive windows over every frame (`clip_indices` at sample rate 1, tail covered), readouts concatenated."""
-    if stride == 2:
-        return [clip_indices_for(num_frames, clip_frames)]
-    return clip_indices(num_frames, clip_frames, 1, clip_frames, cover_tail=True)
-
-
 @torch.no_grad()
-def features(model, items, layers: list[int], batch: int = 16, stride: int = 2) -> dict[tuple[int, str], np.ndarray]:
-    """{(layer, readout): (N, F)}; layer k = the normed output of block k (k = depth: the final features)."""
+def features(model, items, layers: list[int], batch: int = 16,
+             sample_rate: int = 1) -> dict[tuple[int, str], np.ndarray]:
+    """{(layer, readout): (N, F)} over every window of each item (`video_windows`); layer k = the normed output
+    of block k (k = depth: the final features). Readouts: "spatial" = the demo's (`video_readout`), "pooled" =
+    the mean over tokens averaged over windows, "spatial-per-window" (several windows only) = each window's
+    `spatial_readout`, concatenated."""
     enc, cfg = model.encoder, model.config
     enc.eval()
     out: dict[tuple[int, str], list] = {}
     for i in range(0, len(items), batch):
         chunk = items[i:i + batch]
-        wins = [windows(it.num_frames, cfg.n_frames, stride) for it in chunk]
+        wins = [video_windows(it.num_frames, cfg.n_frames, sample_rate) for it in chunk]
         n_win = len(wins[0])
         if any(len(w) != n_win for w in wins):
-            raise ValueError("--stride 1 needs items of equal frame counts (their readouts are concatenated)")
+            raise ValueError("items need equal frame counts (their per-window readouts are concatenated)")
         # one decode per item: the frames of all its windows in one read, then split into (n_win, L, S, S, 3)
         clips = [it.read_frames([f for w in ws for f in w]) for it, ws in zip(chunk, wins)]
         clips = [c.reshape(n_win, cfg.n_frames, *c.shape[1:]) for c in clips]
-        parts: dict[tuple[int, str], list] = {}
+        seqs: dict[int, list] = {}
         for w in range(n_win):
             h = enc.embed(clips_to_tensor([c[w] for c in clips]))
             for k, block in enumerate(enc.blocks, 1):
                 h = block(h)
                 if k in layers:
-                    tokens = enc.norm(h)
-                    parts.setdefault((k, "pooled"), []).append(tokens.mean(1).numpy())
-                    parts.setdefault((k, "spatial"), []).append(spatial_readout(tokens, cfg.grid).numpy())
-        for key, v in parts.items():
-            out.setdefault(key, []).append(np.concatenate(v, 1))
+                    seqs.setdefault(k, []).append(enc.norm(h))       # (B, N, D) per window
+        for k, v in seqs.items():
+            tokens = torch.stack(v, 1)                              # (B, n_win, N, D)
+            parts = {"pooled": tokens.mean((1, 2)),
+                     "spatial": torch.stack([video_readout(x, cfg.grid) for x in tokens])}
+            if n_win > 1:
+                parts["spatial-per-window"] = torch.cat([spatial_readout(x, cfg.grid) for x in v], 1)
+            for name, x in parts.items():
+                out.setdefault((k, name), []).append(x.numpy())
     return {key: np.concatenate(v) for key, v in out.items()}
 
 
@@ -102,8 +102,8 @@ def main() -> None:
     p.add_argument("--held-out", required=True, help="another synthetic world (probe scoring, all clips)")
     p.add_argument("--encoder", action="append", required=True, help="checkpoint or random:CONFIG (repeatable)")
     p.add_argument("--layers", default="", help="blocks to read, comma-separated (default: the last)")
-    p.add_argument("--stride", type=int, choices=[1, 2], default=2,
-                   help="2: the demo's clip (every 2nd frame); 1: windows over every frame, readouts concatenated")
+    p.add_argument("--sample-rate", type=int, default=1,
+                   help="temporal sample rate of the windows read from each item (the demo's: demo_cpu's, 1)")
     p.add_argument("--per-label", action="store_true", help="also print the AUC of every appearance and action label")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args()
@@ -121,7 +121,7 @@ def main() -> None:
     for spec in args.encoder:
         model = load_encoder(spec)
         layers = [int(v) for v in args.layers.split(",") if v] or [model.config.encoder_depth]
-        feats = {s: features(model, items, layers, stride=args.stride) for s, items in sets.items()}
+        feats = {s: features(model, items, layers, sample_rate=args.sample_rate) for s, items in sets.items()}
         for key in feats["train"]:
             row, per_label = [], []
             for t, (_, kind, metric) in TASKS.items():

@@ -28,7 +28,7 @@ TASKS = {
 class DemoSettings:
     out_dir: Path = Path("marlin_demo")
     num_items: int = 2000         # synthetic clips (80 / 10 / 10 % train / val / test)
-    frames: int = 32              # frames per clip: one 16-frame window at temporal stride 2
+    frames: int = 32              # frames per synthetic video: two 16-frame windows at demo_cpu's sample rate 1
     size: int = 64                # crop size in pixels (the config's img_size)
     seed: int = 0
     workers: int = 2
@@ -47,11 +47,19 @@ def _say(msg: str) -> None:
     print(f"[marlin demo] {msg}", flush=True)
 
 
-def clip_indices_for(frames: int, clip_frames: int, stride: int = 2) -> list[int]:
-    """The demo's one clip per item: 16 frames at the pretraining temporal stride (fewer frames: stride 1)."""
-    if frames >= clip_frames * stride:
-        return list(range(0, clip_frames * stride, stride))
-    return [min(i, frames - 1) for i in range(clip_frames)]
+def video_windows(frames: int, clip_frames: int, sample_rate: int = 2) -> list[list[int]]:
+    """Frame indices of the windows the demo reads from one video: clips of `clip_frames` frames at the
+    pretraining `sample_rate`, back to back from frame 0, with one more window ending at the last sampled frame
+    when the video is not a whole number of windows, so no part of the video is left out. A video shorter than
+    one window is read at rate 1, its last frame repeated. (Unlike `marlin.video.windows.clip_indices`, a video
+    of exactly one window is read at the pretraining rate, not as its first `clip_frames` consecutive frames.)"""
+    span = clip_frames * sample_rate
+    if frames < span:
+        return [[min(i, frames - 1) for i in range(clip_frames)]]
+    starts = list(range(0, frames - span + 1, span))
+    if starts[-1] + span < frames:
+        starts.append(frames - span)
+    return [list(range(s, s + span, sample_rate)) for s in starts]
 
 
 READOUTS = ("spatial", "pooled")
@@ -65,11 +73,19 @@ def spatial_readout(tokens, grid: tuple[int, int, int]):
     return torch.cat([x.mean(1).flatten(1), x.std(1).flatten(1)], 1)
 
 
+def video_readout(window_tokens, grid: tuple[int, int, int]):
+    """Normed tokens (W, N, D) of the W windows of one video -> (2 * H' * W' * D,): `spatial_readout` over the
+    time slots of all windows together, so the feature has the same size for any video length."""
+    t, h, w = grid
+    return spatial_readout(window_tokens.reshape(1, -1, window_tokens.shape[-1]), (len(window_tokens) * t, h, w))[0]
+
+
 @torch.no_grad()
 def encode_items(model, items, batch_size: int = 16, progress: bool = True, desc: str = "features",
-                 readout: str = "spatial") -> np.ndarray:
-    """(N, F) probe features of one clip per item: "spatial" (`spatial_readout`) or "pooled" ((N, D), the official
-    clip feature: the final norm of the mean over tokens)."""
+                 readout: str = "spatial", sample_rate: int = 2) -> np.ndarray:
+    """(N, F) probe features of each item from every window of it (`video_windows` at `sample_rate`):
+    "spatial" (`video_readout`) or "pooled" ((N, D): the official clip feature, the final norm of the mean over
+    tokens, averaged over windows). `batch_size` counts windows."""
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     from tqdm.auto import tqdm
@@ -78,22 +94,30 @@ def encode_items(model, items, batch_size: int = 16, progress: bool = True, desc
 
     model.eval()
     cfg = model.config
+    out, clips, owners = [], [], []  # pending windows and the index (within `out`) of the item each belongs to
 
-    def encode(batch):
-        x = clips_to_tensor(batch)
-        if readout == "pooled":
-            return model.extract_features(x, keep_seq=False).numpy()
-        return spatial_readout(model.extract_features(x, keep_seq=True), cfg.grid).numpy()
+    def flush():
+        pooled = readout == "pooled"
+        tokens = torch.cat([model.extract_features(clips_to_tensor(clips[i:i + batch_size]), keep_seq=not pooled)
+                            for i in range(0, len(clips), batch_size)])   # (W, N, D) or (W, D)
+        own = torch.tensor(owners)
+        for k in sorted(set(owners)):
+            mine = tokens[own == k]
+            out[k] = (mine.mean(0) if pooled else video_readout(mine, cfg.grid)).numpy()
+        clips.clear()
+        owners.clear()
 
-    out, batch = [], []
     for item in tqdm(items, desc=desc, unit="clip", disable=not progress, leave=False):
-        batch.append(item.read_frames(clip_indices_for(item.num_frames, cfg.n_frames)))
-        if len(batch) == batch_size:
-            out.append(encode(batch))
-            batch = []
-    if batch:
-        out.append(encode(batch))
-    return np.concatenate(out)
+        wins = video_windows(item.num_frames, cfg.n_frames, sample_rate)
+        frames = item.read_frames([f for w in wins for f in w])  # one decode per item
+        out.append(None)
+        clips.extend(frames.reshape(len(wins), cfg.n_frames, *frames.shape[1:]))
+        owners.extend([len(out) - 1] * len(wins))
+        if len(clips) >= batch_size:
+            flush()
+    if clips:
+        flush()
+    return np.stack(out)
 
 
 def split_items(data_dir: Path) -> dict[str, list]:
@@ -260,7 +284,8 @@ def run_demo(s: DemoSettings) -> dict:
     results = {}
     for name, enc in encoders.items():
         feats = {k: (encode_items(enc, its, progress=s.progress, desc=f"features ({name}, {k})",
-                                  readout=s.readout), its) for k, its in splits.items()}
+                                  readout=s.readout, sample_rate=main.config.sample_rate), its)
+                 for k, its in splits.items()}
         results[name] = probe_all(feats, seed=s.seed)
 
     _say("4/4 report")
@@ -304,7 +329,8 @@ def run_demo(s: DemoSettings) -> dict:
         f"Pretraining: config `{s.config}` ({strategy} masking), {main.iterations} iterations in "
         f"{main.seconds / 60:.1f} min (stopped by {main.stopped_by}); final reconstruction loss "
         f"{report['pretraining']['final_rec_loss']}.",
-        f"Linear probes on {readout} of one 16-frame clip per video; metrics on the test clips.", "",
+        f"Linear probes on {readout}, over every {main.config.model.n_frames}-frame window of each video at the "
+        f"pretraining sample rate ({main.config.sample_rate}); metrics on the test clips.", "",
         *_table([(n, results[n]) for n in names]), "",
         "Margin pretrained − random [95 % paired-bootstrap interval over test clips]: " + margin_text + ".",
         f"Pretrained beats random by a clear margin (interval above 0) on every task: **{verdict}**.", "",

@@ -8,7 +8,7 @@ from marlin.train import pretrain_config
 
 TINY = {
     "model_name": "demo_test", "img_size": 32, "patch_size": 16, "clip_frames": 4, "tubelet_size": 2,
-    "mask_strategy": "fasking", "temporal_sample_rate": 2, "mask_percentage_target": 0.75,
+    "mask_strategy": "fasking", "temporal_sample_rate": 1, "mask_percentage_target": 0.75,
     "encoder": {"embed_dim": 16, "depth": 1, "num_heads": 2}, "decoder": {"embed_dim": 8, "depth": 1, "num_heads": 2},
     "learning_rate": {"base": 0.03, "warmup": 1e-4, "min": 1e-3, "warmup_epochs": 1},
     "trainer": {"batch_size": 4, "num_workers": 0, "val_every": 2, "val_batches": 1, "warmup_steps": 1},
@@ -34,6 +34,7 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
         assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (report_dir / "report.md").read_text()
     assert "| appearance | test auc |" in md and "Pretrained beats random by a clear margin" in md
+    assert "every 4-frame window of each video at the pretraining sample rate (1)" in md  # 8 frames: 2 windows
     assert "scored on a separate world made with seed 1 (14 clips)" in md  # the probes' test set: a second world
     assert len(list((out / "data_test").glob("*/clip.mp4"))) == 14
     assert set(report["margin_95ci_paired_bootstrap"]) == set(report["margin_pretrained_minus_random"])
@@ -71,3 +72,51 @@ def test_resampling_metrics_match_the_downstream_metrics_and_bootstrap_brackets_
     assert 0 < lo < hi
     lo, hi = bootstrap_margin("action", weak, weak, n=50)
     assert lo == hi == 0
+
+
+def test_video_windows_cover_every_sampled_frame():
+    from marlin.demo import video_windows
+
+    assert video_windows(32, 16, 2) == [list(range(0, 32, 2))]            # one window at the pretraining rate
+    assert video_windows(32, 16, 1) == [list(range(16)), list(range(16, 32))]
+    assert video_windows(40, 16, 1) == [list(range(16)), list(range(16, 32)), list(range(24, 40))]  # tail window
+    assert video_windows(10, 16, 2) == [list(range(10)) + [9] * 6]        # shorter than a window: rate 1, padded
+
+
+def test_encode_items_reads_every_window_and_pools_over_all_of_them(tmp_path):
+    import numpy as np
+    import torch
+
+    from marlin.demo import encode_items, spatial_readout
+    from marlin.extract import clips_to_tensor
+    from marlin.models import Marlin
+
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    cfg = pretrain_config(tmp_path / "tiny.yaml").model
+    torch.manual_seed(0)
+    model = Marlin(cfg, full_model=False).eval()
+    rng = np.random.default_rng(0)
+
+    class Item:  # an in-memory video of 8 frames: two 4-frame windows at rate 1
+        def __init__(self):
+            self.frames = rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+            self.num_frames = 8
+
+        def read_frames(self, idx):
+            return self.frames[idx]
+
+    items = [Item() for _ in range(3)]
+    feats = encode_items(model, items, progress=False, sample_rate=1, batch_size=3)
+    assert feats.shape == (3, 2 * 4 * 16)
+    with torch.no_grad():  # item 1 by hand: the tokens of both windows, statistics over all 2 x 2 time slots
+        tokens = model.extract_features(clips_to_tensor([items[1].frames[:4], items[1].frames[4:]]), keep_seq=True)
+        t, h, w = cfg.grid
+        want = spatial_readout(tokens.reshape(1, -1, tokens.shape[-1]), (2 * t, h, w))[0].numpy()
+    np.testing.assert_allclose(feats[1], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(encode_items(model, items, progress=False, sample_rate=1, batch_size=16), feats,
+                               rtol=1e-5, atol=1e-5)  # batching windows differently changes nothing
+    pooled = encode_items(model, items, progress=False, sample_rate=1, readout="pooled")
+    with torch.no_grad():
+        per_window = model.extract_features(clips_to_tensor([items[1].frames[:4], items[1].frames[4:]]), keep_seq=False)
+    np.testing.assert_allclose(pooled[1], per_window.mean(0).numpy(), rtol=1e-5, atol=1e-5)
+
