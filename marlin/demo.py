@@ -6,6 +6,7 @@ synthetic task with both -> write a report (Markdown + JSON, loss curve, reconst
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -34,7 +35,7 @@ class DemoSettings:
     workers: int = 2
     config: str = "demo_cpu"      # pretraining config (shipped name or YAML)
     minutes: float = 9.0          # pretraining wall-clock cap
-    max_steps: int | None = 6000  # iterations; also the length of the cosine schedule (~9 min on 2 free cores)
+    max_steps: int | None = 7000  # iterations; also the length of the cosine schedule (~9 min on 2 free cores)
     ablation: bool = False        # also pretrain with each of fasking / tube / random that is not the main strategy
     batch_size: int | None = None
     test_items: int = 1000        # probe test clips from a second world (seed + 1); 0: the world's own test split
@@ -206,20 +207,13 @@ def plot_losses(history: list[dict], path: Path) -> Path:
     return path
 
 
-def _pretrain(s: DemoSettings, data_dir: Path, out: Path, strategy: str | None = None):
+def _pretrain(s: DemoSettings, cfg, data_dir: Path, out: Path):
     from .train import pretrain
 
     overrides = dict(s.overrides)
     if s.batch_size:
         overrides["batch_size"] = s.batch_size
-    config = s.config
-    if strategy is not None:
-        import dataclasses
-
-        from .train import pretrain_config
-
-        config = dataclasses.replace(pretrain_config(s.config), mask_strategy=strategy)
-    return pretrain(config, data_dir, out, max_minutes=s.minutes, max_steps=s.max_steps, progress=s.progress,
+    return pretrain(cfg, data_dir, out, max_minutes=s.minutes, max_steps=s.max_steps, progress=s.progress,
                     tensorboard=False, seed=s.seed, **overrides)
 
 
@@ -266,15 +260,17 @@ def run_demo(s: DemoSettings) -> dict:
 
     from .train import pretrain_config
 
-    strategy = pretrain_config(s.config).mask_strategy
+    cfg = pretrain_config(s.config)
+    strategy = cfg.mask_strategy
     _say(f"2/4 pretraining {s.config} ({strategy} masking) for at most {s.minutes:g} min")
     train_list = data_dir / "train.txt"  # pretrain on the training split only: test clips stay unseen
-    runs = {strategy: _pretrain(s, train_list, out / "pretrain")}
+    runs = {strategy: _pretrain(s, cfg, train_list, out / "pretrain")}
     if s.ablation:
         for other in ("fasking", "tube", "random"):
             if other != strategy:
                 _say(f"    ablation: pretraining with {other} masking at the same budget")
-                runs[other] = _pretrain(s, train_list, out / f"pretrain_{other}", other)
+                runs[other] = _pretrain(s, dataclasses.replace(cfg, mask_strategy=other), train_list,
+                                        out / f"pretrain_{other}")
     main = runs[strategy]
     _say(f"    {main.iterations} iterations in {main.seconds / 60:.1f} min (stopped by {main.stopped_by})")
 

@@ -24,10 +24,8 @@ class MarlinDecoder(nn.Module):
         nn.init.trunc_normal_(self.mask_token, std=0.02)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        b, _, d = x.shape
-        pos = self.pos_embedding.emb.to(x.dtype).expand(b, -1, -1)  # (B, N, Dd)
-        pos_visible = pos[mask].view(b, -1, d)
-        pos_masked = pos[~mask].view(b, -1, d)
+        pos_visible = self.pos_embedding.at(mask, x.dtype)    # (B, N_visible, Dd)
+        pos_masked = self.pos_embedding.at(~mask, x.dtype)    # (B, N_masked, Dd)
         x = torch.cat([x + pos_visible, self.mask_token.to(x.dtype) + pos_masked], dim=1)  # visible first, then masked
         for block in self.blocks:
             x = block(x)

@@ -28,6 +28,12 @@ class SinCosPositionalEmbedding(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (B, N, D) -> (B, N, D)
         return x + self.emb.to(x.dtype)
 
+    def at(self, mask: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """The positions of the tokens where `mask` (B, N) is True, in ascending index: (B, n, D); every row of
+        `mask` must hold the same number n of True entries."""
+        pos = self.emb.to(dtype or self.emb.dtype).expand(len(mask), -1, -1)
+        return pos[mask].view(len(mask), -1, pos.shape[-1])
+
 
 class PatchEmbedding3d(nn.Module):
     """(B, 3, T, H, W) -> (B, T/t * H/p * W/p, D); token index = t*(H/p*W/p) + h*(W/p) + w."""

@@ -51,8 +51,7 @@ class MarlinEncoder(nn.Module):
         else:  # project only the visible tubelets (a quarter or a tenth of them in pretraining)
             self._check_clip(x)
             check_mask(mask, len(x), self.config.num_tokens)
-            pos = self.pos_embedding.emb.to(x.dtype).expand(len(x), -1, -1)
-            emb = self.patch_embedding.forward_visible(x, mask) + pos[mask].view(len(x), -1, self.embed_dim)
+            emb = self.patch_embedding.forward_visible(x, mask) + self.pos_embedding.at(mask, x.dtype)
         for block in self.blocks:
             emb = block(emb)
         return self.norm(emb)
