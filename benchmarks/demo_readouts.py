@@ -24,11 +24,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from marlin.data import list_items  # noqa: E402
-from marlin.demo import TASKS, metric_value, spatial_readout, split_items, video_readout, video_windows  # noqa: E402
+from marlin.demo import (  # noqa: E402
+    TASKS,
+    metric_value,
+    ridge_probe,
+    spatial_readout,
+    split_items,
+    video_readout,
+    video_windows,
+)
 from marlin.extract import clips_to_tensor  # noqa: E402
-from marlin.synth.labels import ACTION, APPEARANCE, EXPRESSION  # noqa: E402
-
-LAMBDAS = (0.1, 1, 10, 100, 1e3, 1e4, 1e5)
+from marlin.synth.labels import ACTION, APPEARANCE  # noqa: E402
 
 
 def load_encoder(spec: str):
@@ -76,24 +82,6 @@ def features(model, items, layers: list[int], batch: int = 16,
             for name, x in parts.items():
                 out.setdefault((k, name), []).append(x.numpy())
     return {key: np.concatenate(v) for key, v in out.items()}
-
-
-def ridge_probe(train, val, test, kind: str, metric: str) -> np.ndarray:
-    """Fit on train (X, y), choose the penalty on val by `metric`, return the test scores (N_test, K)."""
-    (xa, ya), (xv, yv), (xt, _) = train, val, test
-    mu, sd = xa.mean(0), xa.std(0) + 1e-6
-    xa, xv, xt = [np.c_[(x - mu) / sd, np.ones(len(x))] for x in (xa, xv, xt)]
-    targets = np.eye(len(EXPRESSION))[ya] if kind == "multiclass" else ya.reshape(len(ya), -1)
-    targets = targets * 2.0 - 1
-    gram = xa @ xa.T  # dual form: features may outnumber clips
-    best = None
-    for lam in LAMBDAS:
-        w = xa.T @ np.linalg.solve(gram + lam * np.eye(len(xa)), targets)
-        scores = xv @ w
-        s = metric_value(kind, metric, scores if kind != "binary" else scores[:, 0], yv)
-        if best is None or s > best[0]:
-            best = (s, w)
-    return xt @ best[1]
 
 
 def main() -> None:

@@ -38,6 +38,8 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     assert "scored on a separate world made with seed 1 (14 clips)" in md  # the probes' test set: a second world
     assert len(list((out / "data_test").glob("*/clip.mp4"))) == 14
     assert set(report["margin_95ci_paired_bootstrap"]) == set(report["margin_pretrained_minus_random"])
+    assert set(report["ridge_probe"]["margin_95ci_paired_bootstrap"]) == set(report["margin_pretrained_minus_random"])
+    assert "closed-form ridge probe" in md
     assert str(report_dir / "report.md") in capsys.readouterr().out
     # a second run reuses the synthetic world (resumable generation) and overwrites the report;
     # --strict turns a failed pretrained-vs-random check into exit status 3
@@ -120,3 +122,22 @@ def test_encode_items_reads_every_window_and_pools_over_all_of_them(tmp_path):
         per_window = model.extract_features(clips_to_tensor([items[1].frames[:4], items[1].frames[4:]]), keep_seq=False)
     np.testing.assert_allclose(pooled[1], per_window.mean(0).numpy(), rtol=1e-5, atol=1e-5)
 
+
+
+def test_ridge_probe_recovers_a_linear_rule_and_not_noise():
+    import numpy as np
+
+    from marlin.demo import metric_value, ridge_probe
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(50, 3))
+    x = {s: rng.normal(size=(n, 50)) for s, n in (("train", 300), ("val", 100), ("test", 200))}
+    y = {s: (v @ w).argmax(1) for s, v in x.items()}  # a 3-class linear rule
+    scores = ridge_probe(*[(x[s], y[s]) for s in ("train", "val", "test")], "multiclass", "acc")
+    assert scores.shape == (200, 3) and metric_value("multiclass", "acc", scores, y["test"]) > 0.8
+    noise = {s: rng.normal(size=(len(v), 50)) for s, v in x.items()}  # features unrelated to the labels
+    scores = ridge_probe(*[(noise[s], y[s]) for s in ("train", "val", "test")], "multiclass", "acc")
+    assert metric_value("multiclass", "acc", scores, y["test"]) < 0.5
+    yb = {s: (v @ w[:, 0] > 0).astype(int) for s, v in x.items()}
+    scores = ridge_probe(*[(x[s], yb[s]) for s in ("train", "val", "test")], "binary", "auc")
+    assert metric_value("binary", "auc", scores[:, 0], yb["test"]) > 0.95
