@@ -202,16 +202,18 @@ def metric_value(kind: str, metric: str, scores: np.ndarray, y: np.ndarray) -> f
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
-def bootstrap_margin(task: str, base: dict, other: dict, n: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95 % interval of metric(other) - metric(base) on the test split by a paired bootstrap over test clips."""
+def bootstrap_margin(task: str, base: dict, other: dict, n: int = 1000, seed: int = 0,
+                     scores: str = "test_scores") -> tuple[float, float]:
+    """95 % interval of metric(other) - metric(base) on the test split by a paired bootstrap over test clips;
+    `scores` names the score arrays compared ("test_ridge_scores": the ridge probe's)."""
     _, kind, metric = TASKS[task]
     y = base["test_targets"]
     rng = np.random.default_rng(seed)
     diffs = []
     for _ in range(n):
         i = rng.integers(0, len(y), len(y))
-        diffs.append(metric_value(kind, metric, other["test_scores"][i], y[i])
-                     - metric_value(kind, metric, base["test_scores"][i], y[i]))
+        diffs.append(metric_value(kind, metric, other[scores][i], y[i])
+                     - metric_value(kind, metric, base[scores][i], y[i]))
     lo, hi = np.nanpercentile(diffs, [2.5, 97.5])
     return float(lo), float(hi)
 
@@ -327,10 +329,8 @@ def run_demo(s: DemoSettings) -> dict:
     margins = {t: pre[t]["test"][m] - rnd[t]["test"][m] for t, (_, _, m) in TASKS.items()}
     intervals = {t: bootstrap_margin(t, rnd[t], pre[t], seed=s.seed) for t in TASKS}
     clear = all(lo > 0 for lo, _ in intervals.values())
-    ridge_of = {n: {t: {"test_scores": r[t]["test_ridge_scores"], "test_targets": r[t]["test_targets"]} for t in r}
-                for n, r in (("random", rnd), ("pretrained", pre))}
     ridge_margins = {t: pre[t]["ridge"]["test"][m] - rnd[t]["ridge"]["test"][m] for t, (_, _, m) in TASKS.items()}
-    ridge_intervals = {t: bootstrap_margin(t, ridge_of["random"][t], ridge_of["pretrained"][t], seed=s.seed)
+    ridge_intervals = {t: bootstrap_margin(t, rnd[t], pre[t], seed=s.seed, scores="test_ridge_scores")
                        for t in TASKS}
     results = {n: {t: {k: v for k, v in r.items() if not k.startswith("test_")} for t, r in res.items()}
                for n, res in results.items()}

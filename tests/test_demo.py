@@ -123,7 +123,6 @@ def test_encode_items_reads_every_window_and_pools_over_all_of_them(tmp_path):
     np.testing.assert_allclose(pooled[1], per_window.mean(0).numpy(), rtol=1e-5, atol=1e-5)
 
 
-
 def test_ridge_probe_recovers_a_linear_rule_and_not_noise():
     import numpy as np
 
