@@ -95,6 +95,28 @@ def test_exported_encoder_runs_in_marlin_extract(tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "feats2" / "face.npy"), feats, atol=1e-5)
 
 
+def test_bf16_mixed_on_cpu_trains_and_exports_float32(tmp_path):
+    from safetensors.torch import load_file
+
+    res = _run(make_items(tmp_path / "data", n=2), tmp_path / "run", max_steps=2, schedule_steps=None,
+               tensorboard=False, mask_picture=False, precision="bf16-mixed")
+    rows = [r for r in res.history if r["kind"] == "train"]
+    assert [r["iteration"] for r in rows] == [1, 2] and all(np.isfinite(r["rec_loss"]) for r in rows)
+    assert {t.dtype for t in load_file(res.exports["safetensors"]).values()} == {torch.float32}
+
+
+def test_precision_auto_uses_bf16_only_where_native(monkeypatch):
+    from marlin.train.runner import resolve_precision
+
+    assert resolve_precision(None, on_gpu=False) == "32-true" and resolve_precision(None, on_gpu=True) == "bf16-mixed"
+    assert resolve_precision("32-true", on_gpu=True) == "32-true"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert resolve_precision("auto", on_gpu=False) == "32-true" and resolve_precision("auto", on_gpu=True) == "bf16-mixed"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert resolve_precision("auto", on_gpu=False) == "bf16-mixed"
+
+
 def test_init_from_official_lightning_checkpoint(fixtures_dir):
     from marlin.checkpoints import load_file, split_checkpoint
     from marlin.train.runner import load_init

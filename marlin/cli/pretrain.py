@@ -15,7 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--devices", type=int, default=1, help="devices per node (GPUs, or CPU processes)")
     p.add_argument("--nodes", type=int, default=1, help="number of nodes (torchrun or SLURM)")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda", "mps"])
-    p.add_argument("--precision", help="32-true, bf16-mixed (default: bf16-mixed on GPUs, 32-true on CPUs)")
+    p.add_argument("--precision", help="32-true, bf16-mixed, or auto (bf16-mixed where the hardware computes bf16 "
+                   "natively: GPUs, AVX512-BF16 / AMX CPUs); default: bf16-mixed on GPUs, 32-true on CPUs")
     p.add_argument("--max-steps", type=int, help="stop after this many iterations (also sets the schedule length)")
     p.add_argument("--max-minutes", type=float, help="stop after this many minutes of training")
     p.add_argument("--batch-size", type=int, help="clips per device per micro-batch")

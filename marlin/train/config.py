@@ -31,7 +31,7 @@ class TrainerSettings:
     val_batches: int = 2
     ckpt_every: int = 1000          # iterations between resumable checkpoints
     log_every: int = 10
-    precision: str | None = None    # None: bf16-mixed on GPUs, 32-true on CPUs
+    precision: str | None = None    # None: bf16-mixed on GPUs, 32-true on CPUs; "auto": bf16 where native
 
 
 @dataclass

