@@ -4,6 +4,7 @@ import json
 import yaml
 
 from marlin.cli import main
+from marlin.demo import TASKS
 from marlin.train import pretrain_config
 
 TINY = {
@@ -29,17 +30,22 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     assert set(report["results"]) == {"random init", "fasking"}
     for name in ("random init", "fasking"):
         assert set(report["results"][name]) == {"appearance", "action", "expression", "manipulated"}
-        assert 0.0 <= report["results"][name]["expression"]["test"]["acc"] <= 1.0
+        for probe in ("logistic", "sgd", "ridge"):
+            assert 0.0 <= report["results"][name]["expression"][probe]["test"]["acc"] <= 1.0
     for png in ("loss_curve.png", "reconstruction.png", "fasking_masks.png"):
         assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (report_dir / "report.md").read_text()
-    assert "| appearance | test auc |" in md and "Pretrained beats random by a clear margin" in md
+    assert "| appearance | test auc | **logistic** (check) |" in md and "| expression | test acc | sgd |" in md
+    assert "Pretrained beats random by a clear margin" in md and report["check_probe"] == "logistic"
     assert "every 4-frame window of each video at the pretraining sample rate (1)" in md  # 8 frames: 2 windows
     assert "scored on a separate world made with seed 1 (14 clips)" in md  # the probes' test set: a second world
     assert len(list((out / "data_test").glob("*/clip.mp4"))) == 14
     assert set(report["margin_95ci_paired_bootstrap"]) == set(report["margin_pretrained_minus_random"])
-    assert set(report["ridge_probe"]["margin_95ci_paired_bootstrap"]) == set(report["margin_pretrained_minus_random"])
-    assert "closed-form ridge probe" in md
+    assert report["probes"]["logistic"]["margin_pretrained_minus_random"] == report["margin_pretrained_minus_random"]
+    for probe in ("sgd", "ridge"):
+        assert set(report["probes"][probe]["margin_95ci_paired_bootstrap"]) == set(TASKS)
+    assert "- ridge (closed-form ridge" in md and "- sgd (the toolkit's SGD linear probe" in md
+    assert report["pretraining"]["precision"] == "32-true"
     assert str(report_dir / "report.md") in capsys.readouterr().out
     # a second run reuses the synthetic world (resumable generation) and overwrites the report;
     # --strict turns a failed pretrained-vs-random check into exit status 3
@@ -68,8 +74,8 @@ def test_resampling_metrics_match_the_downstream_metrics_and_bootstrap_brackets_
     sc[np.arange(200), yc] += 1
     assert metric_value("multiclass", "acc", sc, yc) == compute_metrics("multiclass", sc, yc)["acc"]
     # a clearly better predictor gets an interval above zero; the same predictor gets one around zero
-    weak = {"test_scores": s, "test_targets": y}
-    strong = {"test_scores": y + rng.normal(0, 0.3, y.shape), "test_targets": y}
+    weak = {"scores": {"logistic": s}, "targets": y}
+    strong = {"scores": {"logistic": y + rng.normal(0, 0.3, y.shape)}, "targets": y}
     lo, hi = bootstrap_margin("action", weak, strong, n=300)
     assert 0 < lo < hi
     lo, hi = bootstrap_margin("action", weak, weak, n=50)

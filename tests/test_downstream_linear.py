@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from marlin.downstream import linear_probe
+from marlin.downstream import linear_probe, logistic_probe
 from marlin.downstream.fewshot import few_shot_indices, parse_fraction
 
 
@@ -34,6 +34,32 @@ def test_linear_probe_learns_and_is_deterministic(kind):
     noise = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
     rn = linear_probe(*split(noise)[:1], ytr, noise[200:250], yva, noise[250:], yte, task_type=kind, **fast)
     assert rn["test"]["auc"] < r1["test"]["auc"] - 0.2
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "multilabel", "binary"])
+def test_logistic_probe_learns_converges_and_is_deterministic(kind):
+    import torch
+
+    from marlin.downstream.linear import LOGISTIC_PENALTIES, fit_logistic
+    from marlin.downstream.tasks import infer_task
+
+    x, y = _data(kind=kind)
+    split = lambda a: (a[:200], a[200:250], a[250:])  # noqa: E731
+    (xtr, xva, xte), (ytr, yva, yte) = split(x), split(y)
+    r1 = logistic_probe(xtr, ytr, xva, yva, xte, yte, task_type=kind)
+    r2 = logistic_probe(xtr, ytr, xva, yva, xte, yte, task_type=kind)
+    assert r1["test"] == r2["test"] and r1["penalty"] == r2["penalty"]
+    assert set(r1["val_by_penalty"]) == set(LOGISTIC_PENALTIES) and r1["penalty"] in LOGISTIC_PENALTIES
+    assert r1["val"][r1["task"]["monitor"]] == max(r1["val_by_penalty"].values())
+    assert r1["test"]["acc" if kind == "multiclass" else "auc"] > 0.85
+    # fitted to the optimum: the gradient of the penalised loss vanishes, from a cold or a warm start alike
+    task = infer_task(y, kind)
+    head = fit_logistic(task, xtr, ytr, 0.1)
+    warm = fit_logistic(task, xtr, ytr, 0.1, fit_logistic(task, xtr, ytr, 1.0))
+    loss = task.loss_fn()(head(torch.as_tensor(xtr)), task.target_tensor(ytr)) + 0.05 * head.weight.pow(2).sum()
+    grads = torch.autograd.grad(loss, list(head.parameters()))
+    assert max(float(g.abs().max()) for g in grads) < 1e-4
+    torch.testing.assert_close(warm.weight, head.weight, atol=1e-3, rtol=1e-3)
 
 
 def test_linear_probe_rejects_bad_targets():

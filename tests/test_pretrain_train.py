@@ -112,7 +112,8 @@ def test_precision_auto_uses_bf16_only_where_native(monkeypatch):
     assert resolve_precision("32-true", on_gpu=True) == "32-true"
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    assert resolve_precision("auto", on_gpu=False) == "32-true" and resolve_precision("auto", on_gpu=True) == "bf16-mixed"
+    assert resolve_precision("auto", on_gpu=False) == "32-true"
+    assert resolve_precision("auto", on_gpu=True) == "bf16-mixed"
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     assert resolve_precision("auto", on_gpu=False) == "bf16-mixed"
 

@@ -29,6 +29,7 @@ class PretrainResult:
     seconds: float
     stopped_by: str
     config: PretrainConfig = field(repr=False)
+    precision: str = "32-true"  # the Lightning precision the run used
 
 
 def _ours_to_parts(sd: dict) -> tuple[dict, dict]:
@@ -164,7 +165,7 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
     hist_path = out / "history.csv"
     return PretrainResult(out, exports, out / "checkpoints" / "last.ckpt", hist_path,
                           read_history(hist_path) if hist_path.exists() else [], pictures, mask_png,
-                          module.iteration, seconds, control.stopped_by, cfg)
+                          module.iteration, seconds, control.stopped_by, cfg, prec)
 
 
 def _write_mask_picture(data, path: Path) -> Path | None:
