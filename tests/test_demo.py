@@ -47,12 +47,14 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     assert "- ridge (closed-form ridge" in md and "- sgd (the toolkit's SGD linear probe" in md
     assert report["pretraining"]["precision"] == "32-true"
     assert str(report_dir / "report.md") in capsys.readouterr().out
-    # a second run reuses the synthetic world (resumable generation) and overwrites the report;
-    # --strict turns a failed pretrained-vs-random check into exit status 3
+    # a second run reuses the synthetic world (resumable generation) and overwrites the report; --ablation adds
+    # the other masking strategies' columns; --strict turns a failed pretrained-vs-random check into exit status 3
     rc = main(["demo", "--out", str(out), "--config", str(cfg), "--num", "30", "--frames", "8", "--size", "32",
-               "--max-steps", "1", "--workers", "1", "--test-num", "0", "--quiet", "--strict"])
+               "--max-steps", "1", "--workers", "1", "--test-num", "0", "--quiet", "--strict", "--ablation"])
     report = json.loads((report_dir / "report.json").read_text())
-    assert "scored on its test split" in (report_dir / "report.md").read_text()
+    md = (report_dir / "report.md").read_text()
+    assert "scored on its test split" in md and "| pretrained (tube masking) | pretrained (random masking) |" in md
+    assert set(report["results"]) == {"random init", "fasking", "tube", "random"}
     assert report["pretraining"]["iterations"] == 1
     assert rc == (0 if report["pretrained_beats_random_on_every_task"] else 3)
 
