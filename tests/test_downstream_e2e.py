@@ -77,6 +77,21 @@ def test_probe_end_to_end_resumes_and_skips_bad_video(world, tmp_path, capsys):
     assert ev["metrics"]["acc"] == pytest.approx(full["test"]["acc"])
 
 
+def test_probe_with_the_logistic_solver(world, tmp_path):
+    cfg = _config(world, tmp_path, "lbfgs", solver="logistic")
+    assert main(["probe", str(cfg), "--no-progress"]) == 0
+    out = tmp_path / "lbfgs"
+    run = json.loads((out / "metrics.json").read_text())["runs"][0]
+    assert run["solver"] == "logistic" and "best_epoch" not in run
+    assert run["penalty"] in {float(k) for k in run["val_by_penalty"]}
+    assert run["val"]["acc"] == max(run["val_by_penalty"].values())
+    assert run["test"]["acc"] >= 5 / 6  # colour is linearly decodable
+    assert f"| L2 {run['penalty']:g} |" in (out / "results.md").read_text()
+    assert main(["evaluate", str(out / "fold1_fs100pct_seed0" / "head.safetensors"), "--no-progress"]) == 0
+    bad = _config(world, tmp_path, "bad_solver", solver="newton")
+    assert main(["probe", str(bad), "--no-progress"]) != 0
+
+
 def test_finetune_end_to_end(world, tmp_path):
     cfg = _config(world, tmp_path, "ft", train={"lr": 1e-3, "batch_size": 7, "max_epochs": 4, "patience": 4})
     assert main(["finetune", str(cfg), "--no-progress", "--device", DEVICE]) == 0
@@ -145,11 +160,11 @@ def test_frame_folder_gives_the_same_features_as_the_video(world, tmp_path):
 
 
 def test_finetune_is_deterministic_under_a_seed(world, tmp_path):
+    import torch
+
     from marlin.downstream.config import load_run_config
     from marlin.downstream.datasets import load_dataset
     from marlin.downstream.finetune import finetune_one
-
-    import torch
 
     cfg = load_run_config(str(_config(world, tmp_path, "det", train={"lr": 1e-3, "batch_size": 7, "max_epochs": 1})))
     ds = load_dataset("csv", world, "warm")

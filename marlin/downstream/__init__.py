@@ -5,5 +5,5 @@ from .probe import probe_dataset
 from .tasks import Task
 from .train import TrainConfig, fit
 
-__all__ = ["linear_probe", "logistic_probe", "probe_dataset", "reduce_clips", "train_linear", "compute_metrics", "Task", "TrainConfig",
-           "fit"]
+__all__ = ["linear_probe", "logistic_probe", "probe_dataset", "reduce_clips", "train_linear", "compute_metrics",
+           "Task", "TrainConfig", "fit"]

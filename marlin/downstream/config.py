@@ -21,13 +21,17 @@ DEFAULTS = {
     "reduction": "mean",  # LP temporal reduction over windows: mean | max
     "few_shot": [1.0],  # fractions of the training labels
     "seeds": [0],
-    "train": {},  # TrainConfig fields
+    "train": {},  # TrainConfig fields (solver sgd, and fine-tuning)
+    "solver": "sgd",  # LP: sgd (the paper's LP: Adam, early stopping) | logistic (L-BFGS, L2 penalty chosen on val)
     "batch_size_eval": 8,  # clips per encoder forward when extracting / evaluating
     "workers": 4,  # fine-tuning: threads decoding the training clips of a batch
     "precision": "32",  # fine-tuning: "32" or "bf16" (bfloat16 autocast of the encoder; about 5x faster on an H100)
     "device": "auto",  # fine-tuning: auto (cuda when available) | cpu | cuda[:k]
     "out": None,
 }
+
+
+SOLVERS = ("sgd", "logistic")
 
 
 def shipped_configs() -> list[str]:
@@ -96,6 +100,8 @@ def load_run_config(name_or_path: str | dict, overrides: list[str] = (), values:
     for key in ("dataset", "root"):
         if not cfg[key]:
             raise ValueError(f"{source}: '{key}' is required")
+    if cfg["solver"] not in SOLVERS:
+        raise ValueError(f"{source}: solver must be one of {SOLVERS}, got {cfg['solver']!r}")
     if not isinstance(cfg["few_shot"], list):
         cfg["few_shot"] = [cfg["few_shot"]]
     if not isinstance(cfg["seeds"], list):

@@ -12,8 +12,8 @@ from .linear import predict
 from .metrics import compute_metrics
 from .model import classifier_from_checkpoint, load_checkpoint
 from .probe import cached_features, split_arrays
-from .runs import report_skipped
 from .report import COLUMNS, NAMES, write_json, write_text
+from .runs import report_skipped
 from .tasks import Task
 
 

@@ -2,7 +2,6 @@
 fine-tuned model, upsampled to the frames of a clip and written as PNG overlays."""
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 import torch.nn.functional as F

@@ -123,14 +123,9 @@ def fit_logistic(task: Task, X, y, penalty: float, head: nn.Linear | None = None
     return head
 
 
-def logistic_probe(train_X, train_y, val_X, val_y, test_X, test_y, task_type: str = "multilabel",
-                   penalties=LOGISTIC_PENALTIES, label_names=None, return_model: bool = False) -> dict:
-    """Regularised logistic-regression probe: `fit_logistic` on train for each L2 penalty (strongest first, warm
-    started), the one with the best val metric kept (ties: the stronger penalty). Deterministic, no early
-    stopping: the textbook linear probe when features outnumber clips. Returns {"val", "test": metrics,
-    "penalty", "val_by_penalty": {penalty: metric}, "task"} (+ "model")."""
-    all_y = np.concatenate([np.asarray(v) for v in (train_y, val_y, test_y)])
-    task = infer_task(all_y, task_type, labels=label_names)
+def train_logistic(task: Task, train_X, train_y, val_X, val_y, penalties=LOGISTIC_PENALTIES):
+    """`fit_logistic` on train for each L2 penalty (strongest first, warm started); the penalty with the best val
+    metric is kept (ties: the stronger one). Returns (head, penalty, val metrics, {penalty: val metric})."""
     vy = task.check_targets(val_y, "val targets")
     head, best, by_penalty = None, None, {}
     for penalty in sorted(penalties, reverse=True):
@@ -141,6 +136,17 @@ def logistic_probe(train_X, train_y, val_X, val_y, test_X, test_y, task_type: st
             best = (float(penalty), val, {k: v.detach().clone() for k, v in head.state_dict().items()})
     penalty, val, state = best
     head.load_state_dict(state)
+    return head, penalty, val, by_penalty
+
+
+def logistic_probe(train_X, train_y, val_X, val_y, test_X, test_y, task_type: str = "multilabel",
+                   penalties=LOGISTIC_PENALTIES, label_names=None, return_model: bool = False) -> dict:
+    """Regularised logistic-regression probe (`train_logistic`): deterministic, no early stopping, the textbook
+    linear probe when features outnumber clips. Returns {"val", "test": metrics, "penalty", "val_by_penalty":
+    {penalty: val metric}, "task"} (+ "model")."""
+    all_y = np.concatenate([np.asarray(v) for v in (train_y, val_y, test_y)])
+    task = infer_task(all_y, task_type, labels=label_names)
+    head, penalty, val, by_penalty = train_logistic(task, train_X, train_y, val_X, val_y, penalties)
     out = {"task": task.to_dict(), "penalty": penalty, "val_by_penalty": by_penalty, "val": val,
            "test": compute_metrics(task.kind, task.scores(predict(head, test_X)), test_y)}
     if return_model:

@@ -9,7 +9,7 @@ import numpy as np
 from .datasets import Dataset
 from .features import dataset_features, feature_path
 from .fewshot import few_shot_indices
-from .linear import predict, reduce_clips, train_linear
+from .linear import predict, reduce_clips, train_linear, train_logistic
 from .metrics import compute_metrics
 from .model import load_encoder
 from .runs import report_skipped, run_all
@@ -51,15 +51,24 @@ def run_probe(cfg: dict, progress: bool = True) -> dict:
             notes.append(f"fold {fold}: no validation samples; the training set selected the best epoch")
         task = ds.task
 
+        if cfg["solver"] == "logistic" and xva is None:
+            raise ValueError(f"{cfg['root']}: solver logistic chooses its L2 penalty on the validation split, "
+                             f"and fold {fold} has none (use solver sgd)")
+
         def train(frac: float, seed: int):
             idx = few_shot_indices(ytr, frac, task.kind, seed)
-            tc = TrainConfig.from_dict({**cfg["train"], "seed": seed})
-            head, res = train_linear(task, xtr[idx], ytr[idx], xva, yva, tc, progress)
-            test = compute_metrics(task.kind, task.scores(predict(head, xte)), yte,
-                                   label_names=task.labels if task.kind != "binary" else None)
             run = {"n_train": int(len(idx)), "n_val": 0 if xva is None else int(len(xva)), "n_test": int(len(xte)),
-                   "best_epoch": res.best_epoch, "monitor": res.monitor, "val": res.val_metrics, "test": test,
-                   "history": res.history, "train_config": tc.to_dict()}
+                   "solver": cfg["solver"]}
+            if cfg["solver"] == "logistic":
+                head, penalty, val, by_penalty = train_logistic(task, xtr[idx], ytr[idx], xva, yva)
+                run.update(penalty=penalty, val_by_penalty=by_penalty, monitor=task.metric, val=val)
+            else:
+                tc = TrainConfig.from_dict({**cfg["train"], "seed": seed})
+                head, res = train_linear(task, xtr[idx], ytr[idx], xva, yva, tc, progress)
+                run.update(best_epoch=res.best_epoch, monitor=res.monitor, val=res.val_metrics, history=res.history,
+                           train_config=tc.to_dict())
+            run["test"] = compute_metrics(task.kind, task.scores(predict(head, xte)), yte,
+                                          label_names=task.labels if task.kind != "binary" else None)
             return run, "head.safetensors", head.state_dict(), {"reduction": cfg["reduction"]}
         return train
 

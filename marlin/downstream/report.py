@@ -53,15 +53,20 @@ def summarize(runs: list[dict], kind: str) -> list[dict]:
     return out
 
 
+def _selected(run: dict) -> str:
+    """What validation chose: the epoch (SGD probe, fine-tuning) or the L2 penalty (logistic probe)."""
+    return f"L2 {run['penalty']:g}" if "penalty" in run else f"epoch {run.get('best_epoch')}"
+
+
 def markdown(title: str, kind: str, runs: list[dict], summary: list[dict], notes: list[str] = ()) -> str:
     """A results table: one row per run, then the mean (± std) per few-shot fraction."""
     cols = COLUMNS[kind]
-    head = "| run | fold | seed | train labels | best epoch | " + " | ".join(NAMES[c] for c in cols) + " |"
+    head = "| run | fold | seed | train labels | selected | " + " | ".join(NAMES[c] for c in cols) + " |"
     lines = [f"# {title}", "", head, "|" + "---|" * (5 + len(cols))]
     for r in runs:
         vals = " | ".join(f"{r['test'].get(c, float('nan')):.4f}" for c in cols)
         lines.append(f"| {r['name']} | {r.get('fold', 1)} | {r['seed']} | {r['few_shot']:.0%} ({r['n_train']}) | "
-                     f"{r['best_epoch']} | {vals} |")
+                     f"{_selected(r)} | {vals} |")
     if summary:
         lines += ["", "Mean over folds and seeds (test set):", "",
                   "| train labels | runs | " + " | ".join(NAMES[c] for c in cols) + " |",
