@@ -177,7 +177,7 @@ RIDGE_PENALTIES = (0.1, 1, 10, 100, 1e3, 1e4, 1e5)
 def ridge_probe(train, val, test, kind: str, metric: str) -> np.ndarray:
     """Closed-form ridge probe on +-1 targets (one-vs-rest for multiclass) over z-scored features: fit on train
     (X, y) for each of `RIDGE_PENALTIES`, keep the one whose val `metric` is best, return the test scores
-    (N_test, K). Deterministic, with no early stopping: a low-variance companion of the SGD probe."""
+    (N_test, K). Deterministic, closed form; printed beside the check's logistic probe."""
     (xa, ya), (xv, yv), (xt, _) = train, val, test
     mu, sd = xa.mean(0), xa.std(0) + 1e-6
     xa, xv, xt = [np.c_[(x - mu) / sd, np.ones(len(x))] for x in (xa, xv, xt)]

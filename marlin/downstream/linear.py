@@ -118,7 +118,6 @@ def fit_logistic(task: Task, X, y, penalty: float, head: nn.Linear | None = None
         loss.backward()
         return loss
 
-    head.train()
     opt.step(closure)
     return head
 
