@@ -3,11 +3,12 @@ import logging
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from marlin.data import write_item
 from marlin.data.clips import PositionSampler, PretrainClips, _read_frames, clip_indices, collate, open_items
-from marlin.masking import token_parts
+from marlin.masking import feature_pixels, token_parts
 
 TINY_CFG = {"model_name": "t", "img_size": 32, "patch_size": 8, "clip_frames": 8, "tubelet_size": 2,
             "temporal_sample_rate": 2, "mask_percentage_target": 0.75,
@@ -49,14 +50,15 @@ def test_positions_are_deterministic_and_aligned(tmp_path):
     ds = dataset(make_items(tmp_path))
     a, b, c = ds[4], ds[4], ds[5]
     assert a["video"].dtype == torch.uint8 and a["video"].shape == (3, 8, 32, 32)
-    assert a["mask"].shape == (64,) and a["mask"].sum() == 16 and a["has_parse"]
+    assert a["mask"].shape == (64,) and a["mask"].sum() == 16 and not a["mask_fallback"]
     assert torch.equal(a["video"], b["video"]) and torch.equal(a["mask"], b["mask"])
     assert not torch.equal(a["mask"], c["mask"])
     # the first epoch visits every item once
     assert sorted(ds.item_index(p) for p in range(3)) == [0, 1, 2]
     # the mask was made from this clip's own parse maps: fasking keeps background patches visible first
     rng = np.random.default_rng([0, 4])
-    frames, parts = ds.load(ds.item_index(4), rng)
+    frames, parts, features = ds.load(ds.item_index(4), rng)
+    assert features is None and "features" not in a  # only with feature_pixels
     assert parts.shape == (7, 4, 4, 4) and frames.shape == (8, 32, 32, 3)
     assert torch.equal(torch.from_numpy(frames).permute(3, 0, 1, 2), a["video"])
     background = parts[6].reshape(-1)
@@ -66,7 +68,7 @@ def test_positions_are_deterministic_and_aligned(tmp_path):
 def test_resizes_items_and_reads_frames_at_stride(tmp_path):
     make_items(tmp_path, n=1, t=40, s=48)
     ds = dataset(tmp_path, img_size=32)
-    frames, parts = ds.load(0, np.random.default_rng(1))
+    frames, parts, _ = ds.load(0, np.random.default_rng(1))
     assert frames.shape == (8, 32, 32, 3) and parts.shape == (7, 4, 4, 4)
     _, parse = ds._resize(frames[:0], ds.items[0].read_parse([0, 1]))
     assert parse.shape == (2, 32, 32) and set(np.unique(parse)) <= {0, 1, 6}  # nearest neighbour keeps labels
@@ -77,11 +79,29 @@ def test_resizes_items_and_reads_frames_at_stride(tmp_path):
 
 
 def test_missing_parse_falls_back_to_random(tmp_path, caplog):
-    ds = dataset(make_items(tmp_path, n=1, parse=False))
+    ds = dataset(make_items(tmp_path, n=1, parse=False), feature_pixels=True)
     with caplog.at_level(logging.WARNING):
         s = ds[0]
-    assert not s["has_parse"] and s["mask"].sum() == 16
-    assert "no parse maps" in caplog.text and "v0" in caplog.text
+        ds[1]
+    assert s["mask_fallback"] and s["mask"].sum() == 16
+    assert not s["features"].any()  # no parse maps: an unweighted loss
+    assert caplog.text.count("no parse maps") == 1 and "v0" in caplog.text
+
+
+@pytest.mark.parametrize("cache_mb", [0, 64])
+def test_feature_pixels_follow_the_clip_frames(tmp_path, cache_mb):
+    make_items(tmp_path, n=2, t=40, s=48)
+    ds = dataset(tmp_path, strategy="frame", feature_pixels=True, cache_mb=cache_mb)
+    s = ds[3]
+    assert not s["mask_fallback"] and s["features"].shape == (8, 32, 32) and s["features"].dtype == torch.bool
+    rng = np.random.default_rng([0, 3])
+    index = ds.item_index(3)
+    idx, _ = ds.read_clip(index, rng)
+    _, parse = ds._resize(np.zeros((0, 32, 32, 3), np.uint8), ds.items[index].read_parse(idx))
+    assert np.array_equal(s["features"].numpy(), feature_pixels(parse)) and s["features"].any()
+    assert (len(ds._features) > 0) == (cache_mb > 0)  # kept per item only within the cache budget
+    b = collate([ds[0], ds[1]])
+    assert b["features"].shape == (2, 8, 32, 32) and b["mask_fallback"].tolist() == [False, False]
 
 
 def test_bad_item_is_reported_and_skipped(tmp_path, caplog):
@@ -108,7 +128,7 @@ def test_ytf_layout(tmp_path):
     assert len(items) == 1 and items[0].num_frames == 20
     ds = PretrainClips(items, 8, 2, 32, 8, 2, 0.75, "fasking", 0)
     s = ds[0]
-    assert s["has_parse"] and s["video"].shape == (3, 8, 32, 32)
+    assert not s["mask_fallback"] and s["video"].shape == (3, 8, 32, 32)
     p = items[0].read_parse([2, 3])
     assert p.shape == (2, 32, 32) and (p[1] == 0).all() and (p[0] == 6).any()
 

@@ -10,8 +10,14 @@ from marlin.checkpoints import load_file, load_into, split_checkpoint
 from marlin.masking import make_masks
 from marlin.models import Critic, Marlin
 from marlin.train import pretrain_config
-from marlin.train.objective import (adversarial_loss, critic_loss, gradient_penalty, masked_targets,
-                                    reconstruction_loss)
+from marlin.train.objective import (
+    adversarial_loss,
+    critic_loss,
+    gradient_penalty,
+    masked_pixel_weights,
+    masked_targets,
+    reconstruction_loss,
+)
 from marlin.train.official_loop import official_iteration
 from marlin.train.schedule import lr_at, scaled_lrs
 from marlin.train.step import train_iteration
@@ -126,3 +132,29 @@ def test_reconstruction_sheet_shows_a_visible_frame_under_frame_masking():
     masked = [r[5:side - 5, side + 5:2 * side - 5].astype(int) for r in rows]
     assert not all(np.all(np.abs(m - 128) <= 1) for m in masked)  # a shown frame has visible tokens
     assert any(np.all(np.abs(m - 128) <= 1) for m in masked)  # and masked frames are grey
+
+
+def test_part_weighted_loss_weighs_the_feature_pixels():
+    x = torch.rand(2, 3, 8, 32, 32)
+    mask = make_masks("random", 2, (4, 4, 4), 0.75, generator=torch.Generator().manual_seed(0))
+    y = masked_targets(x, mask, 8, 2)
+    features = torch.zeros(2, 8, 32, 32, dtype=torch.bool)
+    features[:, :, 8:12, 4:20] = True  # a band of "mouth" pixels in every frame
+    w = masked_pixel_weights(features, mask, 8, 2, 10.0)
+    assert w.shape == (2, 48, 128) and set(w.unique().tolist()) == {1.0, 10.0}
+    # the weights sit on the pixels they describe: laid out like the targets of a clip that is 1 on the band
+    band = masked_targets(features[:, None].expand(-1, 3, -1, -1, -1).float(), mask, 8, 2) == 1.0  # (2, 48, 384)
+    assert torch.equal((w == 10.0).repeat(1, 1, 3), band)
+    # an error on band pixels only costs 10x its share; a uniform weight is the plain mean
+    pred = y + band.float()
+    frac = band.float().mean()
+    expected = 10 * frac / (10 * frac + (1 - frac))
+    assert torch.allclose(reconstruction_loss(pred, y, w), expected, atol=1e-6)
+    noisy = y + torch.randn_like(y)
+    assert torch.allclose(reconstruction_loss(noisy, y, torch.ones_like(w)), reconstruction_loss(noisy, y))
+    assert torch.allclose(reconstruction_loss(pred, y, masked_pixel_weights(features, mask, 8, 2, 1.0)), frac)
+
+
+def test_part_weight_must_be_positive():
+    with pytest.raises(ValueError, match="part_weight"):
+        pretrain_config(TINY, part_weight=0.0)

@@ -105,6 +105,14 @@ def test_bf16_mixed_on_cpu_trains_and_exports_float32(tmp_path):
     assert {t.dtype for t in load_file(res.exports["safetensors"]).values()} == {torch.float32}
 
 
+def test_part_weighted_run_trains(tmp_path):
+    res = _run(make_items(tmp_path / "data", n=2), tmp_path / "run", max_steps=2, schedule_steps=None,
+               tensorboard=False, mask_picture=False, part_weight=5.0)
+    rows = [r for r in res.history if r["kind"] == "train"]
+    assert [r["iteration"] for r in rows] == [1, 2] and all(np.isfinite(r["rec_loss"]) for r in rows)
+    assert all(r["mask_fallback"] == 0 for r in rows)
+
+
 def test_precision_auto_uses_bf16_only_where_native(monkeypatch):
     from marlin.train.runner import resolve_precision
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..masking import make_masks, token_parts
+from ..masking import feature_pixels, make_masks, token_parts
 from .layout import is_item, list_items, load_item
 from .ytf import is_ytf, list_ytf
 
@@ -69,21 +69,26 @@ def clip_indices(total: int, clip_frames: int, sample_rate: int, rng: np.random.
 
 
 class PretrainClips(Dataset):
-    """position -> {"video": uint8 (3, T, S, S), "mask": bool (N,), "has_parse": bool, "position": int}."""
+    """position -> {"video": uint8 (3, T, S, S), "mask": bool (N,), "mask_fallback": bool, "position": int}, plus
+    "features": bool (T, S, S) with `feature_pixels` (all False for an item without parse maps).
+
+    "mask_fallback" is True when the strategy needs parse maps (Fasking) and the item has none."""
 
     def __init__(self, items: Sequence, clip_frames: int = 16, sample_rate: int = 2, img_size: int = 224,
                  patch_size: int = 16, tubelet_size: int = 2, ratio: float = 0.9, strategy: str = "fasking",
-                 seed: int = 0, cache_mb: float = 0):
+                 seed: int = 0, cache_mb: float = 0, feature_pixels: bool = False):
         if not items:
             raise ValueError("no items to sample clips from")
         self.items = list(items)
         self.clip_frames, self.sample_rate = clip_frames, sample_rate
         self.img_size, self.patch_size, self.tubelet_size = img_size, patch_size, tubelet_size
         self.ratio, self.strategy, self.seed = ratio, strategy, seed
+        self.feature_pixels = feature_pixels  # also return each frame's facial-feature pixels (part-weighted loss)
         self.grid = (clip_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
         self._perm_epoch, self._perm = -1, None
         self._bad: set[int] = set()
         self._bits: dict[int, np.ndarray | None] = {}
+        self._features: dict[int, np.ndarray | None] = {}  # per item: feature pixels packed 8 to a byte
         # Decoded videos kept in memory (per worker) while they fit in `cache_mb`: on a small dataset seen for many
         # epochs, decoding every clip again costs more than the training step of a tiny model.
         self._videos: dict[int, np.ndarray] = {}
@@ -134,33 +139,60 @@ class PretrainClips(Dataset):
         self._cache_left -= frames.nbytes
         return frames
 
+    def _parse(self, index: int) -> np.ndarray | None:
+        """All parse maps (F, S, S) of item `index` at img_size, None (reported once) when it has none."""
+        parse = self.items[index].read_parse(None)
+        if parse is None:
+            if index not in self._bits and index not in self._features:
+                log.warning("%s: no parse maps, falling back to random masking and an unweighted loss for this item",
+                            _where(self.items[index]))
+            return None
+        return self._resize(np.zeros((0, self.img_size, self.img_size, 3), np.uint8), parse)[1]
+
     def part_bits(self, index: int) -> np.ndarray | None:
         """Fasking groups present in every frame's patches, as bits: (T, S/p, S/p) uint8, computed once per item
         (reading the whole compressed parse map for every clip would cost more than decoding the clip)."""
         if index not in self._bits:
-            parse = self.items[index].read_parse(None)
+            parse = self._parse(index)
             if parse is None:
-                log.warning("%s: no parse maps, falling back to random masking for this item",
-                            _where(self.items[index]))
                 self._bits[index] = None
             else:
-                _, parse = self._resize(np.zeros((0, self.img_size, self.img_size, 3), np.uint8), parse)
                 parts = token_parts(parse, self.patch_size)  # (7, T, S/p, S/p) bool
                 shifts = np.arange(7, dtype=np.uint8)[:, None, None, None]
                 self._bits[index] = (parts.astype(np.uint8) << shifts).sum(0, dtype=np.uint8)
         return self._bits[index]
 
-    def load(self, index: int, rng: np.random.Generator):
-        """(frames (T, S, S, 3) uint8, group membership of each tubelet's first frame (7, T', S/p, S/p) bool, or
-        None when the strategy needs none or the item has no parse maps)."""
-        idx, frames = self.read_clip(index, rng)
-        if not self.strategy.startswith("fasking"):
-            return frames, None
+    def clip_groups(self, index: int, idx: np.ndarray) -> np.ndarray | None:
+        """Group membership (7, T', S/p, S/p) bool of each tubelet's first frame of clip `idx`, or None."""
         bits = self.part_bits(index)
         if bits is None:
-            return frames, None
+            return None
         sel = bits[np.minimum(idx[::self.tubelet_size], len(bits) - 1)]  # (T', S/p, S/p)
-        return frames, (sel[None] >> np.arange(7, dtype=np.uint8)[:, None, None, None]) & 1 == 1
+        return (sel[None] >> np.arange(7, dtype=np.uint8)[:, None, None, None]) & 1 == 1
+
+    def clip_features(self, index: int, idx: np.ndarray) -> np.ndarray:
+        """Facial-feature pixels (T, S, S) bool of clip frames `idx` (all False without parse maps). Kept per item,
+        one bit a pixel, while the cache budget lasts."""
+        packed = self._features.get(index)
+        if index not in self._features:
+            parse = self._parse(index)
+            packed = None if parse is None else np.packbits(feature_pixels(parse), axis=-1)
+            if packed is None or packed.nbytes <= self._cache_left:
+                self._features[index] = packed
+                self._cache_left -= 0 if packed is None else packed.nbytes
+        if packed is None:
+            return np.zeros((len(idx), self.img_size, self.img_size), bool)
+        sel = packed[np.minimum(idx, len(packed) - 1)]
+        return np.unpackbits(sel, axis=-1, count=self.img_size).astype(bool)
+
+    def load(self, index: int, rng: np.random.Generator):
+        """(frames (T, S, S, 3) uint8, group membership of each tubelet's first frame (7, T', S/p, S/p) bool or None
+        when the strategy needs none or the item has no parse maps, facial-feature pixels (T, S, S) bool or None
+        when not asked for)."""
+        idx, frames = self.read_clip(index, rng)
+        groups = self.clip_groups(index, idx) if self.strategy.startswith("fasking") else None
+        features = self.clip_features(index, idx) if self.feature_pixels else None
+        return frames, groups, features
 
     def __getitem__(self, position: int) -> dict:
         rng = np.random.default_rng([self.seed, int(position)])
@@ -168,7 +200,7 @@ class PretrainClips(Dataset):
         for _ in range(len(self.items)):
             if index not in self._bad:
                 try:
-                    frames, parts = self.load(index, rng)
+                    frames, parts, features = self.load(index, rng)
                     break
                 except Exception as e:  # a bad input is reported once and skipped
                     self._bad.add(index)
@@ -180,7 +212,11 @@ class PretrainClips(Dataset):
         g = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
         mask = make_masks(self.strategy, 1, self.grid, self.ratio, [parts], g)[0]
         video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (3, T, S, S) uint8
-        return {"video": video, "mask": mask, "has_parse": parts is not None, "position": int(position)}
+        out = {"video": video, "mask": mask, "position": int(position),
+               "mask_fallback": self.strategy.startswith("fasking") and parts is None}
+        if features is not None:
+            out["features"] = torch.from_numpy(features)
+        return out
 
 
 def _read_frames(item, idx: np.ndarray, step: int) -> np.ndarray:
@@ -227,6 +263,9 @@ class PositionSampler(Sampler):
 
 
 def collate(samples: list[dict]) -> dict:
-    return {"video": torch.stack([s["video"] for s in samples]), "mask": torch.stack([s["mask"] for s in samples]),
-            "has_parse": torch.tensor([s["has_parse"] for s in samples]),
-            "position": torch.tensor([s["position"] for s in samples])}
+    out = {"video": torch.stack([s["video"] for s in samples]), "mask": torch.stack([s["mask"] for s in samples]),
+           "mask_fallback": torch.tensor([s["mask_fallback"] for s in samples]),
+           "position": torch.tensor([s["position"] for s in samples])}
+    if all("features" in s for s in samples):
+        out["features"] = torch.stack([s["features"] for s in samples])
+    return out

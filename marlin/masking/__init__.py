@@ -1,8 +1,8 @@
 """Token masks for pretraining: Fasking (facial parts masked first) and the VideoMAE baselines."""
-from .parts import GROUP_NAMES, PART_GROUPS, token_parts
+from .parts import GROUP_NAMES, PART_GROUPS, feature_pixels, token_parts
 from .strategies import STRATEGIES, make_masks, mask_from_ranks, num_visible, token_ranks
 
-__all__ = ["GROUP_NAMES", "PART_GROUPS", "token_parts", "STRATEGIES", "make_masks", "mask_from_ranks",
+__all__ = ["GROUP_NAMES", "PART_GROUPS", "token_parts", "feature_pixels", "STRATEGIES", "make_masks", "mask_from_ranks",
            "num_visible", "token_ranks", "save_mask_picture"]
 
 

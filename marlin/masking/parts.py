@@ -16,6 +16,12 @@ PART_GROUPS: tuple[tuple[int, ...], ...] = (
 GROUP_NAMES = ("eye_a", "eye_b", "nose", "mouth", "hair", "skin", "background")
 N_FACE_PARTS = 5  # the first five groups are the facial parts; then skin, then background
 SKIN, BACKGROUND = 5, 6
+FEATURE_LABELS = (2, 3, 4, 5, 6, 7, 8, 9)  # brows, eyes, nose, lips and inner mouth: where expressions show
+
+
+def feature_pixels(parse: np.ndarray) -> np.ndarray:
+    """Facial-feature pixels (brows, eyes, nose, lips, inner mouth) of LaPa-11 parse maps: same shape, bool."""
+    return (parse >= FEATURE_LABELS[0]) & (parse <= FEATURE_LABELS[-1])
 
 
 def token_parts(parse: np.ndarray, patch_size: int) -> np.ndarray:

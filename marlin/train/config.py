@@ -24,6 +24,7 @@ class TrainerSettings:
     accumulate: int = 1
     grad_clip: float = 0.0          # max global norm, 0 = off
     norm_target: bool = False       # per-patch normalised pixel targets
+    part_weight: float = 1.0        # loss weight of facial-feature pixels (brows, eyes, nose, lips); 1 = official
     num_workers: int = 2
     cache_mb: float = 0             # decoded videos kept in memory per data worker (small datasets, many epochs)
     seed: int = 0
@@ -67,6 +68,8 @@ class PretrainConfig:
             raise ValueError(f"optimizer.type must be AdamW or Adam, got {self.optimizer!r}")
         if self.trainer.accumulate > 1 and self.d_steps != 1:
             raise ValueError("gradient accumulation needs d_steps 1")
+        if not self.trainer.part_weight > 0:
+            raise ValueError(f"trainer.part_weight must be positive, got {self.trainer.part_weight}")
         if self.d_steps < 1 or self.g_steps < 1:
             raise ValueError("d_steps and g_steps must be at least 1")
         return self

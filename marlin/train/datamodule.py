@@ -39,7 +39,8 @@ class PretrainData(pl.LightningDataModule):
     def _dataset(self, items, seed: int) -> PretrainClips:
         c, m = self.cfg, self.cfg.model
         return PretrainClips(items, m.n_frames, c.sample_rate, m.img_size, m.patch_size, m.tubelet_size,
-                             c.mask_ratio, c.mask_strategy, seed, cache_mb=c.trainer.cache_mb)
+                             c.mask_ratio, c.mask_strategy, seed, cache_mb=c.trainer.cache_mb,
+                             feature_pixels=c.trainer.part_weight != 1.0)
 
     def _loader(self, dataset, sampler) -> DataLoader:
         tr = self.cfg.trainer

@@ -5,11 +5,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from ..images import save_png
 import torch
 from torch import Tensor
 
+from ..images import save_png
 from ..models.patches import patchify, unpatchify
 
 

@@ -86,8 +86,9 @@ class PretrainModule(pl.LightningModule):
         x = batch["video"].float().div_(255)  # (B, 3, T, H, W) in [0, 1]
         terms = train_iteration(self.model, self.critic, g_opt, d_opt, x, batch["mask"], self.cfg,
                                 seed=self.cfg.trainer.seed * 1_000_003 + self.iteration, last=last, acc=acc,
-                                backward=self.manual_backward, reduce=self._all_reduce_mean)
-        terms["mask_fallback"] = (~batch["has_parse"]).float().mean()
+                                backward=self.manual_backward, reduce=self._all_reduce_mean,
+                                features=batch.get("features"))
+        terms["mask_fallback"] = batch["mask_fallback"].float().mean()
         for k, v in terms.items():  # mean over the micro-batches of this iteration
             self._micro[k] = self._micro.get(k, 0.0) + v / acc
         if last:
@@ -149,7 +150,7 @@ class PretrainModule(pl.LightningModule):
         c, cfg = self.cfg.model, self.cfg
         x = batch["video"].float().div_(255)
         mask = batch["mask"]
-        pred, y, rec = forward_losses(self.model, x, mask, cfg)
+        pred, y, rec = forward_losses(self.model, x, mask, cfg, batch.get("features"))
         terms = {"rec_loss": rec}
         if self.adversarial:
             d_loss, d_fake, d_real = critic_loss(self.critic, pred, y)

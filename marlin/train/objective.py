@@ -22,6 +22,19 @@ def masked_targets(x: Tensor, mask: Tensor, patch_size: int, tubelet_size: int, 
     return y[~mask].view(b, -1, k)
 
 
+def masked_pixel_weights(features: Tensor, mask: Tensor, patch_size: int, tubelet_size: int,
+                         weight: float) -> Tensor:
+    """Per-pixel loss weights of the masked tubelets: `weight` on facial-feature pixels, 1 elsewhere.
+
+    features (B, T, H, W) bool (`marlin.masking.feature_pixels` of the clip's parse maps), mask (B, N)
+    -> (B, Nm, t*p*p), pixels in the order of one colour channel of `masked_targets` (shared by the channels).
+    """
+    w = 1.0 + (weight - 1.0) * features.float()
+    w = patchify(w[:, None], patch_size, tubelet_size)  # (B, N, t*p*p)
+    b, _, k = w.shape
+    return w[~mask].view(b, -1, k)
+
+
 def denormalize_predictions(pred: Tensor, x: Tensor, mask: Tensor, patch_size: int, tubelet_size: int) -> Tensor:
     """Undo per-patch normalisation with the true patch statistics (for pictures): (B, Nm, K) -> raw pixels."""
     y = masked_targets(x, mask, patch_size, tubelet_size)
@@ -31,9 +44,15 @@ def denormalize_predictions(pred: Tensor, x: Tensor, mask: Tensor, patch_size: i
     return (pred.view(b, n, 3, k // 3) * std + mean).view(b, n, k)
 
 
-def reconstruction_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """Mean squared error over all elements (official `MSELoss`)."""
-    return F.mse_loss(pred.float(), target.float())
+def reconstruction_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Mean squared error over all elements (official `MSELoss`), or its per-pixel `weight`-weighted mean:
+    weight (B, Nm, K/3) from `masked_pixel_weights`, sum w * err^2 / sum w over pixels and colour channels (so a
+    uniform weight gives the plain mean)."""
+    if weight is None:
+        return F.mse_loss(pred.float(), target.float())
+    b, n, k = target.shape
+    err = (pred.float() - target.float()).square().view(b, n, 3, k // 3).sum(2)  # (B, Nm, K/3): over channels
+    return (weight * err).sum() / (3 * weight.sum())
 
 
 def critic_loss(critic: nn.Module, fake: Tensor, real: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -13,15 +13,26 @@ import torch
 from torch import Tensor, nn
 
 from .config import PretrainConfig
-from .objective import adversarial_loss, critic_loss, gradient_penalty, masked_targets, reconstruction_loss
+from .objective import (
+    adversarial_loss,
+    critic_loss,
+    gradient_penalty,
+    masked_pixel_weights,
+    masked_targets,
+    reconstruction_loss,
+)
 
 
-def forward_losses(model: nn.Module, x: Tensor, mask: Tensor, cfg: PretrainConfig):
-    """pred (B, Nm, K), targets (B, Nm, K) and the reconstruction loss for x (B, 3, T, H, W), mask (B, N)."""
+def forward_losses(model: nn.Module, x: Tensor, mask: Tensor, cfg: PretrainConfig, features: Tensor | None = None):
+    """pred (B, Nm, K), targets (B, Nm, K) and the reconstruction loss for x (B, 3, T, H, W), mask (B, N);
+    facial-feature pixels `features` (B, T, H, W) weigh `trainer.part_weight` in the loss when given."""
     c = cfg.model
     pred = model(x, mask)
     y = masked_targets(x, mask, c.patch_size, c.tubelet_size, cfg.trainer.norm_target)
-    return pred, y, reconstruction_loss(pred, y)
+    w = None
+    if features is not None and cfg.trainer.part_weight != 1.0:
+        w = masked_pixel_weights(features, mask, c.patch_size, c.tubelet_size, cfg.trainer.part_weight)
+    return pred, y, reconstruction_loss(pred, y, w)
 
 
 def critic_update(critic: nn.Module, opt, fake: Tensor, real: Tensor, cfg: PretrainConfig, seed: int,
@@ -60,9 +71,11 @@ def generator_update(model: nn.Module, opt, grad_clip: float) -> None:
 
 def train_iteration(model: nn.Module, critic: nn.Module, g_opt, d_opt, x: Tensor, mask: Tensor,
                     cfg: PretrainConfig, seed: int = 0, last: bool = True, acc: int = 1,
-                    backward: Callable = Tensor.backward, reduce: Callable | None = None) -> dict:
-    """One (micro-)iteration; returns the detached loss terms. `backward` lets Lightning do the generator's."""
-    pred, y, rec = forward_losses(model, x, mask, cfg)
+                    backward: Callable = Tensor.backward, reduce: Callable | None = None,
+                    features: Tensor | None = None) -> dict:
+    """One (micro-)iteration; returns the detached loss terms. `backward` lets Lightning do the generator's;
+    `features` are the facial-feature pixels of x for the part-weighted loss (`forward_losses`)."""
+    pred, y, rec = forward_losses(model, x, mask, cfg, features)
     terms = {"rec_loss": rec.detach()}
     loss = rec
     if cfg.adv_loss:
@@ -75,7 +88,7 @@ def train_iteration(model: nn.Module, critic: nn.Module, g_opt, d_opt, x: Tensor
     if last:
         generator_update(model, g_opt, cfg.trainer.grad_clip)
         for _ in range(cfg.g_steps - 1):  # further generator steps need fresh forwards (the weights changed)
-            pred, y, rec = forward_losses(model, x, mask, cfg)
+            pred, y, rec = forward_losses(model, x, mask, cfg, features)
             backward(rec + adversarial_loss(critic, pred, cfg.adv_weight) if cfg.adv_loss else rec)
             generator_update(model, g_opt, cfg.trainer.grad_clip)
     return terms
