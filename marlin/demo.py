@@ -38,7 +38,7 @@ class DemoSettings:
     max_steps: int | None = 8500  # iterations; also the cosine schedule's length (~9 min on 2 free bf16 cores)
     ablation: bool = False        # also pretrain with each of fasking / tube / random that is not the main strategy
     batch_size: int | None = None
-    test_items: int = 1000        # probe test clips from a second world (seed + 1); 0: the world's own test split
+    test_items: int = 3000        # probe test clips from a second world (seed + 1); 0: the world's own test split
     readout: str = "spatial"      # probe features: "spatial" (token positions kept) or "pooled" (official clip feature)
     progress: bool = True
     overrides: dict = field(default_factory=dict)  # extra TrainerSettings for pretraining
@@ -294,7 +294,7 @@ def _table(rows: list[tuple[str, dict]]) -> list[str]:
 
 def run_demo(s: DemoSettings) -> dict:
     """Run the demo; returns the report dict (also written to OUT/report.json and OUT/report.md)."""
-    from .data import list_items
+    from .data import load_item
     from .models import Marlin
     from .synth import generate_dataset
 
@@ -311,9 +311,9 @@ def run_demo(s: DemoSettings) -> dict:
     if s.test_items:  # a second world (another seed): more test clips, and identities pretraining never saw
         test_dir = out / "data_test"
         _say(f"    test world: {s.test_items} clips, seed {s.seed + 1} -> {test_dir}")
-        generate_dataset(test_dir, s.test_items, frames=s.frames, size=s.size, seed=s.seed + 1,
-                         workers=s.workers, progress=s.progress)
-        splits["test"] = list_items(test_dir)
+        made = generate_dataset(test_dir, s.test_items, frames=s.frames, size=s.size, seed=s.seed + 1,
+                                workers=s.workers, progress=s.progress)
+        splits["test"] = [load_item(d) for d in made]  # items 0..test_items-1, even in a larger reused world
 
     from .train import pretrain_config
 

@@ -57,6 +57,10 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     assert set(report["results"]) == {"random init", "fasking", "tube", "random"}
     assert report["pretraining"]["iterations"] == 1
     assert rc == (0 if report["pretrained_beats_random_on_every_task"] else 3)
+    # a smaller --test-num on a larger reused test world scores only its first items
+    main(["demo", "--out", str(out), "--config", str(cfg), "--num", "30", "--frames", "8", "--size", "32",
+          "--max-steps", "1", "--workers", "1", "--test-num", "10", "--quiet"])
+    assert "scored on a separate world made with seed 1 (10 clips)" in (report_dir / "report.md").read_text()
 
 
 def test_resampling_metrics_match_the_downstream_metrics_and_bootstrap_brackets_the_margin():

@@ -14,7 +14,8 @@ def add_arguments(p):
                    help="pretraining iterations (also the cosine schedule's length); the minutes budget still caps")
     p.add_argument("--num", type=int, default=d.num_items, help="number of synthetic clips")
     p.add_argument("--test-num", type=int, default=d.test_items,
-                   help="probe test clips from a second synthetic world (seed + 1); 0: the first world's test split")
+                   help="probe test clips from a second synthetic world (seed + 1; its items 0..N-1, so a larger "
+                        "world is reused); 0: the first world's test split")
     p.add_argument("--frames", type=int, default=d.frames)
     p.add_argument("--size", type=int, default=d.size, help="crop size (must match the config's img_size)")
     p.add_argument("--config", default=d.config, help="pretraining config (shipped name or YAML)")
