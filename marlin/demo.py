@@ -83,42 +83,51 @@ def video_readout(window_tokens, grid: tuple[int, int, int]):
 
 @torch.no_grad()
 def encode_items(model, items, batch_size: int = 16, progress: bool = True, desc: str = "features",
-                 readout: str = "spatial", sample_rate: int = 2) -> np.ndarray:
+                 readout: str = "spatial", sample_rate: int = 2):
     """(N, F) probe features of each item from every window of it (`video_windows` at `sample_rate`):
     "spatial" (`video_readout`) or "pooled" ((N, D): the official clip feature, the final norm of the mean over
-    tokens, averaged over windows). `batch_size` counts windows."""
+    tokens, averaged over windows). `batch_size` counts windows. `model` may be a dict {name: model} of encoders
+    with the same clip and token grid: each video is then decoded once and {name: (N, F)} returned."""
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     from tqdm.auto import tqdm
 
     from .extract import clips_to_tensor
 
-    model.eval()
-    cfg = model.config
-    out, clips, owners = [], [], []  # pending windows and the index (within `out`) of the item each belongs to
+    models = model if isinstance(model, dict) else {"": model}
+    cfg = next(iter(models.values())).config
+    for m in models.values():
+        if (m.config.n_frames, m.config.grid) != (cfg.n_frames, cfg.grid):
+            raise ValueError("encode_items: every model must read the same clip length and token grid")
+        m.eval()
+    out = {name: [] for name in models}
+    clips, owners = [], []  # pending windows and the index (within each output) of the item each belongs to
 
     def flush():
         pooled = readout == "pooled"
-        tokens = torch.cat([model.extract_features(clips_to_tensor(clips[i:i + batch_size]), keep_seq=not pooled)
-                            for i in range(0, len(clips), batch_size)])   # (W, N, D) or (W, D)
         own = torch.tensor(owners)
-        for k in sorted(set(owners)):
-            mine = tokens[own == k]
-            out[k] = (mine.mean(0) if pooled else video_readout(mine, cfg.grid)).numpy()
+        for name, m in models.items():
+            tokens = torch.cat([m.extract_features(clips_to_tensor(clips[i:i + batch_size]), keep_seq=not pooled)
+                                for i in range(0, len(clips), batch_size)])   # (W, N, D) or (W, D)
+            for k in sorted(set(owners)):
+                mine = tokens[own == k]
+                out[name][k] = (mine.mean(0) if pooled else video_readout(mine, cfg.grid)).numpy()
         clips.clear()
         owners.clear()
 
     for item in tqdm(items, desc=desc, unit="clip", disable=not progress, leave=False):
         wins = video_windows(item.num_frames, cfg.n_frames, sample_rate)
         frames = item.read_frames([f for w in wins for f in w])  # one decode per item
-        out.append(None)
+        for feats in out.values():
+            feats.append(None)
         clips.extend(frames.reshape(len(wins), cfg.n_frames, *frames.shape[1:]))
-        owners.extend([len(out) - 1] * len(wins))
+        owners.extend([len(out[next(iter(out))]) - 1] * len(wins))
         if len(clips) >= batch_size:
             flush()
     if clips:
         flush()
-    return np.stack(out)
+    stacked = {name: np.stack(feats) for name, feats in out.items()}
+    return stacked if isinstance(model, dict) else stacked[""]
 
 
 def split_items(data_dir: Path) -> dict[str, list]:
@@ -334,12 +343,11 @@ def run_demo(s: DemoSettings) -> dict:
     _say("3/4 features + linear probes: pretrained vs random encoder of the same size")
     encoders = {name: Marlin.from_file(None, r.exports["safetensors"], full_model=False) for name, r in runs.items()}
     encoders = {"random init": _random_twin(main, s.seed), **encoders}
-    results = {}
-    for name, enc in encoders.items():
-        feats = {k: (encode_items(enc, its, progress=s.progress, desc=f"features ({name}, {k})",
-                                  readout=s.readout, sample_rate=main.config.sample_rate), its)
-                 for k, its in splits.items()}
-        results[name] = probe_all(feats, seed=s.seed)
+    feats = {k: encode_items(encoders, its, progress=s.progress, desc=f"features ({k}, {len(encoders)} encoders)",
+                             readout=s.readout, sample_rate=main.config.sample_rate)
+             for k, its in splits.items()}  # each video decoded once for all encoders
+    results = {name: probe_all({k: (feats[k][name], its) for k, its in splits.items()}, seed=s.seed)
+               for name in encoders}
 
     _say("4/4 report")
     pictures = {"loss_curve": plot_losses(main.history, report_dir / "loss_curve.png")}

@@ -133,6 +133,18 @@ def test_encode_items_reads_every_window_and_pools_over_all_of_them(tmp_path):
     with torch.no_grad():
         per_window = model.extract_features(clips_to_tensor([items[1].frames[:4], items[1].frames[4:]]), keep_seq=False)
     np.testing.assert_allclose(pooled[1], per_window.mean(0).numpy(), rtol=1e-5, atol=1e-5)
+    # several encoders in one pass (each video decoded once) give each encoder's own features
+    torch.manual_seed(1)
+    other = Marlin(cfg, full_model=False)
+    reads = []
+    for it in items:
+        it.read_frames = (lambda f, it=it: reads.append(1) or it.frames[f])
+    both = encode_items({"a": model, "b": other}, items, progress=False, sample_rate=1, batch_size=3)
+    assert len(reads) == len(items)
+    np.testing.assert_allclose(both["a"], feats, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(both["b"], encode_items(other, items, progress=False, sample_rate=1), rtol=1e-5,
+                               atol=1e-5)
+    assert not np.allclose(both["a"], both["b"])
 
 
 def test_ridge_probe_recovers_a_linear_rule_and_not_noise():
