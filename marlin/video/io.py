@@ -166,7 +166,9 @@ def write_video(path, frames, fps: float = 25.0, crf: int = 18, codec: str = "li
                     stream.width, stream.height = w + (w % 2), h + (h % 2)
                     stream.pix_fmt = "yuv420p"
                     if codec == "libx264":
-                        stream.options = {"crf": str(crf), "preset": "medium"}
+                        # mbtree off: with it this libx264 build gives a different bitstream for the same frames on
+                        # some runs (measured), and a regenerated synthetic world would not be the same bytes
+                        stream.options = {"crf": str(crf), "preset": "medium", "x264-params": "mbtree=0"}
                 if f.shape[0] != stream.height or f.shape[1] != stream.width:
                     f = np.pad(f, ((0, stream.height - f.shape[0]), (0, stream.width - f.shape[1]), (0, 0)))
                 for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
