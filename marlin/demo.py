@@ -100,28 +100,28 @@ def encode_items(model, items, batch_size: int = 16, progress: bool = True, desc
         if (m.config.n_frames, m.config.grid) != (cfg.n_frames, cfg.grid):
             raise ValueError("encode_items: every model must read the same clip length and token grid")
         m.eval()
-    out = {name: [] for name in models}
-    clips, owners = [], []  # pending windows and the index (within each output) of the item each belongs to
+    items = list(items)
+    out = {name: [None] * len(items) for name in models}
+    clips, owners = [], []  # pending windows and the index of the item each belongs to
 
     def flush():
         pooled = readout == "pooled"
         own = torch.tensor(owners)
+        pending = sorted(set(owners))
         for name, m in models.items():
             tokens = torch.cat([m.extract_features(clips_to_tensor(clips[i:i + batch_size]), keep_seq=not pooled)
                                 for i in range(0, len(clips), batch_size)])   # (W, N, D) or (W, D)
-            for k in sorted(set(owners)):
+            for k in pending:
                 mine = tokens[own == k]
                 out[name][k] = (mine.mean(0) if pooled else video_readout(mine, cfg.grid)).numpy()
         clips.clear()
         owners.clear()
 
-    for item in tqdm(items, desc=desc, unit="clip", disable=not progress, leave=False):
+    for k, item in enumerate(tqdm(items, desc=desc, unit="clip", disable=not progress, leave=False)):
         wins = video_windows(item.num_frames, cfg.n_frames, sample_rate)
         frames = item.read_frames([f for w in wins for f in w])  # one decode per item
-        for feats in out.values():
-            feats.append(None)
         clips.extend(frames.reshape(len(wins), cfg.n_frames, *frames.shape[1:]))
-        owners.extend([len(out[next(iter(out))]) - 1] * len(wins))
+        owners.extend([k] * len(wins))
         if len(clips) >= batch_size:
             flush()
     if clips:

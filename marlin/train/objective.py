@@ -30,9 +30,7 @@ def masked_pixel_weights(features: Tensor, mask: Tensor, patch_size: int, tubele
     -> (B, Nm, t*p*p), pixels in the order of one colour channel of `masked_targets` (shared by the channels).
     """
     w = 1.0 + (weight - 1.0) * features.float()
-    w = patchify(w[:, None], patch_size, tubelet_size)  # (B, N, t*p*p)
-    b, _, k = w.shape
-    return w[~mask].view(b, -1, k)
+    return masked_targets(w[:, None], mask, patch_size, tubelet_size)  # the weights as a one-channel clip
 
 
 def denormalize_predictions(pred: Tensor, x: Tensor, mask: Tensor, patch_size: int, tubelet_size: int) -> Tensor:
