@@ -7,7 +7,6 @@ pretraining checkpoints (`{"model": ...}`) and our own safetensors files (weight
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
 from collections import OrderedDict
@@ -18,7 +17,8 @@ from torch import Tensor, nn
 
 from .models.config import PRESETS, MarlinConfig
 
-OURS_FORMAT = "marlin-safetensors/1"
+OURS_FORMAT = "marlin-safetensors/1"  # model files written before the container family (still read)
+CONTAINER_VERSION = 1
 
 
 class CheckpointError(RuntimeError):
@@ -100,9 +100,10 @@ def split_checkpoint(raw: dict, source="<checkpoint>") -> tuple[dict, dict, dict
     if raw.get("__safetensors__"):
         meta = raw["metadata"]
         tensors = raw["tensors"]
-        if meta.get("format") == OURS_FORMAT:
-            info.update(kind="ours", config=MarlinConfig.from_dict(json.loads(meta["config"])),
-                        training=json.loads(meta.get("training", "{}")))
+        if meta.get("format") in (OURS_FORMAT, "marlin-model"):
+            container = _container_fields(meta, source)
+            info.update(kind="ours", config=MarlinConfig.from_dict(container["config"]),
+                        training=container["meta"].get("training", {}))
         else:
             info["kind"] = "safetensors"
         sd = tensors
@@ -169,24 +170,62 @@ def load_into(module: nn.Module, sd: dict, source="<checkpoint>", strict: bool =
     module.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
 
 
-def save_safetensors(path, tensors: dict, config: MarlinConfig, training: dict | None = None) -> None:
-    """Our format: one safetensors file holding the weights and the config that rebuilds the model."""
+def save_container(path, tensors: dict[str, Tensor], kind: str, config: dict | None = None,
+                   meta: dict | None = None) -> Path:
+    """The toolkit's one checkpoint format: a safetensors file whose header holds ``format`` ("marlin-<kind>":
+    model, downstream, lipsync), ``version``, ``config`` (what rebuilds the network) and ``meta`` (training
+    record), both JSON. Written atomically and fsynced."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    meta = {"format": OURS_FORMAT, "config": json.dumps(config.to_dict())}
-    if training:
-        meta["training"] = json.dumps(training)
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    from .atomic import atomic_path, to_json
+
+    header = {"format": f"marlin-{kind}", "version": str(CONTAINER_VERSION),
+              "config": to_json(config or {}, None), "meta": to_json(meta or {}, None)}
+    with atomic_path(path, fsync=True) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=header)
+    return Path(path)
+
+
+def _container_fields(header: dict, source) -> dict:
+    """{"kind", "version", "config", "meta"} of a container header (and of the two formats before it)."""
+    fmt = header.get("format", "")
+    try:
+        if fmt == OURS_FORMAT:  # model file before the container family
+            return {"kind": "model", "version": 1, "config": json.loads(header["config"]),
+                    "meta": {"training": json.loads(header.get("training", "{}"))}}
+        if fmt == "marlin-downstream/1":  # downstream head before the container family
+            return {"kind": "downstream", "version": 1, "config": {}, "meta": json.loads(header["meta"])}
+        if fmt.startswith("marlin-"):
+            version = int(header.get("version", 1))
+            if version > CONTAINER_VERSION:
+                raise CheckpointError(f"{source}: written by a newer toolkit ({fmt} version {version}; "
+                                      f"this one reads up to {CONTAINER_VERSION}): upgrade facemarlin-toolkit")
+            return {"kind": fmt[len("marlin-"):], "version": version, "config": json.loads(header.get("config", "{}")),
+                    "meta": json.loads(header.get("meta", "{}"))}
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{source}: damaged {fmt} header ({e})") from None
+    raise CheckpointError(f"{source}: not a MARLIN toolkit checkpoint (safetensors header format {fmt!r})")
+
+
+def load_container(path, kind: str) -> tuple[dict[str, Tensor], dict, dict]:
+    """(tensors, config, meta) of a checkpoint written by `save_container` with ``kind`` (or its older format)."""
+    raw = load_file(path)
+    if not isinstance(raw, dict) or not raw.get("__safetensors__"):
+        raise CheckpointError(f"{path}: not a MARLIN toolkit {kind} checkpoint (expected a .safetensors file)")
+    fields = _container_fields(raw["metadata"], path)
+    if fields["kind"] != kind:
+        raise CheckpointError(f"{path}: holds a {fields['kind']} checkpoint, expected a {kind} checkpoint")
+    return raw["tensors"], fields["config"], fields["meta"]
+
+
+def save_safetensors(path, tensors: dict, config: MarlinConfig, training: dict | None = None) -> None:
+    """A model file: weights and the config that rebuilds the model (+ the training record)."""
+    save_container(path, tensors, "model", config.to_dict(), {"training": training or {}})
 
 
 def save_torch(path, obj) -> None:
     """Atomic torch.save (used for the official `.pt` layouts)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, str(tmp))
-    os.replace(tmp, path)
+    from .atomic import atomic_path
+
+    with atomic_path(path, fsync=True) as tmp:
+        torch.save(obj, str(tmp))

@@ -1,8 +1,7 @@
 """Feature extraction from videos: streaming official windows through the encoder in batches."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -55,6 +54,27 @@ def clips_to_tensor(clips: list[np.ndarray] | np.ndarray) -> Tensor:
 
 
 @torch.no_grad()
+def encode_clips(encode: Callable[[Tensor], Tensor], clips: Iterable[np.ndarray], batch_size: int = 8) -> Tensor:
+    """Run ``encode`` ((B, 3, L, H, W) float in [0, 1] -> (B, ...)) over clips (L, H, W, 3) uint8 in batches of
+    ``batch_size``, the clips consumed as a stream; returns (n_clips, ...) float32 on the CPU.
+
+    The one clip-batching loop of the toolkit: extraction, the feature cache, the demo and fine-tuning evaluation."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out, batch = [], []
+    for clip in clips:
+        batch.append(clip)
+        if len(batch) == batch_size:
+            out.append(encode(clips_to_tensor(batch)).float().cpu())
+            batch = []
+    if batch:
+        out.append(encode(clips_to_tensor(batch)).float().cpu())
+    if not out:
+        raise ValueError("no clips to encode")
+    return torch.cat(out)
+
+
+@torch.no_grad()
 def video_features(model, path, crop_face: bool = False, sample_rate: int = 2, stride: int = 16,
                    reduction: str = "none", keep_seq: bool = False, cover_tail: bool = False,
                    batch_size: int = 8) -> Tensor:
@@ -63,27 +83,10 @@ def video_features(model, path, crop_face: bool = False, sample_rate: int = 2, s
         raise ValueError(f"reduction must be 'none', 'mean' or 'max', got {reduction!r}")
     model.eval()
     cfg = model.config
-    feats, batch = [], []
-    for clip in video_clips(path, cfg.n_frames, sample_rate, stride, cover_tail, crop_face, cfg.img_size):
-        batch.append(clip)
-        if len(batch) == batch_size:
-            feats.append(model.extract_features(clips_to_tensor(batch).to(model.device), keep_seq=keep_seq).cpu())
-            batch = []
-    if batch:
-        feats.append(model.extract_features(clips_to_tensor(batch).to(model.device), keep_seq=keep_seq).cpu())
-    out = torch.cat(feats)
+    clips = video_clips(path, cfg.n_frames, sample_rate, stride, cover_tail, crop_face, cfg.img_size)
+    out = encode_clips(lambda x: model.extract_features(x, keep_seq=keep_seq), clips, batch_size)
     if reduction == "mean":
         return out.mean(0)
     if reduction == "max":
         return out.max(0).values
     return out
-
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    """Atomic np.save: the file appears only when complete."""
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)

@@ -31,7 +31,8 @@ def add_arguments(p):
 def run(args) -> int:
     import torch
 
-    from ..extract import save_npy, video_features
+    from ..atomic import save_npy
+    from ..extract import video_features
     from ..models import Marlin
     from ..video import find_videos
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..extract import clips_to_tensor, save_npy, video_features
+from ..atomic import save_npy
+from ..extract import encode_clips, video_features
 from ..video import VideoError
 from .datasets.base import DatasetError, Sample
 from .sources import eval_clips, materialize
@@ -42,15 +43,9 @@ def compute_features(model, source: Path, crop_face: bool = False, sample_rate: 
         return video_features(model, source, crop_face=crop_face, sample_rate=sample_rate, stride=stride,
                               batch_size=batch_size).numpy()
     model.eval()
-    cfg, feats, batch = model.config, [], []
-    for clip in eval_clips(source, cfg.n_frames, cfg.img_size, sample_rate, stride):
-        batch.append(clip)
-        if len(batch) == batch_size:
-            feats.append(model.extract_features(clips_to_tensor(batch), keep_seq=False).cpu())
-            batch = []
-    if batch:
-        feats.append(model.extract_features(clips_to_tensor(batch), keep_seq=False).cpu())
-    return torch.cat(feats).numpy()
+    cfg = model.config
+    clips = eval_clips(source, cfg.n_frames, cfg.img_size, sample_rate, stride)
+    return encode_clips(lambda x: model.extract_features(x, keep_seq=False), clips, batch_size).numpy()
 
 
 def dataset_features(samples: list[Sample], cache_dir: Path, model=None, crop_face: bool = False,

@@ -2,9 +2,6 @@
 encoder loading of a run config."""
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +10,6 @@ from ..models import Marlin
 from ..models.config import MarlinConfig
 from ..models.encoder import MarlinEncoder
 
-FORMAT = "marlin-downstream/1"
 
 
 class VideoClassifier(nn.Module):
@@ -52,25 +48,18 @@ def load_encoder(encoder_cfg: dict) -> Marlin:
 
 
 def save_checkpoint(path, tensors: dict[str, Tensor], meta: dict) -> None:
-    """Atomic safetensors file; ``meta`` (JSON-able) is stored in its header."""
-    from safetensors.torch import save_file
+    """A downstream checkpoint (head or fine-tuned classifier) in the toolkit's container; ``meta`` is JSON-able."""
+    from ..checkpoints import save_container
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
-              metadata={"format": FORMAT, "meta": json.dumps(meta)})
-    os.replace(tmp, path)
+    save_container(path, tensors, "downstream", meta=meta)
 
 
 def load_checkpoint(path) -> tuple[dict[str, Tensor], dict]:
-    """(tensors, meta) of a downstream checkpoint written by `save_checkpoint`."""
-    from ..checkpoints import CheckpointError, load_file
+    """(tensors, meta) of a downstream checkpoint written by `save_checkpoint` (or its older format)."""
+    from ..checkpoints import load_container
 
-    raw = load_file(path)
-    if not isinstance(raw, dict) or not raw.get("__safetensors__") or raw["metadata"].get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a downstream checkpoint of `marlin probe` / `marlin finetune`")
-    return raw["tensors"], json.loads(raw["metadata"]["meta"])
+    tensors, _, meta = load_container(path, "downstream")
+    return tensors, meta
 
 
 def classifier_from_checkpoint(path) -> tuple[VideoClassifier, dict]:
