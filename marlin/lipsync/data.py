@@ -1,7 +1,8 @@
 """Training data for lip sync: the LRS2 layout and random windows of (faces, mel) for SyncNet and the generator.
 
-LRS2: ``ROOT/main/<speaker>/<id>.mp4`` with ``ROOT/{pretrain,train,val,test}.txt`` listing ``<speaker>/<id>``
-(extra tokens after the name, as in LRS2's test list, are ignored). Faces come from, in order:
+LRS2: ``ROOT/{pretrain,train,val,test}.txt`` list ``<speaker>/<id>`` (extra tokens after the name, as in LRS2's
+test list, are ignored); the videos of the train/val/test lists are ``ROOT/main/<speaker>/<id>.mp4``, those of
+the pretrain list ``ROOT/pretrain/<speaker>/<id>.mp4`` (LRS2's own layout). Faces come from, in order:
 ``FACES/<speaker>/<id>/`` as a preprocessed face item (`marlin.data.layout`, written by `marlin preprocess`),
 or as Wav2Lip's preprocessed folder (``*.jpg`` + ``audio.wav``); else the video itself is taken as an already
 cropped face video. Audio always comes from the item's ``audio.wav`` when present, else the source mp4.
@@ -22,6 +23,11 @@ from .mel import melspectrogram
 
 log = logging.getLogger(__name__)
 SPLITS = ("pretrain", "train", "val", "test")
+
+
+def split_dir(split: str) -> str:
+    """The LRS2 folder holding a split's videos: ``pretrain`` for the pretrain list, ``main`` for the others."""
+    return "pretrain" if split == "pretrain" else "main"
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ def lrs2_entries(root, split: str = "train", faces=None) -> list[Entry]:
     root = Path(root)
     out = []
     for name in read_list(root / f"{split}.txt"):
-        video = root / "main" / f"{name}.mp4"
+        video = root / split_dir(split) / f"{name}.mp4"
         face = Path(faces) / name if faces is not None else None
         if face is not None and face.is_dir():
             wav = face / "audio.wav"
