@@ -28,6 +28,7 @@ DEFAULTS = {
     "precision": "32",  # fine-tuning: "32" or "bf16" (bfloat16 autocast of the encoder; about 5x faster on an H100)
     "device": "auto",  # fine-tuning: auto (cuda when available) | cpu | cuda[:k]
     "out": None,
+    "paper": None,  # results.md: the paper's values {table, source, rows: {<model>: {row, metrics, few_shot}}}
 }
 
 

@@ -12,7 +12,8 @@ from .linear import predict
 from .metrics import compute_metrics
 from .model import classifier_from_checkpoint, load_checkpoint
 from .probe import cached_features, split_arrays
-from .report import COLUMNS, NAMES, write_json, write_text
+from ..atomic import write_json, write_text
+from .report import COLUMNS, NAMES, fmt_metric
 from .runs import report_skipped
 from .tasks import Task
 
@@ -31,7 +32,7 @@ def evaluate_checkpoint(path, split: str = "test", root=None, out=None, progress
         raise ValueError(f"{cfg['root']}: the {split} split has no samples ({ds.summary()})")
     ds.splits = {split: ds.splits[split]}
     report_skipped(out, meta.get("fold", 1), ds.skipped, "samples")
-    names = task.labels if task.kind != "binary" else None
+    names = task.labels
     if meta["mode"] == "probe":
         head = torch.nn.Linear(tensors["weight"].shape[1], tensors["weight"].shape[0])
         head.load_state_dict(tensors)
@@ -53,6 +54,6 @@ def evaluate_checkpoint(path, split: str = "test", root=None, out=None, progress
     cols = COLUMNS[task.kind]
     md = [f"# Evaluation: {cfg['dataset']} / {task.name} ({split}, {metrics['n']} videos)", "",
           f"Checkpoint: `{path}`", "", "| " + " | ".join(NAMES[c] for c in cols) + " |", "|" + "---|" * len(cols),
-          "| " + " | ".join(f"{metrics.get(c, float('nan')):.4f}" for c in cols) + " |"]
+          "| " + " | ".join(fmt_metric(metrics.get(c)) for c in cols) + " |"]
     write_text(out / f"eval_{split}.md", "\n".join(md) + "\n")
     return data

@@ -115,8 +115,7 @@ def finetune_one(cfg: dict, ds: Dataset, frac: float, seed: int, cache: Path, de
                  lambda m: video_logits(m, val, reader, bs, device)[:2], tc, progress=progress,
                  desc=f"finetune {task.name}")
     logits, y, kept = video_logits(model, ds.splits["test"], reader, bs, device, progress)
-    test = compute_metrics(task.kind, task.scores(logits), y,
-                           label_names=task.labels if task.kind != "binary" else None)
+    test = compute_metrics(task.kind, task.scores(logits), y, label_names=task.labels)
     run = {"n_train": len(train), "n_val": len(val) if ds.splits.get("val") else 0, "n_test": len(kept),
            "best_epoch": result.best_epoch, "monitor": result.monitor, "val": result.val_metrics, "test": test,
            "history": result.history, "train_config": tc.to_dict()}

@@ -1,7 +1,9 @@
 """Task metrics on top of torchmetrics: accuracy, AUC, macro-F1 (all tasks), weighted accuracy (binary /
 multi-label), UAR and WAR (multi-class).
 
-Scores may be logits or probabilities (torchmetrics applies sigmoid / softmax when values fall outside [0, 1]).
+Multi-label ``auc`` is the official MARLIN evaluation (ControlNet/MARLIN ``evaluate.py``: one binary AUROC over
+all N x L predictions flattened); the mean of the per-label AUCs is reported separately as ``auc_label_mean``.
+Scores may be logits or probabilities (sigmoid / softmax are applied when values fall outside [0, 1]).
 """
 from __future__ import annotations
 
@@ -56,7 +58,15 @@ def _binary_columns(probs: torch.Tensor, target: torch.Tensor, threshold: float)
             auc.append(float(C.binary_auroc(probs[:, j], col)))
         else:
             auc.append(float("nan"))
-    return dict(acc=acc, wacc=wacc, f1=f1, f1_neg=f1_neg, auc=auc)
+    return dict(acc=acc, wacc=wacc, f1=f1, f1_neg=f1_neg, auc=auc, **{k: v.tolist() for k, v in s.items()})
+
+
+def _flat_auc(probs: torch.Tensor, target: torch.Tensor) -> float:
+    """One binary AUROC over every (sample, label) pair, as the official CelebV-HQ evaluation computes it."""
+    p, t = probs.reshape(-1), target.reshape(-1).long()
+    if not 0 < int(t.sum()) < len(t):
+        return float("nan")  # a single class over all pairs: undefined
+    return float(C.binary_auroc(p, t))
 
 
 def _as_probs(scores: torch.Tensor, kind: str) -> torch.Tensor:
@@ -72,12 +82,14 @@ def compute_metrics(task_type: str, scores, targets, threshold: float = 0.5, lab
     """Metrics of predictions against targets.
 
     task_type "binary": scores (N,) or (N, 1), targets (N,) in {0, 1};
-    "multilabel": scores (N, L), targets (N, L) in {0, 1} (metrics are means over labels; AUC over labels
-    with both classes present);
+    "multilabel": scores (N, L), targets (N, L) in {0, 1}: acc, wacc, f1 are means over labels; ``auc`` is
+    one AUROC over the N x L flattened pairs (the official MARLIN metric) and ``auc_label_mean`` the mean of
+    the per-label AUCs over labels with both classes present;
     "multiclass": scores (N, C), targets (N,) class ids.
     Returns floats: acc, auc, macro_f1, plus wacc (balanced accuracy) and f1 for binary / multi-label, and
     uar (mean per-class recall over classes present in targets) and war (= acc) for multi-class.
-    With `label_names`, "per_label" holds the per-label (multi-label) or per-class (multi-class) values.
+    With `label_names` (label names for multi-label, class names for multi-class and binary, negative class
+    first), "per_label" maps each name to its values.
     """
     if task_type not in TASK_TYPES:
         raise ValueError(f"task_type must be one of {TASK_TYPES}, got {task_type!r}")
@@ -110,6 +122,8 @@ def compute_metrics(task_type: str, scores, targets, threshold: float = 0.5, lab
         else:
             out["auc"] = float("nan")
         if label_names is not None:
+            if len(label_names) != k:
+                raise ValueError(f"{len(label_names)} class names for {k} classes")
             out["per_label"] = {str(n): {"recall": float(r), "f1": float(f)}
                                 for n, r, f in zip(label_names, recall.tolist(), f1.tolist())}
         return out
@@ -125,17 +139,34 @@ def compute_metrics(task_type: str, scores, targets, threshold: float = 0.5, lab
                          f"and {tuple(targets.shape)}")
     if not bool(((targets == 0) | (targets == 1)).all()):
         raise ValueError(f"{task_type} targets must be 0 or 1")
-    cols = _binary_columns(_as_probs(scores, task_type), targets.long(), threshold)
+    probs = _as_probs(scores, task_type)
+    cols = _binary_columns(probs, targets.long(), threshold)
     out["acc"] = _nanmean(cols["acc"])
     out["wacc"] = _nanmean(cols["wacc"])
     out["f1"] = _nanmean(cols["f1"])
-    out["auc"] = _nanmean(cols["auc"])
     if task_type == "binary":
+        out["auc"] = cols["auc"][0]
         # macro-F1 over the two classes (positive and negative).
         out["macro_f1"] = (cols["f1"][0] + cols["f1_neg"][0]) / 2
-    else:
-        out["macro_f1"] = out["f1"]
+        if label_names is not None:
+            out["per_label"] = _binary_classes(label_names, cols)
+        return out
+    out["auc"] = _flat_auc(probs, targets)
+    out["auc_label_mean"] = _nanmean(cols["auc"])
+    out["macro_f1"] = out["f1"]
     if label_names is not None:
+        if len(label_names) != scores.shape[1]:
+            raise ValueError(f"{len(label_names)} label names for {scores.shape[1]} labels")
         out["per_label"] = {str(n): {k: cols[k][j] for k in ("acc", "wacc", "f1", "auc")}
                             for j, n in enumerate(label_names)}
     return out
+
+
+def _binary_classes(label_names, cols: dict) -> dict:
+    """Per-class recall and F1 of a binary task, keyed by its two class names (negative class first)."""
+    if len(label_names) != 2:
+        raise ValueError(f"a binary task has 2 class names, got {list(label_names)}")
+    tp, tn, fp, fn = (cols[k][0] for k in ("tp", "tn", "fp", "fn"))
+    neg, pos = (str(n) for n in label_names)
+    return {neg: {"recall": tn / (tn + fp) if tn + fp else float("nan"), "f1": cols["f1_neg"][0]},
+            pos: {"recall": tp / (tp + fn) if tp + fn else float("nan"), "f1": cols["f1"][0]}}

@@ -68,7 +68,7 @@ def run_probe(cfg: dict, progress: bool = True) -> dict:
                 run.update(best_epoch=res.best_epoch, monitor=res.monitor, val=res.val_metrics, history=res.history,
                            train_config=tc.to_dict())
             run["test"] = compute_metrics(task.kind, task.scores(predict(head, xte)), yte,
-                                          label_names=task.labels if task.kind != "binary" else None)
+                                          label_names=task.labels)
             return run, "head.safetensors", head.state_dict(), {"reduction": cfg["reduction"]}
         return train
 

@@ -8,9 +8,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ..atomic import write_json, write_text
 from .datasets import Dataset, load_dataset, num_folds
 from .model import save_checkpoint
-from .report import write_json, write_results, write_text
+from .report import write_results
 
 TITLES = {"probe": ("Linear probing", "lp"), "finetune": ("Fine-tuning", "ft")}
 # prepare(dataset, fold, notes) -> train(fraction, seed) -> (run dict, checkpoint file name, tensors, meta)
