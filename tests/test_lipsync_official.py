@@ -60,7 +60,7 @@ def test_official_scoring_matches_syncnet_python(tmp_path):
     from marlin.lipsync.evaluate import load_scorer
 
     score, size, kind = load_scorer(tmp_path / "syncnet_v2.model")
-    assert (size, kind) == (224, "syncnet_v2")
+    assert (size, kind) == (None, "syncnet_v2")  # frames read as they are, resized by the scorer
     faces, audio, _ = talking_clip(12, 224, seed=3)
     r = score(faces, audio, 25.0, 4)
     offset, lse_d, lse_c = _reference_scores(net.eval(), faces, audio, 4)
@@ -89,3 +89,28 @@ def test_evaluate_cli_with_the_official_syncnet(tmp_path, monkeypatch):
                  str(tmp_path / "v"), "--out", str(tmp_path / "ev"), "--vshift", "3", "--device", "cpu"]) == 0
     r = json.loads((tmp_path / "ev/videos/a.json").read_text())
     assert r["syncnet"] == "syncnet_v2" and len(r["curve"]) == 7
+
+
+def test_official_scoring_resizes_frames_like_syncnet_python(tmp_path, monkeypatch):
+    """syncnet_python (SyncNetInstance_calc_scores.py of Wav2Lip's evaluation) resizes each decoded frame with
+    cv2.resize(img, (224, 224)), i.e. bilinear: the network must see exactly those pixels (in BGR)."""
+    import cv2
+
+    from marlin.lipsync.audio import write_video_with_audio
+    from marlin.lipsync.data import video_entries
+    from marlin.lipsync.evaluate import evaluate_lse, load_scorer
+    from marlin.video import read_frames
+
+    torch.manual_seed(2)
+    torch.save(SyncNetV2().state_dict(), tmp_path / "syncnet_v2.model")
+    faces, audio, _ = talking_clip(8, 48, seed=5)
+    write_video_with_audio(tmp_path / "v/a.mp4", faces, audio)
+    seen = []
+    embed = SyncNetV2.embed_face
+    monkeypatch.setattr(SyncNetV2, "embed_face", lambda self, x: (seen.append(x.clone()), embed(self, x))[1])
+    res = evaluate_lse(load_scorer(tmp_path / "syncnet_v2.model"), video_entries([tmp_path / "v"]), tmp_path / "ev",
+                       vshift=1, progress=False)
+    assert res["results"]["a"]["frames"] == 8
+    want = np.stack([cv2.resize(f, (224, 224)) for f in read_frames(tmp_path / "v/a.mp4")])[..., ::-1]
+    got = seen[0][0].permute(1, 2, 3, 0).numpy()  # first window: (5, 224, 224, 3) BGR
+    np.testing.assert_array_equal(got, want[:5].astype(np.float32))

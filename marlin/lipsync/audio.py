@@ -1,11 +1,11 @@
 """Audio decoding (any container PyAV reads -> 16 kHz mono float32) and muxing audio into an mp4."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path, temp_name
 from ..video.io import VideoError
 
 SAMPLE_RATE = 16000
@@ -45,11 +45,9 @@ def mux_audio(video_path, audio: np.ndarray, out_path, sample_rate: int = SAMPLE
     import av
 
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.mux{out_path.suffix}")
     audio = np.clip(np.asarray(audio, dtype=np.float32).reshape(1, -1), -1, 1)
     try:
-        with av.open(str(video_path)) as src, av.open(str(tmp), mode="w") as dst:
+        with atomic_path(out_path) as tmp, av.open(str(video_path)) as src, av.open(str(tmp), mode="w") as dst:
             vin = src.streams.video[0]
             vout = dst.add_stream_from_template(vin)
             aout = dst.add_stream("aac", rate=sample_rate, layout="mono")
@@ -69,14 +67,10 @@ def mux_audio(video_path, audio: np.ndarray, out_path, sample_rate: int = SAMPLE
                     dst.mux(packet)
             for packet in aout.encode(None):
                 dst.mux(packet)
-        os.replace(tmp, out_path)
     except VideoError:
         raise
     except Exception as e:
         raise VideoError(out_path, f"muxing audio failed ({type(e).__name__}: {e})") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_video_with_audio(path, frames, audio: np.ndarray, fps: float = 25.0, sample_rate: int = SAMPLE_RATE,
@@ -86,10 +80,9 @@ def write_video_with_audio(path, frames, audio: np.ndarray, fps: float = 25.0, s
     from ..video import write_video
 
     path = Path(path)
-    silent = path.with_name(f".{path.stem}.{os.getpid()}.silent.mp4")
+    silent = temp_name(path, ".silent.mp4")
     try:
         write_video(silent, frames, fps=fps, crf=crf)
         mux_audio(silent, audio, path, sample_rate)
     finally:
-        if silent.exists():
-            silent.unlink()
+        silent.unlink(missing_ok=True)

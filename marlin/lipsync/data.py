@@ -81,8 +81,9 @@ def face_fps(path) -> float:
     return probe(path).fps
 
 
-def read_faces(path, size: int) -> np.ndarray:
-    """(T, size, size, 3) uint8 face frames from a video, a face item directory or a folder of jpgs."""
+def read_faces(path, size: int | None) -> np.ndarray:
+    """(T, size, size, 3) uint8 face frames from a video, a face item directory or a folder of jpgs (resized with
+    INTER_AREA; ``size`` None keeps their own size)."""
     import cv2
 
     from ..data.layout import is_item, load_item
@@ -99,7 +100,7 @@ def read_faces(path, size: int) -> np.ndarray:
             frames = np.stack([cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files])
     else:
         frames = read_frames(path)
-    if frames.shape[1:3] != (size, size):
+    if size is not None and frames.shape[1:3] != (size, size):
         frames = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
     return frames
 

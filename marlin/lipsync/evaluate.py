@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_json
 from .audio import load_audio
 from .data import Entry, face_fps, read_faces
 from .mel import melspectrogram
@@ -18,15 +18,9 @@ from .metrics import lse
 log = logging.getLogger(__name__)
 
 
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
 def load_scorer(path, device: str = "cpu"):
-    """A SyncNet file -> (score(faces, audio, fps, vshift) -> dict, face size to read frames at, name).
+    """A SyncNet file -> (score(faces, audio, fps, vshift) -> dict, face size to read frames at (None: as they
+    are), name).
 
     Either our expert (`marlin lipsync train-syncnet`) or syncnet_python's ``syncnet_v2.model``."""
     from ..checkpoints import load_file
@@ -42,7 +36,7 @@ def load_scorer(path, device: str = "cpu"):
                 raise ValueError(f"the official SyncNet expects 25 fps video, got {fps:g} fps")
             return official_lse(net, faces, audio, vshift)
 
-        return score, 224, "syncnet_v2"
+        return score, None, "syncnet_v2"  # frames at their own size: official_lse resizes them as syncnet_python
     net = load_syncnet(path).to(device)
     return (lambda faces, audio, fps, vshift: lse(net, faces, melspectrogram(audio), vshift, fps),
             net.config.face_size, "ours")
@@ -68,7 +62,7 @@ def evaluate_lse(scorer, entries: list[Entry], out, vshift: int = 15, progress: 
             log.warning("skipping %s: %s", e.faces, err)
             continue
         r = {"name": e.name, "faces": str(e.faces), "audio": str(e.audio), "frames": len(faces), "syncnet": kind, **r}
-        _write_json(dest, r)
+        write_json(dest, r)
         results[e.name] = r
     summary = {"videos": len(results), "failed": failed}
     if results:
@@ -92,4 +86,4 @@ def evaluate_fid(extractor, generated: list[Entry], real: list[Entry], size: int
 
 
 def write_summary(out, summary: dict) -> None:
-    _write_json(Path(out) / "summary.json", summary)
+    write_json(Path(out) / "summary.json", summary)

@@ -1,10 +1,11 @@
 """PNG previews: rows of frames side by side (training samples, inference results)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import atomic_path
 
 
 def write_grid(path, rows: list[np.ndarray], max_cols: int = 16) -> Path:
@@ -15,11 +16,9 @@ def write_grid(path, rows: list[np.ndarray], max_cols: int = 16) -> Path:
     n = min(max_cols, min(len(r) for r in rows))
     h, w = rows[0].shape[1:3]
     grid = np.concatenate([np.concatenate([cv2.resize(f, (w, h)) for f in r[:n]], axis=1) for r in rows], axis=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: could not write the PNG")
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".png") as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"{path}: could not write the PNG")
     return path
 
 
