@@ -158,3 +158,28 @@ def test_part_weighted_loss_weighs_the_feature_pixels():
 def test_part_weight_must_be_positive():
     with pytest.raises(ValueError, match="part_weight"):
         pretrain_config(TINY, part_weight=0.0)
+
+
+@pytest.mark.parametrize("gp_weight", [0.0, 10.0])
+def test_critic_update_weights_the_gradient_penalty(gp_weight):
+    from marlin.train.step import critic_update
+
+    cfg = pretrain_config({**TINY, "gp_weight": gp_weight})
+    torch.manual_seed(0)
+    critic = Critic(cfg.model)
+    fake, real = torch.randn(2, 5, cfg.model.patch_dim), torch.randn(2, 5, cfg.model.patch_dim)
+
+    class Recorder:  # an optimiser that keeps the gradients it is asked to apply
+        def step(self):
+            self.grads = [p.grad.clone() for p in critic.parameters()]
+
+        def zero_grad(self, set_to_none=True):
+            critic.zero_grad(set_to_none=set_to_none)
+
+    opt = Recorder()
+    critic_update(critic, opt, fake, real, cfg, seed=0)
+    d_loss = critic_loss(critic, fake, real)[0]
+    gp = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(0))
+    expected = torch.autograd.grad(d_loss + gp_weight * gp, list(critic.parameters()))
+    for got, want in zip(opt.grads, expected):
+        torch.testing.assert_close(got, want)

@@ -50,12 +50,10 @@ class MarlinConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MarlinConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown MarlinConfig fields: {sorted(unknown)}")
-        return cls(**d)
+    def from_dict(cls, d: dict, where: str = "<MarlinConfig>") -> "MarlinConfig":
+        from ..config import from_dict
+
+        return from_dict(cls, d, where)
 
     def validate(self) -> "MarlinConfig":
         if self.img_size % self.patch_size:
@@ -100,36 +98,20 @@ PRESETS: dict[str, Preset] = {
 
 
 def config_from_yaml_dict(cfg: dict, source: str = "<dict>") -> MarlinConfig:
-    """Architecture from a dict in the official pretraining-YAML layout (keys img_size, clip_frames, encoder: {...})."""
-    try:
-        return MarlinConfig(
-            img_size=int(cfg["img_size"]), patch_size=int(cfg["patch_size"]), n_frames=int(cfg["clip_frames"]),
-            encoder_embed_dim=int(cfg["encoder"]["embed_dim"]), encoder_depth=int(cfg["encoder"]["depth"]),
-            encoder_num_heads=int(cfg["encoder"]["num_heads"]),
-            decoder_embed_dim=int(cfg["decoder"]["embed_dim"]), decoder_depth=int(cfg["decoder"]["depth"]),
-            decoder_num_heads=int(cfg["decoder"]["num_heads"]),
-            mlp_ratio=float(cfg.get("mlp_ratio", 4.0)), qkv_bias=bool(cfg.get("qkv_bias", True)),
-            qk_scale=cfg.get("qk_scale"), drop_rate=float(cfg.get("drop_rate", 0.0)),
-            attn_drop_rate=float(cfg.get("attn_drop_rate", 0.0)), norm_layer=cfg.get("norm_layer", "LayerNorm"),
-            init_values=float(cfg.get("init_values", 0.0)), tubelet_size=int(cfg.get("tubelet_size", 2)),
-        ).validate()
-    except KeyError as e:
-        raise ValueError(f"{source}: missing key {e} for a MARLIN pretraining config") from None
+    """Architecture from a dict in the official pretraining-YAML layout (keys img_size, clip_frames, encoder: {...}),
+    read through the one alias table of `marlin.config` (other sections, e.g. `trainer:`, are not looked at)."""
+    from ..config import OFFICIAL_PRETRAIN_KEYS, from_official
+
+    arch = {k: v for k, v in cfg.items()
+            if any(o == k or o.startswith(k + ".") for o, ours in OFFICIAL_PRETRAIN_KEYS.items()
+                   if ours.startswith("model."))}
+    return MarlinConfig.from_dict(from_official(arch, source, passthrough=()).get("model", {}), source).validate()
 
 
 def read_yaml(path) -> dict:
-    import yaml
+    from ..config import read_yaml as read
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: config file does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: invalid YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    return data
+    return read(path)
 
 
 def resolve_config(name_or_yaml: "str | Path | MarlinConfig") -> MarlinConfig:

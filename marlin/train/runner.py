@@ -147,6 +147,10 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
         use_distributed_sampler=False, logger=logger, callbacks=callbacks, enable_progress_bar=progress,
         log_every_n_steps=max(tr.log_every * tr.accumulate, 1), default_root_dir=str(out),
         enable_model_summary=False, deterministic=False)
+    if trainer.is_global_zero:
+        from ..config import save_resolved
+
+        save_resolved(cfg, out)  # the resolved settings beside the run's outputs
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None,
                 weights_only=True)
