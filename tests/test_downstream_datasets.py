@@ -2,6 +2,7 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from marlin.downstream.datasets import DatasetError, load_dataset
 from marlin.downstream.datasets.mosei import EMOTIONS
 from marlin.video import write_video
+
+SAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "samples"
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +86,22 @@ def test_celebvhq_sorted_split_and_items(tmp_path, mp4):
     assert [len(ds.splits[s]) for s in ("train", "val", "test")] == [8, 1, 1]
     assert [s.key for s in ds.splits["train"]] == [f"{c}/clip" for c in ids[:8]]
     assert ds.splits["test"][0].source == tmp_path / "c09" / "clip.mp4"
+
+
+def test_celebvhq_emotion_without_mapping_says_where_labels_come_from(tmp_path, mp4):
+    ids = [f"clip{i:02d}" for i in range(10)]
+    info = _celebvhq(tmp_path, mp4, ids, with_lists=True)
+    del info["meta_info"]["emotion_mapping"]
+    info["clips"]["clip02"]["attributes"]["emotion"]["labels"] = "bored"  # not a class
+    (tmp_path / "celebvhq_info.json").write_text(json.dumps(info))
+    with pytest.raises(DatasetError, match=r"celebvhq_info.json: meta_info has no 'emotion_mapping'.*"
+                                           r"official celebvhq_info.json.*dataset_options.emotions"):
+        load_dataset("celebvhq", tmp_path, "emotion")
+    assert len(load_dataset("celebvhq", tmp_path, "appearance").splits["train"]) == 6  # other tasks unaffected
+    emo = load_dataset("celebvhq", tmp_path, "emotion", emotions=["neutral", "happy"])
+    assert emo.task.labels == ("neutral", "happy")
+    assert [s.target for s in emo.splits["train"]] == [1, 0, 1, 0]  # clip02's label is not a class: reported
+    assert any("clip02" in m and "'bored' is not one of ['neutral', 'happy']" in m for m in emo.skipped)
 
 
 def test_celebvhq_bad_info_names_the_file(tmp_path):
@@ -204,9 +223,32 @@ def test_mosei_csd_tasks_and_folds(tmp_path, mp4):
     assert len(emo.splits["test"]) == 1  # vidC's second interval is empty; vidZ has no labels
     assert any("vidZ" in m for m in emo.skipped) and any("empty interval" in m for m in emo.skipped)
     s7 = load_dataset("mosei", tmp_path, "sentiment7")
-    assert [s.target for s in s7.splits["train"] + s7.splits["val"]] == [0, 3, 6]  # -2.6 -> -3, 0.4 -> 0, 3.4 -> 3
+    assert [s.target for s in s7.splits["train"] + s7.splits["val"]] == [0, 4, 6]  # -2.6 -> -3, 0.4 -> 1, 3.4 -> 3
     s2 = load_dataset("mosei", tmp_path, "sentiment2")
     assert [s.target for s in s2.splits["train"] + s2.splits["test"]] == [0, 1, 1]  # 0.0 is non-negative
+    assert s2.task.labels == ("negative", "non-negative")
+    pos = load_dataset("mosei", tmp_path, "sentiment2", binary="positive")  # the post-2019 convention
+    assert [s.target for s in pos.splits["train"]] == [0, 1] and pos.splits["test"] == []
+    assert pos.task.labels == ("negative", "positive") and any("vidC[0]: sentiment 0" in m for m in pos.skipped)
+    with pytest.raises(ValueError, match="binary rule"):
+        load_dataset("mosei", tmp_path, "sentiment2", binary="zero")
+
+
+def test_mosei_sentiment7_uses_the_sdk_bins_on_boundaries(tmp_path, mp4):
+    """CMU-MultimodalSDK cmumosei_round: < -2 -> -3, [-2,-1) -> -2, [-1,0) -> -1, 0 -> 0, (0,1] -> 1,
+    (1,2] -> 2, > 2 -> 3; labels are annotator means in thirds, where round-to-nearest disagrees."""
+    from marlin.downstream.datasets.mosei import cmumosei_round
+
+    scores = [-3, -2.5, -2, -1.6667, -1, -0.3333, 0, 0.3333, 1, 1.3333, 2, 2.3333, 3]
+    expected = [-3, -3, -2, -2, -1, -1, 0, 1, 1, 2, 2, 3, 3]
+    assert [cmumosei_round(x) for x in scores] == expected
+    # through the dataset: a .csd (float32, as the SDK's) with one segment per score
+    rows = {"vid": [([x, 0, 0, 0, 0, 0, 0], (i * 0.01, i * 0.01 + 0.01)) for i, x in enumerate(scores)]}
+    _mosei_csd(tmp_path / "CMU_MOSEI_Labels.csd", rows)
+    _put(mp4, tmp_path / "Raw/Videos/Full/Combined/vid.mp4")
+    (tmp_path / "folds.json").write_text(json.dumps({"train": ["vid"], "valid": [], "test": []}))
+    ds = load_dataset("mosei", tmp_path, "sentiment7")
+    assert [ds.task.labels[s.target] for s in ds.splits["train"]] == [str(c) for c in expected]
 
 
 def test_mosei_csv_equivalent_and_segment_cut(tmp_path):
@@ -374,3 +416,57 @@ def test_ffpp_paper_training_set_size(tmp_path):
     ds = load_dataset("ffpp", tmp_path, "real_fake", compression="c40")
     targets = [s.target for s in ds.splits["train"]]
     assert targets.count(0) == 720 and targets.count(1) == 2880 and not ds.skipped
+
+
+def _ffpp_recipe(doc_text: str) -> list[str]:
+    """The `marlin preprocess` lines of the fenced bash block in docs/downstream.md's FaceForensics++ section."""
+    import re
+
+    section = doc_text.split("**FaceForensics++**", 1)[1].split("**DFEW", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    return [ln.strip() for b in blocks for ln in b.splitlines() if ln.strip().startswith("marlin preprocess")]
+
+
+def test_ffpp_documented_preprocess_recipe_finds_every_sample(tmp_path):
+    """Follow docs/downstream.md literally on a tiny raw FF++ download (face videos): the FT config then finds
+    every real and fake video among the face crops, and the configs' comments give the same commands."""
+    import shlex
+
+    import cv2
+
+    from marlin.cli import main
+    from marlin.downstream.config import load_run_config
+    from marlin.video import read_frames
+
+    repo = Path(__file__).resolve().parents[1]
+    recipe = _ffpp_recipe((repo / "docs" / "downstream.md").read_text())
+    assert len(recipe) == 2
+    for name in ("ffpp_c23_ft", "ffpp_c40_ft"):
+        text = (repo / "marlin" / "configs" / "downstream" / f"{name}.yaml").read_text()
+        assert all(f"#   {line}\n" in text for line in recipe), name
+    root = tmp_path / "FaceForensics++"
+    frames = read_frames(SAMPLES / "video01.mp4", range(0, 8, 2))  # a face, 4 frames
+    frames = np.stack([cv2.resize(f, (120, 90)) for f in frames])
+    pairs = {"train": [["000", "001"]], "val": [["002", "003"]], "test": [["004", "005"]]}
+    (root / "splits").mkdir(parents=True)
+    for split, ps in pairs.items():
+        (root / "splits" / f"{split}.json").write_text(json.dumps(ps))
+        for a, b in ps:
+            for v in (a, b):
+                write_video(root / "original_sequences/youtube/c23/videos" / f"{v}.mp4", frames, fps=6)
+            for m in ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"):
+                for x, y in ((a, b), (b, a)):
+                    write_video(root / "manipulated_sequences" / m / "c23/videos" / f"{x}_{y}.mp4", frames, fps=6)
+    for line in recipe:
+        args = shlex.split(line.replace("ROOT", str(root)))
+        assert args[0] == "marlin" and main(args[1:] + ["--quiet"]) == 0, line
+    cfg = load_run_config("ffpp_c23_ft", values={"root": str(root)})
+    ds = load_dataset(cfg["dataset"], cfg["root"], cfg["task"], **cfg["dataset_options"])
+    assert not ds.skipped
+    assert [len(ds.splits[s]) for s in ("train", "val", "test")] == [2 + 8] * 3  # 2 real + 2 fakes x 4 methods
+    for s in (s for split in ds.splits.values() for s in split):
+        assert s.source.is_relative_to(root / "preprocessed") and s.source.name == "clip.mp4"
+    # before preprocessing, the FT config names the missing folder and the commands
+    shutil.rmtree(root / "preprocessed")
+    with pytest.raises(DatasetError, match=r"preprocessed/original_sequences.*marlin preprocess"):
+        load_dataset(cfg["dataset"], cfg["root"], cfg["task"], **cfg["dataset_options"])

@@ -12,8 +12,10 @@ Layout::
            val.txt), test.txt; else the SDK's standard folds when `mmsdk` is installed; else a sorted
            80/10/10 split of the video ids (a video never spans two splits).
 
-Tasks: ``emotion`` (multi-label, 6 emotions present when intensity > 0), ``sentiment7`` (multi-class, score
-rounded and clipped to -3..3), ``sentiment2`` (binary, 1 = non-negative sentiment).
+Tasks: ``emotion`` (multi-label, 6 emotions present when intensity > 0), ``sentiment7`` (multi-class, the
+CMU-MultimodalSDK's ``cmumosei_round`` bins: < -2 -> -3, [-2, -1) -> -2, [-1, 0) -> -1, 0 -> 0, (0, 1] -> 1,
+(1, 2] -> 2, > 2 -> 3), ``sentiment2`` (binary; the SDK's two conventions: ``binary: non-negative`` (default,
+< 0 vs >= 0) or ``binary: positive`` (< 0 vs > 0, segments scored exactly 0 left out)).
 """
 from __future__ import annotations
 
@@ -140,25 +142,45 @@ def _folds(root: Path, videos: list[str], csv_splits: dict[str, str], folds) -> 
     return _standard_folds() or sorted_split(videos)
 
 
-def _target(row: np.ndarray, task: str):
+BINARY_RULES = ("non-negative", "positive")
+
+
+def cmumosei_round(score: float) -> int:
+    """7-class sentiment of a score in [-3, 3], as the CMU-MultimodalSDK bins it (not round-to-nearest: the
+    labels are averages of annotators' integers, so thirds are common): < -2 -> -3, [-2, -1) -> -2,
+    [-1, 0) -> -1, 0 -> 0, (0, 1] -> 1, (1, 2] -> 2, > 2 -> 3."""
+    if score < 0:
+        return -3 if score < -2 else -2 if score < -1 else -1
+    if score > 0:
+        return 1 if score <= 1 else 2 if score <= 2 else 3
+    return 0
+
+
+def _target(row: np.ndarray, task: str, binary: str = "non-negative"):
+    """Target of one segment, or None when the segment has no label under the task's rule."""
     if task == "emotion":
         return (row[1:7] > 0).astype(np.int64)
     if task == "sentiment7":
-        return int(np.clip(np.round(row[0]), -3, 3)) + 3
+        return cmumosei_round(float(row[0])) + 3
+    if binary == "positive" and row[0] == 0:
+        return None  # neither negative nor positive
     return int(row[0] >= 0)
 
 
 def load_mosei(root, task: str = "emotion", labels: str | None = None, videos: str = VIDEO_DIR,
-               folds=None) -> Dataset:
-    """CMU-MOSEI segment samples for ``task`` (emotion | sentiment7 | sentiment2)."""
+               folds=None, binary: str = "non-negative") -> Dataset:
+    """CMU-MOSEI segment samples for ``task`` (emotion | sentiment7 | sentiment2); ``binary`` is the
+    sentiment2 rule: "non-negative" (< 0 vs >= 0) or "positive" (< 0 vs > 0, zero-scored segments left out)."""
     root = Path(root)
     if task not in TASKS:
         raise ValueError(f"CMU-MOSEI task must be one of {TASKS}, got {task!r}")
+    if binary not in BINARY_RULES:
+        raise ValueError(f"CMU-MOSEI binary rule must be one of {BINARY_RULES}, got {binary!r}")
     path = root / labels if labels else next((root / n for n in ("CMU_MOSEI_Labels.csd", "mosei_labels.csv")
                                               if (root / n).is_file()), root / "CMU_MOSEI_Labels.csd")
     data, csv_splits = (read_label_csv(path) if path.suffix.lower() == ".csv" else (read_csd(path), {}))
     kind, names = {"emotion": ("multilabel", EMOTIONS), "sentiment7": ("multiclass", tuple(map(str, range(-3, 4)))),
-                   "sentiment2": ("binary", ("negative", "non-negative"))}[task]
+                   "sentiment2": ("binary", ("negative", binary))}[task]
     ds = Dataset("mosei", Task(task, kind, names))
     video_dirs = [root / videos, root]
     for split, ids in _folds(root, sorted(data), csv_splits, folds).items():
@@ -176,5 +198,9 @@ def load_mosei(root, task: str = "emotion", labels: str | None = None, videos: s
                 if not end > start:
                     ds.skipped.append(f"{vid}[{i}]: empty interval {start}..{end} in {path}")
                     continue
-                ds.splits[split].append(Sample(f"{vid}/{i:04d}", video, _target(row, task), float(start), float(end)))
+                target = _target(row, task, binary)
+                if target is None:
+                    ds.skipped.append(f"{vid}[{i}]: sentiment 0 is neither negative nor positive (binary: positive)")
+                    continue
+                ds.splits[split].append(Sample(f"{vid}/{i:04d}", video, target, float(start), float(end)))
     return ds
