@@ -7,13 +7,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .video import VideoError, count_frames, iter_frames
+from .video import TruncatedVideoError, VideoError, count_frames, iter_frames
 from .video.windows import clip_indices, iter_clips
 
 
 def video_clips(path, clip_frames: int = 16, sample_rate: int = 2, stride: int = 16, cover_tail: bool = False,
                 crop_face: bool = False, size: int = 224) -> Iterator[np.ndarray]:
-    """Clips (L, S, S, 3) uint8 of a video with the official windows; decoded as a stream unless cropping."""
+    """Clips (L, S, S, 3) uint8 of a video with the official windows; decoded as a stream unless cropping.
+
+    A stream that ends before the frames its windows need raises :class:`TruncatedVideoError`; with
+    ``crop_face`` the face pipeline refuses any video that ends before its declared frame count."""
     if crop_face:
         from .face import crop_faces
 
@@ -43,8 +46,32 @@ def video_clips(path, clip_frames: int = 16, sample_rate: int = 2, stride: int =
         n += 1
         yield clip
     if n < len(clips):
-        raise VideoError(path, f"the stream ended after {decoded} frames although the container declares {total}: "
-                               f"the file is truncated or corrupt")
+        raise TruncatedVideoError(path, decoded, total)
+
+
+FEATURES_RECORD = "features.json"
+
+
+def encoder_record(model_name, weights, seed: int = 0) -> dict:
+    """What identifies an encoder's weights: the preset / YAML name, its resolved architecture and the SHA-256
+    of the weights file ("random" weights: the seed)."""
+    from .checkpoints import file_sha256
+    from .models.config import resolve_config
+
+    config = resolve_config(model_name).to_dict() if model_name is not None else None  # ours: in the file
+    if str(weights) == "random":
+        return {"model": model_name, "config": config, "weights": "random", "seed": int(seed)}
+    return {"model": model_name, "config": config, "weights_sha256": file_sha256(weights)}
+
+
+def features_record(encoder: dict, sample_rate: int, stride: int, crop_face: bool, keep_seq: bool = False,
+                    reduction: str = "none", cover_tail: bool = False, precision: str = "32") -> dict:
+    """Everything that determines a folder of per-video features; written beside them as features.json and
+    compared on reuse (`marlin extract` and the downstream feature cache)."""
+    return {"format": "marlin-features/1", "encoder": encoder,
+            "windows": {"sample_rate": int(sample_rate), "stride": int(stride), "cover_tail": bool(cover_tail)},
+            "crop_face": bool(crop_face), "keep_seq": bool(keep_seq), "reduction": reduction,
+            "precision": str(precision)}
 
 
 def clips_to_tensor(clips: list[np.ndarray] | np.ndarray) -> Tensor:

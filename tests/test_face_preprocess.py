@@ -108,3 +108,90 @@ def test_celebvhq_layout_with_two_workers(short_clip, tmp_path):
 def test_missing_input_is_a_clear_error(tmp_path, capsys):
     assert main(["preprocess", str(tmp_path / "nowhere"), str(tmp_path / "out"), "--quiet"]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def truncated(tmp_path_factory):
+    """video01 re-encoded short with faststart (the frame count sits before the data) and cut in half: the
+    container declares 60 frames, fewer decode, without a decoding error."""
+    d = tmp_path_factory.mktemp("cut")
+    whole = d / "whole.mp4"
+    write_video(whole, read_frames(SAMPLES / "video01.mp4", range(60)), fps=30)
+    cut = d / "videos" / "cut.mp4"
+    cut.parent.mkdir()
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    decoded = len(read_frames(cut))
+    assert 0 < decoded < 60
+    return cut, decoded
+
+
+def test_truncated_video_fails_unless_allowed(truncated, tmp_path, capsys):
+    cut, decoded = truncated
+    out = tmp_path / "out"
+    assert main(["preprocess", str(cut.parent), str(out), "--size", "64", "--parser", "none", "--quiet"]) == 1
+    log = (out / FAILURES).read_text()
+    assert "cut.mp4" in log and f"after {decoded} frames" in log and "declares 60" in log
+    assert not list_items(out)  # not a finished item: a rerun tries again
+    assert main(["preprocess", str(cut.parent), str(out), "--size", "64", "--parser", "none", "--quiet",
+                 "--allow-truncated"]) == 0
+    assert "truncated" in capsys.readouterr().err
+    m = load_item(out / "cut").meta
+    assert (m["truncated"], m["frames_declared"], m["frames_decoded"], m["num_frames"]) == (True, 60, decoded, decoded)
+    summary = json.loads((out / SUMMARY).read_text())
+    assert summary["truncated_kept"] == ["cut"]
+
+
+def test_item_an_older_version_made_from_a_truncated_video_is_redone(truncated, tmp_path):
+    cut, decoded = truncated
+    out = tmp_path / "out"
+    args = ["preprocess", str(cut.parent), str(out), "--size", "64", "--parser", "none", "--quiet"]
+    assert main([*args, "--allow-truncated"]) == 0
+    meta = json.loads((out / "cut" / "meta.json").read_text())
+    for key in ("truncated", "frames_declared", "frames_decoded"):  # as the versions before them wrote it
+        del meta[key]
+    (out / "cut" / "meta.json").write_text(json.dumps(meta))
+    assert main(args) == 1  # the stale item is removed and the video reported
+    assert not list_items(out) and "truncated" in (out / FAILURES).read_text()
+
+
+def test_complete_video_meta_has_both_counts(short_clip, tmp_path):
+    out = tmp_path / "out"
+    src = short_clip / "a"
+    assert main(["preprocess", str(src), str(out), "--size", "64", "--parser", "none", "--quiet"]) == 0
+    m = load_item(out / "talk").meta
+    assert (m["truncated"], m["frames_declared"], m["frames_decoded"]) == (False, 16, 16)
+
+
+def test_extract_crop_face_fails_a_truncated_video(truncated, tmp_path, fixtures_dir, capsys):
+    cut, decoded = truncated
+    out = tmp_path / "feats"
+    assert main(["extract", str(cut), "--crop-face", "--model", str(fixtures_dir / "tiny.yaml"),
+                 "--checkpoint", str(fixtures_dir / "tiny.encoder.pt"), "--out", str(out)]) == 1
+    assert not (out / "cut.npy").exists()
+    assert f"after {decoded} frames" in (out / "failed.txt").read_text()
+
+
+def test_extract_crop_face_no_face_hint(tmp_path, fixtures_dir):
+    """The no-face failure of `extract --crop-face` names no option that `extract` lacks (it had --no-face)."""
+    wall = tmp_path / "wall.mp4"
+    write_video(wall, np.full((5, 40, 60, 3), 120, np.uint8), fps=5)
+    out = tmp_path / "feats"
+    assert main(["extract", str(wall), "--crop-face", "--model", str(fixtures_dir / "tiny.yaml"),
+                 "--checkpoint", str(fixtures_dir / "tiny.encoder.pt"), "--out", str(out)]) == 1
+    log = (out / "failed.txt").read_text()
+    assert "wall.mp4" in log and "no face" in log and "--" not in log
+
+
+def test_empty_input_folder_and_bad_out(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["preprocess", str(tmp_path / "empty"), str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "empty" in err and "no video files" in err and "Traceback" not in err
+    (tmp_path / "celebvhq").mkdir()
+    assert main(["preprocess", str(tmp_path / "celebvhq"), str(tmp_path / "out"), "--layout", "celebvhq"]) == 2
+    assert "no inputs" in capsys.readouterr().err
+    write_video(tmp_path / "src" / "v.mp4", np.zeros((2, 16, 16, 3), np.uint8))
+    (tmp_path / "file").write_text("")
+    assert main(["preprocess", str(tmp_path / "src"), str(tmp_path / "file"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "file" in err and "is a file" in err and "Traceback" not in err

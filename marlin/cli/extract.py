@@ -11,7 +11,8 @@ from tqdm.auto import tqdm
 def add_arguments(p):
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="video files, directories (recursive; mp4/avi/mov/mkv/webm) or .txt files listing paths")
-    p.add_argument("--out", required=True, type=Path, help="output directory: OUT/<relative path>.npy")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output folder: OUT/<name>.npy, the name mirroring the inputs' tree (see README)")
     p.add_argument("--model", default=None,
                    help="preset name or official-layout YAML (default: the config stored in a .safetensors "
                         "checkpoint, else marlin_vit_base_ytf)")
@@ -31,11 +32,13 @@ def add_arguments(p):
 def run(args) -> int:
     import torch
 
-    from ..atomic import save_npy
+    from ..atomic import save_npy, write_text
     from ..extract import video_features
     from ..models import Marlin
-    from ..video import find_videos
+    from ..video import output_dir, video_names
 
+    jobs = video_names(args.inputs)  # one output name per video; an empty folder or a name clash is an error
+    out_dir = output_dir(args.out)
     if args.checkpoint:
         name = args.model or (None if args.checkpoint.endswith(".safetensors") else "marlin_vit_base_ytf")
         model = Marlin.from_file(name, args.checkpoint, full_model=False)
@@ -44,38 +47,34 @@ def run(args) -> int:
         model = Marlin.from_config(args.model or "marlin_vit_base_ytf", full_model=False)
     model.to(torch.device(args.device)).eval()
 
-    jobs = find_videos(args.inputs)
     done = skipped = 0
-    failed: list[tuple[str, str]] = []
+    failed: list[str] = []
     bar = tqdm(jobs, desc="extract", unit="video")
-    for path, rel in bar:
-        out = args.out / rel.with_suffix(".npy")
+    for path, name in bar:
+        out = out_dir / f"{name}.npy"
         if out.exists() and not args.overwrite:
             skipped += 1
             continue
-        bar.set_postfix_str(str(rel)[-40:])
+        bar.set_postfix_str(name[-40:])
         try:
             feats = video_features(model, path, crop_face=args.crop_face, sample_rate=args.sample_rate,
                                    stride=args.stride, reduction=args.reduction, keep_seq=args.keep_seq,
                                    cover_tail=args.cover_tail, batch_size=args.batch_size)
             save_npy(out, feats.numpy())
             done += 1
-        except (KeyboardInterrupt, MemoryError):
+        except (KeyboardInterrupt, MemoryError, ImportError):  # ImportError: a missing extra ends the run
             raise
         except Exception as e:  # one bad video never ends a run of thousands
-            msg = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
-            failed.append((str(path), msg))
-            tqdm.write(f"FAILED {msg}", file=sys.stderr)
-            if not isinstance(e, (OSError, ValueError, RuntimeError)):
-                traceback.print_exc()
-    stale = args.out / "failed.txt"
-    if stale.exists():
-        stale.unlink()
-    print(f"marlin extract: {done} written, {skipped} already present, {len(failed)} failed -> {args.out}")
+            msg = str(e) if str(e).startswith(str(path)) else f"{path}: {type(e).__name__}: {e}"
+            failed.append(msg.replace("\n", " "))
+            tqdm.write(f"FAILED {failed[-1]}", file=sys.stderr)
+            if getattr(args, "debug", False) or not isinstance(e, (OSError, ValueError, RuntimeError)):
+                traceback.print_exc()  # an unexpected error: a bug to report
+    log = out_dir / "failed.txt"
+    print(f"marlin extract: {done} written, {skipped} already present, {len(failed)} failed -> {out_dir}")
     if failed:
-        args.out.mkdir(parents=True, exist_ok=True)
-        log = args.out / "failed.txt"
-        log.write_text("".join(f"{m}\n" for _, m in failed))
+        write_text(log, "".join(f"{m}\n" for m in failed))
         print(f"failures listed in {log}", file=sys.stderr)
         return 1
+    log.unlink(missing_ok=True)
     return 0

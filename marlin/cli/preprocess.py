@@ -22,6 +22,9 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="threads per worker for background decoding and parallel parsing "
                         "(default 0: CPU cores / workers)")
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="keep a video whose stream ends before its declared frame count (a file cut short) "
+                        "instead of failing it; its meta.json says truncated: true with both counts")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -32,17 +35,16 @@ def run(args) -> int:
 
     threads = args.threads if args.threads > 0 else max(1, (os.cpu_count() or 1) // max(1, args.workers))
     opts = Options(size=args.size, parser=args.parser, no_face=args.no_face, threads=threads,
-                   as_jpg=(args.layout == "ytf"), fps=args.fps)
-    try:
-        s = preprocess(args.input, args.out, args.layout, args.workers, args.preview, args.splits, opts,
-                       progress=not args.quiet)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"marlin preprocess: {e}", file=sys.stderr)
-        return 2
+                   as_jpg=(args.layout == "ytf"), fps=args.fps, allow_truncated=args.allow_truncated)
+    s = preprocess(args.input, args.out, args.layout, args.workers, args.preview, args.splits, opts,
+                   progress=not args.quiet)
     print(f"{s['total']} inputs: {s['done']} done, {s['skipped_finished']} already finished, "
           f"{s['failed']} failed; {s['frames']} frames in {s['seconds']} s")
     for name, n in s.get("splits", {}).items():
         print(f"wrote {args.out}/{name} ({n} rows)")
+    if s["truncated_kept"]:
+        print(f"kept {len(s['truncated_kept'])} truncated videos (--allow-truncated): "
+              f"{', '.join(s['truncated_kept'][:5])}", file=sys.stderr)
     if s["failed"]:
         print(f"failures listed in {args.out}/{FAILURES}", file=sys.stderr)
     return 1 if s["failed"] else 0

@@ -8,7 +8,7 @@ import csv
 import os
 from pathlib import Path
 
-from ..video import find_videos
+from ..video import video_names
 from .source import IMAGE_EXTENSIONS
 
 LAYOUTS = ("videos", "ytf", "celebvhq")
@@ -16,19 +16,9 @@ SPLITS = ("train_set.csv", "val_set.csv")
 
 
 def videos_jobs(root) -> list[tuple[Path, str]]:
-    """Any folder tree of video files (or one file, or a .txt list): names keep the folder structure.
-
-    Names are the relative paths without extension; where two files differ only by extension
-    (``a.mp4``, ``a.avi``) the later ones keep it as a suffix (``a_avi``).
-    """
-    jobs, seen = [], set()
-    for p, rel in find_videos([root]):
-        name = rel.with_suffix("").as_posix()
-        if name in seen:
-            name = f"{name}_{rel.suffix.lstrip('.').lower()}"
-        seen.add(name)
-        jobs.append((p, name))
-    return jobs
+    """Any folder tree of video files (or one file, or a .txt list): names keep the folder structure
+    (:func:`marlin.video.video_names`, shared with ``marlin extract``: ``a.avi``, ``a.mp4`` -> ``a``, ``a_mp4``)."""
+    return video_names([root])
 
 
 def ytf_root(root) -> Path:

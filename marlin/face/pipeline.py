@@ -156,21 +156,33 @@ def make_parser(parser="landmarks", num_threads: int = 1):
     return TorchScriptParser(parser)
 
 
+def _counts(source, decoded: int) -> dict:
+    """Frame counts for meta: decoded, declared by the container (None: not recorded), truncated or not."""
+    declared = source.declared or None
+    return {"frames_declared": declared, "frames_decoded": decoded,
+            "truncated": declared is not None and decoded < declared}
+
+
 class FacePipeline:
     """Reusable across inputs (the models load once; one ``run`` at a time per instance).
     ``no_face``: "error" or "center".
 
     ``threads`` > 1 decodes in a background thread and parses frames on that many threads (LiteRT
     runs without the GIL); ``num_threads`` is LiteRT's own thread count per model.
+
+    A video whose stream ends before the frame count its container declares raises
+    :class:`~marlin.video.TruncatedVideoError`; ``allow_truncated`` keeps the frames that decode instead
+    (meta: ``truncated``, ``frames_declared``, ``frames_decoded``).
     """
 
     def __init__(self, size: int = 224, parser="landmarks", no_face: str = "error", num_threads: int = 1,
-                 cache_bytes: int = 1 << 30, threads: int = 1, chunk: int = 64):
+                 cache_bytes: int = 1 << 30, threads: int = 1, chunk: int = 64, allow_truncated: bool = False):
         if no_face not in ("error", "center"):
             raise ValueError(f"no_face must be 'error' or 'center', not {no_face!r}")
         if size < 16:
             raise ValueError(f"crop size {size} is too small (at least 16)")
         self.size, self.no_face, self.cache_bytes, self.chunk = size, no_face, cache_bytes, chunk
+        self.allow_truncated = allow_truncated
         self.detector = FaceDetector(num_threads=num_threads)
         self.landmarker = FaceLandmarker(num_threads=num_threads)
         self.threads = max(1, int(threads))
@@ -220,7 +232,7 @@ class FacePipeline:
     def run(self, path, fps: float = 25.0) -> FaceClip:
         """Process one video file or frame directory. Raises VideoError / NoFaceError naming the file."""
         timer = _Timer()
-        source = open_source(path, fps)
+        source = open_source(path, fps, self.allow_truncated)
         lms, cuts, (h, w), cache = self.track(source, timer)
         found = ~np.isnan(lms[:, 0, 0])
         t0 = time.perf_counter()
@@ -230,7 +242,7 @@ class FacePipeline:
         elif self.no_face == "center":
             boxes = np.tile(C.center_box(h, w), (len(lms), 1))
         else:
-            raise NoFaceError(path, "no face found in any frame (use --no-face=center to crop the centre instead)")
+            raise NoFaceError(path, "no face found in any frame")
         crop_lms = C.landmarks_to_crop(lms, boxes, self.size)  # (T, 468, 2), NaN where no face
         ctx_scale = getattr(self.parser, "context_scale", None)
         timer.add("crop", time.perf_counter() - t0)
@@ -274,5 +286,6 @@ class FacePipeline:
         meta = {"source": str(path), "fps": float(source.fps), "source_size": [int(w), int(h)],
                 "boxes": np.round(C.to_xyxy(boxes), 2).tolist(), "face_found": found.tolist(),
                 "face_found_ratio": round(float(found.mean()), 4), "scene_cuts": cuts,
-                "no_face_fallback": None if found.any() else "center", "backends": self.backends()}
+                "no_face_fallback": None if found.any() else "center", **_counts(source, len(lms)),
+                "backends": self.backends()}
         return FaceClip(crops, parse, crop_lms, C.to_xyxy(boxes), found, float(source.fps), meta)

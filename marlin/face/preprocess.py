@@ -5,19 +5,20 @@ Finished items (a directory with ``meta.json``) are skipped; each item appears a
 """
 from __future__ import annotations
 
-import json
-import os
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..atomic import write_json
 from ..data.layout import is_item, item_dir, load_item, write_item
-from ..video import VideoError
+from ..errors import MarlinError
+from ..video import VideoError, output_dir, probe
 from . import layouts
 from .jobs import run_jobs
-from .pipeline import FacePipeline
+from .pipeline import FacePipeline, NoFaceError
 from .preview import item_preview
 
 FAILURES = "failures.log"
@@ -34,6 +35,7 @@ class Options:
     threads: int = 1  # threads per worker: background decoding + parallel parsing
     as_jpg: bool = False
     fps: float = 25.0  # for frame folders (YTF), which carry no rate
+    allow_truncated: bool = False  # keep videos that end before their declared frame count (meta: truncated)
 
 
 _PIPE: FacePipeline | None = None
@@ -43,7 +45,8 @@ _OPTS: Options | None = None
 def _init(opts: Options) -> None:
     global _PIPE, _OPTS
     _OPTS = opts
-    _PIPE = FacePipeline(opts.size, opts.parser, opts.no_face, opts.num_threads, threads=opts.threads)
+    _PIPE = FacePipeline(opts.size, opts.parser, opts.no_face, opts.num_threads, threads=opts.threads,
+                         allow_truncated=opts.allow_truncated)
 
 
 def process_one(job) -> dict:
@@ -57,8 +60,11 @@ def process_one(job) -> dict:
         write_item(item_dir(out, name), clip.frames, meta, clip.parse, clip.landmarks, as_jpg=_OPTS.as_jpg)
         timings = {**_PIPE.timings, "write": time.perf_counter() - t1}
         return {"name": name, "status": "done", "frames": len(clip.frames), "face_found": meta["face_found_ratio"],
-                "seconds": time.perf_counter() - t0, "timings": timings}
-    except VideoError as e:  # includes NoFaceError: the message names the file and the problem
+                "truncated": meta["truncated"], "seconds": time.perf_counter() - t0, "timings": timings}
+    except NoFaceError as e:
+        return {"name": name, "status": "failed", "error": f"{e} (--no-face center crops the centre instead)",
+                "seconds": time.perf_counter() - t0}
+    except VideoError as e:  # the message names the file and the problem (a truncated video included)
         return {"name": name, "status": "failed", "error": str(e), "seconds": time.perf_counter() - t0}
     except Exception as e:
         tb = traceback.format_exc(limit=3)
@@ -80,6 +86,18 @@ def _preview(out: Path, name: str) -> str:
     return str(dest)
 
 
+def _stale_truncated(src, dest: Path) -> bool:
+    """True for an item that an older version (its meta has no ``frames_declared``) wrote from a video that
+    ends before its declared frame count: a truncated file taken for a finished item."""
+    if Path(src).is_dir():
+        return False
+    try:
+        meta = load_item(dest).meta
+        return "frames_declared" not in meta and int(meta["num_frames"]) < probe(src).num_frames
+    except (OSError, ValueError, KeyError, VideoError):  # unreadable meta or source: leave the item alone
+        return False
+
+
 def _log_failure(out: Path, r: dict) -> None:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     with open(out / FAILURES, "a") as f:
@@ -94,10 +112,17 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
     opts = opts or Options()
     if layout == "ytf" and not opts.as_jpg:  # YouTube Faces items are frame folders, like their source
         opts = replace(opts, as_jpg=True)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     jobs = layouts.jobs_for(layout, input_root)
-    todo = [(src, name) for src, name in jobs if not is_item(item_dir(out, name))]
+    if not jobs:
+        raise MarlinError(f"{input_root}: no inputs of the {layout!r} layout found (see docs/face_pipeline.md)")
+    out = output_dir(out)
+    todo = []
+    for src, name in jobs:
+        dest = item_dir(out, name)
+        if is_item(dest) and not opts.allow_truncated and _stale_truncated(src, dest):
+            shutil.rmtree(dest)  # made again now: it fails as truncated unless the file was repaired
+        if not is_item(dest):
+            todo.append((src, name))
     skipped = len(jobs) - len(todo)
     args = [(str(src), name, str(out)) for src, name in todo]
     previews = []
@@ -119,6 +144,7 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
     failed = [r for r in results if r["status"] == "failed"]
     summary = {"input": str(input_root), "layout": layout, "total": len(jobs), "skipped_finished": skipped,
                "done": len(done), "failed": len(failed), "frames": sum(r["frames"] for r in done),
+               "truncated_kept": [r["name"] for r in done if r.get("truncated")],
                "seconds": round(time.perf_counter() - t0, 2), "previews": previews,
                "failures": [{k: r[k] for k in ("name", "error", "trace") if k in r} for r in failed]}
     stages = {}
@@ -132,7 +158,5 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
             lengths = {name: load_item(item_dir(out, name)).num_frames for _, name in jobs
                        if is_item(item_dir(out, name))}
             summary["splits"] = layouts.write_splits(out, split_files, lengths)
-    tmp = out / f".{SUMMARY}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, out / SUMMARY)
+    write_json(out / SUMMARY, summary)
     return summary

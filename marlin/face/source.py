@@ -7,20 +7,36 @@ from typing import Iterator
 
 import numpy as np
 
-from ..video import VideoError, iter_frames, probe
+from ..video import TruncatedVideoError, VideoError, iter_frames, probe
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 class VideoSource:
-    """A video file; frames are RGB uint8 (H, W, 3), rotation honoured, in stream order."""
+    """A video file; frames are RGB uint8 (H, W, 3), rotation honoured, in stream order.
 
-    def __init__(self, path):
+    A stream that ends before the frame count its container declares (a file cut short) raises
+    :class:`TruncatedVideoError` at its end, unless ``allow_truncated``; ``decoded`` counts the frames of the last
+    full pass and ``declared`` is the container's count (0: not recorded)."""
+
+    def __init__(self, path, allow_truncated: bool = False):
         self.path = Path(path)
-        self.fps = probe(self.path).fps  # raises VideoError naming the file
+        info = probe(self.path)  # raises VideoError naming the file
+        self.fps, self.declared, self.allow_truncated = info.fps, info.num_frames, allow_truncated
+        self.decoded: int | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.decoded is not None and self.decoded < self.declared
 
     def frames(self) -> Iterator[np.ndarray]:
-        return iter_frames(self.path)
+        n = 0
+        for frame in iter_frames(self.path):
+            n += 1
+            yield frame
+        self.decoded = n
+        if self.truncated and not self.allow_truncated:
+            raise TruncatedVideoError(self.path, n, self.declared)
 
 
 def natural_key(name: str) -> list:
@@ -40,7 +56,7 @@ class FrameDirSource:
                             key=lambda f: natural_key(f.name))
         if not self.files:
             raise VideoError(self.path, "frame directory contains no image files")
-        self.fps = fps
+        self.fps, self.declared = fps, len(self.files)
 
     def frames(self) -> Iterator[np.ndarray]:
         import cv2
@@ -56,6 +72,6 @@ class FrameDirSource:
             yield cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def open_source(path, fps: float = 25.0):
+def open_source(path, fps: float = 25.0, allow_truncated: bool = False):
     """A directory -> :class:`FrameDirSource`; anything else -> :class:`VideoSource`."""
-    return FrameDirSource(path, fps) if Path(path).is_dir() else VideoSource(path)
+    return FrameDirSource(path, fps) if Path(path).is_dir() else VideoSource(path, allow_truncated)

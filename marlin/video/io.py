@@ -24,6 +24,15 @@ class VideoError(RuntimeError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class TruncatedVideoError(VideoError):
+    """The stream ended before the number of frames its container declares (a file cut short)."""
+
+    def __init__(self, path, decoded: int, declared: int):
+        self.decoded, self.declared = decoded, declared
+        super().__init__(path, f"the stream ended after {decoded} frames although the container declares "
+                               f"{declared}: the file is truncated or corrupt")
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     path: str
@@ -190,24 +199,101 @@ def _fraction(fps: float):
     return Fraction(fps).limit_denominator(1001)
 
 
+def _videos_of(item: Path) -> tuple[list[Path], list[Path]]:
+    """The videos of one input and the folders their names are relative to: a folder's videos (recursive), the
+    entries of a ``.txt`` list (relative lines: relative to the list's folder), or the file itself."""
+    if item.is_dir():
+        return [f for f in sorted(item.rglob("*")) if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS], [item]
+    if item.suffix.lower() == ".txt" and item.is_file():
+        files, anchors = [], []
+        for line in item.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                q = Path(line)
+                files.append(q if q.is_absolute() else item.parent / q)
+                anchors.append(q.parent if q.is_absolute() else item.parent)
+        return files, anchors
+    return [item], [item.parent]
+
+
+def _expand(inputs) -> list[tuple[Path, list[Path], list[Path]]]:
+    return [(Path(i), *_videos_of(Path(i))) for i in inputs]
+
+
+def _relative(expanded) -> list[tuple[Path, Path]]:
+    """(video, path relative to the common folder of all inputs) for the videos of ``_expand``."""
+    files = [f for _, fs, _ in expanded for f in fs]
+    if not files:
+        return []
+    anchors = [a for _, _, anchors in expanded for a in anchors] + [f.parent for f in files]
+    root = os.path.commonpath([os.path.abspath(a) for a in anchors])
+    return [(f, Path(os.path.relpath(os.path.abspath(f), root))) for f in files]
+
+
 def find_videos(inputs: Sequence[str | os.PathLike]) -> list[tuple[Path, Path]]:
     """Expand files, directories (recursive) and text files listing paths into (video, relative name) pairs.
 
-    The relative name keeps the folder structure below a given directory; for single files it is the file name.
+    Relative names mirror the input tree below the common folder of all inputs: the files below a single
+    directory keep their structure below it, a single file (or several in one folder) is named by its file name,
+    ``dirA/x.mp4`` and ``dirB/x.mp4`` become ``dirA/x.mp4`` and ``dirB/x.mp4``.
     """
-    out: list[tuple[Path, Path]] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS:
-                    out.append((f, f.relative_to(p)))
-        elif p.suffix.lower() == ".txt" and p.is_file():
-            for line in p.read_text().splitlines():
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    q = Path(line) if Path(line).is_absolute() else (p.parent / line)
-                    out.append((q, Path(q.name) if Path(line).is_absolute() else Path(line)))
-        else:
-            out.append((p, Path(p.name)))
-    return out
+    return _relative(_expand(inputs))
+
+
+def video_names(inputs: Sequence[str | os.PathLike]) -> list[tuple[Path, str]]:
+    """(video, output name) for every video of ``inputs`` (see :func:`find_videos`), one name per video.
+
+    The name is the relative path without extension; where names differ only by extension (``a.avi``,
+    ``a.mp4``), the first in name order keeps the plain name and the others add their extension (``a``,
+    ``a_mp4``). A video given twice counts once. Raises :class:`~marlin.errors.MarlinError` for an input that
+    does not exist, a folder or list without videos, or two videos that would still share a name.
+    """
+    from ..errors import MarlinError
+
+    expanded = _expand(inputs)
+    for item, files, _ in expanded:
+        if not item.exists():
+            raise MarlinError(f"{item}: input does not exist")
+        if not files:
+            what = "folder" if item.is_dir() else "list"
+            exts = "/".join(e.lstrip(".") for e in VIDEO_EXTENSIONS)
+            raise MarlinError(f"{item}: this {what} contains no video files ({exts})")
+    pairs, seen = [], set()
+    for f, rel in _relative(expanded):
+        key = os.path.realpath(f)
+        if key not in seen:
+            seen.add(key)
+            pairs.append((f, rel))
+    stems: dict[str, list[Path]] = {}
+    for _, rel in pairs:
+        stems.setdefault(rel.with_suffix("").as_posix(), []).append(rel)
+    names, owner = [], {}
+    for f, rel in pairs:
+        name = rel.with_suffix("").as_posix()
+        if min(stems[name], key=Path.as_posix) != rel:
+            name = f"{name}_{rel.suffix.lstrip('.').lower()}"
+        if name in owner:
+            raise MarlinError(f"{owner[name]} and {f} would both be written as {name!r}: rename one of them")
+        owner[name] = f
+        names.append((f, name))
+    return names
+
+
+def output_dir(path) -> Path:
+    """Create the output folder ``path`` if needed and check that files can be written into it; raises
+    :class:`~marlin.errors.MarlinError` naming the folder when it is a file or not writable."""
+    import tempfile
+
+    from ..errors import MarlinError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise MarlinError(f"{path}: the output folder is a file; give a folder (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe_file = tempfile.mkstemp(prefix=".marlin-write-check.", dir=path)
+        os.close(fd)
+        os.unlink(probe_file)
+    except OSError as e:
+        raise MarlinError(f"{path}: cannot write into the output folder ({e.strerror or e})") from None
+    return path
