@@ -1,7 +1,8 @@
 """Batch preprocessing of a dataset into the layout of ``marlin.data.layout`` (resumable, parallel).
 
 Finished items (a directory with ``meta.json``) are skipped; each item appears atomically
-(``write_item``). A failing input is logged to ``OUT/failures.log`` and the run goes on.
+(``write_item``). A failing input (unreadable, truncated unless ``Options.allow_truncated``, no face) is logged
+to ``OUT/failures.log`` and the run goes on. An INPUT without inputs or an unwritable OUT is a MarlinError.
 """
 from __future__ import annotations
 
