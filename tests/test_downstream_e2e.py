@@ -109,7 +109,7 @@ def test_finetune_end_to_end(world, tmp_path):
 def test_bad_config_is_a_clear_error(tmp_path, capsys):
     p = tmp_path / "bad.yaml"
     p.write_text("dataset: csv\nroot: /nowhere\nlearning_rate: 3\n")
-    assert main(["probe", str(p)]) == 1
+    assert main(["probe", str(p)]) == 2  # bad configuration
     assert "unknown keys ['learning_rate']" in capsys.readouterr().err
 
 
@@ -138,7 +138,7 @@ def test_gradcam_png_and_complementary_binary_maps(world, tmp_path):
     neg, _ = token_cam(model, x, 0, -1.0)
     assert pos.shape == (2, 2, 2)
     assert torch.all(pos * neg == 0) and (pos + neg).sum() > 0
-    assert main(["gradcam", str(ckpt), str(world / "videos" / "v01.mp4"), "--clips", "9", "--out", str(out)]) == 1
+    assert main(["gradcam", str(ckpt), str(world / "videos" / "v01.mp4"), "--clips", "9", "--out", str(out)]) == 2
 
 
 def test_frame_folder_gives_the_same_features_as_the_video(world, tmp_path):

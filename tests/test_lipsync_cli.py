@@ -48,7 +48,7 @@ def test_train_marlin_encoder(trained, capsys):
     assert main(common + ["--out", str(d / "gm.pt"), "--sync-wt", "0", "--disc-wt", "0"]) == 0
     assert "l1:" in capsys.readouterr().out
     # the 5-frame expert cannot judge 16-frame windows: a clear error, no traceback
-    assert main(common + ["--out", str(d / "gm2.pt"), "--syncnet", str(d / "sync.pt")]) == 1
+    assert main(common + ["--out", str(d / "gm2.pt"), "--syncnet", str(d / "sync.pt")]) == 2  # bad input
     assert "multiple of the SyncNet window" in capsys.readouterr().err
 
 
@@ -70,7 +70,7 @@ def test_infer_writes_video_with_audio(trained):
     n = min(len(back), len(src)) - 1000
     assert np.corrcoef(back[1000:n], src[1000:n])[0, 1] > 0.98
     assert main(["lipsync", "infer", "--checkpoint", str(d / "gen.pt"), "--face", str(face), "--audio",
-                 str(d / "nope.wav"), "--out", str(d / "x.mp4")]) == 1
+                 str(d / "nope.wav"), "--out", str(d / "x.mp4")]) == 2
 
 
 def test_infer_pastes_back_into_the_source(trained):
@@ -137,7 +137,7 @@ def test_evaluate_fid_with_a_marlin_extractor(trained, capsys):
     summary = json.loads((d / "ev_fid/summary.json").read_text())
     assert summary["fid_extractor"] == "marlin" and summary["fid"] > 0
     assert main(["lipsync", "evaluate", "--syncnet", str(d / "sync.pt"), "--videos", str(d / "lrs2/main/1000"), "--out",
-                 str(d / "ev_fid2"), "--fid-real", str(d / "lrs2/main")]) == 1  # no weights: a clear error
+                 str(d / "ev_fid2"), "--fid-real", str(d / "lrs2/main")]) == 2  # no weights: a clear error
     assert "needs a weights file" in capsys.readouterr().err
 
 

@@ -2,8 +2,6 @@
 model on a split of its dataset."""
 from __future__ import annotations
 
-import sys
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoint",
@@ -15,15 +13,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from marlin.checkpoints import CheckpointError
     from marlin.downstream.evaluate import evaluate_checkpoint
     from marlin.downstream.report import COLUMNS
 
-    try:
-        data = evaluate_checkpoint(args.checkpoint, args.split, args.root, args.out, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, RuntimeError, CheckpointError) as e:
-        print(f"marlin evaluate: error: {e}", file=sys.stderr)
-        return 1
+    data = evaluate_checkpoint(args.checkpoint, args.split, args.root, args.out, progress=not args.no_progress)
     m = data["metrics"]
     print(f"{data['task']['name']} on {args.split} ({m['n']} videos): "
           + ", ".join(f"{c} {m.get(c, float('nan')):.4f}" for c in COLUMNS[data["task"]["kind"]]))

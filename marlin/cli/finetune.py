@@ -1,8 +1,6 @@
 """`marlin finetune CONFIG`: fine-tune the MARLIN encoder with a linear head on a dataset task."""
 from __future__ import annotations
 
-import sys
-
 
 def add_arguments(parser) -> None:
     from marlin.downstream.cliargs import add_run_arguments
@@ -15,13 +13,9 @@ def run(args) -> int:
     from marlin.downstream.cliargs import print_summary, run_config_from_args
     from marlin.downstream.finetune import run_finetune
 
-    try:
-        cfg = run_config_from_args(args)
-        if args.device:
-            cfg["device"] = args.device
-        data = run_finetune(cfg, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"marlin finetune: error: {e}", file=sys.stderr)
-        return 1
+    cfg = run_config_from_args(args)
+    if args.device:
+        cfg["device"] = args.device
+    data = run_finetune(cfg, progress=not args.no_progress)
     print_summary(data, cfg["out"])
     return 0

@@ -2,7 +2,6 @@
 probed or fine-tuned model."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 
@@ -17,7 +16,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from marlin.checkpoints import CheckpointError
     from marlin.data.layout import CLIP, is_item
     from marlin.downstream.gradcam import gradcam_clip, overlay_grid
     from marlin.images import save_png
@@ -25,35 +23,30 @@ def run(args) -> int:
     from marlin.downstream.report import write_json
     from marlin.downstream.sources import eval_clips
     from marlin.downstream.tasks import Task
-    from marlin.video import VideoError
 
-    try:
-        model, meta = classifier_from_checkpoint(args.checkpoint)
-        task = Task.from_dict(meta["task"])
-        video = Path(args.video)
-        if is_item(video) and (video / CLIP).is_file():
-            video = video / CLIP
-        windows = meta["run"].get("windows", {"sample_rate": 2, "stride": 16})
-        clips = list(eval_clips(video, model.config.n_frames, model.config.img_size, windows["sample_rate"],
-                                windows["stride"], crop_face=args.crop_face))
-        wanted = range(len(clips)) if args.clips == "all" else [int(c) for c in args.clips.split(",")]
-        bad = [k for k in wanted if not 0 <= k < len(clips)]
-        if bad:
-            raise ValueError(f"{video}: has {len(clips)} windows, no window {bad[0]}")
-        out, stem, summary = Path(args.out), Path(args.video).stem if video.name != CLIP else video.parent.name, []
-        for k in wanted:
-            res = gradcam_clip(model, task, clips[k], args.target)
-            name = f"{stem}_clip{k:03d}_{res['target']}"
-            save_png(out / f"{name}.png", overlay_grid(clips[k], res["heat"]))
-            if args.per_frame:
-                for i in range(len(clips[k])):
-                    save_png(out / name / f"{i:03d}.png", overlay_grid(clips[k][i:i + 1], res["heat"][i:i + 1]))
-            summary.append({"clip": k, "png": str(out / f"{name}.png"), "target": res["target"],
-                            "score": res["score"], "logits": res["logits"]})
-            print(f"window {k}: {res['target']} (score {res['score']:.3f}) -> {out / f'{name}.png'}")
-        write_json(out / f"{stem}_gradcam.json", {"checkpoint": args.checkpoint, "video": str(args.video),
-                                                  "labels": list(task.labels), "clips": summary})
-    except (ValueError, FileNotFoundError, RuntimeError, CheckpointError, VideoError) as e:
-        print(f"marlin gradcam: error: {e}", file=sys.stderr)
-        return 1
+    model, meta = classifier_from_checkpoint(args.checkpoint)
+    task = Task.from_dict(meta["task"])
+    video = Path(args.video)
+    if is_item(video) and (video / CLIP).is_file():
+        video = video / CLIP
+    windows = meta["run"].get("windows", {"sample_rate": 2, "stride": 16})
+    clips = list(eval_clips(video, model.config.n_frames, model.config.img_size, windows["sample_rate"],
+                            windows["stride"], crop_face=args.crop_face))
+    wanted = range(len(clips)) if args.clips == "all" else [int(c) for c in args.clips.split(",")]
+    bad = [k for k in wanted if not 0 <= k < len(clips)]
+    if bad:
+        raise ValueError(f"{video}: has {len(clips)} windows, no window {bad[0]}")
+    out, stem, summary = Path(args.out), Path(args.video).stem if video.name != CLIP else video.parent.name, []
+    for k in wanted:
+        res = gradcam_clip(model, task, clips[k], args.target)
+        name = f"{stem}_clip{k:03d}_{res['target']}"
+        save_png(out / f"{name}.png", overlay_grid(clips[k], res["heat"]))
+        if args.per_frame:
+            for i in range(len(clips[k])):
+                save_png(out / name / f"{i:03d}.png", overlay_grid(clips[k][i:i + 1], res["heat"][i:i + 1]))
+        summary.append({"clip": k, "png": str(out / f"{name}.png"), "target": res["target"],
+                        "score": res["score"], "logits": res["logits"]})
+        print(f"window {k}: {res['target']} (score {res['score']:.3f}) -> {out / f'{name}.png'}")
+    write_json(out / f"{stem}_gradcam.json", {"checkpoint": args.checkpoint, "video": str(args.video),
+                                              "labels": list(task.labels), "clips": summary})
     return 0

@@ -109,12 +109,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return {"train-syncnet": _train_syncnet, "train": _train, "infer": _infer, "evaluate": _evaluate,
-                "toy": _toy}[args.action](args)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"marlin lipsync {args.action}: error: {e}", file=sys.stderr)
-        return 1
+    return {"train-syncnet": _train_syncnet, "train": _train, "infer": _infer, "evaluate": _evaluate,
+            "toy": _toy}[args.action](args)
 
 
 def _train_syncnet(args) -> int:

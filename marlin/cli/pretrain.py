@@ -31,21 +31,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     import logging
-    import sys
 
-    from ..checkpoints import CheckpointError
     from ..config import values_from_args
     from ..train import pretrain, pretrain_config
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = pretrain_config(args.config, overrides=args.set, values=values_from_args(args))
-        result = pretrain(cfg, args.data, args.out, devices=args.devices, nodes=args.nodes,
-                          accelerator=args.accelerator, resume=args.resume, init=args.init,
-                          val_dir=args.val_data, progress=not args.no_progress)
-    except (FileNotFoundError, ValueError, CheckpointError) as e:
-        print(f"marlin pretrain: {e}", file=sys.stderr)
-        return 2
+    cfg = pretrain_config(args.config, overrides=args.set, values=values_from_args(args))
+    result = pretrain(cfg, args.data, args.out, devices=args.devices, nodes=args.nodes,
+                      accelerator=args.accelerator, resume=args.resume, init=args.init,
+                      val_dir=args.val_data, progress=not args.no_progress)
     if result.exports:
         print(f"{result.iterations} iterations in {result.seconds:.0f} s (stopped by {result.stopped_by})")
         print(f"checkpoint: {result.checkpoint}")

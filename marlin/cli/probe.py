@@ -1,7 +1,6 @@
 """`marlin probe CONFIG`: linear probing on (cached) MARLIN features of a dataset task."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 
@@ -16,13 +15,9 @@ def run(args) -> int:
     from marlin.downstream.cliargs import print_summary, run_config_from_args
     from marlin.downstream.probe import run_probe
 
-    try:
-        cfg = run_config_from_args(args)
-        if args.features:
-            cfg["features"] = args.features
-        data = run_probe(cfg, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"marlin probe: error: {e}", file=sys.stderr)
-        return 1
+    cfg = run_config_from_args(args)
+    if args.features:
+        cfg["features"] = args.features
+    data = run_probe(cfg, progress=not args.no_progress)
     print_summary(data, Path(cfg["out"]))
     return 0

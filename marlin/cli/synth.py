@@ -1,8 +1,6 @@
 """`marlin synth OUT`: generate a synthetic talking-face dataset with labels."""
 from __future__ import annotations
 
-import sys
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("out", nargs="?", help="output directory (resumable: finished items are kept)")
@@ -23,16 +21,11 @@ def run(args) -> int:
     from ..synth import generate_dataset
 
     if (args.out is None) == (args.out_opt is None):
-        print("marlin synth: give the output directory once, as OUT or --out OUT", file=sys.stderr)
-        return 2
+        raise SystemExit("give the output directory once, as OUT or --out OUT")  # usage: exit code 2
     args.out = args.out or args.out_opt
-    try:
-        paths = generate_dataset(args.out, args.num, frames=args.frames, size=args.size, seed=args.seed,
-                                 workers=args.workers, raw_videos=args.raw_videos, progress=not args.no_progress,
-                                 fps=args.fps)
-    except ValueError as e:
-        print(f"marlin synth: {e}", file=sys.stderr)
-        return 2
+    paths = generate_dataset(args.out, args.num, frames=args.frames, size=args.size, seed=args.seed,
+                             workers=args.workers, raw_videos=args.raw_videos, progress=not args.no_progress,
+                             fps=args.fps)
     if args.preview > 0:
         from pathlib import Path
 

@@ -10,7 +10,10 @@ import threading
 
 import numpy as np
 
-from .pipeline import FaceClip, FacePipeline, NoFaceError
+from ..errors import require
+
+require("cv2", "face", "the face pipeline")
+from .pipeline import FaceClip, FacePipeline, NoFaceError  # noqa: E402
 
 __all__ = ["crop_faces", "FacePipeline", "FaceClip", "NoFaceError"]
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MissingExtraError, install_hint
+
 MODEL_FILES = {
     "face_detection": "face_detection/face_detection_full_range_sparse.tflite",
     "face_landmark": "face_landmark/face_landmark.tflite",
@@ -20,8 +22,8 @@ MODEL_FILES = {
 }
 
 
-class ModelMissing(RuntimeError):
-    """A model file or the LiteRT runtime is not installed."""
+class ModelMissing(MissingExtraError, RuntimeError):
+    """A model file or the LiteRT runtime is not installed (`marlin` exits with the missing-extra code)."""
 
 
 @lru_cache(maxsize=None)
@@ -56,7 +58,8 @@ class TFLiteModel:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
-            raise ModelMissing("the LiteRT runtime is missing: `pip install ai-edge-litert`") from None
+            raise ModelMissing("the face pipeline needs the 'face' extra (ai_edge_litert is not installed): "
+                               + install_hint("face")) from None
         self.name = name
         self.path = model_path(name)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
