@@ -170,3 +170,21 @@ def test_tiny_face(pipe, tmp_path):
     assert c.found.mean() >= 0.9
     centre = (c.boxes[:, :2] + c.boxes[:, 2:]) / 2
     assert np.abs(centre - [259 / 4, 141 / 4]).max() < 6  # where the face is in video01, scaled by 1/4
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_truncated_video_raises_unless_allowed(edited, tmp_path, threads):
+    """gap.mp4 (30 frames, faststart) cut in half: the stream ends early without a decoding error; the pipeline
+    raises, on the decoding thread too, or keeps the frames with both counts in meta."""
+    from marlin.video import TruncatedVideoError
+
+    data = (edited / "gap.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(TruncatedVideoError, match="declares 30") as e:
+        FacePipeline(size=32, parser=None, threads=threads).run(cut)
+    assert str(cut) in str(e.value) and 0 < e.value.decoded < 30
+    kept = FacePipeline(size=32, parser=None, threads=threads, allow_truncated=True).run(cut)
+    assert len(kept.frames) == e.value.decoded
+    assert (kept.meta["truncated"], kept.meta["frames_declared"], kept.meta["frames_decoded"]) == \
+        (True, 30, e.value.decoded)
