@@ -25,6 +25,34 @@ class CheckpointError(RuntimeError):
     """A checkpoint could not be read or does not fit the model. The message names the file."""
 
 
+def _looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file whatever its name: 8-byte little-endian header size, then a JSON header."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < path.stat().st_size
+
+
+_SHA256: dict = {}
+
+
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file's bytes (remembered per path, size and modification time within a process)."""
+    import hashlib
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file does not exist")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA256:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        _SHA256[key] = h.hexdigest()
+    return _SHA256[key]
+
+
 def load_file(path) -> dict:
     """Read a checkpoint as plain tensors/containers: safetensors, or torch.load(weights_only=True)."""
     path = Path(path)
@@ -32,7 +60,7 @@ def load_file(path) -> dict:
         raise CheckpointError(f"{path}: checkpoint file does not exist")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: checkpoint file is empty")
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or _looks_like_safetensors(path):
         from safetensors import safe_open
 
         try:

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from marlin.cli import main
@@ -64,7 +65,7 @@ def test_probe_end_to_end_resumes_and_skips_bad_video(world, tmp_path, capsys):
     assert (out / "fold1_fs100pct_seed0" / "head.safetensors").is_file()
     assert "| 100% (14) |" in (out / "results.md").read_text()
     assert "broken.mp4" in (out / "skipped_videos_fold1.txt").read_text()
-    feats = world / "features" / "videos" / "v00.npy"
+    (feats,) = (world / "features").glob("tiny-*/videos/v00.npy")  # a folder keyed by encoder, windows, data
     n_clips = np.load(feats).shape
     assert n_clips == (3, 32)  # 10 frames, official windows of 4 at stride 2: starts 0, 2, 4 (< 10 - 4)
     stamp = feats.stat().st_mtime_ns
@@ -75,6 +76,50 @@ def test_probe_end_to_end_resumes_and_skips_bad_video(world, tmp_path, capsys):
     assert main(["evaluate", str(out / "fold1_fs100pct_seed0" / "head.safetensors"), "--no-progress"]) == 0
     ev = json.loads((out / "fold1_fs100pct_seed0" / "eval_test.json").read_text())
     assert ev["metrics"]["acc"] == pytest.approx(full["test"]["acc"])
+
+
+def test_feature_cache_is_keyed_by_the_encoder(world, tmp_path):
+    """Encoder B in the folder where encoder A cached its features gets its own features, not A's; an unreadable
+    weights file fails; a folder of features made otherwise is refused, naming the difference."""
+    from marlin.downstream.features import FEATURES_RECORD
+
+    other = tmp_path / "other.safetensors"
+    torch.manual_seed(1)
+    Marlin(TINY, full_model=False).save(other)
+    shared = tmp_path / "cache"
+    for name, weights in (("a", world / "tiny.safetensors"), ("b", other)):
+        cfg = _config(world, tmp_path, name, features=str(shared), solver="logistic",
+                      encoder={"model": None, "weights": str(weights)})
+        assert main(["probe", str(cfg), "--no-progress"]) == 0
+    folders = sorted(p.parent.parent for p in shared.glob("*/videos/v00.npy"))
+    assert len(folders) == 2
+    a, b = (np.load(f / "videos" / "v00.npy") for f in folders)
+    assert not np.allclose(a, b)
+    from safetensors.torch import load_file
+
+    heads = [load_file(tmp_path / n / "fold1_fs100pct_seed0" / "head.safetensors")["weight"] for n in "ab"]
+    assert not torch.allclose(*heads)  # B's head was fitted on B's features
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a checkpoint")
+    cfg = _config(world, tmp_path, "c", features=str(shared), encoder={"model": None, "weights": str(garbage)})
+    assert main(["probe", str(cfg), "--no-progress"]) != 0
+    # a folder given directly: its record must match (other windows here), and bare .npy files are refused
+    cfg = _config(world, tmp_path, "d", features=str(folders[0]), windows={"sample_rate": 1, "stride": 3})
+    assert "windows.stride: cached 2, needed 3" in capsys_text(main, ["probe", str(cfg), "--no-progress"])
+    (folders[0] / FEATURES_RECORD).unlink()
+    cfg = _config(world, tmp_path, "e", features=str(folders[0] / "videos"))
+    assert "without a features.json record" in capsys_text(main, ["probe", str(cfg), "--no-progress"])
+
+
+def capsys_text(fn, argv) -> str:
+    """stderr of a CLI call (the error line)."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert fn(argv) != 0
+    return err.getvalue()
 
 
 def test_probe_with_the_logistic_solver(world, tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from .datasets import load_dataset
+from .features import run_feature_cache
 from .finetune import ClipReader, pick_device, video_logits
 from .linear import predict
 from .metrics import compute_metrics
@@ -36,8 +37,7 @@ def evaluate_checkpoint(path, split: str = "test", root=None, out=None, progress
     if meta["mode"] == "probe":
         head = torch.nn.Linear(tensors["weight"].shape[1], tensors["weight"].shape[0])
         head.load_state_dict(tensors)
-        cache = Path(cfg["features"] or Path(cfg["out"]) / "features")
-        feats, failures = cached_features(cfg, ds, cache, progress, {})
+        feats, failures = cached_features(cfg, ds, run_feature_cache(cfg), progress, {})
         report_skipped(out, meta.get("fold", 1), failures, "videos")
         x, y = split_arrays(ds, split, feats, meta["reduction"])
         metrics = compute_metrics(task.kind, task.scores(predict(head, x)), y, label_names=names)

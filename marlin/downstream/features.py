@@ -1,5 +1,11 @@
-"""The linear-probing feature cache: ``<features>/<key>.npy`` (n_clips, D) per video, the layout written
-by `marlin extract`; missing files are computed with the frozen encoder and written atomically."""
+"""The linear-probing feature cache: ``<folder>/<key>.npy`` (n_clips, D) per video, the layout written by
+`marlin extract`; missing files are computed with the frozen encoder and written atomically.
+
+A cache folder holds a ``features.json`` record of everything that determines its features (encoder weights
+fingerprint and architecture, windows, face crop, precision, dataset root and options) and is used only by a
+run with the same record: `feature_cache` picks ``<features>/<encoder>-<digest>/`` for a run config (or a
+folder given directly, e.g. a `marlin extract` output, whose record must match) and refuses, naming the
+difference, to read features made otherwise."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,11 +13,93 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import save_npy
-from ..extract import encode_clips, video_features
+import hashlib
+import json
+import os
+
+from ..atomic import save_npy, write_json
+from ..extract import FEATURES_RECORD, encode_clips, encoder_record, features_record, video_features
 from ..video import VideoError
 from .datasets.base import DatasetError, Sample
 from .sources import eval_clips, materialize
+
+
+EXTRACT_PRECISION = "32"  # the feature cache extracts in float32
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def check_record(folder: Path, expected: dict) -> None:
+    """Refuse a cache folder whose features.json differs from ``expected`` (keys the folder's record does not
+    hold, e.g. the dataset root of a `marlin extract` output, are not compared), naming each difference."""
+    path = Path(folder) / FEATURES_RECORD
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DatasetError(path, f"unreadable feature record ({e})") from None
+    have, want = _flat(found), _flat(expected)
+    diff = [f"{k}: cached {have[k]!r}, needed {want[k]!r}" for k in want if k in have and have[k] != want[k]]
+    diff += [f"{k}: missing from the record" for k in ("encoder.weights_sha256", "windows.sample_rate",
+                                                       "windows.stride", "crop_face")
+             if k in want and k not in have]
+    if diff:
+        raise DatasetError(folder, "these cached features were made with other settings than this run's ("
+                                   + "; ".join(diff) + "): point `features` at another folder or delete this one")
+
+
+def run_record(cfg: dict, encoder: dict | None = None) -> dict:
+    """The features.json record a run config needs (``encoder``: an `encoder_record`, default from cfg)."""
+    enc = cfg["encoder"]
+    if encoder is None:
+        if enc.get("weights") is None:
+            raise ValueError("encoder.weights is required: a checkpoint file, or 'random'")
+        encoder = encoder_record(enc.get("model"), enc["weights"], int(enc.get("seed", 0)))
+    record = features_record(encoder, cfg["windows"]["sample_rate"], cfg["windows"]["stride"], cfg["crop_face"],
+                             precision=EXTRACT_PRECISION)
+    record.update(dataset=cfg["dataset"], root=os.path.abspath(cfg["root"]),
+                  dataset_options=cfg.get("dataset_options") or {})
+    return record
+
+
+def feature_cache(base, record: dict, label: str = "encoder") -> Path:
+    """The cache folder for ``record`` under ``base`` (created with its record), or ``base`` itself when it
+    holds a features.json (a `marlin extract` output), checked either way."""
+    base = Path(base)
+    if (base / FEATURES_RECORD).is_file():
+        check_record(base, record)
+        return base
+    if base.is_dir() and any(base.glob("*.npy")):
+        raise DatasetError(base, "holds features without a features.json record, so nothing tells which encoder, "
+                                 "windows and crop made them: delete them, or re-extract with `marlin extract` "
+                                 "(which writes the record)")
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
+    leaf = base / f"{label}-{digest}"
+    if (leaf / FEATURES_RECORD).is_file():
+        check_record(leaf, record)
+    else:
+        write_json(leaf / FEATURES_RECORD, record)
+    return leaf
+
+
+def run_feature_cache(cfg: dict) -> Path:
+    """The checked feature cache folder of a probe run config (base: ``features``, default ``<out>/features``)."""
+    enc = cfg["encoder"]
+    label = Path(str(enc.get("model") or enc.get("weights"))).stem
+    return feature_cache(cfg["features"] or Path(cfg["out"]) / "features", run_record(cfg), label)
+
+
+def model_record(model) -> dict:
+    """An `encoder_record` of an in-memory model: its architecture and a SHA-256 of its weights."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return {"model": None, "config": model.config.to_dict(), "weights_sha256": h.hexdigest()}
 
 
 def feature_path(cache_dir: Path, key: str) -> Path:
@@ -29,8 +117,7 @@ def load_cached(path: Path, dim: int | None = None) -> np.ndarray:
     if arr.ndim != 2 or len(arr) == 0:
         raise DatasetError(path, f"expected features (n_clips, D), got shape {arr.shape}")
     if dim is not None and arr.shape[1] != dim:
-        raise DatasetError(path, f"features have D = {arr.shape[1]} but the encoder gives {dim}: "
-                                 f"stale cache from another model? delete it")
+        raise DatasetError(path, f"features have D = {arr.shape[1]} but the encoder gives {dim}")
     return arr.astype(np.float32)
 
 

@@ -2,12 +2,13 @@
 fractions and seeds; resumable (finished runs and cached features are reused)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .datasets import Dataset
-from .features import dataset_features, feature_path
+from .features import dataset_features, feature_cache, feature_path, model_record, run_feature_cache, run_record
 from .fewshot import few_shot_indices
 from .linear import predict, reduce_clips, train_linear, train_logistic
 from .metrics import compute_metrics
@@ -39,7 +40,7 @@ def run_probe(cfg: dict, progress: bool = True) -> dict:
     state: dict = {}
 
     def prepare(ds: Dataset, fold: int, notes: list):
-        cache = Path(cfg["features"] or Path(cfg["out"]) / "features")
+        cache = run_feature_cache(cfg)
         feats, failures = cached_features(cfg, ds, cache, progress, state)
         report_skipped(Path(cfg["out"]), fold, failures, "videos")
         (xtr, ytr), (xva, yva), (xte, yte) = (split_arrays(ds, s, feats, cfg["reduction"])
@@ -77,7 +78,8 @@ def run_probe(cfg: dict, progress: bool = True) -> dict:
 
 def probe_dataset(model, ds: Dataset, cache_dir, reduction: str = "mean", seed: int = 0, few_shot: float = 1.0,
                   sample_rate: int = 2, stride: int = 16, progress: bool = False, **train_options) -> dict:
-    """Linear-probe one dataset task with ``model``'s frozen features (cached in ``cache_dir``).
+    """Linear-probe one dataset task with ``model``'s frozen features (cached under ``cache_dir``, in a folder
+    of its own keyed by the model's weights, the windows and the dataset, see `feature_cache`).
 
     Python entry point for scripts such as the demo: returns `linear_probe`'s dict plus "skipped".
     ``train_options`` override the in-memory defaults (`marlin.downstream.linear.LP_DEFAULTS`).
@@ -85,7 +87,10 @@ def probe_dataset(model, ds: Dataset, cache_dir, reduction: str = "mean", seed: 
     from .linear import linear_probe
 
     samples = [s for split in ds.splits.values() for s in split]
-    feats, failures = dataset_features(samples, Path(cache_dir), model, sample_rate=sample_rate, stride=stride,
+    cfg = {"encoder": {}, "windows": {"sample_rate": sample_rate, "stride": stride}, "crop_face": False,
+           "dataset": ds.name, "root": os.path.commonpath([str(s.source) for s in samples]), "dataset_options": {}}
+    cache = feature_cache(cache_dir, run_record(cfg, model_record(model)), "model")
+    feats, failures = dataset_features(samples, cache, model, sample_rate=sample_rate, stride=stride,
                                        progress=progress)
     (xtr, ytr), (xva, yva), (xte, yte) = (split_arrays(ds, s, feats, reduction) for s in ("train", "val", "test"))
     if len(xtr) == 0 or len(xte) == 0:
