@@ -2,6 +2,7 @@
 video (cut once into a cache); the official windows for evaluation, a random window for training."""
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,12 +38,15 @@ def _read_images(files: list[Path], size: int) -> np.ndarray:
 
 def materialize(sample: Sample, cache_dir: Path | None) -> Path:
     """The readable source of a sample: the segment [start, end) s of its video is cut once to
-    ``cache_dir/.segments/<key>.mp4`` (atomic), other samples are returned as they are."""
+    ``cache_dir/.segments/<key>.<digest of source, start, end>.mp4`` (atomic); other samples are returned as
+    they are."""
     if sample.start is None:
         return sample.source
     if cache_dir is None:
         raise ValueError(f"{sample.source}: a segment sample needs a cache directory to cut it into")
-    dest = Path(cache_dir) / ".segments" / f"{sample.key}.mp4"
+    # named by what the segment is cut from, so another root or segment table never reuses it
+    origin = f"{Path(sample.source).resolve()}|{sample.start:.6f}|{sample.end:.6f}"
+    dest = Path(cache_dir) / ".segments" / f"{sample.key}.{hashlib.sha256(origin.encode()).hexdigest()[:12]}.mp4"
     if dest.is_file():
         return dest
     fps = probe(sample.source).fps
