@@ -195,3 +195,14 @@ def test_empty_input_folder_and_bad_out(tmp_path, capsys):
     assert main(["preprocess", str(tmp_path / "src"), str(tmp_path / "file"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "file" in err and "is a file" in err and "Traceback" not in err
+
+
+def test_bad_parser_file_is_one_error_before_any_worker(short_clip, tmp_path, capsys):
+    bad = tmp_path / "parser.pt"
+    bad.write_text("not a model")
+    out = tmp_path / "out"
+    assert main(["preprocess", str(short_clip), str(out), "--parser", str(bad), "--workers", "2",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(bad) in err and "not a TorchScript" in err and len(err.splitlines()) == 1, err
+    assert not (out / FAILURES).exists()
