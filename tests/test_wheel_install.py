@@ -81,7 +81,7 @@ def test_installed_marlin_extract_matches_official(installed):
 
 def test_installed_marlin_reports_errors_in_one_line(installed):
     bin_dir, env, tmp = installed
-    r = _run([bin_dir / "marlin", "extract", tmp / "nothing.mp4", "--model", FIXTURES / "tiny.yaml",
+    r = _run([bin_dir / "marlin", "extract", FIXTURES / "cropped01.mp4", "--model", FIXTURES / "tiny.yaml",
               "--checkpoint", tmp / "missing.encoder.pt", "--out", tmp / "o"], cwd=tmp, env=env, check=False)
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("marlin extract: error: ") and "missing.encoder.pt" in r.stderr
