@@ -22,6 +22,36 @@ def test_deterministic_under_seed():
     assert not np.array_equal(a.frames, c.frames)
 
 
+def test_static_shapes_are_computed_once_with_the_same_result():
+    # render_item computes what no frame changes once per clip (`static_shapes`); every frame's shapes, their
+    # key order (the order `scene.project` batches them in) and the pictures are those of computing all per frame
+    from marlin.synth import geometry
+    from marlin.synth.expression import expression_controls
+    from marlin.synth.identity import sample_identity
+    from marlin.synth.labels import EXPRESSION, sample_labels
+    from marlin.synth.rng import item_rng
+
+    for k in range(8):  # identities with and without beard, glasses, hat, long hair
+        lab = sample_labels(0, k)
+        idn = sample_identity(item_rng(0, k, "identity"), lab["appearance"], hair_colour_class(lab["appearance"]))
+        ex = expression_controls(EXPRESSION[lab["expression"]], 0.9)
+        still = geometry.static_shapes(idn, ex)
+        for args in ((1.0, 0.2, (0.3, -0.1), 0.0), (0.1, 0.9, (0.0, 0.2), 0.2)):
+            full, fast = geometry.face_shapes(idn, ex, *args), geometry.face_shapes(idn, ex, *args, still)
+            assert list(full) == list(fast) and "beard_upper" not in fast
+            assert all(np.array_equal(full[n], fast[n]) for n in full)
+    calls = []
+    real = geometry.static_shapes
+    import marlin.synth.clip as clip_module
+
+    clip_module.static_shapes = lambda *a: calls.append(1) or real(*a)
+    try:
+        render_item(0, 3, 6, 32)
+    finally:
+        clip_module.static_shapes = real
+    assert 1 <= len(calls) <= 2  # once for the face (and once for a manipulation's donor), not once per frame
+
+
 def test_shapes_and_types(clips):
     c = clips[0]
     assert c.frames.shape == (T, S, S, 3) and c.frames.dtype == np.uint8

@@ -147,10 +147,11 @@ def item_dir(out_root, rel: str | os.PathLike) -> Path:
 
 
 def write_item(dest, frames, meta: dict, parse: np.ndarray | None = None,
-               landmarks: np.ndarray | None = None, as_jpg: bool = False, crf: int = 18) -> FaceItem:
+               landmarks: np.ndarray | None = None, as_jpg: bool = False, crf: int = 18,
+               preset: str = "medium") -> FaceItem:
     """Write one item atomically: everything goes to a hidden sibling directory renamed at the end.
 
-    ``frames``: (T, S, S, 3) uint8 array (or a sequence of such frames).
+    ``frames``: (T, S, S, 3) uint8 array (or a sequence of such frames); ``crf``, ``preset``: H.264 settings.
     """
     import cv2
 
@@ -170,7 +171,7 @@ def write_item(dest, frames, meta: dict, parse: np.ndarray | None = None,
                 cv2.imwrite(str(tmp / FRAMES_DIR / f"{i:06d}.jpg"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR),
                             [cv2.IMWRITE_JPEG_QUALITY, 95])
         else:
-            write_video(tmp / CLIP, frames, fps=float(meta.get("fps", 25.0)), crf=crf)
+            write_video(tmp / CLIP, frames, fps=float(meta.get("fps", 25.0)), crf=crf, preset=preset)
         if parse is not None:
             parse = np.asarray(parse, dtype=np.uint8)
             if parse.shape[0] != len(frames):

@@ -9,7 +9,7 @@ import numpy as np
 from . import effects, scene
 from .background import background
 from .expression import expression_controls
-from .geometry import face_shapes, landmarks68
+from .geometry import face_shapes, landmarks68, static_shapes
 from .identity import sample_identity
 from .labels import EXPRESSION, hair_colour_class, sample_labels
 from .manipulate import sample_manipulation
@@ -127,14 +127,17 @@ def render_item(seed: int, k: int, frames: int = 16, size: int = 96, fps: float 
     bg_src = background(item_rng(seed, k, "background"), H * SUPERSAMPLE, W * SUPERSAMPLE, 2 * base * SUPERSAMPLE)
 
     poses, shapes, donor_shapes = [], [], [None] * T
+    still = static_shapes(idn, ex)  # what no frame changes, once per clip
+    donor_still = static_shapes(manip.donor, ex) if manip is not None else None
     for t in range(T):
         centre = c0 + mot.shift[t] * base
         poses.append(scene.Pose(centre, base * mot.scale[t], mot.roll[t], mot.yaw[t], mot.pitch[t],
                                 c0 + mot.shift[t] * base * 0.7, base))
-        shapes.append(face_shapes(idn, ex, mot.open_l[t], mot.open_r[t], mot.gaze[t], mot.mouth[t]))
+        shapes.append(face_shapes(idn, ex, mot.open_l[t], mot.open_r[t], mot.gaze[t], mot.mouth[t], still))
         if manip is not None:
             speech = mot.mouth[t] if manip.speech is None else manip.speech[t]
-            donor_shapes[t] = face_shapes(manip.donor, ex, mot.open_l[t], mot.open_r[t], mot.gaze[t], speech)
+            donor_shapes[t] = face_shapes(manip.donor, ex, mot.open_l[t], mot.open_r[t], mot.gaze[t], speech,
+                                          donor_still)
 
     crop_boxes = _crop_boxes(poses, shapes)
     rngs = [item_rng(seed, k, "noise"), item_rng(seed, k, "noise_raw")]  # the crops never depend on `raw`

@@ -60,20 +60,17 @@ def _curve(x, power=0.6):
     return np.maximum(1 - x ** 2, 0) ** power
 
 
-def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, speech: float) -> dict:
-    """All shapes of one frame (face space). ``ex``: expression controls; ``speech``: extra lip opening."""
+STATIC_BEFORE_EYES = ("hair_cap", "hair_back", "brow_l_line", "brow_l", "brow_r_line", "brow_r")
+STATIC_NOSE = ("nose", "nose_bridge", "nose_base", "nostril_l", "nostril_r", "wrinkles")
+STATIC_AFTER_BEARD = ("glass_l", "glass_r", "glass_bridge", "arm_l", "arm_r", "hat_crown", "hat_brim", "neck",
+                      "shoulders")
+
+
+def static_shapes(idn: Identity, ex: dict) -> dict:
+    """The shapes of a face that no frame changes (hair, brows, nose, cheeks, glasses, hat, body; face space),
+    computed once per clip and shared by `face_shapes` of every frame."""
     a = idn.half_width
     shapes: dict[str, np.ndarray] = {}
-    opening = max(0.0, ex["open"]) + speech  # pressed lips (open < 0) only thin the lips
-    jaw_drop = 0.55 * opening
-    phi = _RING64
-    shapes["outline"] = _flat(*outline_uv(idn, phi, jaw_drop))
-    # the face as a detector boxes it: brow tops (v = FACE_TOP) to chin, cheek to cheek
-    top = np.arccos(-FACE_TOP)
-    fphi = np.concatenate([[top, 2 * np.pi - top], phi[(phi > top) & (phi < 2 * np.pi - top)]])
-    shapes["face_region"] = _flat(*outline_uv(idn, fphi, jaw_drop))
-    shapes["jaw"] = _with_depth(*outline_uv(idn, _JAW_PHI, jaw_drop), a) * [1, 1, 0]
-
     # hair (flat: it sits at the silhouette)
     vol = idn.hair_volume
     temple = -0.05 if not idn.long_hair else 0.1
@@ -114,29 +111,6 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
         poly_v = np.concatenate([v - th / 2, (v + th / 2)[::-1]])
         shapes[name] = _with_depth(poly_u, poly_v, a)
 
-    # eyes: polygon (upper lid left->right, lower lid right->left), landmarks, iris centre
-    xs = _X11
-    for name, sgn, op in (("eye_l", -1, open_l), ("eye_r", 1, open_r)):
-        cu, cv = sgn * idn.eye_dx, idn.eye_y
-        ef = ex["eye"]
-        hu = idn.eye_h * ef * op
-        hl = idn.eye_h * 0.6 * ef * (1 - 0.35 * ex["cheek"]) * np.sqrt(max(op, 0))
-        tilt = -0.012 * sgn
-        up_v = cv - hu * _curve(xs, 0.8) + tilt * xs * sgn
-        lo_v = cv + hl * _curve(xs, 0.8) + tilt * xs * sgn
-        u = cu + idn.eye_w * xs
-        shapes[name] = _with_depth(np.concatenate([u, u[-2:0:-1]]), np.concatenate([up_v, lo_v[-2:0:-1]]), a)
-        shapes[name + "_lid"] = _with_depth(u, up_v, a)
-        shapes[name + "_open"] = np.array([hu + hl])  # opening height (1-D: not a point set)
-        lm_x = np.array([-1, -1 / 3, 1 / 3, 1, 1 / 3, -1 / 3])
-        lm_v = np.concatenate([cv - hu * _curve(lm_x[:4], 0.8), cv + hl * _curve(lm_x[4:], 0.8)]) + tilt * lm_x * sgn
-        shapes[name + "_lm"] = _with_depth(cu + idn.eye_w * lm_x, lm_v, a)
-        r = idn.eye_h * 0.95
-        g = np.asarray(gaze, float)
-        iris_u, iris_v = cu + g[0] * (idn.eye_w - r * 0.3), cv + g[1] * idn.eye_h * 0.3
-        shapes[name + "_iris"] = _with_depth([iris_u], [iris_v], a, 0.02)
-        shapes[name + "_iris_r"] = np.array([r])
-
     # nose: body polygon, bridge and base landmarks, nostrils, wrinkles
     top_v = idn.eye_y + 0.02
     tip_v = top_v + idn.nose_len
@@ -161,6 +135,94 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
         wv = top_v + (tip_v - top_v) * np.array([0.3, 0.45])
         shapes["wrinkles"] = np.concatenate([_with_depth([-0.05, 0.05], [w, w - 0.01], a, 0.1) for w in wv])
 
+    if ex["cheek"] > 0.3:
+        for name, sgn in (("cheek_l", -1), ("cheek_r", 1)):
+            ang = _RING16
+            shapes[name] = _with_depth(sgn * (idn.eye_dx + 0.05) + 0.12 * np.cos(ang),
+                                       idn.eye_y + 0.25 + 0.07 * np.sin(ang), a)
+
+    if idn.beard:
+        mw = idn.mouth_w + 0.08
+        my = idn.mouth_y
+        upper = np.array([[a * 0.7, 0.32], [mw, my - 0.04], [0.0, my - idn.lip_u - 0.07], [-mw, my - 0.04],
+                          [-a * 0.7, 0.32]])
+        shapes["beard_upper"] = _with_depth(upper[:, 0], upper[:, 1], a)
+    if idn.glasses:
+        ang = _RING24
+        c, s = np.cos(ang), np.sin(ang)
+        sq = np.sign(c) * np.abs(c) ** 0.5, np.sign(s) * np.abs(s) ** 0.5
+        for name, sgn in (("glass_l", -1), ("glass_r", 1)):
+            shapes[name] = _with_depth(sgn * idn.eye_dx + idn.eye_w * 1.55 * sq[0],
+                                       idn.eye_y + 0.01 + idn.eye_h * 2.4 * sq[1], a, 0.08)
+        bx = idn.eye_dx - idn.eye_w * 1.55
+        shapes["glass_bridge"] = _with_depth([-bx, -bx * 0.4, bx * 0.4, bx],
+                                             idn.eye_y - np.array([0.02, 0.05, 0.05, 0.02]), a, 0.08)
+        ox = idn.eye_dx + idn.eye_w * 1.55
+        for name, sgn in (("arm_l", -1), ("arm_r", 1)):
+            shapes[name] = _with_depth([sgn * ox, sgn * a * 0.98], [idn.eye_y - 0.03, idn.eye_y - 0.06], a, 0.04)
+
+    if idn.hat:
+        vb = -0.62 if idn.bangs else -0.5  # the brim sits on the forehead, inside the crop, above any fringe
+        hw = a * (1 + vol) + 0.04
+        crown = np.array([[-hw * 0.92, vb], [-hw * 0.85, -1.5], [-hw * 0.5, -1.85], [hw * 0.5, -1.85],
+                          [hw * 0.85, -1.5], [hw * 0.92, vb]])
+        shapes["hat_crown"] = _flat(crown[:, 0], crown[:, 1])
+        ang = _RING24
+        shapes["hat_brim"] = _flat((hw + 0.15) * np.cos(ang), vb + 0.07 * np.sin(ang))
+
+    # body (attached to the head's position, not its rotation)
+    shapes["neck"] = _flat([-0.42 * a, 0.42 * a, 0.45 * a, -0.45 * a], [0.5, 0.5, 2.6, 2.6])
+    sh = np.array([[-2.6, 4.0], [-2.4, 2.0], [-1.4, 1.5], [-0.5, 1.45], [0.5, 1.45], [1.4, 1.5], [2.4, 2.0],
+                   [2.6, 4.0]])
+    shapes["shoulders"] = _flat(sh[:, 0], sh[:, 1])
+    return shapes
+
+
+def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, speech: float,
+                static: dict | None = None) -> dict:
+    """All shapes of one frame (face space). ``ex``: expression controls; ``speech``: extra lip opening;
+    ``static``: `static_shapes(idn, ex)` when the caller keeps it for the clip (same result, less work)."""
+    st = static_shapes(idn, ex) if static is None else static
+    a = idn.half_width
+    shapes: dict[str, np.ndarray] = {}
+    opening = max(0.0, ex["open"]) + speech  # pressed lips (open < 0) only thin the lips
+    jaw_drop = 0.55 * opening
+    phi = _RING64
+    shapes["outline"] = _flat(*outline_uv(idn, phi, jaw_drop))
+    # the face as a detector boxes it: brow tops (v = FACE_TOP) to chin, cheek to cheek
+    top = np.arccos(-FACE_TOP)
+    fphi = np.concatenate([[top, 2 * np.pi - top], phi[(phi > top) & (phi < 2 * np.pi - top)]])
+    shapes["face_region"] = _flat(*outline_uv(idn, fphi, jaw_drop))
+    shapes["jaw"] = _with_depth(*outline_uv(idn, _JAW_PHI, jaw_drop), a) * [1, 1, 0]
+    for name in STATIC_BEFORE_EYES:  # same key order as ever: `scene.project` batches the shapes in this order
+        if name in st:
+            shapes[name] = st[name]
+    # eyes: polygon (upper lid left->right, lower lid right->left), landmarks, iris centre
+    xs = _X11
+    for name, sgn, op in (("eye_l", -1, open_l), ("eye_r", 1, open_r)):
+        cu, cv = sgn * idn.eye_dx, idn.eye_y
+        ef = ex["eye"]
+        hu = idn.eye_h * ef * op
+        hl = idn.eye_h * 0.6 * ef * (1 - 0.35 * ex["cheek"]) * np.sqrt(max(op, 0))
+        tilt = -0.012 * sgn
+        up_v = cv - hu * _curve(xs, 0.8) + tilt * xs * sgn
+        lo_v = cv + hl * _curve(xs, 0.8) + tilt * xs * sgn
+        u = cu + idn.eye_w * xs
+        shapes[name] = _with_depth(np.concatenate([u, u[-2:0:-1]]), np.concatenate([up_v, lo_v[-2:0:-1]]), a)
+        shapes[name + "_lid"] = _with_depth(u, up_v, a)
+        shapes[name + "_open"] = np.array([hu + hl])  # opening height (1-D: not a point set)
+        lm_x = np.array([-1, -1 / 3, 1 / 3, 1, 1 / 3, -1 / 3])
+        lm_v = np.concatenate([cv - hu * _curve(lm_x[:4], 0.8), cv + hl * _curve(lm_x[4:], 0.8)]) + tilt * lm_x * sgn
+        shapes[name + "_lm"] = _with_depth(cu + idn.eye_w * lm_x, lm_v, a)
+        r = idn.eye_h * 0.95
+        g = np.asarray(gaze, float)
+        iris_u, iris_v = cu + g[0] * (idn.eye_w - r * 0.3), cv + g[1] * idn.eye_h * 0.3
+        shapes[name + "_iris"] = _with_depth([iris_u], [iris_v], a, 0.02)
+        shapes[name + "_iris_r"] = np.array([r])
+
+    for name in STATIC_NOSE:
+        if name in st:
+            shapes[name] = st[name]
     # mouth: lips and inner mouth from four curves over x in [-1, 1]
     mx = _X13
     w = idn.mouth_w * (1 + ex["width"])
@@ -190,49 +252,16 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
         at([-1], iu), at([-2 / 3, -1 / 3, 0, 1 / 3, 2 / 3], ou), at([1], iu), at([2 / 3, 1 / 3, 0, -1 / 3, -2 / 3], ol),
         at([-1], (iu + il) / 2), at([-1 / 3, 0, 1 / 3], iu), at([1], (iu + il) / 2), at([1 / 3, 0, -1 / 3], il)])
 
-    if ex["cheek"] > 0.3:
-        for name, sgn in (("cheek_l", -1), ("cheek_r", 1)):
-            ang = _RING16
-            shapes[name] = _with_depth(sgn * (idn.eye_dx + 0.05) + 0.12 * np.cos(ang),
-                                       idn.eye_y + 0.25 + 0.07 * np.sin(ang), a)
-
+    for name in ("cheek_l", "cheek_r"):
+        if name in st:
+            shapes[name] = st[name]
     if idn.beard:
-        bphi = _BEARD_PHI
-        bu, bv = outline_uv(idn, bphi, jaw_drop)
-        mw = idn.mouth_w + 0.08
-        upper = np.array([[a * 0.7, 0.32], [mw, my - 0.04], [0.0, my - idn.lip_u - 0.07], [-mw, my - 0.04],
-                          [-a * 0.7, 0.32]])
+        bu, bv = outline_uv(idn, _BEARD_PHI, jaw_drop)
         # the lower edge lies on the outline (silhouette points), the upper one on the face
-        shapes["beard"] = np.concatenate([_flat(bu, bv), _with_depth(upper[:, 0], upper[:, 1], a)])
-
-    if idn.glasses:
-        ang = _RING24
-        c, s = np.cos(ang), np.sin(ang)
-        sq = np.sign(c) * np.abs(c) ** 0.5, np.sign(s) * np.abs(s) ** 0.5
-        for name, sgn in (("glass_l", -1), ("glass_r", 1)):
-            shapes[name] = _with_depth(sgn * idn.eye_dx + idn.eye_w * 1.55 * sq[0],
-                                       idn.eye_y + 0.01 + idn.eye_h * 2.4 * sq[1], a, 0.08)
-        bx = idn.eye_dx - idn.eye_w * 1.55
-        shapes["glass_bridge"] = _with_depth([-bx, -bx * 0.4, bx * 0.4, bx],
-                                             idn.eye_y - np.array([0.02, 0.05, 0.05, 0.02]), a, 0.08)
-        ox = idn.eye_dx + idn.eye_w * 1.55
-        for name, sgn in (("arm_l", -1), ("arm_r", 1)):
-            shapes[name] = _with_depth([sgn * ox, sgn * a * 0.98], [idn.eye_y - 0.03, idn.eye_y - 0.06], a, 0.04)
-
-    if idn.hat:
-        vb = -0.62 if idn.bangs else -0.5  # the brim sits on the forehead, inside the crop, above any fringe
-        hw = a * (1 + vol) + 0.04
-        crown = np.array([[-hw * 0.92, vb], [-hw * 0.85, -1.5], [-hw * 0.5, -1.85], [hw * 0.5, -1.85],
-                          [hw * 0.85, -1.5], [hw * 0.92, vb]])
-        shapes["hat_crown"] = _flat(crown[:, 0], crown[:, 1])
-        ang = _RING24
-        shapes["hat_brim"] = _flat((hw + 0.15) * np.cos(ang), vb + 0.07 * np.sin(ang))
-
-    # body (attached to the head's position, not its rotation)
-    shapes["neck"] = _flat([-0.42 * a, 0.42 * a, 0.45 * a, -0.45 * a], [0.5, 0.5, 2.6, 2.6])
-    sh = np.array([[-2.6, 4.0], [-2.4, 2.0], [-1.4, 1.5], [-0.5, 1.45], [0.5, 1.45], [1.4, 1.5], [2.4, 2.0],
-                   [2.6, 4.0]])
-    shapes["shoulders"] = _flat(sh[:, 0], sh[:, 1])
+        shapes["beard"] = np.concatenate([_flat(bu, bv), st["beard_upper"]])
+    for name in STATIC_AFTER_BEARD:
+        if name in st:
+            shapes[name] = st[name]
     return shapes
 
 

@@ -28,17 +28,17 @@ def _fixed(pts: np.ndarray) -> np.ndarray:
     return np.rint(pts * _ONE).astype(np.int32).reshape(-1, 1, 2)
 
 
-def _draw(img: np.ndarray, p: Prim, pts: np.ndarray, colour) -> None:
-    if p.line > 0:
-        cv2.polylines(img, [_fixed(pts)], p.closed, colour, max(1, int(round(p.line))), cv2.LINE_AA, _SHIFT)
+def _draw(img: np.ndarray, pts: np.ndarray, line: float, closed: bool, colour) -> None:
+    if line > 0:
+        cv2.polylines(img, [_fixed(pts)], closed, colour, max(1, int(round(line))), cv2.LINE_AA, _SHIFT)
     else:
         cv2.fillPoly(img, [_fixed(pts)], colour, cv2.LINE_8, shift=_SHIFT)
 
 
-def _draw_clipped(img: np.ndarray, p: Prim, colour) -> None:
+def _draw_clipped(img: np.ndarray, pts: np.ndarray, clip: np.ndarray, line: float, closed: bool, colour) -> None:
     h, w = img.shape[:2]
-    lo = np.floor(p.clip.min(0)).astype(int) - 1
-    hi = np.ceil(p.clip.max(0)).astype(int) + 2
+    lo = np.floor(clip.min(0)).astype(int) - 1
+    hi = np.ceil(clip.max(0)).astype(int) + 2
     x0, y0 = max(lo[0], 0), max(lo[1], 0)
     x1, y1 = min(hi[0], w), min(hi[1], h)
     if x1 <= x0 or y1 <= y0:
@@ -46,11 +46,16 @@ def _draw_clipped(img: np.ndarray, p: Prim, colour) -> None:
     off = np.array([x0, y0], float)
     sub = img[y0:y1, x0:x1]
     tmp = sub.copy()
-    _draw(tmp, p, p.pts - off, colour)
+    _draw(tmp, pts - off, line, closed, colour)
     mask = np.zeros(sub.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [_fixed(p.clip - off)], 1, cv2.LINE_8, shift=_SHIFT)
+    cv2.fillPoly(mask, [_fixed(clip - off)], 1, cv2.LINE_8, shift=_SHIFT)
     m = mask.astype(bool)
     sub[m] = tmp[m]
+
+
+def _colour(rgb) -> list[int]:
+    """Colour in [0, 1] -> 0..255 ints (rounded, clipped), in plain Python: this runs for every primitive."""
+    return [int(min(max(float(c) * 255 + 0.5, 0.0), 255.0)) for c in rgb]
 
 
 def paint(img: np.ndarray, parse: np.ndarray | None, prims: list[Prim], ss: int = 1) -> None:
@@ -62,12 +67,12 @@ def paint(img: np.ndarray, parse: np.ndarray | None, prims: list[Prim], ss: int 
     for p in prims:
         if len(p.pts) < 2:
             continue
-        colour = np.clip(np.asarray(p.colour, np.float64) * 255 + 0.5, 0, 255).astype(int).tolist()
-        q = Prim(p.pts * ss - 0.5, colour, p.cls, p.line * ss, None if p.clip is None else p.clip * ss - 0.5, p.closed)
-        if q.clip is not None:
-            _draw_clipped(img, q, colour)
+        colour = _colour(p.colour)
+        pts = p.pts * ss - 0.5
+        if p.clip is not None:
+            _draw_clipped(img, pts, p.clip * ss - 0.5, p.line * ss, p.closed, colour)
         else:
-            _draw(img, q, q.pts, colour)
+            _draw(img, pts, p.line * ss, p.closed, colour)
         if parse is not None and p.cls is not None and p.line == 0:
             cv2.fillPoly(parse, [_fixed(p.pts - 0.5)], int(p.cls), cv2.LINE_8, shift=_SHIFT)
 

@@ -152,8 +152,10 @@ def count_frames(path) -> int:
         return sum(1 for p in c.demux(c.streams.video[0]) if p.size > 0)
 
 
-def write_video(path, frames, fps: float = 25.0, crf: int = 18, codec: str = "libx264") -> None:
-    """Encode frames (iterable of (H, W, 3) uint8 RGB) to an H.264 mp4, atomically.
+def write_video(path, frames, fps: float = 25.0, crf: int = 18, codec: str = "libx264",
+                preset: str = "medium") -> None:
+    """Encode frames (iterable of (H, W, 3) uint8 RGB) to an H.264 mp4, atomically. ``preset``: the libx264
+    speed preset (the synthetic world uses "ultrafast": several times faster to encode and decode).
 
     The file appears under ``path`` only once it is complete.
     """
@@ -177,7 +179,7 @@ def write_video(path, frames, fps: float = 25.0, crf: int = 18, codec: str = "li
                     if codec == "libx264":
                         # mbtree off: with it this libx264 build gives a different bitstream for the same frames on
                         # some runs (measured), and a regenerated synthetic world would not be the same bytes
-                        stream.options = {"crf": str(crf), "preset": "medium", "x264-params": "mbtree=0"}
+                        stream.options = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
                 if f.shape[0] != stream.height or f.shape[1] != stream.width:
                     f = np.pad(f, ((0, stream.height - f.shape[0]), (0, stream.width - f.shape[1]), (0, 0)))
                 for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
