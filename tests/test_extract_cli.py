@@ -176,3 +176,20 @@ def test_hints_name_real_options(command):
     for rel in PATHS[command]:
         unknown = _options_named(MARLIN / rel) - options
         assert not unknown, f"marlin/{rel} names {sorted(unknown)}, which `marlin {command}` does not have"
+
+
+def test_bad_device_and_numbers_end_the_run_at_once(ckpt, tmp_path, capsys):
+    import torch
+
+    v = _video(tmp_path / "v.mp4", 1)
+    out = tmp_path / "out"
+    assert _extract(ckpt, out, v, extra=["--device", "gpu0"]) == 2
+    _one_line_error(capsys, "--device gpu0", "not a device")
+    if not torch.cuda.is_available():
+        assert _extract(ckpt, out, v, extra=["--device", "cuda"]) == 2  # was exit 4, "unexpected"
+        _one_line_error(capsys, "--device cuda", "CUDA is not available")
+    for option in ("--batch-size", "--stride", "--sample-rate"):  # were: every video failed
+        with pytest.raises(SystemExit) as e:
+            _extract(ckpt, out, v, extra=[option, "0"])
+        assert e.value.code == 2 and f"argument {option}: expected a whole number >= 1" in capsys.readouterr().err
+    assert not list(out.glob("*.npy"))

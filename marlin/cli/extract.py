@@ -8,6 +8,35 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _device(name: str):
+    """The torch.device of ``--device``; MarlinError when it is unknown or not available on this machine."""
+    import torch
+
+    from ..errors import MarlinError
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise MarlinError(f"--device {name}: not a device ({e})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MarlinError(f"--device {name}: CUDA is not available here (no GPU visible, or torch built without "
+                          f"CUDA); use --device cpu")
+    return device
+
+
 def add_arguments(p):
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="video files, directories (recursive; mp4/avi/mov/mkv/webm) or .txt files listing paths")
@@ -20,18 +49,16 @@ def add_arguments(p):
                    help="weights (.encoder.pt/.full.pt/.ckpt/.safetensors); default: a RANDOMLY initialised model")
     p.add_argument("--keep-seq", action="store_true", help="keep per-token features (n_clips, N, D)")
     p.add_argument("--reduction", choices=["none", "mean", "max"], default="none", help="reduce over clips")
-    p.add_argument("--sample-rate", type=int, default=2)
-    p.add_argument("--stride", type=int, default=16)
+    p.add_argument("--sample-rate", type=positive_int, default=2, help="frames between sampled frames (default 2)")
+    p.add_argument("--stride", type=positive_int, default=16, help="frames between window starts (default 16)")
     p.add_argument("--cover-tail", action="store_true", help="add a last window that reaches the end of the video")
     p.add_argument("--crop-face", action="store_true", help="detect, track and crop the face first")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per encoder call")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="clips per encoder call")
     p.add_argument("--device", default="cpu")
     p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
 
 
 def run(args) -> int:
-    import torch
-
     from ..atomic import save_npy, write_text
     from ..extract import video_features
     from ..models import Marlin
@@ -39,13 +66,14 @@ def run(args) -> int:
 
     jobs = video_names(args.inputs)  # one output name per video; an empty folder or a name clash is an error
     out_dir = output_dir(args.out)
+    device = _device(args.device)
     if args.checkpoint:
         name = args.model or (None if args.checkpoint.endswith(".safetensors") else "marlin_vit_base_ytf")
         model = Marlin.from_file(name, args.checkpoint, full_model=False)
     else:
         print("marlin extract: no --checkpoint given, using a randomly initialised model", file=sys.stderr)
         model = Marlin.from_config(args.model or "marlin_vit_base_ytf", full_model=False)
-    model.to(torch.device(args.device)).eval()
+    model.to(device).eval()
 
     done = skipped = 0
     failed: list[str] = []
