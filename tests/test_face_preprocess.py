@@ -206,3 +206,11 @@ def test_bad_parser_file_is_one_error_before_any_worker(short_clip, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert str(bad) in err and "not a TorchScript" in err and len(err.splitlines()) == 1, err
     assert not (out / FAILURES).exists()
+
+
+def test_bad_size_is_one_error_before_any_worker(short_clip, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["preprocess", str(short_clip), str(out), "--size", "8", "--workers", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "crop size 8 is too small" in err and len(err.splitlines()) == 1, err
+    assert not (out / FAILURES).exists()

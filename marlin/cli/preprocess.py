@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from .extract import positive_int
+
 
 def add_arguments(p) -> None:
     p.add_argument("input", help="input folder (or video file / .txt list for --layout videos)")
@@ -11,7 +13,7 @@ def add_arguments(p) -> None:
                    help="videos: any tree of video files; ytf: frame_images_DB/<person>/<n>/*.jpg; "
                         "celebvhq: downloaded/*.mp4 (default: videos)")
     p.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    p.add_argument("--workers", type=positive_int, default=1, help="parallel worker processes (default 1)")
     p.add_argument("--preview", type=int, default=0, metavar="K", help="write K PNG preview sheets to OUT/previews")
     p.add_argument("--no-face", choices=("error", "center"), default="error",
                    help="input without any face: error (report and skip, default) or center (centre crop)")

@@ -163,6 +163,14 @@ def _counts(source, decoded: int) -> dict:
             "truncated": declared is not None and decoded < declared}
 
 
+def check_options(size: int, no_face: str) -> None:
+    """ValueError for a crop size below 16 or a ``no_face`` other than "error" / "center"."""
+    if no_face not in ("error", "center"):
+        raise ValueError(f"no_face must be 'error' or 'center', not {no_face!r}")
+    if size < 16:
+        raise ValueError(f"crop size {size} is too small (at least 16)")
+
+
 class FacePipeline:
     """Reusable across inputs (the models load once; one ``run`` at a time per instance).
     ``no_face``: "error" or "center".
@@ -177,10 +185,7 @@ class FacePipeline:
 
     def __init__(self, size: int = 224, parser="landmarks", no_face: str = "error", num_threads: int = 1,
                  cache_bytes: int = 1 << 30, threads: int = 1, chunk: int = 64, allow_truncated: bool = False):
-        if no_face not in ("error", "center"):
-            raise ValueError(f"no_face must be 'error' or 'center', not {no_face!r}")
-        if size < 16:
-            raise ValueError(f"crop size {size} is too small (at least 16)")
+        check_options(size, no_face)
         self.size, self.no_face, self.cache_bytes, self.chunk = size, no_face, cache_bytes, chunk
         self.allow_truncated = allow_truncated
         self.detector = FaceDetector(num_threads=num_threads)

@@ -19,7 +19,7 @@ from ..errors import MarlinError
 from ..video import VideoError, output_dir, probe
 from . import layouts
 from .jobs import run_jobs
-from .pipeline import FacePipeline, NoFaceError, make_parser
+from .pipeline import FacePipeline, NoFaceError, check_options, make_parser
 from .preview import item_preview
 
 FAILURES = "failures.log"
@@ -117,8 +117,9 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
     if not jobs:
         raise MarlinError(f"{input_root}: no inputs of the {layout!r} layout found (see docs/face_pipeline.md)")
     out = output_dir(out)
-    if opts.parser not in (None, "none", "landmarks"):
-        make_parser(opts.parser)  # a bad parser file is one error here, not a failure of every worker
+    check_options(opts.size, opts.no_face)  # a bad option or parser file is one error here, not a failure of
+    if opts.parser not in (None, "none", "landmarks"):  # every worker
+        make_parser(opts.parser)
     todo = []
     for src, name in jobs:
         dest = item_dir(out, name)
