@@ -214,3 +214,14 @@ def test_bad_size_is_one_error_before_any_worker(short_clip, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "crop size 8 is too small" in err and len(err.splitlines()) == 1, err
     assert not (out / FAILURES).exists()
+
+
+def test_out_inside_input_is_not_read_back(short_clip, tmp_path):
+    src = tmp_path / "videos"
+    shutil.copytree(short_clip / "a", src)
+    out = src / "faces"
+    args = ["preprocess", str(src), str(out), "--size", "32", "--parser", "none", "--quiet"]
+    assert main(args) == 0
+    assert main(args) == 0  # the items' own clip.mp4 are not taken for new inputs
+    assert [it.name for it in list_items(out)] == ["talk"]
+    assert json.loads((out / SUMMARY).read_text())["total"] == 1

@@ -113,7 +113,9 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
     opts = opts or Options()
     if layout == "ytf" and not opts.as_jpg:  # YouTube Faces items are frame folders, like their source
         opts = replace(opts, as_jpg=True)
-    jobs = layouts.jobs_for(layout, input_root)
+    inside = Path(out).resolve()  # an OUT inside INPUT: its own items are not inputs
+    jobs = [(src, name) for src, name in layouts.jobs_for(layout, input_root)
+            if inside not in Path(src).resolve().parents]
     if not jobs:
         raise MarlinError(f"{input_root}: no inputs of the {layout!r} layout found (see docs/face_pipeline.md)")
     out = output_dir(out)
