@@ -15,8 +15,9 @@ def video_clips(path, clip_frames: int = 16, sample_rate: int = 2, stride: int =
                 crop_face: bool = False, size: int = 224) -> Iterator[np.ndarray]:
     """Clips (L, S, S, 3) uint8 of a video with the official windows; decoded as a stream unless cropping.
 
-    A stream that ends before the frames its windows need raises :class:`TruncatedVideoError`; with
-    ``crop_face`` the face pipeline refuses any video that ends before its declared frame count."""
+    A stream that ends before the frames its windows need (a short video: before its declared frame count)
+    raises :class:`TruncatedVideoError`; with ``crop_face`` the face pipeline refuses any video that ends before
+    its declared frame count."""
     if crop_face:
         from .face import crop_faces
 
@@ -26,8 +27,10 @@ def video_clips(path, clip_frames: int = 16, sample_rate: int = 2, stride: int =
         total, source = count_frames(path), iter_frames(path)
     clips = clip_indices(total, clip_frames, sample_rate, stride, cover_tail)
     if total <= clip_frames * sample_rate and not crop_face:
-        # Short videos: the official reader decodes them whole; the container count may overstate frames.
+        # Short videos: decoded whole (as the official reader does), windows from the frames that decode
         frames = list(source)
+        if len(frames) < total:  # a short file cut shorter still: as the face path, not padded silently
+            raise TruncatedVideoError(path, len(frames), total)
         clips = clip_indices(len(frames), clip_frames, sample_rate, stride, cover_tail)
         source = iter(frames)
     decoded = 0

@@ -134,3 +134,22 @@ def test_crop_face_runs_the_face_pipeline(tmp_path, fixtures_dir, samples_dir):
     assert main(["extract", str(raw), "--crop-face", "--model", str(fixtures_dir / "tiny.yaml"),
                  "--checkpoint", str(fixtures_dir / "tiny.encoder.pt"), "--out", str(out)]) == 0
     assert np.allclose(np.load(out / "video05.npy"), feats.numpy(), atol=1e-5)
+
+
+def test_short_truncated_video_is_not_padded_silently(tmp_path):
+    """An 8-frame video (one window of 4 frames at rate 2: decoded whole) cut in half: refused, not padded."""
+    from marlin.video import TruncatedVideoError, read_frames
+
+    model = Marlin(CFG, full_model=False)
+    whole = _video(tmp_path / "whole.mp4", 8)
+    import av
+
+    with av.open(str(whole)) as c:  # cut at a packet boundary: the stream just ends, no decoding error
+        pos = sorted(p.pos for p in c.demux(c.streams.video[0]) if p.size)[4]
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:pos])
+    decoded = len(read_frames(cut))
+    assert 0 < decoded < 8
+    with pytest.raises(TruncatedVideoError, match=f"after {decoded} frames although the container declares 8"):
+        model.extract_video(cut)
+    assert model.extract_video(whole).shape == (1, 16)
