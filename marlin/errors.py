@@ -37,6 +37,10 @@ class MissingExtraError(MarlinError, ImportError):
     """An optional dependency is missing; the message names the extra that provides it."""
 
 
+class NoUsableDataError(MarlinError, RuntimeError):
+    """Every input of a run turned out unreadable (a RuntimeError too, for callers that caught one)."""
+
+
 def install_hint(extra: str) -> str:
     return f"pip install 'facemarlin-toolkit[{extra}]'"
 

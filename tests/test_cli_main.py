@@ -167,3 +167,10 @@ def test_core_works_without_any_extra(tmp_path):
         "3 marlin pretrain: error: the 'train' extra is missing (lightning is not installed): "
         "pip install 'facemarlin-toolkit[train]'",
     ], lines
+
+
+def test_no_usable_data_is_bad_input_not_a_bug():
+    """`no usable video` (lipsync) and `no readable item left` (pretraining) were plain RuntimeErrors."""
+    assert errors.classify(errors.NoUsableDataError("no usable video: a.mp4: broken"))[0] == errors.BAD_INPUT
+    assert isinstance(errors.NoUsableDataError("x"), RuntimeError)
+    assert errors.classify(RuntimeError("shape mismatch"))[0] == errors.INTERNAL

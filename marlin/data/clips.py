@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..errors import NoUsableDataError
 from ..masking import feature_pixels, make_masks, token_parts
 from .layout import is_item, list_items, load_item
 from .ytf import is_ytf, list_ytf
@@ -208,7 +209,7 @@ class PretrainClips(Dataset):
                                 type(e).__name__, e)
             index = (index + 1) % len(self.items)
         else:
-            raise RuntimeError("no readable item left in the dataset")
+            raise NoUsableDataError("no readable item left in the dataset (each was reported when skipped)")
         g = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
         mask = make_masks(self.strategy, 1, self.grid, self.ratio, [parts], g)[0]
         video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (3, T, S, S) uint8

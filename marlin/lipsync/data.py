@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import NoUsableDataError
 from .align import FPS, frame_chunks, frames_for_audio, mel_window
 from .audio import load_audio
 from .mel import melspectrogram
@@ -149,7 +150,7 @@ class ClipStore:
                 return got
             if len(self.bad) == len(self.entries):
                 break
-        raise RuntimeError("no usable video: " + "; ".join(f"{k}: {v}" for k, v in list(self.bad.items())[:5]))
+        raise NoUsableDataError("no usable video: " + "; ".join(f"{k}: {v}" for k, v in list(self.bad.items())[:5]))
 
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
