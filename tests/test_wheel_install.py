@@ -56,6 +56,9 @@ def installed(tmp_path_factory):
            "OMP_NUM_THREADS": "1"}
     where = _run([py, "-c", "import marlin, sys; print(marlin.__file__); print(sorted(sys.modules))"],
                  cwd=tmp, env=env).stdout
+    version = _run([py, "-c", "import importlib.metadata as m, marlin; "
+                               "print(m.version('facemarlin-toolkit'), marlin.__version__)"], cwd=tmp, env=env)
+    assert len(set(version.stdout.split())) == 1, version.stdout  # one version: marlin.__version__
     assert where.splitlines()[0].startswith(str(site / "marlin")), where.splitlines()[0]
     assert "__editable___facemarlin_toolkit" not in where
     return env_dir / "bin", env, tmp
