@@ -155,7 +155,7 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys):
     p = tmp_path / "bad.yaml"
     p.write_text("dataset: csv\nroot: /nowhere\nlearning_rate: 3\n")
     assert main(["probe", str(p)]) == 2  # bad configuration
-    assert "unknown keys ['learning_rate']" in capsys.readouterr().err
+    assert "bad.yaml: unknown key 'learning_rate'" in capsys.readouterr().err
 
 
 def test_gradcam_png_and_complementary_binary_maps(world, tmp_path):

@@ -13,9 +13,7 @@ def run(args) -> int:
     from marlin.downstream.cliargs import print_summary, run_config_from_args
     from marlin.downstream.finetune import run_finetune
 
-    cfg = run_config_from_args(args)
-    if args.device:
-        cfg["device"] = args.device
+    cfg = run_config_from_args(args, device=args.device)
     data = run_finetune(cfg, progress=not args.no_progress)
-    print_summary(data, cfg["out"])
+    print_summary(data, cfg.out)
     return 0

@@ -15,9 +15,7 @@ def run(args) -> int:
     from marlin.downstream.cliargs import print_summary, run_config_from_args
     from marlin.downstream.probe import run_probe
 
-    cfg = run_config_from_args(args)
-    if args.features:
-        cfg["features"] = args.features
+    cfg = run_config_from_args(args, features=args.features)
     data = run_probe(cfg, progress=not args.no_progress)
-    print_summary(data, Path(cfg["out"]))
+    print_summary(data, Path(cfg.out))
     return 0

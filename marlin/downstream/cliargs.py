@@ -21,23 +21,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def run_config_from_args(args) -> dict:
-    from .fewshot import parse_fraction
-
+def run_config_from_args(args, **values):
+    """The `RunConfig` of a command line: the config file, then --set, then the named options (and ``values``)."""
     # paths and names stay strings (not parsed as YAML); "null" clears the encoder model (our .safetensors)
-    values = {key: None if value in ("null", "none", "None") else value
-              for key, value in (("root", args.root), ("encoder.weights", args.weights),
-                                 ("encoder.model", args.model), ("out", args.out)) if value is not None}
-    cfg = load_run_config(args.config, list(args.set), values)
-    if args.few_shot:
-        cfg["few_shot"] = [parse_fraction(f) for f in args.few_shot]
-    else:
-        cfg["few_shot"] = [parse_fraction(f) for f in cfg["few_shot"]]
-    if args.seeds:
-        cfg["seeds"] = args.seeds
-    if args.folds:
-        cfg["folds"] = args.folds
-    return cfg
+    given = {key: None if value in ("null", "none", "None") else value
+             for key, value in (("root", args.root), ("encoder.weights", args.weights),
+                                ("encoder.model", args.model), ("out", args.out)) if value is not None}
+    given.update({key: value for key, value in (("few_shot", args.few_shot), ("seeds", args.seeds),
+                                                ("folds", args.folds)) if value})
+    given.update({k: v for k, v in values.items() if v is not None})
+    return load_run_config(args.config, list(args.set), given)
 
 
 def print_summary(data: dict, out) -> None:

@@ -1,38 +1,83 @@
-"""Run configurations of `marlin probe` / `marlin finetune` (YAML, one per dataset and task shipped in
-``marlin/configs/downstream/``); defaults below, command-line overrides with ``key.sub=value``."""
+"""Run configurations of `marlin probe` / `marlin finetune` / `marlin evaluate`: a typed section of the config
+layer (`marlin.config`), read from a YAML file (one per dataset and task shipped in
+``marlin/configs/downstream/``) with ``--set key.sub=value`` overrides."""
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
-DEFAULTS = {
-    "dataset": None,  # celebvhq | mosei | ffpp | dfew | ferv39k | mafw | csv
-    "root": None,  # dataset root folder
-    "task": None,  # e.g. appearance / action (celebvhq), emotion / sentiment7 / sentiment2 (mosei)
-    "dataset_options": {},  # passed to the adapter (compression, csv, videos, labels, folds, ...)
-    "folds": None,  # list of fold numbers, or None for every fold of the dataset
-    "encoder": {"model": "marlin_vit_base_ytf", "weights": None},  # weights: a file, or "random"
-    "features": None,  # LP feature cache (<features>/<key>.npy), default <out>/features
-    "crop_face": False,  # raw videos: crop faces while extracting (LP only; preprocess for FT)
-    "windows": {"sample_rate": 2, "stride": 16},
-    "reduction": "mean",  # LP temporal reduction over windows: mean | max
-    "few_shot": [1.0],  # fractions of the training labels
-    "seeds": [0],
-    "train": {},  # TrainConfig fields (solver sgd, and fine-tuning)
-    "solver": "sgd",  # LP: sgd (the paper's LP: Adam, early stopping) | logistic (L-BFGS, L2 penalty chosen on val)
-    "batch_size_eval": 8,  # clips per encoder forward when extracting / evaluating
-    "workers": 4,  # fine-tuning: threads decoding the training clips of a batch
-    "precision": "32",  # fine-tuning: "32" or "bf16" (bfloat16 autocast of the encoder; about 5x faster on an H100)
-    "device": "auto",  # fine-tuning: auto (cuda when available) | cpu | cuda[:k]
-    "out": None,
-    "paper": None,  # results.md: the paper's values {table, source, rows: {<model>: {row, metrics, few_shot}}}
-}
-
+from .. import config as C
 
 SOLVERS = ("sgd", "logistic")
+REDUCTIONS = ("mean", "max")
+
+
+def _help(text: str, default=None, **kw):
+    if callable(default):
+        return field(default_factory=default, metadata={"help": text}, **kw)
+    return field(default=default, metadata={"help": text}, **kw)
+
+
+@dataclass
+class EncoderSpec:
+    """Which frozen / initial encoder a run uses."""
+
+    model: str | None = _help("preset name or official-layout YAML; null: the config stored in our .safetensors",
+                              "marlin_vit_base_ytf")
+    weights: str | None = _help("checkpoint file (official .encoder.pt / .full.pt / .ckpt, ours .safetensors), "
+                                "or 'random' for a randomly initialised baseline")
+    seed: int = _help("seed of 'random' weights", 0)
+
+
+@dataclass
+class Windows:
+    """The official sliding windows over a video (`marlin.video.windows`)."""
+
+    sample_rate: int = _help("take every n-th frame", 2)
+    stride: int = _help("frames between window starts, in sampled frames", 16)
+
+
+@dataclass
+class RunConfig:
+    """One downstream run: dataset task, encoder, feature windows, training and output."""
+
+    dataset: str | None = _help("celebvhq | mosei | ffpp | dfew | ferv39k | mafw | csv | items")
+    root: str | None = _help("dataset root folder")
+    task: str | None = _help("e.g. appearance / action (celebvhq), emotion / sentiment7 / sentiment2 (mosei)")
+    dataset_options: dict = _help("passed to the dataset adapter (compression, csv, videos, labels, ...)", dict)
+    folds: list[int] | None = _help("fold numbers, or null for every fold of the dataset")
+    encoder: EncoderSpec = field(default_factory=EncoderSpec)
+    features: str | None = _help("LP feature cache base folder (default <out>/features; see docs/downstream.md)")
+    crop_face: bool = _help("raw videos: crop faces while extracting (LP only; preprocess for FT)", False)
+    windows: Windows = field(default_factory=Windows)
+    reduction: str = _help("LP reduction of the windows of a video: mean | max", "mean")
+    few_shot: list[float | str] = _help("fractions of the training labels (0.1 or '10%')", lambda: [1.0])
+    seeds: list[int] = _help("seeds, one run each", lambda: [0])
+    train: dict = _help("TrainConfig fields (solver sgd, and fine-tuning)", dict)
+    solver: str = _help("LP: sgd (the paper's LP: Adam, early stopping) | logistic (L-BFGS, L2 chosen on val)",
+                        "sgd")
+    batch_size_eval: int = _help("clips per encoder forward when extracting / evaluating", 8)
+    workers: int = _help("fine-tuning: threads decoding the training clips of a batch", 4)
+    precision: str = _help("fine-tuning: '32' or 'bf16' (bfloat16 autocast of the encoder)", "32")
+    device: str = _help("fine-tuning: auto (cuda when available) | cpu | cuda[:k]", "auto")
+    out: str | None = _help("output folder (default runs/<dataset>_<task>_<lp|ft>)")
+    paper: dict | None = _help("results.md: the paper's values {table, source, rows: {<model>: {row, metrics, "
+                               "few_shot}}}")
+
+    def __post_init__(self):
+        from .fewshot import parse_fraction
+        from .train import TrainConfig
+
+        self.few_shot = [parse_fraction(f) for f in self.few_shot]
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
+        TrainConfig.from_dict(self.train)  # unknown or bad training options fail here, not after extraction
+
+    def to_dict(self) -> dict:
+        return C.to_dict(self)
 
 
 def shipped_configs() -> list[str]:
@@ -52,60 +97,17 @@ def _find(name_or_path: str) -> Path:
                             f"({', '.join(shipped_configs())})")
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def set_key(cfg: dict, assignment: str) -> None:
-    """Apply ``a.b=value`` (value parsed as YAML) in place."""
-    if "=" not in assignment:
-        raise ValueError(f"--set expects key=value, got {assignment!r}")
-    key, value = assignment.split("=", 1)
-    node, parts = cfg, key.strip().split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ValueError(f"--set {key}: {part} is not a mapping")
-    node[parts[-1]] = yaml.safe_load(value)
-
-
-def load_run_config(name_or_path: str | dict, overrides: list[str] = (), values: dict | None = None) -> dict:
-    """Config with defaults filled in; ``name_or_path`` is a YAML file, a shipped config name or a dict.
-
-    ``overrides``: ``a.b=value`` strings (YAML values); ``values``: ``{"a.b": python value}`` set as is."""
-    if isinstance(name_or_path, dict):
-        data, source = name_or_path, "<dict>"
+def load_run_config(source: str | dict | RunConfig, overrides=(), values: dict | None = None,
+                    required=("dataset", "root")) -> RunConfig:
+    """A `RunConfig` from a YAML file, a shipped config name, a dict or a RunConfig; ``overrides``: "a.b=value"
+    strings (YAML values); ``values``: {"a.b": python value} set as is."""
+    if isinstance(source, (dict, RunConfig)):
+        data, where = source, "<dict>"
     else:
-        path = _find(name_or_path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: invalid YAML ({e})") from None
-        source = str(path)
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-    unknown = set(data) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"{source}: unknown keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    cfg = _merge(DEFAULTS, data)
-    for a in overrides:
-        set_key(cfg, a)
-    for key, value in (values or {}).items():
-        node, parts = cfg, key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    for key in ("dataset", "root"):
-        if not cfg[key]:
-            raise ValueError(f"{source}: '{key}' is required")
-    if cfg["solver"] not in SOLVERS:
-        raise ValueError(f"{source}: solver must be one of {SOLVERS}, got {cfg['solver']!r}")
-    if not isinstance(cfg["few_shot"], list):
-        cfg["few_shot"] = [cfg["few_shot"]]
-    if not isinstance(cfg["seeds"], list):
-        cfg["seeds"] = [cfg["seeds"]]
-    cfg["source"] = source
+        path = _find(source)
+        data, where = path, str(path)
+    cfg = C.load(RunConfig, data, overrides, values, where)
+    for key in required:
+        if not getattr(cfg, key):
+            raise C.ConfigError(f"{where}: '{key}' is required")
     return cfg

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import write_json, write_text
+from .config import load_run_config
 from .datasets import load_dataset
 from .features import run_feature_cache
 from .finetune import ClipReader, pick_device, video_logits
@@ -13,7 +15,6 @@ from .linear import predict
 from .metrics import compute_metrics
 from .model import classifier_from_checkpoint, load_checkpoint
 from .probe import cached_features, split_arrays
-from ..atomic import write_json, write_text
 from .report import COLUMNS, NAMES, fmt_metric
 from .runs import report_skipped
 from .tasks import Task
@@ -23,14 +24,12 @@ def evaluate_checkpoint(path, split: str = "test", root=None, out=None, progress
     """Evaluate ``path`` on ``split``; writes eval_<split>.json / .md next to it (or in ``out``)."""
     path = Path(path)
     tensors, meta = load_checkpoint(path)
-    cfg = dict(meta["run"])
-    if root is not None:
-        cfg["root"] = str(root)
+    cfg = load_run_config(meta["run"], values={"root": str(root)} if root is not None else None)
     out = Path(out) if out else path.parent
     task = Task.from_dict(meta["task"])
-    ds = load_dataset(cfg["dataset"], cfg["root"], cfg["task"], fold=meta.get("fold", 1), **cfg["dataset_options"])
+    ds = load_dataset(cfg.dataset, cfg.root, cfg.task, fold=meta.get("fold", 1), **cfg.dataset_options)
     if split not in ds.splits or not ds.splits[split]:
-        raise ValueError(f"{cfg['root']}: the {split} split has no samples ({ds.summary()})")
+        raise ValueError(f"{cfg.root}: the {split} split has no samples ({ds.summary()})")
     ds.splits = {split: ds.splits[split]}
     report_skipped(out, meta.get("fold", 1), ds.skipped, "samples")
     names = task.labels
@@ -43,16 +42,16 @@ def evaluate_checkpoint(path, split: str = "test", root=None, out=None, progress
         metrics = compute_metrics(task.kind, task.scores(predict(head, x)), y, label_names=names)
     else:
         model, _ = classifier_from_checkpoint(path)
-        device = pick_device(cfg.get("device", "auto"))
+        device = pick_device(cfg.device)
         model.to(device)
-        reader = ClipReader(cfg, Path(cfg["out"]) / "segments", model.config.n_frames, model.config.img_size)
-        logits, y, _ = video_logits(model, ds.splits[split], reader, cfg["batch_size_eval"], device, progress)
+        reader = ClipReader(cfg, Path(cfg.out) / "segments", model.config.n_frames, model.config.img_size)
+        logits, y, _ = video_logits(model, ds.splits[split], reader, cfg.batch_size_eval, device, progress)
         report_skipped(out, meta.get("fold", 1), [f"{k}: {v}" for k, v in reader.failures.items()], "videos")
         metrics = compute_metrics(task.kind, task.scores(logits), y, label_names=names)
-    data = {"checkpoint": str(path), "split": split, "root": cfg["root"], "task": task.to_dict(), "metrics": metrics}
+    data = {"checkpoint": str(path), "split": split, "root": cfg.root, "task": task.to_dict(), "metrics": metrics}
     write_json(out / f"eval_{split}.json", data)
     cols = COLUMNS[task.kind]
-    md = [f"# Evaluation: {cfg['dataset']} / {task.name} ({split}, {metrics['n']} videos)", "",
+    md = [f"# Evaluation: {cfg.dataset} / {task.name} ({split}, {metrics['n']} videos)", "",
           f"Checkpoint: `{path}`", "", "| " + " | ".join(NAMES[c] for c in cols) + " |", "|" + "---|" * len(cols),
           "| " + " | ".join(fmt_metric(metrics.get(c)) for c in cols) + " |"]
     write_text(out / f"eval_{split}.md", "\n".join(md) + "\n")

@@ -52,18 +52,22 @@ def check_record(folder: Path, expected: dict) -> None:
                                    + "; ".join(diff) + "): point `features` at another folder or delete this one")
 
 
-def run_record(cfg: dict, encoder: dict | None = None) -> dict:
-    """The features.json record a run config needs (``encoder``: an `encoder_record`, default from cfg)."""
-    enc = cfg["encoder"]
-    if encoder is None:
-        if enc.get("weights") is None:
-            raise ValueError("encoder.weights is required: a checkpoint file, or 'random'")
-        encoder = encoder_record(enc.get("model"), enc["weights"], int(enc.get("seed", 0)))
-    record = features_record(encoder, cfg["windows"]["sample_rate"], cfg["windows"]["stride"], cfg["crop_face"],
-                             precision=EXTRACT_PRECISION)
-    record.update(dataset=cfg["dataset"], root=os.path.abspath(cfg["root"]),
-                  dataset_options=cfg.get("dataset_options") or {})
+def dataset_record(encoder: dict, sample_rate: int, stride: int, crop_face: bool, dataset: str, root,
+                   dataset_options: dict | None = None) -> dict:
+    """The features.json record of a dataset's cache: a `features_record` (``encoder``: an `encoder_record`)
+    plus the dataset it was extracted from."""
+    record = features_record(encoder, sample_rate, stride, crop_face, precision=EXTRACT_PRECISION)
+    record.update(dataset=dataset, root=os.path.abspath(root), dataset_options=dataset_options or {})
     return record
+
+
+def run_record(cfg) -> dict:
+    """The features.json record a `RunConfig` needs."""
+    enc = cfg.encoder
+    if enc.weights is None:
+        raise ValueError("encoder.weights is required: a checkpoint file, or 'random'")
+    return dataset_record(encoder_record(enc.model, enc.weights, enc.seed), cfg.windows.sample_rate,
+                          cfg.windows.stride, cfg.crop_face, cfg.dataset, cfg.root, cfg.dataset_options)
 
 
 def feature_cache(base, record: dict, label: str = "encoder") -> Path:
@@ -86,11 +90,10 @@ def feature_cache(base, record: dict, label: str = "encoder") -> Path:
     return leaf
 
 
-def run_feature_cache(cfg: dict) -> Path:
+def run_feature_cache(cfg) -> Path:
     """The checked feature cache folder of a probe run config (base: ``features``, default ``<out>/features``)."""
-    enc = cfg["encoder"]
-    label = Path(str(enc.get("model") or enc.get("weights"))).stem
-    return feature_cache(cfg["features"] or Path(cfg["out"]) / "features", run_record(cfg), label)
+    label = Path(str(cfg.encoder.model or cfg.encoder.weights)).stem
+    return feature_cache(cfg.features or Path(cfg.out) / "features", run_record(cfg), label)
 
 
 def model_record(model) -> dict:

@@ -9,6 +9,7 @@ import torch
 
 from ..extract import clips_to_tensor
 from ..video import VideoError
+from .config import RunConfig
 from .datasets import Dataset, Sample
 from .datasets.base import DatasetError
 from .fewshot import few_shot_indices
@@ -30,9 +31,9 @@ def pick_device(name: str = "auto") -> torch.device:
 class ClipReader:
     """Clips of samples for one run; bad videos are recorded in ``failures`` and skipped."""
 
-    def __init__(self, cfg: dict, cache: Path, clip_frames: int, size: int):
+    def __init__(self, cfg: RunConfig, cache: Path, clip_frames: int, size: int):
         self.cache, self.L, self.S = cache, clip_frames, size
-        self.rate, self.stride = cfg["windows"]["sample_rate"], cfg["windows"]["stride"]
+        self.rate, self.stride = cfg.windows.sample_rate, cfg.windows.stride
         self.failures: dict[str, str] = {}
 
     def _source(self, s: Sample) -> Path:
@@ -97,21 +98,21 @@ def video_logits(model: VideoClassifier, samples: list[Sample], reader: ClipRead
     return torch.stack(logits), np.stack([np.asarray(s.target) for s in kept]), kept
 
 
-def finetune_one(cfg: dict, ds: Dataset, frac: float, seed: int, cache: Path, device: torch.device,
+def finetune_one(cfg: RunConfig, ds: Dataset, frac: float, seed: int, cache: Path, device: torch.device,
                  progress: bool) -> tuple[VideoClassifier, dict, ClipReader]:
     """Fine-tune one model (fresh encoder from the config) on a few-shot subset; returns the best model."""
     task = ds.task
-    marlin = load_encoder(cfg["encoder"])
+    marlin = load_encoder(cfg.encoder)
     torch.manual_seed(seed)
-    model = VideoClassifier(marlin.encoder, task.num_outputs, str(cfg.get("precision", "32"))).to(device)
+    model = VideoClassifier(marlin.encoder, task.num_outputs, cfg.precision).to(device)
     reader = ClipReader(cfg, cache, marlin.config.n_frames, marlin.config.img_size)
     train = ds.splits["train"]
     idx = few_shot_indices(ds.targets("train"), frac, task.kind, seed)
     train = [train[i] for i in idx]
     val = ds.splits.get("val") or train
-    tc = TrainConfig.from_dict({**FT_DEFAULTS, **cfg["train"], "seed": seed})
-    bs = cfg["batch_size_eval"]
-    result = fit(model, task, train_batches(train, reader, tc.batch_size, device, int(cfg.get("workers", 4))),
+    tc = TrainConfig.from_dict({**FT_DEFAULTS, **cfg.train, "seed": seed})
+    bs = cfg.batch_size_eval
+    result = fit(model, task, train_batches(train, reader, tc.batch_size, device, cfg.workers),
                  lambda m: video_logits(m, val, reader, bs, device)[:2], tc, progress=progress,
                  desc=f"finetune {task.name}")
     logits, y, kept = video_logits(model, ds.splits["test"], reader, bs, device, progress)
@@ -122,21 +123,21 @@ def finetune_one(cfg: dict, ds: Dataset, frac: float, seed: int, cache: Path, de
     return model, run, reader
 
 
-def run_finetune(cfg: dict, progress: bool = True) -> dict:
+def run_finetune(cfg: RunConfig, progress: bool = True) -> dict:
     """Run a (loaded) fine-tuning config; returns the metrics.json data."""
-    if cfg["crop_face"]:
+    if cfg.crop_face:
         raise ValueError("fine-tuning reads face crops: run `marlin preprocess` on the videos first "
                          "(and point the dataset at its output) instead of crop_face")
-    device = pick_device(cfg.get("device", "auto"))
+    device = pick_device(cfg.device)
 
     def prepare(ds: Dataset, fold: int, notes: list):
         if not ds.splits.get("train") or not ds.splits.get("test"):
-            raise ValueError(f"{cfg['root']}: no training or test samples ({ds.summary()})")
+            raise ValueError(f"{cfg.root}: no training or test samples ({ds.summary()})")
         if not ds.splits.get("val"):
             notes.append(f"fold {fold}: no validation samples; the training set selected the best epoch")
 
         def train(frac: float, seed: int):
-            out = Path(cfg["out"])
+            out = Path(cfg.out)
             model, run, reader = finetune_one(cfg, ds, frac, seed, out / "segments", device, progress)
             report_skipped(out, fold, [f"{k}: {v}" for k, v in reader.failures.items()], "videos")
             return run, "model.safetensors", model.state_dict(), {"marlin_config": model.config.to_dict()}

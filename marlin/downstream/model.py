@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from ..models import Marlin
 from ..models.config import MarlinConfig
 from ..models.encoder import MarlinEncoder
+from .config import EncoderSpec, load_run_config
 
 
 
@@ -35,14 +36,14 @@ class VideoClassifier(nn.Module):
         return self.head(feats.float())
 
 
-def load_encoder(encoder_cfg: dict) -> Marlin:
-    """An encoder-only Marlin from ``{"model": preset | yaml | None, "weights": path | "random"}``."""
-    model, weights = encoder_cfg.get("model"), encoder_cfg.get("weights")
+def load_encoder(encoder_cfg: EncoderSpec) -> Marlin:
+    """An encoder-only Marlin of an `EncoderSpec` (model: preset | YAML | None, weights: path | "random")."""
+    model, weights = encoder_cfg.model, encoder_cfg.weights
     if weights is None:
         raise ValueError("encoder.weights is required: a checkpoint file (official .encoder.pt / .full.pt / "
                          ".ckpt, or ours .safetensors), or 'random' for a randomly initialised baseline")
     if str(weights) == "random":
-        torch.manual_seed(int(encoder_cfg.get("seed", 0)))
+        torch.manual_seed(encoder_cfg.seed)
         return Marlin.from_config(model, full_model=False).eval()
     return Marlin.from_file(model, weights, full_model=False).eval()
 
@@ -73,7 +74,7 @@ def classifier_from_checkpoint(path) -> tuple[VideoClassifier, dict]:
                                 str(meta["run"].get("precision", "32")))
         load_into(model, tensors, source=path)
     else:
-        marlin = load_encoder(meta["run"]["encoder"])
+        marlin = load_encoder(load_run_config(meta["run"]).encoder)
         model = VideoClassifier(marlin.encoder, int(tensors["weight"].shape[0]))
         load_into(model.head, tensors, source=path)
     return model.eval(), meta

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import Dataset
-from .features import dataset_features, feature_cache, feature_path, model_record, run_feature_cache, run_record
+from .config import RunConfig
+from .features import (dataset_features, dataset_record, feature_cache, feature_path, model_record,
+                       run_feature_cache)
 from .fewshot import few_shot_indices
 from .linear import predict, reduce_clips, train_linear, train_logistic
 from .metrics import compute_metrics
@@ -25,52 +27,52 @@ def split_arrays(ds: Dataset, split: str, feats: dict, reduction: str) -> tuple[
     return reduce_clips([feats[s.key] for s in samples], reduction), np.stack([np.asarray(s.target) for s in samples])
 
 
-def cached_features(cfg: dict, ds: Dataset, cache: Path, progress: bool, state: dict):
+def cached_features(cfg: RunConfig, ds: Dataset, cache: Path, progress: bool, state: dict):
     """Features of every sample of ``ds`` for a run config; the encoder is loaded (once, into ``state``) only
     when some cache file is missing."""
     samples = [s for split in ds.splits.values() for s in split]
     if state.get("model") is None and not all(feature_path(cache, s.key).is_file() for s in samples):
-        state["model"] = load_encoder(cfg["encoder"])
-    return dataset_features(samples, cache, state.get("model"), cfg["crop_face"], cfg["windows"]["sample_rate"],
-                            cfg["windows"]["stride"], cfg["batch_size_eval"], progress)
+        state["model"] = load_encoder(cfg.encoder)
+    return dataset_features(samples, cache, state.get("model"), cfg.crop_face, cfg.windows.sample_rate,
+                            cfg.windows.stride, cfg.batch_size_eval, progress)
 
 
-def run_probe(cfg: dict, progress: bool = True) -> dict:
+def run_probe(cfg: RunConfig, progress: bool = True) -> dict:
     """Run a (loaded) probe config; returns the metrics.json data."""
     state: dict = {}
 
     def prepare(ds: Dataset, fold: int, notes: list):
         cache = run_feature_cache(cfg)
         feats, failures = cached_features(cfg, ds, cache, progress, state)
-        report_skipped(Path(cfg["out"]), fold, failures, "videos")
-        (xtr, ytr), (xva, yva), (xte, yte) = (split_arrays(ds, s, feats, cfg["reduction"])
+        report_skipped(Path(cfg.out), fold, failures, "videos")
+        (xtr, ytr), (xva, yva), (xte, yte) = (split_arrays(ds, s, feats, cfg.reduction)
                                               for s in ("train", "val", "test"))
         if len(xtr) == 0 or len(xte) == 0:
-            raise ValueError(f"{cfg['root']}: no training or test samples with features ({ds.summary()})")
+            raise ValueError(f"{cfg.root}: no training or test samples with features ({ds.summary()})")
         if len(xva) == 0:
             xva, yva = None, None
             notes.append(f"fold {fold}: no validation samples; the training set selected the best epoch")
         task = ds.task
 
-        if cfg["solver"] == "logistic" and xva is None:
-            raise ValueError(f"{cfg['root']}: solver logistic chooses its L2 penalty on the validation split, "
+        if cfg.solver == "logistic" and xva is None:
+            raise ValueError(f"{cfg.root}: solver logistic chooses its L2 penalty on the validation split, "
                              f"and fold {fold} has none (use solver sgd)")
 
         def train(frac: float, seed: int):
             idx = few_shot_indices(ytr, frac, task.kind, seed)
             run = {"n_train": int(len(idx)), "n_val": 0 if xva is None else int(len(xva)), "n_test": int(len(xte)),
-                   "solver": cfg["solver"]}
-            if cfg["solver"] == "logistic":
+                   "solver": cfg.solver}
+            if cfg.solver == "logistic":
                 head, penalty, val, by_penalty = train_logistic(task, xtr[idx], ytr[idx], xva, yva)
                 run.update(penalty=penalty, val_by_penalty=by_penalty, monitor=task.metric, val=val)
             else:
-                tc = TrainConfig.from_dict({**cfg["train"], "seed": seed})
+                tc = TrainConfig.from_dict({**cfg.train, "seed": seed})
                 head, res = train_linear(task, xtr[idx], ytr[idx], xva, yva, tc, progress)
                 run.update(best_epoch=res.best_epoch, monitor=res.monitor, val=res.val_metrics, history=res.history,
                            train_config=tc.to_dict())
             run["test"] = compute_metrics(task.kind, task.scores(predict(head, xte)), yte,
                                           label_names=task.labels)
-            return run, "head.safetensors", head.state_dict(), {"reduction": cfg["reduction"]}
+            return run, "head.safetensors", head.state_dict(), {"reduction": cfg.reduction}
         return train
 
     return run_all(cfg, "probe", prepare)
@@ -87,9 +89,9 @@ def probe_dataset(model, ds: Dataset, cache_dir, reduction: str = "mean", seed: 
     from .linear import linear_probe
 
     samples = [s for split in ds.splits.values() for s in split]
-    cfg = {"encoder": {}, "windows": {"sample_rate": sample_rate, "stride": stride}, "crop_face": False,
-           "dataset": ds.name, "root": os.path.commonpath([str(s.source) for s in samples]), "dataset_options": {}}
-    cache = feature_cache(cache_dir, run_record(cfg, model_record(model)), "model")
+    record = dataset_record(model_record(model), sample_rate, stride, False, ds.name,
+                            os.path.commonpath([str(s.source) for s in samples]))
+    cache = feature_cache(cache_dir, record, "model")
     feats, failures = dataset_features(samples, cache, model, sample_rate=sample_rate, stride=stride,
                                        progress=progress)
     (xtr, ytr), (xva, yva), (xte, yte) = (split_arrays(ds, s, feats, reduction) for s in ("train", "val", "test"))

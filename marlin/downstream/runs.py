@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..atomic import write_json, write_text
+from ..config import save_resolved
+from .config import RunConfig
 from .datasets import Dataset, load_dataset, num_folds
 from .model import save_checkpoint
 from .report import write_results
@@ -18,10 +20,11 @@ TITLES = {"probe": ("Linear probing", "lp"), "finetune": ("Fine-tuning", "ft")}
 Trainer = Callable[[float, int], tuple[dict, str, dict, dict]]
 
 
-def run_hash(cfg: dict, *parts) -> str:
+def run_hash(cfg: RunConfig, *parts) -> str:
     keys = ("dataset", "root", "task", "dataset_options", "encoder", "crop_face", "windows", "reduction", "train",
             "precision")
-    blob = json.dumps([{k: cfg.get(k) for k in keys}, *parts], sort_keys=True, default=str)
+    settings = cfg.to_dict()
+    blob = json.dumps([{k: settings[k] for k in keys}, *parts], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -38,21 +41,23 @@ def report_skipped(out: Path, fold: int, skipped: list[str], what: str) -> None:
     write_text(out / f"skipped_{what}_fold{fold}.txt", "\n".join(skipped) + "\n")
 
 
-def run_all(cfg: dict, mode: str, prepare: Callable[[Dataset, int, list], Trainer]) -> dict:
-    """Every run of a (loaded) config; returns the metrics.json data. Sets cfg["out"] when unset."""
+def run_all(cfg: RunConfig, mode: str, prepare: Callable[[Dataset, int, list], Trainer]) -> dict:
+    """Every run of a (loaded) config; returns the metrics.json data. Sets ``cfg.out`` when unset;
+    writes the resolved config to ``<out>/config.yaml``."""
     title, suffix = TITLES[mode]
-    out = Path(cfg["out"] or f"runs/{cfg['dataset']}_{cfg['task'] or 'default'}_{suffix}")
-    cfg["out"] = str(out)
-    folds = cfg["folds"] or list(range(1, num_folds(cfg["dataset"]) + 1))
+    out = Path(cfg.out or f"runs/{cfg.dataset}_{cfg.task or 'default'}_{suffix}")
+    cfg.out = str(out)
+    save_resolved(cfg, out)
+    folds = cfg.folds or list(range(1, num_folds(cfg.dataset) + 1))
     runs, notes, task = [], [], None
     for fold in folds:
-        ds = load_dataset(cfg["dataset"], cfg["root"], cfg["task"], fold=fold, **cfg["dataset_options"])
+        ds = load_dataset(cfg.dataset, cfg.root, cfg.task, fold=fold, **cfg.dataset_options)
         task = ds.task
         print(f"fold {fold}: {ds.summary()}", file=sys.stderr)
         report_skipped(out, fold, ds.skipped, "samples")
         train = prepare(ds, fold, notes)
-        for frac in cfg["few_shot"]:
-            for seed in cfg["seeds"]:
+        for frac in cfg.few_shot:
+            for seed in cfg.seeds:
                 frac, seed = float(frac), int(seed)
                 name, h = run_name(fold, frac, seed), run_hash(cfg, mode, fold, frac, seed)
                 done = out / name / "metrics.json"
@@ -61,11 +66,11 @@ def run_all(cfg: dict, mode: str, prepare: Callable[[Dataset, int, list], Traine
                     continue
                 run, ckpt, tensors, meta = train(frac, seed)
                 run = {"name": name, "hash": h, "fold": fold, "seed": seed, "few_shot": frac, **run}
-                meta = {"mode": mode, "task": task.to_dict(), "run": {k: v for k, v in cfg.items() if k != "source"},
+                meta = {"mode": mode, "task": task.to_dict(), "run": cfg.to_dict(),
                         "fold": fold, "seed": seed, "few_shot": frac, **meta}
                 save_checkpoint(out / name / ckpt, tensors, meta)
                 write_json(done, run)
                 runs.append(run)
     slim = [{k: v for k, v in r.items() if k != "history"} for r in runs]
-    extra = {"mode": mode, "config": cfg, "task": task.to_dict()}
-    return write_results(out, f"{title}: {cfg['dataset']} / {task.name}", task.kind, slim, extra, notes)
+    extra = {"mode": mode, "config": cfg.to_dict(), "task": task.to_dict()}
+    return write_results(out, f"{title}: {cfg.dataset} / {task.name}", task.kind, slim, extra, notes)
