@@ -164,7 +164,7 @@ def test_core_works_without_any_extra(tmp_path):
         "pip install 'facemarlin-toolkit[face]'",
         "3 marlin synth: error: the synthetic world needs the 'synth' extra (cv2 is not installed): "
         "pip install 'facemarlin-toolkit[synth]'",
-        "3 marlin pretrain: error: the 'train' extra is missing (lightning is not installed): "
+        "3 marlin pretrain: error: pretraining needs the 'train' extra (lightning is not installed): "
         "pip install 'facemarlin-toolkit[train]'",
     ], lines
 

@@ -94,7 +94,9 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
     Writes under out_dir: history.csv, tensorboard/, reconstructions/*.png, masks.png, checkpoints/last.ckpt,
     export/NAME.{safetensors,encoder.pt,full.pt,yaml}.
     """
-    import lightning.pytorch as pl
+    from ..errors import require
+
+    pl = require("lightning.pytorch", "train", "pretraining")
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from .callbacks import IterationBar, RunControl
