@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -157,13 +156,10 @@ def write_item(dest, frames, meta: dict, parse: np.ndarray | None = None,
 
     from ..video import write_video
 
+    from ..atomic import atomic_dir
+
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.tmp{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    with atomic_dir(dest) as tmp:
         frames = np.asarray(frames, dtype=np.uint8)
         if as_jpg:
             (tmp / FRAMES_DIR).mkdir()
@@ -181,10 +177,4 @@ def write_item(dest, frames, meta: dict, parse: np.ndarray | None = None,
             np.savez_compressed(tmp / LANDMARKS, landmarks=np.asarray(landmarks, dtype=np.float32))
         meta = {"format": FORMAT, "num_frames": int(len(frames)), "size": int(frames.shape[1]), **meta}
         (tmp / META).write_text(json.dumps(meta, indent=1))
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return FaceItem(dest, meta)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..extract import clips_to_tensor
+from ..extract import clips_to_tensor, encode_clips
 from ..video import VideoError
 from .config import RunConfig
 from .datasets import Dataset, Sample
@@ -89,8 +89,7 @@ def video_logits(model: VideoClassifier, samples: list[Sample], reader: ClipRead
         clips = reader.windows(s)
         if not clips:
             continue
-        out = torch.cat([model(clips_to_tensor(clips[i:i + batch_size]).to(device)).float().cpu()
-                         for i in range(0, len(clips), batch_size)])
+        out = encode_clips(lambda x: model(x.to(device)), clips, batch_size)
         logits.append(out.mean(0))
         kept.append(s)
     if not kept:

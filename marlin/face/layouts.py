@@ -5,9 +5,9 @@ A job is (source path, relative item name); the item directory is ``OUT/<relativ
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
+from ..atomic import atomic_path
 from ..video import video_names
 from .source import IMAGE_EXTENSIONS
 
@@ -79,12 +79,9 @@ def write_splits(out, split_files: dict[str, Path], lengths: dict[str, int]) -> 
         if rows and ("path" not in rows[0] or "len" not in rows[0]):
             raise ValueError(f"{src}: split file needs the columns path,len")
         keep = [(r["path"], lengths[r["path"]]) for r in rows if r["path"] in lengths]
-        dest = Path(out) / name
-        tmp = dest.with_name(f".{name}.{os.getpid()}.tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(Path(out) / name) as tmp, open(tmp, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["path", "len"])
             w.writerows(keep)
-        os.replace(tmp, dest)
         written[name] = len(keep)
     return written

@@ -11,8 +11,10 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 
 def save_checkpoint(trainer: pl.Trainer, path: Path) -> None:
     """Atomic Lightning checkpoint (weights, critic, both optimisers and schedulers, loops, iteration, RNG)."""
+    from ..atomic import temp_name
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temp_name(path)  # rank 0's name is the one written
     trainer.save_checkpoint(str(tmp), weights_only=False)  # every rank calls it; rank 0 writes; ends with a barrier
     if trainer.is_global_zero:
         os.replace(tmp, path)

@@ -161,11 +161,11 @@ def write_video(path, frames, fps: float = 25.0, crf: int = 18, codec: str = "li
     """
     import av
 
+    from ..atomic import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     n = 0
-    try:
+    with atomic_path(path) as tmp:
         options = {"movflags": "+faststart"} if path.suffix.lower() in (".mp4", ".mov", ".m4v") else {}
         with av.open(str(tmp), mode="w", options=options) as c:
             stream = None
@@ -189,10 +189,6 @@ def write_video(path, frames, fps: float = 25.0, crf: int = 18, codec: str = "li
                 raise VideoError(path, "no frames to write")
             for packet in stream.encode():
                 c.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _fraction(fps: float):
