@@ -42,6 +42,15 @@ def installed(tmp_path_factory):
     names = zipfile.ZipFile(wheels[0]).namelist()
     assert "marlin/configs/pretrain/tiny_cpu.yaml" in names  # package data travels with the wheel
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
+    meta = zipfile.ZipFile(wheels[0]).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    core = [line.split(": ", 1)[1] for line in meta.splitlines()
+            if line.startswith("Requires-Dist: ") and "extra ==" not in line]
+    assert sorted(r.split(">")[0].split("=")[0] for r in core) == ["av", "numpy", "pyyaml", "safetensors", "torch",
+                                                                   "tqdm"], core  # the light core
+    assert not any("==" in r for r in core), core  # ranges, never exact pins (users bring their own torch)
+    assert "License-Expression: MIT" in meta
+    for extra in ("face", "synth", "train", "downstream", "lipsync", "demo", "all", "test"):
+        assert f"Provides-Extra: {extra}" in meta
 
     env_dir = tmp / "env"
     _run([sys.executable, "-m", "venv", "--without-pip", env_dir], cwd=tmp)
