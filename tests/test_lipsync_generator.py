@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from marlin.lipsync.config import GeneratorTrainConfig
 from marlin.lipsync.data import ClipStore, generator_batch, lrs2_entries
 from marlin.lipsync.generator import Discriminator, Generator, GeneratorConfig, load_marlin_encoder
 from marlin.lipsync.losses import discriminator_loss, generator_losses
@@ -94,7 +95,8 @@ def test_training_lowers_l1(store, tmp_path, cfg, steps):
     held = generator_batch(store, 4, cfg.window, 5 if cfg.window == 5 else 16, rng)
     torch.manual_seed(0)
     sync = SyncNet(SyncNetConfig(cfg.window, 32, 8, 3, 32))
-    hist = train_generator(store, tmp_path / "g.pt", cfg, sync, steps=steps, batch=4, lr=2e-3, disc_width=8)
+    hist = train_generator(store, tmp_path / "g.pt", cfg, GeneratorTrainConfig(steps=steps, batch=4, lr=2e-3,
+                                                                              disc_width=8), syncnet=sync)
     assert len(hist) == steps and {"l1", "sync", "gan", "disc", "total"} <= set(hist[0])
     gen0 = Generator(cfg).eval()  # an untrained generator for reference
     gen = load_generator(tmp_path / "g.pt")
@@ -140,8 +142,9 @@ def test_encoder_lr_zero_freezes_the_marlin_encoder(store, tmp_path):
     torch.manual_seed(2)
     m = Marlin(TINY_VIT, full_model=False)
     cfg = GeneratorConfig(**{**VIT.to_dict(), "encoder": "marlin"})
-    train_generator(store, tmp_path / "g.pt", cfg, None, steps=2, batch=1, sync_wt=0, disc_wt=0,
-                    encoder_state=m.encoder.state_dict(), encoder_lr=0)
+    train_generator(store, tmp_path / "g.pt", cfg, GeneratorTrainConfig(steps=2, batch=1, sync_wt=0, disc_wt=0,
+                                                                        encoder_lr=0),
+                    encoder_state=m.encoder.state_dict())
     gen = load_generator(tmp_path / "g.pt")
     for k, v in m.encoder.state_dict().items():
         assert torch.equal(gen.face.encoder.state_dict()[k], v)
@@ -150,15 +153,17 @@ def test_encoder_lr_zero_freezes_the_marlin_encoder(store, tmp_path):
     assert len(opt["param_groups"]) == 1
     assert len(opt["param_groups"][0]["params"]) == len(list(gen.parameters())) - n_enc
     with pytest.raises(ValueError, match="needs a trained SyncNet"):
-        train_generator(store, tmp_path / "h.pt", CNN, None, steps=1)
+        train_generator(store, tmp_path / "h.pt", CNN, GeneratorTrainConfig(steps=1))
 
 
 def test_sync_term_switches_on_like_wav2lip(store, tmp_path):
     torch.manual_seed(0)
     sync = SyncNet(SyncNetConfig(5, 32, 8, 3, 32))
-    h = train_generator(store, tmp_path / "on.pt", CNN, sync, steps=22, batch=1, disc_wt=0, sync_after=100.0)
+    h = train_generator(store, tmp_path / "on.pt", CNN, GeneratorTrainConfig(steps=22, batch=1, disc_wt=0,
+                                                                             sync_after=100.0), syncnet=sync)
     assert [x["sync_wt"] for x in h] == [0.0] * 20 + [0.03] * 2  # switched on after 20 steps below the bar
     assert all(x["sync"] > 0 for x in h)  # the expert's loss is logged while its weight is 0
     assert load_checkpoint(tmp_path / "on.pt", "generator")["sync_on"] is True
-    h = train_generator(store, tmp_path / "off.pt", CNN, sync, steps=21, batch=1, disc_wt=0, sync_after=0.0)
+    h = train_generator(store, tmp_path / "off.pt", CNN, GeneratorTrainConfig(steps=21, batch=1, disc_wt=0,
+                                                                              sync_after=0.0), syncnet=sync)
     assert all(x["sync_wt"] == 0 for x in h)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from marlin.checkpoints import CheckpointError
+from marlin.lipsync.config import SyncTrainConfig
 from marlin.lipsync.data import ClipStore, lrs2_entries, sync_batch
 from marlin.lipsync.mel import melspectrogram
 from marlin.lipsync.metrics import lse
@@ -26,7 +27,7 @@ def trained(tmp_path_factory):
     store = ClipStore(lrs2_entries(root, "train"), 32, min_frames=8)
     torch.manual_seed(0)
     out = root / "sync.pt"
-    history = train_syncnet(store, out, CFG, steps=STEPS, batch=16, lr=1e-3, save_every=100)
+    history = train_syncnet(store, out, CFG, SyncTrainConfig(steps=STEPS, batch=16, lr=1e-3, save_every=100))
     return store, out, history
 
 
@@ -61,11 +62,12 @@ def test_resume_continues_from_the_checkpoint(trained, tmp_path):
     store, out, history = trained
     copy = tmp_path / "sync.pt"
     copy.write_bytes(out.read_bytes())
-    h = train_syncnet(store, copy, CFG, steps=STEPS + 3, batch=4, lr=1e-3)
+    h = train_syncnet(store, copy, CFG, SyncTrainConfig(steps=STEPS + 3, batch=4, lr=1e-3))
     assert len(h) == STEPS + 3 and h[:STEPS] == history
     assert load_checkpoint(copy, "syncnet")["step"] == STEPS + 3
     with pytest.raises(CheckpointError, match="another SyncNet config"):
-        train_syncnet(store, copy, SyncNetConfig(window=5, face_size=32, width=4, stages=3, embed_dim=32), steps=1)
+        train_syncnet(store, copy, SyncNetConfig(window=5, face_size=32, width=4, stages=3, embed_dim=32),
+                      SyncTrainConfig(steps=1))
     with pytest.raises(CheckpointError, match="expected a generator"):
         load_checkpoint(copy, "generator")
 
@@ -97,5 +99,5 @@ def test_frames_without_audio_are_dropped(tmp_path):
 
 def test_worker_processes_build_batches(trained, tmp_path):
     store = trained[0]
-    h = train_syncnet(store, tmp_path / "w.pt", CFG, steps=3, batch=4, lr=1e-3, workers=1)
+    h = train_syncnet(store, tmp_path / "w.pt", CFG, SyncTrainConfig(steps=3, batch=4, lr=1e-3), workers=1)
     assert len(h) == 3 and all(np.isfinite(h))

@@ -30,11 +30,13 @@ def mel_window(mel: np.ndarray, start_frame: int, n_frames: int, fps: float = FP
     return _crop(mel, mel_start(start_frame, fps), mel_steps(n_frames, fps))
 
 
-def frame_chunks(mel: np.ndarray, frames, fps: float = FPS, chunk_frames: int = CHUNK_FRAMES) -> np.ndarray:
-    """Per-frame audio context: (len(frames), 80, mel_steps(chunk_frames)), each centred on its frame."""
-    half = (chunk_frames - 1) // 2
+def frame_chunks(mel: np.ndarray, frames, fps: float = FPS, chunk_frames: int = CHUNK_FRAMES,
+                 before: int | None = None) -> np.ndarray:
+    """Per-frame audio context: (len(frames), 80, mel_steps(chunk_frames)), the chunk of frame f covering frames
+    f - before ... (default: centred on its frame)."""
+    before = (chunk_frames - 1) // 2 if before is None else before
     steps = mel_steps(chunk_frames, fps)
-    return np.stack([_crop(mel, mel_start(f - half, fps), steps) for f in frames])
+    return np.stack([_crop(mel, mel_start(f - before, fps), steps) for f in frames])
 
 
 def frames_for_audio(n_samples: int, sample_rate: int = WAV2LIP.sample_rate, fps: float = FPS) -> int:

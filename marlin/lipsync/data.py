@@ -190,8 +190,9 @@ def sync_batch(store: ClipStore, batch: int, window: int, rng: np.random.Generat
     return torch.stack(faces), torch.stack(mels), torch.tensor(labels)
 
 
-def generator_batch(store: ClipStore, batch: int, window: int, sync_window: int, rng: np.random.Generator):
-    """Wav2Lip training windows.
+def generator_batch(store: ClipStore, batch: int, window: int, sync_window: int, rng: np.random.Generator,
+                    chunk_before: int | None = None):
+    """Wav2Lip training windows (``chunk_before``: see `align.frame_chunks`).
 
     -> inputs (B, T, 6, S, S) (lower-half-masked frames ++ reference frames from elsewhere in the clip),
        chunks (B, T, 1, 80, 16) per-frame audio, sync_mels (B, T/w, 1, 80, mel_steps(w)), target (B, T, 3, S, S)."""
@@ -206,7 +207,7 @@ def generator_batch(store: ClipStore, batch: int, window: int, sync_window: int,
         r = int(rng.choice(far)) if far else int(rng.integers(0, n - window + 1))
         gt = to_tensor(frames[s:s + window])
         inputs.append(torch.cat([mask_lower(gt), to_tensor(frames[r:r + window])], dim=1))
-        chunks.append(torch.from_numpy(frame_chunks(mel, range(s, s + window), fps))[:, None])
+        chunks.append(torch.from_numpy(frame_chunks(mel, range(s, s + window), fps, before=chunk_before))[:, None])
         syncs.append(torch.stack([torch.from_numpy(mel_window(mel, s + k, sync_window, fps))[None]
                                   for k in range(0, window, sync_window)]))
         targets.append(gt)

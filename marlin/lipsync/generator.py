@@ -8,6 +8,10 @@
   audio embedding tiled to h x w, and decoded without skips, back to S px.
 
 Every variant draws the lower half; the upper half of the output is the (unmasked) input's.
+
+- ``wav2lip``: Wav2Lip's own network (`marlin.lipsync.wav2lip`), 96 px faces, whose released weights
+  (wav2lip.pth, wav2lip_gan.pth) load. As in Wav2Lip, its output is the whole generated face, and each frame's
+  16-step mel chunk starts at the frame (Wav2Lip's inference; one frame earlier in training, as Wav2Lip trains).
 """
 from __future__ import annotations
 
@@ -17,23 +21,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import ConvBlock, down_stack, halvings
+from .blocks import UP2, ConvBlock, down_stack, halvings
 
-ENCODERS = ("cnn", "vit", "marlin")
+ENCODERS = ("cnn", "vit", "marlin", "wav2lip")
 
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    encoder: str = "cnn"  # cnn | vit | marlin
-    window: int = 5  # frames per sample; for vit/marlin it is the encoder's n_frames (16)
-    face_size: int = 96
-    width: int = 16  # first CNN stage (Wav2Lip: 16); audio encoder uses 2x
-    audio_dim: int = 512
-    decoder_width: int = 256  # vit/marlin decoder channels at h x w
-    marlin: dict = field(default_factory=dict)  # MarlinConfig fields for vit/marlin
+    encoder: str = field(default="cnn", metadata={
+        "help": "face encoder: cnn (Wav2Lip-style CNN, any size), vit (MARLIN architecture from scratch), marlin "
+                "(ViT from a MARLIN checkpoint), wav2lip (Wav2Lip's network; its released weights load)"})
+    window: int = field(default=5, metadata={"help": "frames per sample (vit/marlin: the encoder's n_frames)"})
+    face_size: int = field(default=96, metadata={"help": "faces are resized to this size (LRS2, Wav2Lip: 96)"})
+    width: int = field(default=16, metadata={"help": "cnn: channels of the first stage; audio encoder 2x"})
+    audio_dim: int = field(default=512, metadata={"help": "audio embedding size (cnn/vit/marlin)"})
+    decoder_width: int = field(default=256, metadata={"help": "vit/marlin decoder channels at the token grid"})
+    marlin: dict = field(default_factory=dict, metadata={"help": "MarlinConfig fields of the vit/marlin encoder"})
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def chunk_before(self, training: bool) -> int:
+        """How many frames before its frame a frame's audio chunk (5 frames) starts: centred (2) for ours;
+        Wav2Lip's network as Wav2Lip runs it: 1 in training, 0 at inference."""
+        if self.encoder == "wav2lip":
+            return 1 if training else 0
+        return 2
 
     def marlin_config(self):
         from ..models import MarlinConfig
@@ -68,7 +81,7 @@ class CNNFaceCodec(nn.Module):
         self.bottleneck = nn.Sequential(nn.Conv2d(chans[-1], chans[-1], self.rest), nn.ReLU())
         self.up0 = nn.Sequential(nn.ConvTranspose2d(cfg.audio_dim + chans[-1], chans[-1], self.rest),
                                  nn.BatchNorm2d(chans[-1]), nn.ReLU())
-        self.up = nn.ModuleList([nn.Sequential(ConvBlock(2 * chans[i + 1], chans[i], transpose=True),
+        self.up = nn.ModuleList([nn.Sequential(ConvBlock(2 * chans[i + 1], chans[i], **UP2),
                                                ConvBlock(chans[i], chans[i], residual=True))
                                  for i in reversed(range(n))])
         self.out = nn.Sequential(ConvBlock(2 * w, w), nn.Conv2d(w, 3, 1), nn.Sigmoid())
@@ -100,7 +113,7 @@ class ViTFaceCodec(nn.Module):
         layers, size = [ConvBlock(2 * d + cfg.audio_dim, c), ConvBlock(c, c, residual=True)], mc.grid[1]
         while size < cfg.face_size:  # x2 until at least the face size
             nc = max(c // 2, 16)
-            layers += [ConvBlock(c, nc, transpose=True), ConvBlock(nc, nc, residual=True)]
+            layers += [ConvBlock(c, nc, **UP2), ConvBlock(nc, nc, residual=True)]
             c, size = nc, size * 2
         self.decoder = nn.Sequential(*layers)
         self.out = nn.Sequential(nn.Conv2d(c, 3, 1), nn.Sigmoid())
@@ -134,6 +147,13 @@ class Generator(nn.Module):
         if cfg.encoder not in ENCODERS:
             raise ValueError(f"unknown face encoder {cfg.encoder!r}; choose one of {ENCODERS}")
         self.config = cfg
+        if cfg.encoder == "wav2lip":
+            from .wav2lip import FACE_SIZE, Wav2LipAudio, Wav2LipCodec
+
+            if cfg.face_size != FACE_SIZE:
+                raise ValueError(f"Wav2Lip's generator draws {FACE_SIZE} px faces, got face_size {cfg.face_size}")
+            self.audio, self.face = Wav2LipAudio(), Wav2LipCodec()
+            return
         self.audio = AudioEncoder(2 * cfg.width, cfg.audio_dim)
         self.face = CNNFaceCodec(cfg) if cfg.encoder == "cnn" else ViTFaceCodec(cfg)
 
@@ -147,11 +167,13 @@ class Generator(nn.Module):
             raise ValueError(f"expected inputs (B, {self.window}, 6, {self.config.face_size}, "
                              f"{self.config.face_size}), got {tuple(inputs.shape)}")
         audio = self.audio(chunks.flatten(0, 1))  # (B*T, A)
-        if self.config.encoder == "cnn":
+        if self.config.encoder in ("cnn", "wav2lip"):
             pred = self.face(inputs.flatten(0, 1), audio)
         else:
             pred = self.face(inputs, audio)
         pred = pred.view(b, t, 3, s, s)
+        if self.config.encoder == "wav2lip":
+            return pred  # Wav2Lip's output is the whole face
         return torch.cat([inputs[:, :, :3, : s // 2], pred[:, :, :, s // 2:]], dim=3)
 
 
@@ -179,3 +201,13 @@ class Discriminator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).squeeze(1).clamp(1e-7, 1 - 1e-7)
+
+
+def make_discriminator(cfg: GeneratorConfig, width: int = 32) -> nn.Module:
+    """The visual-quality discriminator for a generator: Wav2Lip's own for ``wav2lip`` (its released
+    visual_quality_disc.pth loads), else ours of ``width``."""
+    if cfg.encoder == "wav2lip":
+        from .wav2lip import Wav2LipDiscriminator
+
+        return Wav2LipDiscriminator()
+    return Discriminator(cfg.face_size, width)

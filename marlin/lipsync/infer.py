@@ -29,7 +29,7 @@ def generate(gen, faces: np.ndarray, audio: np.ndarray, fps: float = FPS, batch:
 
     gen.eval()
     device = next(gen.parameters()).device
-    t = gen.window
+    t, before = gen.window, gen.config.chunk_before(training=False)
     m = frames_for_audio(len(audio), fps=fps)
     if m < 1:
         raise ValueError("the audio is shorter than one video frame")
@@ -41,7 +41,7 @@ def generate(gen, faces: np.ndarray, audio: np.ndarray, fps: float = FPS, batch:
         idx = [np.minimum(np.arange(s, s + t), m - 1) for s in starts[b:b + batch]]  # (b, T) audio frames
         clip = to_tensor(np.stack([faces[i % len(faces)] for i in idx]))  # (b, T, 3, S, S)
         inputs = torch.cat([mask_lower(clip), clip], dim=2)
-        chunks = torch.from_numpy(np.stack([frame_chunks(mel, i, fps) for i in idx]))[:, :, None]
+        chunks = torch.from_numpy(np.stack([frame_chunks(mel, i, fps, before=before) for i in idx]))[:, :, None]
         pred = to_uint8(gen(inputs.to(device), chunks.to(device)))  # (b, T, S, S, 3)
         for i, p in zip(idx, pred):
             out[i] = p  # repeated tail indices just rewrite the last frame

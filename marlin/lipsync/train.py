@@ -1,62 +1,37 @@
-"""Training loops for the SyncNet expert and the generator; resumable checkpoints (plain tensors and
-containers, saved atomically, loaded with weights_only)."""
+"""Training loops for the SyncNet expert and the generator, configured by `marlin.lipsync.config` sections;
+resumable checkpoints in the toolkit's container (`marlin.lipsync.checkpoint`), saved atomically, read
+weights-only (older "marlin-lipsync/1" files are read too)."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..checkpoints import CheckpointError, load_file, save_torch
-from functools import partial
-
+from ..checkpoints import CheckpointError
+from ..config import to_dict
+from .checkpoint import (load_checkpoint, load_discriminator_weights, load_generator, load_syncnet,  # noqa: F401
+                         model_config, save_checkpoint)
+from .config import GeneratorTrainConfig, SyncTrainConfig
 from .data import ClipStore, batch_stream, generator_batch, sync_batch
-from .generator import Discriminator, Generator, GeneratorConfig
-from .losses import DISC_WT, SYNC_WT, discriminator_loss, generator_losses
+from .generator import Generator, GeneratorConfig, make_discriminator
+from .losses import discriminator_loss, generator_losses
 from .syncnet import SyncNet, SyncNetConfig, sync_loss
 
 log = logging.getLogger(__name__)
-FORMAT = "marlin-lipsync/1"
 
 
-def save_checkpoint(path, kind: str, config: dict, step: int, history: list, **states) -> None:
-    save_torch(path, {"format": FORMAT, "kind": kind, "config": config, "step": step, "history": history,
-                      **{k: v for k, v in states.items() if v is not None}})
-
-
-def load_checkpoint(path, kind: str) -> dict:
-    """A lipsync checkpoint of ``kind`` ("syncnet" or "generator"); errors name the file."""
-    ck = load_file(path)
-    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a lipsync checkpoint (written by `marlin lipsync train[-syncnet]`)")
-    if ck.get("kind") != kind:
-        raise CheckpointError(f"{path}: is a {ck.get('kind')} checkpoint, expected a {kind} checkpoint")
-    return ck
-
-
-def resume_from(out: Path, kind: str, label: str, config: dict, model, opt) -> dict:
-    """Restore `model` and `opt` from the checkpoint at `out` (which must hold the same config); returns it."""
-    ck = load_checkpoint(out, kind)
-    if ck["config"] != config:
+def resume_from(out: Path, network: str, label: str, config, model, opt) -> dict:
+    """Restore ``model`` and ``opt`` from the checkpoint at ``out`` (which must hold the same network config);
+    returns it. A checkpoint written before a config field existed holds that field's default."""
+    ck = load_checkpoint(out, network)
+    if model_config(type(config), ck["config"], out) != config:
         raise CheckpointError(f"{out}: exists with another {label} config {ck['config']}; choose another --out")
     model.load_state_dict(ck["model"])
     opt.load_state_dict(ck["optimizer"])
     return ck
-
-
-def load_syncnet(path) -> SyncNet:
-    ck = load_checkpoint(path, "syncnet")
-    net = SyncNet(SyncNetConfig(**ck["config"]))
-    net.load_state_dict(ck["model"])
-    return net.eval()
-
-
-def load_generator(path) -> Generator:
-    ck = load_checkpoint(path, "generator")
-    gen = Generator(GeneratorConfig(**ck["config"]))
-    gen.load_state_dict(ck["model"])
-    return gen.eval()
 
 
 def _param_groups(gen: Generator, lr: float, encoder_lr: float | None) -> list[dict]:
@@ -93,24 +68,22 @@ def _progress(total: int, start: int, desc: str):
     return tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True)
 
 
-def train_syncnet(store: ClipStore, out, cfg: SyncNetConfig, steps: int, batch: int = 16, lr: float = 1e-4,
-                  seed: int = 0, save_every: int = 500, min_offset: int = 2, device: str = "cpu",
-                  workers: int = 0) -> list[float]:
-    """Train (or resume from ``out``) the expert for ``steps`` total steps; returns the per-step losses.
-
-    ``workers`` > 0 builds batches in that many DataLoader processes."""
+def train_syncnet(store: ClipStore, out, model: SyncNetConfig, train: SyncTrainConfig = SyncTrainConfig(), *,
+                  device: str = "cpu", workers: int = 0) -> list[float]:
+    """Train (or resume from ``out``) the expert ``model`` for ``train.steps`` total steps; returns the per-step
+    losses. ``workers`` > 0 builds batches in that many DataLoader processes."""
     out = Path(out)
-    net = SyncNet(cfg).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    net = SyncNet(model).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=train.lr)
     step, history = 0, []
     if out.exists():
-        ck = resume_from(out, "syncnet", "SyncNet", cfg.to_dict(), net, opt)
+        ck = resume_from(out, "syncnet", "SyncNet", model, net, opt)
         step, history = int(ck["step"]), list(ck["history"])
-    batches = batch_stream(store, partial(sync_batch, batch=batch, window=cfg.window, min_offset=min_offset),
-                           [seed, step], workers)
+    batches = batch_stream(store, partial(sync_batch, batch=train.batch, window=model.window,
+                                          min_offset=train.min_offset), [train.seed, step], workers)
     net.train()
-    with _progress(steps, step, "syncnet") as bar:
-        while step < steps:
+    with _progress(train.steps, step, "syncnet") as bar:
+        while step < train.steps:
             faces, mels, labels = (x.to(device) for x in next(batches))
             loss = sync_loss(*net(faces, mels), labels)
             opt.zero_grad()
@@ -120,50 +93,71 @@ def train_syncnet(store: ClipStore, out, cfg: SyncNetConfig, steps: int, batch: 
             history.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(history[-20:]):.4f}")
-            if step % save_every == 0 or step == steps:
-                save_checkpoint(out, "syncnet", cfg.to_dict(), step, history, model=net.state_dict(),
-                                optimizer=opt.state_dict())
+            if step % train.save_every == 0 or step == train.steps:
+                save_checkpoint(out, "syncnet", model.to_dict(), step, history, to_dict(train),
+                                model=net.state_dict(), optimizer=opt.state_dict())
     return history
 
 
-def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNet | None, steps: int,
-                    batch: int = 4, lr: float = 1e-4, sync_wt: float = SYNC_WT, disc_wt: float = DISC_WT,
-                    seed: int = 0, save_every: int = 500, encoder_state: dict | None = None,
-                    disc_width: int = 32, device: str = "cpu", encoder_lr: float | None = None,
-                    workers: int = 0, sync_after: float | None = None) -> list[dict]:
-    """Train (or resume) the generator with L1 + frozen-expert sync + GAN losses; returns per-step losses.
-    Each save also writes ``out`` with suffix .png (masked input / reference / generated / ground truth).
+def _start_weights(gen: Generator, disc, model: GeneratorConfig, train: GeneratorTrainConfig,
+                   encoder_state: dict | None) -> None:
+    """Weights of a fresh run: ``train.init`` (Wav2Lip's released generator or ours), ``train.disc_init``, and the
+    MARLIN encoder for the ``marlin`` face encoder."""
+    if train.init:
+        init = load_generator(train.init)
+        if (init.config.encoder, init.config.face_size) != (model.encoder, model.face_size):
+            raise ValueError(f"{train.init}: a {init.config.encoder} generator of {init.config.face_size} px faces, "
+                             f"the run trains a {model.encoder} generator of {model.face_size} px faces")
+        try:
+            gen.load_state_dict(init.state_dict())
+        except RuntimeError as e:
+            raise CheckpointError(f"{train.init}: does not fit the generator {model} ({e})") from None
+    if train.disc_init and disc is not None:
+        load_discriminator_weights(disc, train.disc_init)
+    if model.encoder == "marlin" and not train.init:
+        if encoder_state is None:
+            raise ValueError("the 'marlin' encoder starts from MARLIN weights: pass encoder_state (--marlin)")
+        gen.face.encoder.load_state_dict(encoder_state)
 
-    ``encoder_state``: MARLIN encoder weights to start the ``marlin`` face encoder from (required for it);
-    ``encoder_lr``: learning rate of the ViT face encoder (default ``lr``; 0 freezes it);
-    ``sync_after``: Wav2Lip's schedule: the sync term stays at weight 0 until the expert's loss on the generated
-    windows, averaged over the last 20 steps, falls below this value (Wav2Lip: 0.75), then ``sync_wt`` applies."""
+
+def train_generator(store: ClipStore, out, model: GeneratorConfig, train: GeneratorTrainConfig = GeneratorTrainConfig(),
+                    *, syncnet: SyncNet | None = None, encoder_state: dict | None = None, device: str = "cpu",
+                    workers: int = 0) -> list[dict]:
+    """Train (or resume from ``out``) the generator ``model`` with L1 + frozen-expert sync + GAN losses, as
+    ``train`` says; returns the per-step losses. Each save also writes ``out`` with suffix .png (masked input /
+    reference / generated / ground truth).
+
+    ``syncnet``: the expert (default: loaded from ``train.syncnet``); ``encoder_state``: MARLIN encoder weights
+    to start the ``marlin`` face encoder from (required for it unless ``train.init``). ``train.encoder_lr``: rate
+    of the ViT face encoder (0 freezes it); ``train.sync_after``: Wav2Lip's schedule: the sync term stays at weight
+    0 until the expert's loss on the generated windows, averaged over the last 20 steps, falls below this value
+    (Wav2Lip: 0.75), then ``train.sync_wt`` applies."""
     out = Path(out)
-    gen = Generator(cfg)
-    disc = Discriminator(cfg.face_size, disc_width) if disc_wt > 0 else None
-    sync_window = syncnet.window if syncnet is not None else cfg.window
+    gen = Generator(model)
+    disc = make_discriminator(model, train.disc_width) if train.disc_wt > 0 else None
+    if syncnet is None and train.syncnet:
+        syncnet = load_syncnet(train.syncnet)
+    sync_window = syncnet.window if syncnet is not None else model.window
     if syncnet is not None:
-        if syncnet.config.face_size != cfg.face_size:
+        if syncnet.config.face_size != model.face_size:
             raise ValueError(f"SyncNet was trained on {syncnet.config.face_size} px faces, the generator uses "
-                             f"{cfg.face_size} px")
+                             f"{model.face_size} px")
         syncnet.eval().requires_grad_(False)
-    elif sync_wt > 0:
+    elif train.sync_wt > 0:
         raise ValueError("a sync loss weight > 0 needs a trained SyncNet expert")
-    sync_on = sync_after is None
-    opt = torch.optim.Adam(_param_groups(gen, lr, encoder_lr), lr=lr, betas=(0.5, 0.999))
-    dopt = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999)) if disc is not None else None
+    sync_on = train.sync_after is None
+    opt = torch.optim.Adam(_param_groups(gen, train.lr, train.encoder_lr), lr=train.lr, betas=(0.5, 0.999))
+    dopt = torch.optim.Adam(disc.parameters(), lr=train.lr, betas=(0.5, 0.999)) if disc is not None else None
     step, history = 0, []
     if out.exists():
-        ck = resume_from(out, "generator", "generator", cfg.to_dict(), gen, opt)
+        ck = resume_from(out, "generator", "generator", model, gen, opt)
         if disc is not None and "disc" in ck:
             disc.load_state_dict(ck["disc"])
             dopt.load_state_dict(ck["disc_optimizer"])
         step, history = int(ck["step"]), list(ck["history"])
         sync_on = sync_on or bool(ck.get("sync_on", False))
-    elif cfg.encoder == "marlin":
-        if encoder_state is None:
-            raise ValueError("the 'marlin' encoder starts from MARLIN weights: pass encoder_state (--marlin)")
-        gen.face.encoder.load_state_dict(encoder_state)
+    else:
+        _start_weights(gen, disc, model, train, encoder_state)
     gen.to(device)
     if disc is not None:
         disc.to(device)
@@ -171,15 +165,16 @@ def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNe
     if syncnet is not None:
         syncnet.to(device)
     _move_optimizer(opt, device)
-    batches = batch_stream(store, partial(generator_batch, batch=batch, window=cfg.window, sync_window=sync_window),
-                           [seed, step], workers)
+    make = partial(generator_batch, batch=train.batch, window=model.window, sync_window=sync_window,
+                   chunk_before=model.chunk_before(training=True))
+    batches = batch_stream(store, make, [train.seed, step], workers)
     gen.train()
-    with _progress(steps, step, f"generator ({cfg.encoder})") as bar:
-        while step < steps:
+    with _progress(train.steps, step, f"generator ({model.encoder})") as bar:
+        while step < train.steps:
             inputs, chunks, sync_mels, target = (x.to(device) for x in next(batches))
             pred = gen(inputs, chunks)
-            w = sync_wt if sync_on else 0.0
-            losses = generator_losses(pred, target, sync_mels, syncnet, disc, w, disc_wt)
+            w = train.sync_wt if sync_on else 0.0
+            losses = generator_losses(pred, target, sync_mels, syncnet, disc, w, train.disc_wt)
             opt.zero_grad()
             losses["total"].backward()
             opt.step()
@@ -192,14 +187,16 @@ def train_generator(store: ClipStore, out, cfg: GeneratorConfig, syncnet: SyncNe
                 rec["disc"] = float(dloss.detach())
             step += 1
             history.append({**rec, "sync_wt": w})
-            if not sync_on and len(history) >= 20 and np.mean([h["sync"] for h in history[-20:]]) < sync_after:
+            if (not sync_on and len(history) >= 20
+                    and np.mean([h["sync"] for h in history[-20:]]) < train.sync_after):
                 sync_on = True
-                log.info("step %d: expert sync loss below %g, sync weight %g from now on", step, sync_after, sync_wt)
+                log.info("step %d: expert sync loss below %g, sync weight %g from now on", step, train.sync_after,
+                         train.sync_wt)
             bar.update(1)
             bar.set_postfix(l1=f"{np.mean([h['l1'] for h in history[-20:]]):.4f}")
-            if step % save_every == 0 or step == steps:
+            if step % train.save_every == 0 or step == train.steps:
                 _sample_png(out, inputs[0], pred[0], target[0])
-                save_checkpoint(out, "generator", cfg.to_dict(), step, history, sync_on=sync_on,
+                save_checkpoint(out, "generator", model.to_dict(), step, history, to_dict(train), sync_on=sync_on,
                                 model=gen.state_dict(), optimizer=opt.state_dict(),
                                 disc=disc.state_dict() if disc else None,
                                 disc_optimizer=dopt.state_dict() if dopt else None)
