@@ -8,15 +8,13 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
+import helpers
 from marlin import Marlin
 from marlin.checkpoints import CheckpointError, load_file, split_checkpoint
-from marlin.models import MarlinConfig
 
 
 def tiny_config(**kw):
-    base = dict(img_size=32, n_frames=4, encoder_embed_dim=16, encoder_depth=2, encoder_num_heads=2,
-                decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2)
-    return MarlinConfig(**{**base, **kw})
+    return helpers.tiny_config(**{"encoder_depth": 2, **kw})
 
 
 def clip_and_mask(cfg, seed=0):

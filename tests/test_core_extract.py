@@ -3,15 +3,14 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import tiny_config
 from marlin import Marlin
 from marlin.cli import main
 from marlin.extract import video_features
-from marlin.models import MarlinConfig
 from marlin.video import VideoError, write_video
 from marlin.video.windows import clip_indices, iter_clips
 
-CFG = MarlinConfig(img_size=32, n_frames=4, encoder_embed_dim=16, encoder_depth=1, encoder_num_heads=2,
-                   decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2)
+CFG = tiny_config()
 
 
 def test_official_windows():

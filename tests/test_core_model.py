@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import tiny_config
 from marlin import Marlin
 from marlin.models import MarlinConfig, PRESETS, patchify, resolve_config, scatter_tokens, unpatchify
 
@@ -80,8 +81,7 @@ def test_yaml_config(fixtures_dir):
 
 
 def test_layer_scale_and_other_sizes():
-    cfg = MarlinConfig(img_size=32, n_frames=4, encoder_embed_dim=16, encoder_depth=1, encoder_num_heads=2,
-                       decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2, init_values=0.1)
+    cfg = tiny_config(init_values=0.1)
     model = Marlin(cfg)
     assert model.encoder.blocks[0].gamma_1 is not None
     x = torch.rand(2, 3, 4, 32, 32)
@@ -91,9 +91,7 @@ def test_layer_scale_and_other_sizes():
 
 
 def test_bad_shapes_and_dtypes_are_named():
-    model = Marlin.from_config(MarlinConfig(img_size=32, n_frames=4, encoder_embed_dim=16, encoder_depth=1,
-                                            encoder_num_heads=2, decoder_embed_dim=8, decoder_depth=1,
-                                            decoder_num_heads=2))
+    model = Marlin.from_config(tiny_config())
     with pytest.raises(ValueError, match=r"\(B, 3, 4, 32, 32\).*\(1, 3, 8, 32, 32\)"):
         model.extract_features(torch.rand(1, 3, 8, 32, 32))
     with pytest.raises(TypeError, match="uint8"):

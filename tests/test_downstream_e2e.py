@@ -7,12 +7,12 @@ import pytest
 import torch
 import yaml
 
+from helpers import tiny_config
 from marlin.cli import main
-from marlin.models import Marlin, MarlinConfig
+from marlin.models import Marlin
 
 DEVICE = os.environ.get("MARLIN_TEST_DEVICE", "cpu")  # fine-tuning device ("cuda" on a GPU machine)
-TINY = MarlinConfig(img_size=32, patch_size=16, n_frames=4, encoder_embed_dim=32, encoder_depth=1,
-                    encoder_num_heads=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+TINY = tiny_config(encoder_embed_dim=32, decoder_embed_dim=16)
 
 
 @pytest.fixture(scope="module")

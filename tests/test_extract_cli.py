@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import tiny_config
 from marlin import Marlin
 from marlin.cli import main
-from marlin.models import MarlinConfig
 from marlin.video import write_video
 
-CFG = MarlinConfig(img_size=32, n_frames=4, encoder_embed_dim=16, encoder_depth=1, encoder_num_heads=2,
-                   decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2)
+CFG = tiny_config()
 MARLIN = Path(__file__).resolve().parents[1] / "marlin"
 
 

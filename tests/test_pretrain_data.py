@@ -6,38 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from marlin.data import write_item
+from helpers import make_items, toy_frames
 from marlin.data.clips import PositionSampler, PretrainClips, _read_frames, clip_indices, collate, open_items
 from marlin.masking import feature_pixels, token_parts
-
-TINY_CFG = {"model_name": "t", "img_size": 32, "patch_size": 8, "clip_frames": 8, "tubelet_size": 2,
-            "temporal_sample_rate": 2, "mask_percentage_target": 0.75,
-            "learning_rate": {"base": 0.05, "warmup": 0.0, "min": 1e-3, "warmup_epochs": 0},
-            "encoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
-            "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
-            "trainer": {"batch_size": 2, "num_workers": 0, "val_every": 1000, "val_batches": 1,
-                        "log_every": 1, "ckpt_every": 1000, "warmup_steps": 0}}
-
-
-def toy_frames(i: int, t: int, s: int):
-    """A moving bright square 'face' (parse: skin with a nose-labelled centre) on a dark background."""
-    frames = np.full((t, s, s, 3), 30, np.uint8)
-    parse = np.zeros((t, s, s), np.uint8)
-    for k in range(t):
-        x0 = (k + 3 * i) % (s // 2)
-        frames[k, s // 4:3 * s // 4, x0:x0 + s // 2] = (200, 150 + 20 * i % 100, 120)
-        parse[k, s // 4:3 * s // 4, x0:x0 + s // 2] = 1
-        parse[k, s // 2 - 2:s // 2 + 2, x0 + s // 4 - 2:x0 + s // 4 + 2] = 6
-        frames[k][parse[k] == 6] = (90, 60, 200)
-    return frames, parse
-
-
-def make_items(root, n=3, t=20, s=32, parse=True):
-    for i in range(n):
-        frames, p = toy_frames(i, t, s)
-        write_item(root / f"v{i}", frames, {"fps": 25.0, "source": f"toy{i}"}, parse=p if parse else None)
-    return root
-
 
 def dataset(root, **kw):
     args = dict(clip_frames=8, sample_rate=2, img_size=32, patch_size=8, tubelet_size=2, ratio=0.75,

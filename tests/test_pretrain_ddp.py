@@ -3,21 +3,19 @@ import copy
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
 
+from helpers import TINY_PRETRAIN, make_items
 from marlin.train import pretrain
 from marlin.train.history import read_history
 
-sys.path.insert(0, str(Path(__file__).parent))  # the shared toy-data helpers
-from test_pretrain_data import TINY_CFG, make_items  # noqa: E402
 
 
 def test_two_process_ddp_matches_one_process(tmp_path):
     data = make_items(tmp_path / "data", n=5)
     cfg_path = tmp_path / "cfg.yaml"
-    cfg_path.write_text(yaml.safe_dump(TINY_CFG))
+    cfg_path.write_text(yaml.safe_dump(TINY_PRETRAIN))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "marlin.cli", "pretrain", "--config", str(cfg_path), "--data", str(data),
            "--out", str(tmp_path / "two"), "--devices", "2", "--accelerator", "cpu", "--batch-size", "2",
@@ -25,7 +23,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "Starting with 2 processes" in proc.stdout + proc.stderr
-    one = pretrain(copy.deepcopy(TINY_CFG), data, tmp_path / "one", batch_size=4, max_steps=3, log_every=1,
+    one = pretrain(copy.deepcopy(TINY_PRETRAIN), data, tmp_path / "one", batch_size=4, max_steps=3, log_every=1,
                    progress=False, accelerator="cpu", tensorboard=False, mask_picture=False)
     two = read_history(tmp_path / "two" / "history.csv")
     rows1 = {(r["kind"], r["iteration"]): r for r in one.history}

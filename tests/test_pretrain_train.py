@@ -1,25 +1,22 @@
 """Training: a tiny model overfits one batch; resume continues the same trajectory; exports load in extract."""
 import copy
-import sys
-from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from helpers import TINY_PRETRAIN, make_items
 from marlin.data.clips import collate
 from marlin.train import pretrain, pretrain_config
 from marlin.train.datamodule import PretrainData
 from marlin.train.history import read_history
 from marlin.train.module import PretrainModule
 
-sys.path.insert(0, str(Path(__file__).parent))  # the shared toy-data helpers
-from test_pretrain_data import TINY_CFG, make_items  # noqa: E402
 
 
 def test_overfits_a_fixed_batch(tmp_path):
-    cfg = pretrain_config(copy.deepcopy(TINY_CFG))
+    cfg = pretrain_config(copy.deepcopy(TINY_PRETRAIN))
     data = PretrainData(make_items(tmp_path, n=2), cfg)
     batch = collate([data._dataset(data.train_items, 0)[p] for p in range(2)])
     torch.manual_seed(0)
@@ -38,7 +35,7 @@ def test_overfits_a_fixed_batch(tmp_path):
 def _run(data, out, **kw):
     args = dict(max_steps=4, schedule_steps=4, progress=False, devices=1, accelerator="cpu")
     args.update(kw)
-    return pretrain(copy.deepcopy(TINY_CFG), data, out, **args)
+    return pretrain(copy.deepcopy(TINY_PRETRAIN), data, out, **args)
 
 
 def test_resume_continues_the_same_trajectory_and_exports_load(tmp_path):
