@@ -7,7 +7,7 @@ Probes are closed-form ridge regressions on +-1 targets (one-vs-rest for express
 split of --world, the penalty chosen on its validation split, and scored on every clip of --held-out (a world
 made with another seed: `marlin demo` writes one to OUT/data_test, or `marlin synth OUT --num 1000 --frames 32
 --size 64 --seed 1`), so a 1000-clip held-out world gives about +-0.015. Every item is read as the demo reads it:
-16-frame windows at --sample-rate covering the whole video (`marlin.demo.video_windows`). Readouts, from the normed
+16-frame windows at --sample-rate covering the whole video (`marlin.demo.windows`, the shared rule of `marlin.video.windows`). Readouts, from the normed
 output of the given blocks: "spatial" (the demo's default: mean and std over the time slots of all windows per
 spatial position), "pooled" (mean over tokens and windows) and, for several windows, "spatial-per-window". An
 encoder is a checkpoint path or `random:CONFIG` (a randomly initialised encoder of that pretraining config).
@@ -23,16 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from marlin.data import list_items  # noqa: E402
-from marlin.demo import (  # noqa: E402
-    TASKS,
-    metric_value,
-    ridge_probe,
-    spatial_readout,
-    split_items,
-    video_readout,
-    video_windows,
-)
+from marlin.data import list_items, load_item  # noqa: E402
+from marlin.demo import ridge_probe, spatial_readout, task_datasets, video_readout, windows  # noqa: E402
+from marlin.downstream.metrics import compute_metrics  # noqa: E402
 from marlin.extract import clips_to_tensor  # noqa: E402
 from marlin.synth.labels import ACTION, APPEARANCE  # noqa: E402
 
@@ -50,7 +43,7 @@ def load_encoder(spec: str):
 @torch.no_grad()
 def features(model, items, layers: list[int], batch: int = 16,
              sample_rate: int = 1) -> dict[tuple[int, str], np.ndarray]:
-    """{(layer, readout): (N, F)} over every window of each item (`video_windows`); layer k = the normed output
+    """{(layer, readout): (N, F)} over every window of each item (`windows`); layer k = the normed output
     of block k (k = depth: the final features). Readouts: "spatial" = the demo's (`video_readout`), "pooled" =
     the mean over tokens averaged over windows, "spatial-per-window" (several windows only) = each window's
     `spatial_readout`, concatenated."""
@@ -59,7 +52,7 @@ def features(model, items, layers: list[int], batch: int = 16,
     out: dict[tuple[int, str], list] = {}
     for i in range(0, len(items), batch):
         chunk = items[i:i + batch]
-        wins = [video_windows(it.num_frames, cfg.n_frames, sample_rate) for it in chunk]
+        wins = [windows(it.num_frames, cfg.n_frames, sample_rate) for it in chunk]
         n_win = len(wins[0])
         if any(len(w) != n_win for w in wins):
             raise ValueError("items need equal frame counts (their per-window readouts are concatenated)")
@@ -98,28 +91,30 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     world = Path(args.world)
-    splits = split_items(world)
-    sets = {"train": splits["train"], "val": splits["val"], "held-out": list_items(args.held_out)}
-    labels = {s: {t: np.array([it.labels[key] for it in items]) for t, (key, _, _) in TASKS.items()}
-              for s, items in sets.items()}
+    datasets = task_datasets(world, Path(args.held_out), len(list_items(args.held_out)))  # the items adapter
+    tasks = {t: ds.task for t, ds in datasets.items()}
+    splits = next(iter(datasets.values())).splits
+    sets = {"train": splits["train"], "val": splits["val"], "held-out": splits["test"]}
+    labels = {s: {t: ds.targets(split) for t, ds in datasets.items()}
+              for s, split in zip(sets, ("train", "val", "test"))}
+    sets = {s: [load_item(smp.source.parent) for smp in samples] for s, samples in sets.items()}
     print(f"# probes fitted on {len(sets['train'])} clips of {world}, penalty chosen on {len(sets['val'])}, "
           f"scored on {len(sets['held-out'])} clips of {args.held_out}")
-    print("| encoder | block | readout | " + " | ".join(f"{t} {m}" for t, (_, _, m) in TASKS.items()) + " |")
-    print("|---|---|---|" + "---|" * len(TASKS))
+    print("| encoder | block | readout | " + " | ".join(f"{t} {k.metric}" for t, k in tasks.items()) + " |")
+    print("|---|---|---|" + "---|" * len(tasks))
     for spec in args.encoder:
         model = load_encoder(spec)
         layers = [int(v) for v in args.layers.split(",") if v] or [model.config.encoder_depth]
         feats = {s: features(model, items, layers, sample_rate=args.sample_rate) for s, items in sets.items()}
         for key in feats["train"]:
             row, per_label = [], []
-            for t, (_, kind, metric) in TASKS.items():
-                scores = ridge_probe(*[(feats[s][key], labels[s][t]) for s in ("train", "val", "held-out")],
-                                     kind, metric)
+            for t, task in tasks.items():
+                scores = ridge_probe(task, *[(feats[s][key], labels[s][t]) for s in ("train", "val", "held-out")])
                 y = labels["held-out"][t]
-                row.append(metric_value(kind, metric, scores if kind != "binary" else scores[:, 0], y))
-                if args.per_label and kind == "multilabel":
+                row.append(compute_metrics(task.kind, scores, y)[task.metric])
+                if args.per_label and task.kind == "multilabel":
                     names = APPEARANCE if t == "appearance" else ACTION
-                    per_label += [f"{n} {metric_value('binary', 'auc', scores[:, j], y[:, j]):.3f}"
+                    per_label += [f"{n} {compute_metrics('binary', scores[:, j], y[:, j])['auc']:.3f}"
                                   for j, n in enumerate(names)]
             print(f"| {spec} | {key[0]} | {key[1]} | " + " | ".join(f"{v:.3f}" for v in row) + " |", flush=True)
             if per_label:

@@ -1,13 +1,15 @@
 """`marlin demo`: the whole system end to end on the synthetic talking-face world, on a CPU, in minutes.
 
-Generate (or reuse) a synthetic dataset -> pretrain a tiny MARLIN within a time budget -> extract features
-with the pretrained encoder and with a randomly initialised encoder of the same size -> linear-probe every
-synthetic task with both -> write a report (Markdown + JSON, loss curve, reconstructions, Fasking masks).
+A thin composition of the public APIs: `marlin.synth.generate_dataset` (a world to train and probe on, and a
+second world to score on) -> `marlin.train.pretrain` (a tiny MARLIN within a time budget) -> the `items` dataset
+adapter (`marlin.downstream.datasets.items.load_items`, the labels of the items' meta.json) -> features of every
+video with the pretrained encoder and a random one of the same size (`marlin.extract.video_clips` windows through
+`marlin.extract.encode_clips`) -> the downstream probes (`train_logistic`, `train_linear`) and metrics
+(`compute_metrics`, `paired_bootstrap`) -> a report (Markdown + JSON, loss curve, reconstructions, masks).
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -15,14 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-# task name -> (label key in meta.json, probe task type, headline metric)
-TASKS = {
-    "appearance": ("appearance", "multilabel", "auc"),
-    "action": ("action", "multilabel", "auc"),
-    "expression": ("expression", "multiclass", "acc"),
-    "manipulated": ("manipulated", "binary", "auc"),
-}
 
 
 @dataclass
@@ -40,6 +34,7 @@ class DemoSettings:
     batch_size: int | None = None
     test_items: int = 3000        # probe test clips from a second world (seed + 1); 0: the world's own test split
     readout: str = "spatial"      # probe features: "spatial" (token positions kept) or "pooled" (official clip feature)
+    precision: str = "auto"       # feature extraction: "auto" (as pretraining ran: bf16 where native), "bf16", "fp32"
     progress: bool = True
     overrides: dict = field(default_factory=dict)  # extra TrainerSettings for pretraining
 
@@ -48,22 +43,26 @@ def _say(msg: str) -> None:
     print(f"[marlin demo] {msg}", flush=True)
 
 
-def video_windows(frames: int, clip_frames: int, sample_rate: int = 2) -> list[list[int]]:
-    """Frame indices of the windows the demo reads from one video: clips of `clip_frames` frames at the
-    pretraining `sample_rate`, back to back from frame 0, with one more window ending at the last sampled frame
-    when the video is not a whole number of windows, so no part of the video is left out. A video shorter than
-    one window is read at rate 1, its last frame repeated. (Unlike `marlin.video.windows.clip_indices`, a video
-    of exactly one window is read at the pretraining rate, not as its first `clip_frames` consecutive frames.)"""
-    span = clip_frames * sample_rate
-    if frames < span:
-        return [[min(i, frames - 1) for i in range(clip_frames)]]
-    starts = list(range(0, frames - span + 1, span))
-    if starts[-1] + span < frames:
-        starts.append(frames - span)
-    return [list(range(s, s + span, sample_rate)) for s in starts]
-
-
+# The metric each synthetic task is judged by (the check's and the report's), by task kind: accuracy for the
+# 7 expressions, the mean of the per-label AUCs for the multi-label tasks, AUC for manipulation.
+METRIC = {"multiclass": "acc", "multilabel": "auc_label_mean", "binary": "auc"}
 READOUTS = ("spatial", "pooled")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def task_metric(task: str) -> str:
+    """The metric key (of `compute_metrics`) that judges a synthetic task."""
+    from .synth import TASKS
+
+    return METRIC[TASKS[task][0]]
+
+
+def windows(total: int, clip_frames: int, sample_rate: int) -> list[list[int]]:
+    """Frame indices of the windows the demo reads from a video: the shared rule of `marlin.video.windows`
+    with windows back to back (stride = one window) and the tail covered, so every sampled frame is read."""
+    from .video.windows import clip_indices
+
+    return clip_indices(total, clip_frames, sample_rate, stride=clip_frames, cover_tail=True)
 
 
 def spatial_readout(tokens, grid: tuple[int, int, int]):
@@ -81,62 +80,81 @@ def video_readout(window_tokens, grid: tuple[int, int, int]):
     return spatial_readout(window_tokens.reshape(1, -1, window_tokens.shape[-1]), (len(window_tokens) * t, h, w))[0]
 
 
+def _autocast(precision: str):
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be one of {PRECISIONS[1:]} here, got {precision!r}")
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 @torch.no_grad()
-def encode_items(model, items, batch_size: int = 16, progress: bool = True, desc: str = "features",
-                 readout: str = "spatial", sample_rate: int = 2):
-    """(N, F) probe features of each item from every window of it (`video_windows` at `sample_rate`):
-    "spatial" (`video_readout`) or "pooled" ((N, D): the official clip feature, the final norm of the mean over
-    tokens, averaged over windows). `batch_size` counts windows. `model` may be a dict {name: model} of encoders
-    with the same clip and token grid: each video is then decoded once and {name: (N, F)} returned."""
-    if readout not in READOUTS:
-        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+def encode_videos(models: dict, videos: list, sample_rate: int, readout: str = "spatial", batch_size: int = 16,
+                  precision: str = "fp32", progress: bool = True, desc: str = "features",
+                  chunk: int = 32) -> dict[str, np.ndarray]:
+    """{name: (N, F) probe features} of the N video files for every encoder of `models` (same clip and token
+    grid), each video decoded once for all of them: its `windows` at `sample_rate` (`marlin.extract.video_clips`)
+    run through `marlin.extract.encode_clips` in batches of `batch_size` windows, then `video_readout` over all
+    its windows ("spatial") or the official clip feature averaged over them ("pooled": (N, D)). `precision`
+    "bf16" runs the encoders under bf16 autocast (~3x faster on CPUs with AMX / AVX512-BF16)."""
     from tqdm.auto import tqdm
 
-    from .extract import clips_to_tensor
+    from .extract import encode_clips, video_clips
 
-    models = model if isinstance(model, dict) else {"": model}
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     cfg = next(iter(models.values())).config
     for m in models.values():
-        if (m.config.n_frames, m.config.grid) != (cfg.n_frames, cfg.grid):
-            raise ValueError("encode_items: every model must read the same clip length and token grid")
+        if (m.config.n_frames, m.config.grid, m.config.img_size) != (cfg.n_frames, cfg.grid, cfg.img_size):
+            raise ValueError("encode_videos: every model must read the same clip length, size and token grid")
         m.eval()
-    items = list(items)
-    out = {name: [None] * len(items) for name in models}
-    clips, owners = [], []  # pending windows and the index of the item each belongs to
+    pooled = readout == "pooled"
 
-    def flush():
-        pooled = readout == "pooled"
+    def encode(x):
+        with _autocast(precision):
+            return torch.stack([m.extract_features(x, keep_seq=not pooled).float() for m in models.values()], 1)
+
+    out = {name: [] for name in models}
+    bar = tqdm(total=len(videos), desc=desc, unit="clip", disable=not progress, leave=False)
+    for start in range(0, len(videos), chunk):  # a chunk of videos at a time bounds the tokens held in memory
+        owners = []
+
+        def clips(part=videos[start:start + chunk]):
+            for k, path in enumerate(part):
+                for clip in video_clips(path, cfg.n_frames, sample_rate, stride=cfg.n_frames, cover_tail=True,
+                                        size=cfg.img_size):
+                    owners.append(k)
+                    yield clip
+
+        tokens = encode_clips(encode, clips(), batch_size)       # (W, M, N, D) or (W, M, D)
         own = torch.tensor(owners)
-        pending = sorted(set(owners))
-        for name, m in models.items():
-            tokens = torch.cat([m.extract_features(clips_to_tensor(clips[i:i + batch_size]), keep_seq=not pooled)
-                                for i in range(0, len(clips), batch_size)])   # (W, N, D) or (W, D)
-            for k in pending:
-                mine = tokens[own == k]
-                out[name][k] = (mine.mean(0) if pooled else video_readout(mine, cfg.grid)).numpy()
-        clips.clear()
-        owners.clear()
-
-    for k, item in enumerate(tqdm(items, desc=desc, unit="clip", disable=not progress, leave=False)):
-        wins = video_windows(item.num_frames, cfg.n_frames, sample_rate)
-        frames = item.read_frames([f for w in wins for f in w])  # one decode per item
-        clips.extend(frames.reshape(len(wins), cfg.n_frames, *frames.shape[1:]))
-        owners.extend([k] * len(wins))
-        if len(clips) >= batch_size:
-            flush()
-    if clips:
-        flush()
-    stacked = {name: np.stack(feats) for name, feats in out.items()}
-    return stacked if isinstance(model, dict) else stacked[""]
+        for k in range(int(own.max()) + 1):
+            mine = tokens[own == k]
+            for j, name in enumerate(models):
+                out[name].append((mine[:, j].mean(0) if pooled else video_readout(mine[:, j], cfg.grid)).numpy())
+        bar.update(int(own.max()) + 1)
+    bar.close()
+    return {name: np.stack(feats) for name, feats in out.items()}
 
 
-def split_items(data_dir: Path) -> dict[str, list]:
-    """{"train" / "val" / "test": items} of a synthetic world, from its split lists."""
-    from .data import list_items
+def task_datasets(data_dir, test_dir=None, test_items: int = 0) -> dict:
+    """{task: `marlin.downstream` Dataset} of every synthetic task, read by the `items` adapter from the items'
+    meta.json and the world's split lists; with `test_dir`, the test split is items 0..test_items-1 of that
+    world instead (all of its splits). Each task is judged by `task_metric` (its validation monitor too)."""
+    from .downstream.datasets.items import load_items
+    from .synth import TASKS, item_id
 
-    by_name = {it.name: it for it in list_items(data_dir)}
-    return {s: [by_name[n] for n in (Path(data_dir) / f"{s}.txt").read_text().split() if n in by_name]
-            for s in ("train", "val", "test")}
+    keep = {item_id(k) for k in range(test_items)}
+    out = {}
+    for task, (kind, names) in TASKS.items():
+        labels = names if kind == "multilabel" else tuple(str(i) for i in range(len(names))) \
+            if kind == "multiclass" else None  # class ids as in meta.json, every class even if a world lacks one
+        ds = load_items(data_dir, task, kind, labels)
+        ds.task = dataclasses.replace(ds.task, monitor=METRIC[kind])
+        if test_dir is not None:
+            other = load_items(test_dir, task, kind, labels)
+            ds.splits["test"] = sorted((s for split in other.splits.values() for s in split
+                                        if Path(s.key).parts[0] in keep), key=lambda s: s.key)
+        out[task] = ds
+    return out
 
 
 # The demo's probes: name -> what the report calls it. "logistic" is the check (decided before it was measured
@@ -149,99 +167,68 @@ PROBES = {
 CHECK = "logistic"
 
 
-def probe_all(sets: dict[str, tuple[np.ndarray, list]], seed: int = 0) -> dict:
-    """Linear-probe every synthetic task with each of `PROBES` on z-scored features (statistics from the
-    training split). `sets` maps "train" / "val" / "test" to (features (N, F), items).
+def probe_task(task, x: dict, y: dict, seed: int = 0) -> dict:
+    """Every probe of `PROBES` on one task (a `marlin.downstream` Task) with features x[split] (N, F) and targets
+    y[split]: {probe: {"test": metrics, "val": ...}, "scores": {probe: test scores}, "targets": test targets}."""
+    from .downstream.linear import LP_DEFAULTS, predict, train_linear, train_logistic
+    from .downstream.metrics import compute_metrics
+    from .downstream.train import TrainConfig
 
-    Returns {task: {probe: {"test": metrics, ...}, "scores": {probe: test scores}, "targets": test targets}};
-    "scores" and "targets" feed `bootstrap_margin` and are left out of the JSON report.
-    """
-    from .downstream import linear_probe, logistic_probe
-    from .downstream.linear import predict
+    head, penalty, val, by_penalty = train_logistic(task, x["train"], y["train"], x["val"], y["val"])
+    sgd, fitted = train_linear(task, x["train"], y["train"], x["val"], y["val"],
+                               TrainConfig(**{**LP_DEFAULTS, "seed": seed}))
+    scores = {"logistic": task.scores(predict(head, x["test"])).numpy(),
+              "sgd": task.scores(predict(sgd, x["test"])).numpy(),
+              "ridge": ridge_probe(task, *[(x[s], y[s]) for s in ("train", "val", "test")])}
+    out = {name: {"test": compute_metrics(task.kind, s, y["test"])} for name, s in scores.items()}
+    out["logistic"].update(val=val, penalty=penalty, val_by_penalty=by_penalty)
+    out["sgd"].update(val=fitted.val_metrics, best_epoch=fitted.best_epoch)
+    return {**out, "scores": scores, "targets": y["test"]}
 
-    mu = sets["train"][0].mean(0)
-    sd = sets["train"][0].std(0) + 1e-6
-    z = {s: (x - mu) / sd for s, (x, _) in sets.items()}
-    results = {}
-    for task, (key, kind, metric) in TASKS.items():
-        y = {s: np.array([it.labels[key] for it in items]) for s, (_, items) in sets.items()}
-        data = (z["train"], y["train"], z["val"], y["val"], z["test"], y["test"])
-        logistic = logistic_probe(*data, task_type=kind, return_model=True)
-        sgd = linear_probe(*data, task_type=kind, seed=seed, return_model=True)
-        scores = {name: predict(r.pop("model"), z["test"]).numpy() for name, r in (("logistic", logistic),
-                                                                                   ("sgd", sgd))}
-        scores["ridge"] = ridge_probe(*[(z[s], y[s]) for s in ("train", "val", "test")], kind, metric)
-        scores = {k: v[:, 0] if kind == "binary" else v for k, v in scores.items()}
-        results[task] = {
-            "logistic": {k: logistic[k] for k in ("test", "val", "penalty", "val_by_penalty")},
-            "sgd": {k: sgd[k] for k in ("test", "val", "best_epoch")},
-            "ridge": {"test": {metric: metric_value(kind, metric, scores["ridge"], y["test"])}},
-            "scores": scores, "targets": y["test"]}
-    return results
+
+def probe_all(datasets: dict, feats: dict, seed: int = 0) -> dict:
+    """Probe every task of `datasets` ({task: Dataset}) on z-scored features (statistics of the training split);
+    `feats` maps each split to {video path: feature}. Returns {task: `probe_task` result}."""
+    x = {s: np.stack([feats[str(smp.source)] for smp in samples])
+         for s, samples in next(iter(datasets.values())).splits.items()}
+    mu, sd = x["train"].mean(0), x["train"].std(0) + 1e-6
+    z = {s: (v - mu) / sd for s, v in x.items()}
+    return {name: probe_task(ds.task, z, {s: ds.targets(s) for s in z}, seed) for name, ds in datasets.items()}
 
 
 RIDGE_PENALTIES = (0.1, 1, 10, 100, 1e3, 1e4, 1e5)
 
 
-def ridge_probe(train, val, test, kind: str, metric: str) -> np.ndarray:
+def ridge_probe(task, train, val, test) -> np.ndarray:
     """Closed-form ridge probe on +-1 targets (one-vs-rest for multiclass) over z-scored features: fit on train
-    (X, y) for each of `RIDGE_PENALTIES`, keep the one whose val `metric` is best, return the test scores
-    (N_test, K). Deterministic, closed form; printed beside the check's logistic probe."""
+    (X, y) for each of `RIDGE_PENALTIES`, keep the one whose val metric (`task.metric`) is best, return the test
+    scores in `compute_metrics`' layout. Deterministic, closed form; printed beside the check's logistic probe."""
+    from .downstream.metrics import compute_metrics
+
     (xa, ya), (xv, yv), (xt, _) = train, val, test
     mu, sd = xa.mean(0), xa.std(0) + 1e-6
     xa, xv, xt = [np.c_[(x - mu) / sd, np.ones(len(x))] for x in (xa, xv, xt)]
-    if kind == "multiclass":
-        targets = np.eye(int(max(ya.max(), yv.max())) + 1)[ya]
-    else:
-        targets = ya.reshape(len(ya), -1)
+    targets = np.eye(len(task.labels))[ya] if task.kind == "multiclass" else ya.reshape(len(ya), -1)
     targets = targets * 2.0 - 1
     gram = xa @ xa.T  # dual form: features may outnumber clips
     best = None
     for lam in RIDGE_PENALTIES:
         w = xa.T @ np.linalg.solve(gram + lam * np.eye(len(xa)), targets)
-        scores = xv @ w
-        s = metric_value(kind, metric, scores if kind != "binary" else scores[:, 0], yv)
+        s = compute_metrics(task.kind, task.scores(torch.as_tensor(xv @ w)), yv)[task.metric]
         if best is None or s > best[0]:
             best = (s, w)
-    return xt @ best[1]
-
-
-def metric_value(kind: str, metric: str, scores: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy (multiclass) or AUC (mean over labels with both classes present), in numpy for resampling."""
-    if metric == "acc":
-        return float((scores.argmax(1) == y).mean())
-    s, t = (scores[:, None], y[:, None]) if scores.ndim == 1 else (scores, y)
-    aucs = []
-    for j in range(t.shape[1]):
-        pos = t[:, j] == 1
-        n1, n0 = int(pos.sum()), int((~pos).sum())
-        if n1 and n0:
-            ranks = np.empty(len(s))
-            ranks[np.argsort(s[:, j], kind="stable")] = np.arange(1, len(s) + 1)
-            aucs.append((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-    return float(np.mean(aucs)) if aucs else float("nan")
-
-
-def bootstrap_margin(task: str, base: dict, other: dict, n: int = 1000, seed: int = 0,
-                     probe: str = CHECK) -> tuple[float, float]:
-    """95 % interval of metric(other) - metric(base) on the test split by a paired bootstrap over test clips,
-    for the test scores of `probe` (entries of `probe_all`'s results: {"scores": {probe: ...}, "targets": ...})."""
-    _, kind, metric = TASKS[task]
-    y = base["targets"]
-    a, b = base["scores"][probe], other["scores"][probe]
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n):
-        i = rng.integers(0, len(y), len(y))
-        diffs.append(metric_value(kind, metric, b[i], y[i]) - metric_value(kind, metric, a[i], y[i]))
-    lo, hi = np.nanpercentile(diffs, [2.5, 97.5])
-    return float(lo), float(hi)
+    return task.scores(torch.as_tensor(xt @ best[1])).numpy()
 
 
 def compare(pre: dict, rnd: dict, probe: str, seed: int = 0) -> dict:
-    """Pretrained − random margins of one probe on every task, their paired-bootstrap intervals and the verdict."""
-    margins = {t: pre[t][probe]["test"][m] - rnd[t][probe]["test"][m] for t, (_, _, m) in TASKS.items()}
-    intervals = {t: bootstrap_margin(t, rnd[t], pre[t], seed=seed, probe=probe) for t in TASKS}
+    """Pretrained − random margins of one probe on every task, their 95 % paired-bootstrap intervals over the
+    test clips (`marlin.downstream.metrics.paired_bootstrap`, 1000 resamples) and the verdict."""
+    from .downstream.metrics import paired_bootstrap
+    from .synth import TASKS
+
+    margins = {t: pre[t][probe]["test"][task_metric(t)] - rnd[t][probe]["test"][task_metric(t)] for t in pre}
+    intervals = {t: paired_bootstrap(TASKS[t][0], task_metric(t), rnd[t]["scores"][probe], pre[t]["scores"][probe],
+                                     pre[t]["targets"], seed=seed) for t in pre}
     return {"margin_pretrained_minus_random": margins, "margin_95ci_paired_bootstrap": intervals,
             "pretrained_higher_on_every_task": all(v > 0 for v in margins.values()),
             "pretrained_beats_random_on_every_task": all(lo > 0 for lo, _ in intervals.values())}
@@ -252,6 +239,8 @@ def plot_losses(history: list[dict], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from .atomic import atomic_path
 
     rows = [r for r in history if r.get("kind") == "train" and "rec_loss" in r]
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -265,7 +254,8 @@ def plot_losses(history: list[dict], path: Path) -> Path:
     ax[1].set(title="adversarial terms", xlabel="iteration")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
@@ -291,9 +281,9 @@ def _random_twin(result, seed: int):
 def _table(rows: list[tuple[str, dict]]) -> list[str]:
     """Test metric of every task under every probe (the check first), one column per encoder."""
     names = (n if n == "random init" else f"pretrained ({n} masking)" for n, _ in rows)
-    head = "| task | metric | probe | " + " | ".join(names) + " |"
-    lines = [head, "|" + "---|" * (3 + len(rows))]
-    for task, (_, _, metric) in TASKS.items():
+    lines = ["| task | metric | probe | " + " | ".join(names) + " |", "|" + "---|" * (3 + len(rows))]
+    for task in rows[0][1]:
+        metric = task_metric(task)
         for probe in PROBES:
             vals = " | ".join(f"{r[task][probe]['test'][metric]:.3f}" for _, r in rows)
             label = f"**{probe}** (check)" if probe == CHECK else probe
@@ -301,30 +291,77 @@ def _table(rows: list[tuple[str, dict]]) -> list[str]:
     return lines
 
 
+def _margin_text(c: dict) -> str:
+    return ", ".join(f"{t} {c['margin_pretrained_minus_random'][t]:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                     for t, (lo, hi) in c["margin_95ci_paired_bootstrap"].items())
+
+
+def _markdown(s: DemoSettings, report: dict, datasets: dict, main, names: list[str]) -> list[str]:
+    results, check, pictures = report["results"], report["probes"][CHECK], report["pictures"]
+    splits = next(iter(datasets.values())).splits
+    test_where = f"a separate world made with seed {s.seed + 1}" if s.test_items else "its test split"
+    readout = {"spatial": "the mean and standard deviation over time of every spatial token position (z-scored)",
+               "pooled": "the pooled clip feature (official `extract_features`, z-scored)"}[s.readout]
+    verdict = "yes" if report["pretrained_beats_random_on_every_task"] else "NO"
+    others = [f"- {probe} ({PROBES[probe]}): {_margin_text(c)}; clear on every task: "
+              f"{'yes' if c['pretrained_beats_random_on_every_task'] else 'no'}."
+              for probe, c in report["probes"].items() if probe != CHECK]
+    lines = [
+        "# MARLIN demo report", "",
+        f"Synthetic world: {s.num_items} clips, {s.frames} frames at {s.size} px, seed {s.seed}; probes fitted on "
+        f"its train split ({len(splits['train'])} clips), selected on its val split ({len(splits['val'])}) and "
+        f"scored on {test_where} ({len(splits['test'])} clips).",
+        f"Pretraining: config `{s.config}` ({main.config.mask_strategy} masking, precision {main.precision}), "
+        f"{main.iterations} iterations in {main.seconds / 60:.1f} min (stopped by {main.stopped_by}); final "
+        f"reconstruction loss {report['pretraining']['final_rec_loss']}.",
+        f"Linear probes on {readout}, over every {main.config.model.n_frames}-frame window of each video at the "
+        f"pretraining sample rate ({main.config.sample_rate}), encoders run in {report['feature_precision']}; "
+        "metrics on the test clips.", "",
+        *_table([(n, results[n]) for n in names]), "",
+        f"The check's probe: {CHECK} ({PROBES[CHECK]}). Margin pretrained − random [95 % paired-bootstrap "
+        "interval over test clips]: " + _margin_text(check) + ".",
+        f"Pretrained beats random by a clear margin (interval above 0) on every task: **{verdict}**.", "",
+        "The same margins under the other probes, on the same features:", "", *others, "",
+        "Wall time per stage (minutes): " + ", ".join(f"{k} {v / 60:.1f}" for k, v in report["stage_seconds"].items())
+        + ".", "", "![loss curve](loss_curve.png)", "",
+    ]
+    if "reconstruction" in pictures:
+        lines += ["Reconstruction (original | masked | reconstruction):", "", "![reconstruction](reconstruction.png)", ""]
+    if "fasking_masks" in pictures:
+        lines += ["Masks per strategy:", "", "![masks](fasking_masks.png)", ""]
+    return lines
+
+
 def run_demo(s: DemoSettings) -> dict:
-    """Run the demo; returns the report dict (also written to OUT/report.json and OUT/report.md)."""
-    from .data import load_item
+    """Run the demo; returns the report dict (also written to OUT/report/report.json and report.md)."""
+    from .atomic import write_json, write_text
     from .models import Marlin
     from .synth import generate_dataset
+    from .train import pretrain_config
 
+    if s.readout not in READOUTS or s.precision not in PRECISIONS:
+        raise ValueError(f"readout must be one of {READOUTS} and precision one of {PRECISIONS}, "
+                         f"got {s.readout!r} and {s.precision!r}")
     t0 = time.perf_counter()
+    stage, clock = {}, [t0]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        stage[name] = now - clock[0]
+        clock[0] = now
+
     out = Path(s.out_dir)
-    data_dir = out / "data"
-    report_dir = out / "report"
+    data_dir, test_dir, report_dir = out / "data", (out / "data_test" if s.test_items else None), out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
 
     _say(f"1/4 synthetic world: {s.num_items} clips of {s.frames} frames at {s.size}px -> {data_dir}")
     generate_dataset(data_dir, s.num_items, frames=s.frames, size=s.size, seed=s.seed, workers=s.workers,
                      progress=s.progress)
-    splits = split_items(data_dir)
-    if s.test_items:  # a second world (another seed): more test clips, and identities pretraining never saw
-        test_dir = out / "data_test"
+    if test_dir is not None:  # a second world (another seed): more test clips, and identities pretraining never saw
         _say(f"    test world: {s.test_items} clips, seed {s.seed + 1} -> {test_dir}")
-        made = generate_dataset(test_dir, s.test_items, frames=s.frames, size=s.size, seed=s.seed + 1,
-                                workers=s.workers, progress=s.progress)
-        splits["test"] = [load_item(d) for d in made]  # items 0..test_items-1, even in a larger reused world
-
-    from .train import pretrain_config
+        generate_dataset(test_dir, s.test_items, frames=s.frames, size=s.size, seed=s.seed + 1, workers=s.workers,
+                         progress=s.progress)
+    lap("synthetic worlds")
 
     cfg = pretrain_config(s.config)
     strategy = cfg.mask_strategy
@@ -339,15 +376,20 @@ def run_demo(s: DemoSettings) -> dict:
                                         out / f"pretrain_{other}")
     main = runs[strategy]
     _say(f"    {main.iterations} iterations in {main.seconds / 60:.1f} min (stopped by {main.stopped_by})")
+    lap("pretraining")
 
-    _say("3/4 features + linear probes: pretrained vs random encoder of the same size")
+    precision = s.precision if s.precision != "auto" else ("bf16" if "bf16" in main.precision else "fp32")
+    _say(f"3/4 features ({precision}) + linear probes: pretrained vs random encoder of the same size")
+    datasets = task_datasets(data_dir, test_dir, s.test_items)
     encoders = {name: Marlin.from_file(None, r.exports["safetensors"], full_model=False) for name, r in runs.items()}
     encoders = {"random init": _random_twin(main, s.seed), **encoders}
-    feats = {k: encode_items(encoders, its, progress=s.progress, desc=f"features ({k}, {len(encoders)} encoders)",
-                             readout=s.readout, sample_rate=main.config.sample_rate)
-             for k, its in splits.items()}  # each video decoded once for all encoders
-    results = {name: probe_all({k: (feats[k][name], its) for k, its in splits.items()}, seed=s.seed)
-               for name in encoders}
+    videos = [str(smp.source) for samples in next(iter(datasets.values())).splits.values() for smp in samples]
+    feats = encode_videos(encoders, videos, main.config.sample_rate, s.readout, precision=precision,
+                          progress=s.progress, desc=f"features ({len(encoders)} encoders)")
+    lap("features")
+    results = {name: probe_all(datasets, dict(zip(videos, f)), seed=s.seed) for name, f in feats.items()}
+    comparisons = {probe: compare(results[strategy], results["random init"], probe, seed=s.seed) for probe in PROBES}
+    lap("probes")
 
     _say("4/4 report")
     pictures = {"loss_curve": plot_losses(main.history, report_dir / "loss_curve.png")}
@@ -355,12 +397,8 @@ def run_demo(s: DemoSettings) -> dict:
         pictures["reconstruction"] = Path(shutil.copy(main.reconstructions[-1], report_dir / "reconstruction.png"))
     if main.mask_picture:
         pictures["fasking_masks"] = Path(shutil.copy(main.mask_picture, report_dir / "fasking_masks.png"))
-
-    pre, rnd = results[strategy], results["random init"]
-    comparisons = {probe: compare(pre, rnd, probe, seed=s.seed) for probe in PROBES}
-    check = comparisons[CHECK]
-    results = {n: {t: {k: v for k, v in r.items() if k not in ("scores", "targets")} for t, r in res.items()}
-               for n, res in results.items()}
+    results = {n: {t: {p: r[p] for p in PROBES} for t, r in res.items()} for n, res in results.items()}
+    lap("report")
     report = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()},
         "pretraining": {"iterations": main.iterations, "minutes": main.seconds / 60, "stopped_by": main.stopped_by,
@@ -368,54 +406,24 @@ def run_demo(s: DemoSettings) -> dict:
                         "final_rec_loss": next((r["rec_loss"] for r in reversed(main.history)
                                                 if r.get("kind") == "train" and "rec_loss" in r), None),
                         "exports": {k: str(v) for k, v in main.exports.items()}},
-        "results": results, "check_probe": CHECK, **check,
+        "feature_precision": precision,
+        "splits": {k: len(v) for k, v in next(iter(datasets.values())).splits.items()},
+        "metrics": {t: task_metric(t) for t in datasets},
+        "results": results, "check_probe": CHECK, **comparisons[CHECK],
         "probes": {probe: {"description": PROBES[probe], **c} for probe, c in comparisons.items()},
         "pictures": {k: str(v) for k, v in pictures.items()},
-        "seconds_total": time.perf_counter() - t0,
+        "stage_seconds": stage, "seconds_total": time.perf_counter() - t0,
     }
-    (report_dir / "report.json").write_text(json.dumps(report, indent=1, default=float))
     names = ["random init", *runs]
-
-    def margin_text(c: dict) -> str:
-        return ", ".join(f"{t} {c['margin_pretrained_minus_random'][t]:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-                         for t, (lo, hi) in c["margin_95ci_paired_bootstrap"].items())
-
-    clear = check["pretrained_beats_random_on_every_task"]
-    verdict = "yes" if clear else "NO"
-    others = [f"- {probe} ({PROBES[probe]}): {margin_text(c)}; clear on every task: "
-              f"{'yes' if c['pretrained_beats_random_on_every_task'] else 'no'}."
-              for probe, c in comparisons.items() if probe != CHECK]
-    test_where = (f"a separate world made with seed {s.seed + 1}" if s.test_items else "its test split")
-    readout = {"spatial": "the mean and standard deviation over time of every spatial token position (z-scored)",
-               "pooled": "the pooled clip feature (official `extract_features`, z-scored)"}[s.readout]
-    lines = [
-        "# MARLIN demo report", "",
-        f"Synthetic world: {s.num_items} clips, {s.frames} frames at {s.size} px, seed {s.seed}; probes fitted on "
-        f"its train split ({len(splits['train'])} clips), selected on its val split ({len(splits['val'])}) and "
-        f"scored on {test_where} ({len(splits['test'])} clips).",
-        f"Pretraining: config `{s.config}` ({strategy} masking, precision {main.precision}), {main.iterations} "
-        f"iterations in {main.seconds / 60:.1f} min (stopped by {main.stopped_by}); final reconstruction loss "
-        f"{report['pretraining']['final_rec_loss']}.",
-        f"Linear probes on {readout}, over every {main.config.model.n_frames}-frame window of each video at the "
-        f"pretraining sample rate ({main.config.sample_rate}); metrics on the test clips.", "",
-        *_table([(n, results[n]) for n in names]), "",
-        f"The check's probe: {CHECK} ({PROBES[CHECK]}). Margin pretrained − random [95 % paired-bootstrap "
-        "interval over test clips]: " + margin_text(check) + ".",
-        f"Pretrained beats random by a clear margin (interval above 0) on every task: **{verdict}**.", "",
-        "The same margins under the other probes, on the same features:", "", *others, "",
-        "![loss curve](loss_curve.png)", "",
-    ]
-    if "reconstruction" in pictures:
-        lines += ["Reconstruction (original | masked | reconstruction):", "",
-                  "![reconstruction](reconstruction.png)", ""]
-    if "fasking_masks" in pictures:
-        lines += ["Masks per strategy:", "", "![masks](fasking_masks.png)", ""]
-    (report_dir / "report.md").write_text("\n".join(lines) + "\n")
+    write_json(report_dir / "report.json", report)
+    write_text(report_dir / "report.md", "\n".join(_markdown(s, report, datasets, main, names)) + "\n")
     print("\n".join(_table([(n, results[n]) for n in names])))
+    verdict = "yes" if report["pretrained_beats_random_on_every_task"] else "NO"
     _say(f"pretrained beats random by a clear margin on every task ({CHECK} probe): {verdict} "
-         f"(margin [95 % interval]: {margin_text(check)})")
+         f"(margin [95 % interval]: {_margin_text(comparisons[CHECK])})")
     for probe, c in comparisons.items():
         if probe != CHECK:
-            _say(f"{probe} probe, for comparison: {margin_text(c)}")
-    _say(f"done in {report['seconds_total'] / 60:.1f} min. Report: {report_dir / 'report.md'}")
+            _say(f"{probe} probe, for comparison: {_margin_text(c)}")
+    _say("stages (min): " + ", ".join(f"{k} {v / 60:.1f}" for k, v in stage.items())
+         + f"; done in {report['seconds_total'] / 60:.1f} min. Report: {report_dir / 'report.md'}")
     return report

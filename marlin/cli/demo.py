@@ -25,6 +25,9 @@ def add_arguments(p):
     p.add_argument("--readout", choices=["spatial", "pooled"], default=d.readout,
                    help="probe features: per spatial token position (mean and std over time), or the pooled clip "
                         "feature of the official extract_features")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=d.precision,
+                   help="feature extraction: bf16 autocast or float32; auto: as pretraining ran (bf16 where the CPU "
+                        "computes it natively)")
     p.add_argument("--ablation", action="store_true",
                    help="also pretrain with each of fasking / tube / random masking that is not the config's, "
                         "at the same budget")
@@ -40,7 +43,7 @@ def run(args) -> int:
     report = run_demo(DemoSettings(out_dir=args.out, num_items=args.num, frames=args.frames, size=args.size,
                                    seed=args.seed, workers=args.workers, config=args.config, minutes=args.minutes,
                                    max_steps=args.max_steps, ablation=args.ablation, batch_size=args.batch_size,
-                                   readout=args.readout, test_items=args.test_num,
+                                   readout=args.readout, test_items=args.test_num, precision=args.precision,
                                    progress=not args.quiet))
     if args.strict and not report["pretrained_beats_random_on_every_task"]:
         return 3

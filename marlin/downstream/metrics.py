@@ -8,6 +8,7 @@ Scores may be logits or probabilities (sigmoid / softmax are applied when values
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -170,3 +171,60 @@ def _binary_classes(label_names, cols: dict) -> dict:
     neg, pos = (str(n) for n in label_names)
     return {neg: {"recall": tn / (tn + fp) if tn + fp else float("nan"), "f1": cols["f1_neg"][0]},
             pos: {"recall": tp / (tp + fn) if tp + fn else float("nan"), "f1": cols["f1"][0]}}
+
+
+def _weighted_auc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """AUROC of scores (N,) against 0/1 `positive` (N,) under each row of sample weights (R, N) (a bootstrap
+    resample is its counts); ties count one half, as in torchmetrics. NaN where a row lacks a class. Rows are
+    taken ``chunk`` at a time so the work stays in the cache."""
+    order = np.argsort(scores, kind="stable")
+    s, pos = scores[order], positive[order].astype(bool)
+    new_group = np.r_[True, s[1:] != s[:-1]]
+    starts, group = np.flatnonzero(new_group), np.cumsum(new_group) - 1  # groups of equal scores
+    out = np.empty(len(weights))
+    for r in range(0, len(weights), chunk):
+        w = weights[r:r + chunk][:, order]
+        w_pos, w_neg = w[:, pos], w[:, ~pos]
+        neg_in = np.add.reduceat(np.where(pos, 0.0, w), starts, axis=1)  # negative weight per group
+        wins = np.cumsum(neg_in, axis=1) - 0.5 * neg_in                   # below the group + half of it
+        n_pos, n_neg = w_pos.sum(1), w_neg.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc = (w_pos * wins[:, group[pos]]).sum(1) / (n_pos * n_neg)
+        out[r:r + chunk] = np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+    return out
+
+
+def resampled_metric(task_type: str, metric: str, scores, targets, weights: np.ndarray) -> np.ndarray:
+    """`compute_metrics(task_type, ...)[metric]` of the samples weighted by each row of ``weights`` (R, N), e.g.
+    bootstrap counts, for "acc" (multi-class), "auc" (binary), "auc_label_mean" (multi-label): (R,) values,
+    vectorised over rows (a resample costs microseconds instead of the milliseconds of `compute_metrics`)."""
+    s, y = np.asarray(scores, np.float64), np.asarray(targets)
+    w = np.asarray(weights, np.float64)
+    if (task_type, metric) == ("multiclass", "acc"):
+        return w @ (s.argmax(1) == y) / w.sum(1)
+    if (task_type, metric) == ("binary", "auc"):
+        return _weighted_auc(s.reshape(len(s)), y.reshape(len(y)), w)
+    if (task_type, metric) == ("multilabel", "auc_label_mean"):
+        per_label = np.stack([_weighted_auc(s[:, j], y[:, j], w) for j in range(y.shape[1])], 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a resample without both classes in every label
+            return np.nanmean(per_label, 1)
+    raise ValueError(f"resampled_metric: no vectorised {metric!r} for {task_type} tasks "
+                     "(acc for multiclass, auc for binary, auc_label_mean for multilabel)")
+
+
+def paired_bootstrap(task_type: str, metric: str, base, other, targets, n: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float]:
+    """Interval (central ``level``) of metric(other) - metric(base) over ``n`` paired bootstrap resamples of the
+    samples (the same resample for both score sets; resample i draws N indices from
+    ``np.random.default_rng(seed)`` in turn). Metrics as in `resampled_metric`."""
+    y = np.asarray(targets)
+    idx = np.random.default_rng(seed).integers(0, len(y), (n, len(y)))
+    counts = np.bincount((idx + len(y) * np.arange(n)[:, None]).ravel(), minlength=n * len(y)).reshape(n, len(y))
+    diffs = (resampled_metric(task_type, metric, other, y, counts)
+             - resampled_metric(task_type, metric, base, y, counts))
+    tail = 50 * (1 - level)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NaN, not a warning, where no resample has both classes
+        lo, hi = np.nanpercentile(diffs, [tail, 100 - tail])
+    return float(lo), float(hi)
