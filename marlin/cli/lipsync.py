@@ -137,11 +137,11 @@ def _train(args) -> int:
 
 
 def _save_run_config(out, sections: dict, save_resolved) -> None:
-    """The resolved configuration beside the checkpoint: OUT.yaml (OUT without its suffix)."""
+    """The resolved configuration beside the checkpoint: OUT with the suffix .config.yaml."""
     from pathlib import Path
 
     out = Path(out)
-    save_resolved(sections, out.parent, out.stem + ".yaml")
+    save_resolved(sections, out.parent, out.with_suffix(".config.yaml").name)
 
 
 def _report(hist, key, name, out, store) -> None:
