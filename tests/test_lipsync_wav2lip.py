@@ -73,7 +73,7 @@ def _layers(spec: str):
             kind, ci, co, k, s, p = tok[0], int(tok[1]), int(tok[2]), _pair(tok[3]), _pair(tok[4]), _pair(tok[5])
             extra = tok[6:]
             op = next((int(x[3:]) for x in extra if x.startswith("op=")), 0)
-            layers.append(dict(kind=kind, ci=ci, co=co, k=k, s=s, p=p, res="r" in extra, op=op))
+            layers.append({"kind": kind, "ci": ci, "co": co, "k": k, "s": s, "p": p, "res": "r" in extra, "op": op})
         out.append(layers)
     return out if len(out) > 1 else out[0]
 
@@ -121,7 +121,7 @@ def fabricate(network: str, seed: int = 0) -> collections.OrderedDict:
             sd[name] = torch.rand(shape, generator=g) + 0.5
         elif name.endswith("conv_block.1.weight"):
             sd[name] = torch.rand(shape, generator=g) * 0.5 + 0.5
-        elif name.endswith("bias") or name.endswith("running_mean"):
+        elif name.endswith(("bias", "running_mean")):
             sd[name] = torch.randn(shape, generator=g) * 0.05
         else:  # conv weights: (out, in, kh, kw), transposed ones (in, out, kh, kw)
             transposed = re.match(r"face_decoder_blocks\.[1-9]\.0\.", name) is not None
@@ -184,7 +184,7 @@ def ref_wav2lip(sd, mel, faces_bgr):
 def ref_disc(sd, faces_bgr):
     """Wav2Lip_disc_qual.forward on frames (N, 3, 96, 96) BGR: lower half -> (N, 1)."""
     x = _stages(sd, "disc", "face_encoder_blocks", faces_bgr[:, :, faces_bgr.size(2) // 2:])[-1]
-    return torch.sigmoid(_layer(sd, "binary_pred.0", dict(kind="P", s=1, p=0), x)).view(len(x), -1)
+    return torch.sigmoid(_layer(sd, "binary_pred.0", {"kind": "P", "s": 1, "p": 0}, x)).view(len(x), -1)
 
 
 def _released_file(path, sd, prefix="", legacy=True):
@@ -325,7 +325,7 @@ def test_cli_runs_the_wav2lip_row_from_released_files(released, tmp_path, monkey
     from marlin.lipsync.toy import talking_clip
 
     monkeypatch.setenv("TQDM_DISABLE", "1")
-    d, _, files = released
+    files = released[2]
     faces, audio, _ = talking_clip(7, 96, seed=3)
     write_video_with_audio(tmp_path / "lrs2/main/1/00001.mp4", faces, audio)
     (tmp_path / "lrs2/train.txt").write_text("1/00001\n")

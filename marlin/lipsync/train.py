@@ -12,8 +12,14 @@ import torch
 
 from ..checkpoints import CheckpointError
 from ..config import to_dict
-from .checkpoint import (load_checkpoint, load_discriminator_weights, load_generator, load_syncnet,  # noqa: F401
-                         model_config, save_checkpoint)
+from .checkpoint import (  # load_checkpoint, load_syncnet: also imported from here (public API)
+    load_checkpoint,
+    load_discriminator_weights,
+    load_generator,
+    load_syncnet,
+    model_config,
+    save_checkpoint,
+)
 from .config import GeneratorTrainConfig, SyncTrainConfig
 from .data import ClipStore, batch_stream, generator_batch, sync_batch
 from .generator import Generator, GeneratorConfig, make_discriminator
@@ -68,11 +74,12 @@ def _progress(total: int, start: int, desc: str):
     return tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True)
 
 
-def train_syncnet(store: ClipStore, out, model: SyncNetConfig, train: SyncTrainConfig = SyncTrainConfig(), *,
+def train_syncnet(store: ClipStore, out, model: SyncNetConfig, train: SyncTrainConfig | None = None, *,
                   device: str = "cpu", workers: int = 0) -> list[float]:
-    """Train (or resume from ``out``) the expert ``model`` for ``train.steps`` total steps; returns the per-step
-    losses. ``workers`` > 0 builds batches in that many DataLoader processes."""
-    out = Path(out)
+    """Train (or resume from ``out``) the expert ``model`` for ``train.steps`` total steps (default section:
+    `SyncTrainConfig()`); returns the per-step losses. ``workers`` > 0 builds batches in that many DataLoader
+    processes."""
+    out, train = Path(out), train or SyncTrainConfig()
     net = SyncNet(model).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=train.lr)
     step, history = 0, []
@@ -120,7 +127,7 @@ def _start_weights(gen: Generator, disc, model: GeneratorConfig, train: Generato
         gen.face.encoder.load_state_dict(encoder_state)
 
 
-def train_generator(store: ClipStore, out, model: GeneratorConfig, train: GeneratorTrainConfig = GeneratorTrainConfig(),
+def train_generator(store: ClipStore, out, model: GeneratorConfig, train: GeneratorTrainConfig | None = None,
                     *, syncnet: SyncNet | None = None, encoder_state: dict | None = None, device: str = "cpu",
                     workers: int = 0) -> list[dict]:
     """Train (or resume from ``out``) the generator ``model`` with L1 + frozen-expert sync + GAN losses, as
@@ -131,8 +138,8 @@ def train_generator(store: ClipStore, out, model: GeneratorConfig, train: Genera
     to start the ``marlin`` face encoder from (required for it unless ``train.init``). ``train.encoder_lr``: rate
     of the ViT face encoder (0 freezes it); ``train.sync_after``: Wav2Lip's schedule: the sync term stays at weight
     0 until the expert's loss on the generated windows, averaged over the last 20 steps, falls below this value
-    (Wav2Lip: 0.75), then ``train.sync_wt`` applies."""
-    out = Path(out)
+    (Wav2Lip: 0.75), then ``train.sync_wt`` applies. Default section: `GeneratorTrainConfig()`."""
+    out, train = Path(out), train or GeneratorTrainConfig()
     gen = Generator(model)
     disc = make_discriminator(model, train.disc_width) if train.disc_wt > 0 else None
     if syncnet is None and train.syncnet:
