@@ -264,8 +264,12 @@ def test_mosei_csv_equivalent_and_segment_cut(tmp_path):
     ds = load_dataset("mosei", tmp_path, "sentiment2")
     assert [s.target for s in ds.splits["train"]] == [1] and [s.target for s in ds.splits["test"]] == [0]
     seg = materialize(ds.splits["train"][0], tmp_path / "cache")
-    assert seg == tmp_path / "cache/.segments/vidA/0000.mp4"
+    assert seg.parent == tmp_path / "cache/.segments/vidA" and seg.name.startswith("0000.")
     assert count_frames(seg) == 10  # frames 5..14 of 25 fps
+    import dataclasses  # the same key cut from another interval (an edited label table) is another file
+
+    longer = materialize(dataclasses.replace(ds.splits["train"][0], end=0.8), tmp_path / "cache")
+    assert longer != seg and count_frames(longer) == 15 and count_frames(seg) == 10
     (tmp_path / "mosei_labels.csv").write_text("\n".join(lines + ["vidA,0.6,0.8,1.0,1,0,0,0,0,0,test"]) + "\n")
     with pytest.raises(DatasetError, match="vidA is in two splits"):
         load_dataset("mosei", tmp_path, "emotion")
@@ -356,7 +360,8 @@ def test_synthetic_world_label_files_and_probe_dataset(tmp_path):
     r2 = probe_dataset(model, ds, tmp_path / "feats", max_epochs=50)  # from the cache
     np.testing.assert_equal(r1["test"], r2["test"])  # deterministic (NaN AUC of a one-class label included)
     assert r1["task"]["name"] == "appearance" and r1["skipped"] == [] and r1["test"]["n"] == len(ds.splits["test"])
-    assert (tmp_path / "feats" / train_ids[0] / "clip.npy").is_file()  # `marlin extract` naming
+    # `marlin extract` naming, inside the cache folder of this model's feature record
+    assert len(list((tmp_path / "feats").glob(f"*/{train_ids[0]}/clip.npy"))) == 1
 
 
 def test_items_adapter_reads_meta_labels(tmp_path):
@@ -461,7 +466,7 @@ def test_ffpp_documented_preprocess_recipe_finds_every_sample(tmp_path):
         args = shlex.split(line.replace("ROOT", str(root)))
         assert args[0] == "marlin" and main(args[1:] + ["--quiet"]) == 0, line
     cfg = load_run_config("ffpp_c23_ft", values={"root": str(root)})
-    ds = load_dataset(cfg["dataset"], cfg["root"], cfg["task"], **cfg["dataset_options"])
+    ds = load_dataset(cfg.dataset, cfg.root, cfg.task, **cfg.dataset_options)
     assert not ds.skipped
     assert [len(ds.splits[s]) for s in ("train", "val", "test")] == [2 + 8] * 3  # 2 real + 2 fakes x 4 methods
     for s in (s for split in ds.splits.values() for s in split):
@@ -469,4 +474,4 @@ def test_ffpp_documented_preprocess_recipe_finds_every_sample(tmp_path):
     # before preprocessing, the FT config names the missing folder and the commands
     shutil.rmtree(root / "preprocessed")
     with pytest.raises(DatasetError, match=r"preprocessed/original_sequences.*marlin preprocess"):
-        load_dataset(cfg["dataset"], cfg["root"], cfg["task"], **cfg["dataset_options"])
+        load_dataset(cfg.dataset, cfg.root, cfg.task, **cfg.dataset_options)
