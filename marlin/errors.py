@@ -34,7 +34,15 @@ class MarlinError(Exception):
 
 
 class MissingExtraError(MarlinError, ImportError):
-    """An optional dependency is missing; the message names the extra that provides it."""
+    """An optional dependency is missing; the message names the extra that provides it.
+
+    ``name``: the missing module; ``extra``, ``what`` (what needed it) and ``cause`` rebuild the message for
+    another extra (`marlin demo` names the demo extra where the synthetic world alone would name synth)."""
+
+    def __init__(self, message: str, name: str | None = None, extra: str | None = None, what: str | None = None,
+                 cause: str | None = None):
+        super().__init__(message, name=name)
+        self.extra, self.what, self.cause = extra, what, cause
 
 
 class NoUsableDataError(MarlinError, RuntimeError):
@@ -47,17 +55,20 @@ def install_hint(extra: str) -> str:
 
 def missing_extra(err: ImportError, extra: str | None = None, what: str | None = None) -> MissingExtraError:
     """The MissingExtraError for ``err`` (an ImportError of an optional package): names the package, and
-    ``extra`` or else the first extra that provides it. ``what`` says what needed it."""
-    if isinstance(err, MissingExtraError):
-        return err
+    ``extra`` when that extra provides it, else the first extra that does. ``what`` says what needed it."""
     module = (err.name or "").split(".")[0]
+    if isinstance(err, MissingExtraError):
+        if err.extra is None or extra in (None, err.extra) or module not in EXTRAS.get(extra, ()):
+            return err
+        what, cause = what or err.what, err.cause
+    else:
+        cause = f"{module} is not installed" if isinstance(err, ModuleNotFoundError) and module else f"{err}"
     if extra is None or module not in EXTRAS.get(extra, (module,)):
         extra = next((e for e, mods in EXTRAS.items() if module in mods), extra)
-    cause = f"{module} is not installed" if isinstance(err, ModuleNotFoundError) and module else f"{err}"
     if extra is None:
-        return MissingExtraError(f"{what or 'this'} needs a package that cannot be imported ({cause})")
+        return MissingExtraError(f"{what or 'this'} needs a package that cannot be imported ({cause})", err.name)
     need = f"{what} needs the '{extra}' extra" if what else f"the '{extra}' extra is missing"
-    return MissingExtraError(f"{need} ({cause}): {install_hint(extra)}")
+    return MissingExtraError(f"{need} ({cause}): {install_hint(extra)}", err.name, extra, what, cause)
 
 
 def require(module: str, extra: str, what: str | None = None):

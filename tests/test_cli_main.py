@@ -29,6 +29,9 @@ def run(args):
         open("/nonexistent/dir/file.txt")
     if args.what == "cv2":
         raise ModuleNotFoundError("No module named 'cv2'", name="cv2")
+    if args.what == "synth":  # raised for the synth extra, reported for the command's extra (face has cv2 too)
+        from marlin.errors import missing_extra
+        raise missing_extra(ModuleNotFoundError("No module named 'cv2'", name="cv2"), "synth", "the synthetic world")
     if args.what == "usage":
         raise SystemExit("give exactly one of --a or --b")
     if args.what == "multi":
@@ -52,6 +55,8 @@ def fake(tmp_path, monkeypatch):
     ("oserror", 2, "marlin fake: error: /nonexistent/dir/file.txt: No such file or directory"),
     ("cv2", 3, "marlin fake: error: the 'face' extra is missing (cv2 is not installed): "
                "pip install 'facemarlin-toolkit[face]'"),
+    ("synth", 3, "marlin fake: error: the synthetic world needs the 'face' extra (cv2 is not installed): "
+                 "pip install 'facemarlin-toolkit[face]'"),
     ("usage", 2, "marlin fake: error: give exactly one of --a or --b"),
     ("bug", 4, "marlin fake: error: ZeroDivisionError: division by zero (unexpected; run with --debug for the "
                "traceback)"),
