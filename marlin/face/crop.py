@@ -1,7 +1,8 @@
 """Square crop boxes from landmarks, temporal smoothing, and cropping with black padding.
 
-Box convention (calibrated against the official RetinaFace crops of the sample videos, see
-docs/face_pipeline.md): side = SIDE_SCALE x the larger side of the 468-landmark bounding box,
+Box convention (calibrated against the official RetinaFace crops of the official sample videos, see
+docs/face_pipeline.md): side = SIDE_SCALE x the face scale of :func:`face_scale` (several landmark
+distances, so that the size does not depend on in-plane rotation, mirroring or the face's width alone),
 centre = landmark-box centre shifted by CENTER_SHIFT x side (slightly up and to the image left).
 """
 from __future__ import annotations
@@ -9,15 +10,51 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-SIDE_SCALE = 1.05
+SIDE_SCALE = 0.975
 CENTER_SHIFT = (-0.01, -0.05)
+# Face-mesh points of the size model
+FOREHEAD, CHIN = 10, 152
+EYES = (33, 133, 263, 362)         # outer and inner corners of both eyes
+MOUTH = (61, 291, 13, 14)          # mouth corners, inner lip midpoints
+OUTER_EYES = (33, 263)
+CHEEKS = (234, 454)
+# Typical official box side / distance (geometric mean of the per-video medians over the five
+# official sample videos; benchmarks/crop_calibration.py): each distance becomes a side estimate.
+RATIO = {"forehead_chin": 1.08, "eyes_mouth": 2.78, "outer_eyes": 2.12, "cheeks": 1.34}
+CONVENTION = (f"side={SIDE_SCALE}*mean(mean(forehead-chin, eyes-mouth), max(outer eyes, cheeks)) "
+              f"as side estimates {RATIO}, shift={list(CENTER_SHIFT)}, gaussian smoothing")
+
+
+def _dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(a - b, axis=-1)
+
+
+def face_scale(landmarks: np.ndarray) -> np.ndarray:
+    """(..., 468, 2 or 3) face-mesh points -> (...) the official box side they predict (before SIDE_SCALE).
+
+    Vertical estimate: mean of forehead-chin (3D) and eye centre-mouth centre (2D, the distance least
+    changed by yaw). Horizontal estimate: the larger of outer eye corners and cheek to cheek (3D, so
+    a turned face is partly corrected by the mesh depth; the larger one is the less foreshortened).
+    The result is the mean of both. Distances only: unchanged by in-plane rotation, mirroring and
+    translation, proportional to scale. Uses the depth column when present.
+    """
+    if landmarks.shape[-2] != 468:
+        raise ValueError(f"face_scale needs the 468 face-mesh points, got {landmarks.shape[-2]}")
+    p3 = landmarks[..., :3]
+    p2 = landmarks[..., :2]
+    eyes, mouth = p2[..., EYES, :].mean(-2), p2[..., MOUTH, :].mean(-2)
+    vertical = (RATIO["forehead_chin"] * _dist(p3[..., FOREHEAD, :], p3[..., CHIN, :])
+                + RATIO["eyes_mouth"] * _dist(eyes, mouth)) / 2
+    horizontal = np.maximum(RATIO["outer_eyes"] * _dist(p3[..., OUTER_EYES[0], :], p3[..., OUTER_EYES[1], :]),
+                            RATIO["cheeks"] * _dist(p3[..., CHEEKS[0], :], p3[..., CHEEKS[1], :]))
+    return (vertical + horizontal) / 2
 
 
 def raw_boxes(landmarks: np.ndarray) -> np.ndarray:
-    """(T, K, 2+) landmarks (NaN where no face) -> (T, 3) cx, cy, side in source pixels (NaN rows kept)."""
+    """(T, 468, 2+) landmarks (NaN where no face) -> (T, 3) cx, cy, side in source pixels (NaN rows kept)."""
     pts = landmarks[..., :2]
     lo, hi = pts.min(1), pts.max(1)  # (T, 2)
-    side = SIDE_SCALE * (hi - lo).max(1)
+    side = SIDE_SCALE * face_scale(landmarks)
     c = (lo + hi) / 2 + np.asarray(CENTER_SHIFT) * side[:, None]
     return np.concatenate([c, side[:, None]], 1)
 

