@@ -6,7 +6,6 @@ import json
 import logging
 import sys
 
-
 # the config sections each training / scoring action reads (flags generated from their fields)
 SECTIONS = {"train-syncnet": ("data", "syncnet", "syncnet_training"), "train": ("data", "generator", "training"),
             "evaluate": ("data", "evaluation")}
