@@ -65,10 +65,11 @@ def lrs2_entries(root, split: str = "train", faces=None) -> list[Entry]:
 
 
 def video_entries(paths) -> list[Entry]:
-    """Entries for face videos (with their own audio) given as files, folders or txt lists."""
-    from ..video import find_videos
+    """Entries for face videos (with their own audio) given as files, folders or txt lists; one name per video
+    (`marlin.video.video_names`: names mirror the inputs' tree, clashes are refused)."""
+    from ..video import video_names
 
-    return [Entry(str(rel.with_suffix("")), p, p) for p, rel in find_videos(paths)]
+    return [Entry(name, p, p) for p, name in video_names(paths)]
 
 
 def face_fps(path) -> float:
