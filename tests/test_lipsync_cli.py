@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import tiny_config
 from marlin.cli import main
 from marlin.lipsync.align import frames_for_audio
 from marlin.lipsync.audio import load_audio
 from marlin.lipsync.toy import talking_clip
-from marlin.models import Marlin, MarlinConfig
+from marlin.models import Marlin
 from marlin.video import read_frames
 
 TINY = ["--face-size", "32", "--width", "8"]
@@ -39,8 +40,7 @@ def _train(d):
 
 def test_train_marlin_encoder(trained, capsys):
     d = trained
-    cfg = MarlinConfig(img_size=32, patch_size=16, n_frames=16, encoder_embed_dim=32, encoder_depth=1,
-                       encoder_num_heads=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    cfg = tiny_config(n_frames=16, encoder_embed_dim=32, decoder_embed_dim=16)
     Marlin(cfg).save(d / "tiny.safetensors")
     common = ["lipsync", "train", "--data", str(d / "lrs2"), "--encoder", "marlin", "--marlin",
               str(d / "tiny.safetensors"), *TINY, "--audio-dim", "16", "--decoder-width", "16", "--steps", "2",
@@ -127,8 +127,7 @@ def test_evaluate_resumes_and_skips_bad_input(trained, capsys):
 
 def test_evaluate_fid_with_a_marlin_extractor(trained, capsys):
     d = trained
-    cfg = MarlinConfig(img_size=32, patch_size=16, n_frames=4, encoder_embed_dim=16, encoder_depth=1,
-                       encoder_num_heads=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    cfg = tiny_config(decoder_embed_dim=16)
     torch.manual_seed(0)
     Marlin(cfg, full_model=False).save(d / "fid_marlin.safetensors")
     assert main(["lipsync", "evaluate", "--syncnet", str(d / "sync.pt"), "--videos", str(d / "lrs2/main/1000"), "--out",

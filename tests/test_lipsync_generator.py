@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import tiny_config
 from marlin.lipsync.config import GeneratorTrainConfig
 from marlin.lipsync.data import ClipStore, generator_batch, lrs2_entries
 from marlin.lipsync.generator import Discriminator, Generator, GeneratorConfig, load_marlin_encoder
@@ -11,10 +12,9 @@ from marlin.lipsync.losses import discriminator_loss, generator_losses
 from marlin.lipsync.syncnet import SyncNet, SyncNetConfig
 from marlin.lipsync.toy import write_toy_lrs2
 from marlin.lipsync.train import load_checkpoint, load_generator, train_generator
-from marlin.models import Marlin, MarlinConfig
+from marlin.models import Marlin
 
-TINY_VIT = MarlinConfig(img_size=32, patch_size=16, n_frames=16, encoder_embed_dim=32, encoder_depth=1,
-                        encoder_num_heads=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+TINY_VIT = tiny_config(n_frames=16, encoder_embed_dim=32, decoder_embed_dim=16)
 CNN = GeneratorConfig("cnn", 5, 32, width=8, audio_dim=32)
 VIT = GeneratorConfig("vit", 16, 32, width=8, audio_dim=32, decoder_width=32, marlin=TINY_VIT.to_dict())
 
@@ -63,7 +63,7 @@ def test_marlin_weights_load(tmp_path):
     load_marlin_encoder(gen, tmp_path / "tiny.safetensors")
     for k, v in m.encoder.state_dict().items():
         assert torch.equal(gen.face.encoder.state_dict()[k], v)
-    other = Marlin(MarlinConfig(**{**TINY_VIT.to_dict(), "encoder_embed_dim": 16}))
+    other = Marlin(tiny_config(n_frames=16, decoder_embed_dim=16))
     other.save(tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="does not match"):
         load_marlin_encoder(gen, tmp_path / "other.safetensors")
@@ -130,8 +130,7 @@ def test_official_marlin_checkpoint_gives_the_official_token_maps():
 
 def test_lrs2_96px_faces_go_through_224_and_back():
     """The paper's setting: 96 px faces upsampled to the 224 px encoder, output brought back to 96 px."""
-    cfg224 = MarlinConfig(img_size=224, patch_size=16, n_frames=16, encoder_embed_dim=16, encoder_depth=1,
-                          encoder_num_heads=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    cfg224 = tiny_config(img_size=224, n_frames=16, decoder_embed_dim=16)
     gen = Generator(GeneratorConfig("vit", 16, 96, width=4, audio_dim=8, decoder_width=16, marlin=cfg224.to_dict()))
     with torch.no_grad():
         out = gen(torch.rand(1, 16, 6, 96, 96), torch.rand(1, 16, 1, 80, 16))

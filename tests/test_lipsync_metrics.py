@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import tiny_config
 from marlin.checkpoints import CheckpointError
 from marlin.lipsync.fid import fid, frechet_distance, load_extractor, statistics
 from marlin.lipsync.inception import FIDInceptionV3
@@ -89,10 +90,9 @@ def test_inception_weights_file(tmp_path):
 
 def test_marlin_extractor_fid(tmp_path):
     from marlin.lipsync.toy import talking_clip
-    from marlin.models import Marlin, MarlinConfig
+    from marlin.models import Marlin
 
-    cfg = MarlinConfig(img_size=32, patch_size=16, n_frames=4, encoder_embed_dim=16, encoder_depth=1,
-                       encoder_num_heads=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    cfg = tiny_config(decoder_embed_dim=16)
     torch.manual_seed(0)
     Marlin(cfg, full_model=False).save(tmp_path / "m.safetensors")
     ext = load_extractor("marlin", tmp_path / "m.safetensors")
