@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import tiny_config
 from marlin.downstream.datasets import DatasetError, load_dataset
 from marlin.downstream.datasets.mosei import EMOTIONS
 from marlin.video import write_video
@@ -343,7 +344,7 @@ def test_mafw_names_and_ids(tmp_path, mp4):
 def test_synthetic_world_label_files_and_probe_dataset(tmp_path):
     """The synthetic generator's CelebV-HQ-style and CSV label files load, and probe_dataset runs on them."""
     from marlin.downstream import probe_dataset
-    from marlin.models import Marlin, MarlinConfig
+    from marlin.models import Marlin
     from marlin.synth.dataset import generate_dataset
 
     generate_dataset(tmp_path, 12, frames=8, size=32, progress=False)
@@ -353,8 +354,7 @@ def test_synthetic_world_label_files_and_probe_dataset(tmp_path):
     assert ds.splits["train"][0].source == tmp_path / train_ids[0] / "clip.mp4"
     man = load_dataset("csv", tmp_path, task="manipulated", csv="labels/manipulated.csv")
     assert man.task.kind == "binary" and [s.key for s in man.splits["train"]] == [s.key for s in ds.splits["train"]]
-    cfg = MarlinConfig(img_size=32, patch_size=16, n_frames=4, encoder_embed_dim=16, encoder_depth=1,
-                       encoder_num_heads=2, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    cfg = tiny_config(decoder_embed_dim=16)
     model = Marlin(cfg, full_model=False)
     r1 = probe_dataset(model, ds, tmp_path / "feats", max_epochs=50)
     r2 = probe_dataset(model, ds, tmp_path / "feats", max_epochs=50)  # from the cache
