@@ -40,8 +40,8 @@ def test_overrides_and_unknown_keys():
         load_run_config({"dataset": "csv", "root": "x", "lr": 1})
     with pytest.raises(ConfigError, match=r"windows: unknown key 'strde' \(did you mean 'stride'\?\)"):
         load_run_config("dfew_lp", ["windows.strde=4"])
-    with pytest.raises(ConfigError, match="unknown training options"):  # checked before any extraction
-        load_run_config("dfew_lp", ["train.learning_rate=1"])
+    with pytest.raises(ConfigError, match="train: unknown key 'lrr' \\(did you mean 'lr'\\?\\)"):
+        load_run_config("dfew_lp", ["train.lrr=1"])
     with pytest.raises(ConfigError, match="solver must be one of"):
         load_run_config("dfew_lp", ["solver=newton"])
     with pytest.raises(FileNotFoundError, match="shipped config"):

@@ -37,17 +37,11 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 1 or None (full batch), got {self.batch_size}")
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "TrainConfig":
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        if "betas" in d:
-            d["betas"] = tuple(float(b) for b in d["betas"])
-        for k in ("lr", "weight_decay", "lr_factor", "min_lr"):
-            if k in d:
-                d[k] = float(d[k])
-        return cls(**d)
+    def from_dict(cls, d: dict | None, where: str = "train") -> "TrainConfig":
+        """Checked through the config layer: unknown keys are errors with a suggestion, values converted."""
+        from ..config import from_dict
+
+        return from_dict(cls, d or {}, where)
 
     def to_dict(self) -> dict:
         d = asdict(self)
