@@ -137,9 +137,54 @@ def write_fixture(path: Path, official: Path | None, cache: Path, per_video: int
     print(f"wrote {path} ({len(names)} frames)")
 
 
+def _jitter(lms: np.ndarray, side_fn, window: int = 15) -> float:
+    """Std of log raw size minus its moving average (frames with a face): frame-to-frame size noise."""
+    x = np.log(side_fn(lms[~np.isnan(lms[:, 0, 0])]))
+    smooth = np.convolve(np.pad(x, window // 2, mode="edge"), np.ones(window) / window, mode="valid")
+    return float(np.std(x - smooth))
+
+
+DISTANCES = {  # single distances, for the spread comparison
+    "landmark box": lambda lms: (lms[..., :2].max(-2) - lms[..., :2].min(-2)).max(-1),
+    "outer eyes 3D": lambda lms: np.linalg.norm(lms[..., 33, :] - lms[..., 263, :], axis=-1),
+    "cheeks 3D": lambda lms: np.linalg.norm(lms[..., 234, :] - lms[..., 454, :], axis=-1),
+    "forehead-chin 3D": lambda lms: np.linalg.norm(lms[..., 10, :] - lms[..., 152, :], axis=-1),
+    "eyes-mouth 2D": lambda lms: np.linalg.norm(lms[..., C.EYES, :2].mean(-2) - lms[..., C.MOUTH, :2].mean(-2), axis=-1),
+    "combined (new)": C.face_scale,
+}
+
+
+def spread_table(matched: dict) -> None:
+    """Per-video median of official side / each distance; the spread max/min; leave-one-video-out."""
+    print("   official side / distance, per-video median; spread = max/min - 1")
+    for name, fn in DISTANCES.items():
+        r = np.array([np.median(side / fn(lms)) for lms, side in matched.values()])
+        print(f"   {name:17s} " + " ".join(f"{v:.3f}" for v in r) + f"   spread {100 * (r.max() / r.min() - 1):.1f}%")
+    if len(matched) < 3:
+        return
+    # leave one video out: refit the four distance ratios and the overall scale without it
+    names = list(matched)
+    parts = {"forehead_chin": DISTANCES["forehead-chin 3D"], "eyes_mouth": DISTANCES["eyes-mouth 2D"],
+             "outer_eyes": DISTANCES["outer eyes 3D"], "cheeks": DISTANCES["cheeks 3D"]}
+    logr = {p: np.array([np.median(np.log(side / fn(lms))) for lms, side in matched.values()]) for p, fn in parts.items()}
+    held = []
+    for i in range(len(names)):
+        ratio = {p: float(np.exp(np.delete(v, i).mean())) for p, v in logr.items()}
+        old, C.RATIO = C.RATIO, ratio
+        try:
+            m = np.array([np.median(np.log(side / C.face_scale(lms))) for lms, side in matched.values()])
+        finally:
+            C.RATIO = old
+        held.append(np.exp(m[i] - np.delete(m, i).mean()))
+    print("   left-out video's official side / predicted (refit without it): " + " ".join(f"{v:.3f}" for v in held))
+
+
 def official_table(official: Path | None, cache: Path) -> None:
-    print("1. IoU with the official crop box per matched frame (median / p10 / min), official side / ours (median)")
-    print(f"   {'video':8s} {'frames':>6s}  {'new: IoU med  p10   min  ratio':32s} {'old: IoU med  p10   min  ratio'}")
+    print("1. IoU with the official crop box per matched frame (median / p10 / min), official side / ours (median);")
+    print("   IoU p10 with only our size (official centre) / only our centre; jitter = frame-to-frame size noise (std)")
+    print(f"   {'video':8s} {'frames':>6s}  {'new: IoU med  p10   min  ratio size centre jitter':50s}"
+          f" {'old: IoU med  p10   min  ratio size centre jitter'}")
+    matched = {}
     for name in (f"video0{i}" for i in range(1, 6)):
         entries = official_boxes(name, official, cache)
         if entries is None:
@@ -148,15 +193,22 @@ def official_table(official: Path | None, cache: Path) -> None:
         path = video_path(name, official)
         lms = track(iter_frames(path))
         j = np.array([x["j"] for x in e])
-        off = C.to_xyxy(np.array([[x["cx"], x["cy"], x["side"]] for x in e]))
+        off = np.array([[x["cx"], x["cy"], x["side"]] for x in e])
         ok = ~np.isnan(lms[j, 0, 0])
-        row = f"   {name:8s} {int(ok.sum()):6d}"
+        j, off = j[ok], off[ok]
+        matched[name] = (lms[j], off[:, 2])
+        row = f"   {name:8s} {len(j):6d}"
         for model in ("new", "old"):
-            b = boxes(lms, probe(path).fps, MODELS[model])[j[ok]]
-            v = iou(b, off[ok])
-            ratio = np.median((off[ok, 2] - off[ok, 0]) / (b[:, 2] - b[:, 0]))
-            row += f"   {np.median(v):.3f} {np.percentile(v, 10):.3f} {v.min():.3f} {ratio:.3f}    "
+            b = boxes(lms, probe(path).fps, MODELS[model])[j]
+            side, centre = b[:, 2] - b[:, 0], (b[:, :2] + b[:, 2:]) / 2
+            v = iou(b, C.to_xyxy(off))
+            size_only = iou(C.to_xyxy(np.c_[off[:, :2], side]), C.to_xyxy(off))
+            centre_only = iou(C.to_xyxy(np.c_[centre, off[:, 2]]), C.to_xyxy(off))
+            row += (f"   {np.median(v):.3f} {np.percentile(v, 10):.3f} {v.min():.3f} {np.median(off[:, 2] / side):.3f}"
+                    f" {np.percentile(size_only, 10):.3f} {np.percentile(centre_only, 10):.3f}"
+                    f" {100 * _jitter(lms, MODELS[model]):.2f}%")
         print(row, flush=True)
+    spread_table(matched)
 
 
 def _rotate(frame: np.ndarray, deg: float) -> np.ndarray:
