@@ -130,10 +130,9 @@ def write_fixture(path: Path, official: Path | None, cache: Path, per_video: int
             names.append(name)
             lms_out.append(lms[x["j"]] - [*c, 0.0])
             box_out.append([x["cx"] - c[0], x["cy"] - c[1], x["side"]])
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, video=np.array(names), landmarks=np.array(lms_out, np.float16),
-                                official=np.array(box_out, np.float32))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, video=np.array(names), landmarks=np.array(lms_out, np.float16),
+                            official=np.array(box_out, np.float32))
     print(f"wrote {path} ({len(names)} frames)")
 
 
@@ -244,7 +243,8 @@ def invariance_table(frames: int) -> None:
 
 def synth_yaw_frames(seed: int, k: int, yaws_deg, height: int = 360, width: int = 480) -> np.ndarray:
     """Frames of synthetic face ``k`` of world ``seed``, neutral, fixed size and place, turned by each yaw."""
-    from marlin.synth import clip as SC, scene
+    from marlin.synth import clip as SC
+    from marlin.synth import scene
     from marlin.synth.background import background
     from marlin.synth.expression import expression_controls
     from marlin.synth.geometry import face_shapes, static_shapes
