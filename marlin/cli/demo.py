@@ -25,9 +25,8 @@ def add_arguments(p):
     p.add_argument("--readout", choices=["spatial", "pooled"], default=d.readout,
                    help="probe features: per spatial token position (mean and std over time), or the pooled clip "
                         "feature of the official extract_features")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=d.precision,
-                   help="feature extraction: bf16 autocast or float32; auto: as pretraining ran (bf16 where the CPU "
-                        "computes it natively)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=d.precision,
+                   help="feature extraction in float32 or under bf16 autocast")
     p.add_argument("--ablation", action="store_true",
                    help="also pretrain with each of fasking / tube / random masking that is not the config's, "
                         "at the same budget")
