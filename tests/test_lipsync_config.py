@@ -12,7 +12,7 @@ from marlin.lipsync.data import ClipStore, lrs2_entries
 from marlin.lipsync.generator import Generator, GeneratorConfig
 from marlin.lipsync.syncnet import SyncNet, SyncNetConfig
 from marlin.lipsync.toy import write_toy_lrs2
-from marlin.lipsync.train import load_checkpoint, load_generator, load_syncnet, train_generator, train_syncnet
+from marlin.lipsync.train import load_lipsync_checkpoint, load_generator, load_syncnet, train_generator, train_syncnet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY_SYNC = SyncNetConfig(window=5, face_size=32, width=4, stages=3, embed_dim=16)
@@ -65,7 +65,7 @@ def test_cli_reads_a_config_file_and_writes_the_resolved_one(tmp_path, monkeypat
     run = yaml.safe_load((tmp_path / "s.config.yaml").read_text())  # the resolved config beside the checkpoint
     assert run["syncnet_training"] == {**run["syncnet_training"], "steps": 2, "lr": 0.001, "batch": 4}
     assert run["syncnet"]["width"] == 4 and run["data"]["root"] == str(tmp_path / "lrs2")
-    ck = load_checkpoint(tmp_path / "s.pt", "syncnet")
+    ck = load_lipsync_checkpoint(tmp_path / "s.pt", "syncnet")
     assert ck["step"] == 2 and ck["training"]["lr"] == 0.001 and ck["config"]["width"] == 4
     (tmp_path / "typo.yaml").write_text("syncnet:\n  widht: 4\n")
     assert main(["lipsync", "train-syncnet", "--config", str(tmp_path / "typo.yaml"), "--data", str(tmp_path / "lrs2"),
@@ -82,7 +82,7 @@ def test_checkpoints_are_lipsync_containers_and_resume(store, tmp_path):
     assert any(k.startswith("optimizer.state.") for k in tensors) and any(k.startswith("model.") for k in tensors)
     h2 = train_syncnet(store, out, TINY_SYNC, SyncTrainConfig(steps=5, batch=4, lr=1e-3))
     assert h2[:3] == h and len(h2) == 5
-    opt = load_checkpoint(out, "syncnet")["optimizer"]
+    opt = load_lipsync_checkpoint(out, "syncnet")["optimizer"]
     assert int(opt["state"][0]["step"]) == 5 and opt["param_groups"][0]["lr"] == 1e-3
     with pytest.raises(CheckpointError, match=r"sync\.pt: is a syncnet checkpoint, expected a generator"):
         load_generator(out)
@@ -119,7 +119,7 @@ def test_generator_checkpoint_keeps_the_discriminator(store, tmp_path):
     torch.manual_seed(0)
     train = GeneratorTrainConfig(steps=2, batch=1, sync_wt=0, disc_width=4)
     train_generator(store, tmp_path / "g.pt", TINY_GEN, train)
-    ck = load_checkpoint(tmp_path / "g.pt", "generator")
+    ck = load_lipsync_checkpoint(tmp_path / "g.pt", "generator")
     assert {"model", "optimizer", "disc", "disc_optimizer"} <= set(ck) and ck["sync_on"] is True
     h = train_generator(store, tmp_path / "g.pt", TINY_GEN, GeneratorTrainConfig(steps=3, batch=1, sync_wt=0,
                                                                                   disc_width=4))

@@ -11,7 +11,7 @@ from marlin.lipsync.generator import Discriminator, Generator, GeneratorConfig, 
 from marlin.lipsync.losses import discriminator_loss, generator_losses
 from marlin.lipsync.syncnet import SyncNet, SyncNetConfig
 from marlin.lipsync.toy import write_toy_lrs2
-from marlin.lipsync.train import load_checkpoint, load_generator, train_generator
+from marlin.lipsync.train import load_lipsync_checkpoint, load_generator, train_generator
 from marlin.models import Marlin
 
 TINY_VIT = tiny_config(n_frames=16, encoder_embed_dim=32, decoder_embed_dim=16)
@@ -147,7 +147,7 @@ def test_encoder_lr_zero_freezes_the_marlin_encoder(store, tmp_path):
     gen = load_generator(tmp_path / "g.pt")
     for k, v in m.encoder.state_dict().items():
         assert torch.equal(gen.face.encoder.state_dict()[k], v)
-    opt = load_checkpoint(tmp_path / "g.pt", "generator")["optimizer"]
+    opt = load_lipsync_checkpoint(tmp_path / "g.pt", "generator")["optimizer"]
     n_enc = len(list(gen.face.encoder.parameters()))
     assert len(opt["param_groups"]) == 1
     assert len(opt["param_groups"][0]["params"]) == len(list(gen.parameters())) - n_enc
@@ -162,7 +162,7 @@ def test_sync_term_switches_on_like_wav2lip(store, tmp_path):
                                                                              sync_after=100.0), syncnet=sync)
     assert [x["sync_wt"] for x in h] == [0.0] * 20 + [0.03] * 2  # switched on after 20 steps below the bar
     assert all(x["sync"] > 0 for x in h)  # the expert's loss is logged while its weight is 0
-    assert load_checkpoint(tmp_path / "on.pt", "generator")["sync_on"] is True
+    assert load_lipsync_checkpoint(tmp_path / "on.pt", "generator")["sync_on"] is True
     h = train_generator(store, tmp_path / "off.pt", CNN, GeneratorTrainConfig(steps=21, batch=1, disc_wt=0,
                                                                               sync_after=0.0), syncnet=sync)
     assert all(x["sync_wt"] == 0 for x in h)

@@ -11,7 +11,7 @@ from marlin.lipsync.mel import melspectrogram
 from marlin.lipsync.metrics import lse
 from marlin.lipsync.syncnet import SyncNetConfig
 from marlin.lipsync.toy import talking_clip, write_toy_lrs2
-from marlin.lipsync.train import load_checkpoint, load_syncnet, train_syncnet
+from marlin.lipsync.train import load_lipsync_checkpoint, load_syncnet, train_syncnet
 
 CFG = SyncNetConfig(window=5, face_size=32, width=8, stages=3, embed_dim=32)
 STEPS = 240
@@ -64,12 +64,12 @@ def test_resume_continues_from_the_checkpoint(trained, tmp_path):
     copy.write_bytes(out.read_bytes())
     h = train_syncnet(store, copy, CFG, SyncTrainConfig(steps=STEPS + 3, batch=4, lr=1e-3))
     assert len(h) == STEPS + 3 and h[:STEPS] == history
-    assert load_checkpoint(copy, "syncnet")["step"] == STEPS + 3
+    assert load_lipsync_checkpoint(copy, "syncnet")["step"] == STEPS + 3
     with pytest.raises(CheckpointError, match="another SyncNet config"):
         train_syncnet(store, copy, SyncNetConfig(window=5, face_size=32, width=4, stages=3, embed_dim=32),
                       SyncTrainConfig(steps=1))
     with pytest.raises(CheckpointError, match="expected a generator"):
-        load_checkpoint(copy, "generator")
+        load_lipsync_checkpoint(copy, "generator")
 
 
 def test_bad_video_is_skipped(tmp_path, trained):

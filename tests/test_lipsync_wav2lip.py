@@ -276,7 +276,7 @@ def test_released_discriminator_matches_upstream_forward(released):
 
 
 def test_wrong_files_give_errors_naming_the_file(released, tmp_path):
-    from marlin.lipsync.train import load_checkpoint, load_generator, load_syncnet
+    from marlin.lipsync.train import load_lipsync_checkpoint, load_generator, load_syncnet
 
     _, sds, files = released
     with pytest.raises(CheckpointError, match=r"wav2lip_gan\.pth: holds Wav2Lip's wav2lip\.pth.*expected lipsync"):
@@ -295,7 +295,7 @@ def test_wrong_files_give_errors_naming_the_file(released, tmp_path):
     with pytest.raises(CheckpointError, match=r"other\.pth: not a lipsync checkpoint"):
         load_generator(tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match=r"wav2lip_gan\.pth: is one of Wav2Lip's released files"):
-        load_checkpoint(files["generator"], "generator")
+        load_lipsync_checkpoint(files["generator"], "generator")
 
 
 def test_released_generator_uses_wav2lip_inference_audio_alignment(released):

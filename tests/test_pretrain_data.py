@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from helpers import make_items, toy_frames
-from marlin.data.clips import PositionSampler, PretrainClips, _read_frames, clip_indices, collate, open_items
+from marlin.data.clips import PositionSampler, PretrainClips, _read_frames, sample_clip_indices, collate, open_items
 from marlin.masking import feature_pixels, token_parts
 
 def dataset(root, **kw):
@@ -137,16 +137,16 @@ def test_split_files_select_preprocessed_items(tmp_path):
 
 def test_clip_indices_and_strided_decoding(tmp_path):
     rng = np.random.default_rng(0)
-    starts = {int(clip_indices(100, 16, 2, rng)[0]) for _ in range(300)}
+    starts = {int(sample_clip_indices(100, 16, 2, rng)[0]) for _ in range(300)}
     assert min(starts) == 0 and max(starts) == 100 - 32  # official: start uniform in [0, total - L*r]
-    idx = clip_indices(20, 16, 2, np.random.default_rng(0))  # short video: repeat the last frame on the grid
+    idx = sample_clip_indices(20, 16, 2, np.random.default_rng(0))  # short video: repeat the last frame on the grid
     assert idx.tolist() == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18] + [18] * 6
     make_items(tmp_path, n=1, t=45)
     item = open_items(tmp_path)[0]
     for seed in range(3):  # decoding only the strided frames == reading them by index
-        idx = clip_indices(45, 8, 2, np.random.default_rng(seed))
+        idx = sample_clip_indices(45, 8, 2, np.random.default_rng(seed))
         assert np.array_equal(_read_frames(item, idx, 2), item.read_frames(idx))
-    idx = clip_indices(45, 16, 3, np.random.default_rng(0))
+    idx = sample_clip_indices(45, 16, 3, np.random.default_rng(0))
     assert np.array_equal(_read_frames(item, idx, 3), item.read_frames(idx))
 
 

@@ -61,7 +61,7 @@ def split_items(data_dir, split: str) -> list:
     return [load_item(d) for d in items]
 
 
-def clip_indices(total: int, clip_frames: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+def sample_clip_indices(total: int, clip_frames: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """Official random clip: start uniform in [0, total - L*r], frames start + k*r; a video shorter than the
     span repeats its last frame on that grid."""
     start = int(rng.integers(0, max(total - clip_frames * sample_rate, 0) + 1))
@@ -118,7 +118,7 @@ class PretrainClips(Dataset):
     def read_clip(self, index: int, rng: np.random.Generator):
         """A random clip of item `index`: (frame indices (T,), frames (T, S, S, 3) uint8 at img_size)."""
         item = self.items[index]
-        idx = clip_indices(item.num_frames, self.clip_frames, self.sample_rate, rng)
+        idx = sample_clip_indices(item.num_frames, self.clip_frames, self.sample_rate, rng)
         video = self._cached_video(index)
         if video is not None:
             return idx, video[np.minimum(idx, len(video) - 1)]

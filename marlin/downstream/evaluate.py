@@ -13,7 +13,7 @@ from .features import run_feature_cache
 from .finetune import ClipReader, pick_device, video_logits
 from .linear import predict
 from .metrics import compute_metrics
-from .model import classifier_from_checkpoint, load_checkpoint
+from .model import classifier_from_checkpoint, load_downstream_checkpoint
 from .probe import cached_features, split_arrays
 from .report import COLUMNS, NAMES, fmt_metric
 from .runs import report_skipped
@@ -23,7 +23,7 @@ from .tasks import Task
 def evaluate_checkpoint(path, split: str = "test", root=None, out=None, progress: bool = True) -> dict:
     """Evaluate ``path`` on ``split``; writes eval_<split>.json / .md next to it (or in ``out``)."""
     path = Path(path)
-    tensors, meta = load_checkpoint(path)
+    tensors, meta = load_downstream_checkpoint(path)
     cfg = load_run_config(meta["run"], values={"root": str(root)} if root is not None else None)
     out = Path(out) if out else path.parent
     task = Task.from_dict(meta["task"])

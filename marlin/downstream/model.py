@@ -48,15 +48,15 @@ def load_encoder(encoder_cfg: EncoderSpec) -> Marlin:
     return Marlin.from_file(model, weights, full_model=False).eval()
 
 
-def save_checkpoint(path, tensors: dict[str, Tensor], meta: dict) -> None:
+def save_downstream_checkpoint(path, tensors: dict[str, Tensor], meta: dict) -> None:
     """A downstream checkpoint (head or fine-tuned classifier) in the toolkit's container; ``meta`` is JSON-able."""
     from ..checkpoints import save_container
 
     save_container(path, tensors, "downstream", meta=meta)
 
 
-def load_checkpoint(path) -> tuple[dict[str, Tensor], dict]:
-    """(tensors, meta) of a downstream checkpoint written by `save_checkpoint` (or its older format)."""
+def load_downstream_checkpoint(path) -> tuple[dict[str, Tensor], dict]:
+    """(tensors, meta) of a downstream checkpoint written by `save_downstream_checkpoint` (or its older format)."""
     from ..checkpoints import load_container
 
     tensors, _, meta = load_container(path, "downstream")
@@ -67,7 +67,7 @@ def classifier_from_checkpoint(path) -> tuple[VideoClassifier, dict]:
     """The model of a probe (encoder from its recorded weights + head) or fine-tuning checkpoint."""
     from ..checkpoints import load_into
 
-    tensors, meta = load_checkpoint(path)
+    tensors, meta = load_downstream_checkpoint(path)
     if meta["mode"] == "finetune":
         cfg = MarlinConfig.from_dict(meta["marlin_config"])
         model = VideoClassifier(MarlinEncoder(cfg), int(tensors["head.weight"].shape[0]),

@@ -12,7 +12,7 @@ from ..atomic import write_json, write_text
 from ..config import save_resolved
 from .config import RunConfig
 from .datasets import Dataset, load_dataset, num_folds
-from .model import save_checkpoint
+from .model import save_downstream_checkpoint
 from .report import write_results
 
 TITLES = {"probe": ("Linear probing", "lp"), "finetune": ("Fine-tuning", "ft")}
@@ -68,7 +68,7 @@ def run_all(cfg: RunConfig, mode: str, prepare: Callable[[Dataset, int, list], T
                 run = {"name": name, "hash": h, "fold": fold, "seed": seed, "few_shot": frac, **run}
                 meta = {"mode": mode, "task": task.to_dict(), "run": cfg.to_dict(),
                         "fold": fold, "seed": seed, "few_shot": frac, **meta}
-                save_checkpoint(out / name / ckpt, tensors, meta)
+                save_downstream_checkpoint(out / name / ckpt, tensors, meta)
                 write_json(done, run)
                 runs.append(run)
     slim = [{k: v for k, v in r.items() if k != "history"} for r in runs]

@@ -43,7 +43,7 @@ def _unflatten_optimizer(name: str, tensors: dict, meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(path, network: str, config: dict, step: int, history: list, training: dict | None = None,
+def save_lipsync_checkpoint(path, network: str, config: dict, step: int, history: list, training: dict | None = None,
                     sync_on: bool | None = None, **states) -> Path:
     """Write a lipsync container: ``states`` are ``model``/``disc`` (module state dicts) and
     ``optimizer``/``disc_optimizer`` (optimizer state dicts); None entries are left out."""
@@ -82,7 +82,7 @@ def _from_container(path, network: str) -> dict:
     return ck
 
 
-def load_checkpoint(path, network: str, raw=None) -> dict:
+def load_lipsync_checkpoint(path, network: str, raw=None) -> dict:
     """A lipsync checkpoint of ``network`` ("syncnet" or "generator") as a dict: config, step, history, training,
     sync_on, model (+ optimizer, disc, disc_optimizer when saved). Reads the container and the older
     "marlin-lipsync/1" torch dict; errors name the file. ``raw``: the file already read by `load_file`."""
@@ -119,7 +119,7 @@ def load_syncnet(path):
     if sd is not None:
         net = SyncNet(SyncNetConfig(window=WINDOW, face_size=FACE_SIZE, arch="wav2lip"))
         return load_released(net, sd, "syncnet", path).eval()
-    ck = load_checkpoint(path, "syncnet", raw)
+    ck = load_lipsync_checkpoint(path, "syncnet", raw)
     net = SyncNet(model_config(SyncNetConfig, ck["config"], path))
     net.load_state_dict(ck["model"])
     return net.eval()
@@ -134,7 +134,7 @@ def load_generator(path):
     if sd is not None:
         gen = Generator(GeneratorConfig(encoder="wav2lip", face_size=FACE_SIZE))
         return load_released(gen, sd, "generator", path).eval()
-    ck = load_checkpoint(path, "generator", raw)
+    ck = load_lipsync_checkpoint(path, "generator", raw)
     gen = Generator(model_config(GeneratorConfig, ck["config"], path))
     gen.load_state_dict(ck["model"])
     return gen.eval()
@@ -148,7 +148,7 @@ def load_discriminator_weights(disc, path) -> None:
 
         load_released(disc, sd, "disc", path)
         return
-    ck = load_checkpoint(path, "generator", raw)
+    ck = load_lipsync_checkpoint(path, "generator", raw)
     if "disc" not in ck:
         raise CheckpointError(f"{path}: generator checkpoint without a discriminator")
     disc.load_state_dict(ck["disc"])

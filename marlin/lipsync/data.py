@@ -40,7 +40,7 @@ class Entry:
     audio: Path
 
 
-def read_list(path) -> list[str]:
+def read_lrs2_list(path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: LRS2 file list does not exist")
@@ -53,7 +53,7 @@ def lrs2_entries(root, split: str = "train", faces=None) -> list[Entry]:
         raise ValueError(f"unknown LRS2 split {split!r}; choose one of {SPLITS}")
     root = Path(root)
     out = []
-    for name in read_list(root / f"{split}.txt"):
+    for name in read_lrs2_list(root / f"{split}.txt"):
         video = root / split_dir(split) / f"{name}.mp4"
         face = Path(faces) / name if faces is not None else None
         if face is not None and face.is_dir():

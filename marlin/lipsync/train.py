@@ -12,13 +12,13 @@ import torch
 
 from ..checkpoints import CheckpointError
 from ..config import to_dict
-from .checkpoint import (  # load_checkpoint, load_syncnet: also imported from here (public API)
-    load_checkpoint,
+from .checkpoint import (  # load_lipsync_checkpoint, load_syncnet: also imported from here (public API)
+    load_lipsync_checkpoint,
     load_discriminator_weights,
     load_generator,
     load_syncnet,
     model_config,
-    save_checkpoint,
+    save_lipsync_checkpoint,
 )
 from .config import GeneratorTrainConfig, SyncTrainConfig
 from .data import ClipStore, batch_stream, generator_batch, sync_batch
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 def resume_from(out: Path, network: str, label: str, config, model, opt) -> dict:
     """Restore ``model`` and ``opt`` from the checkpoint at ``out`` (which must hold the same network config);
     returns it. A checkpoint written before a config field existed holds that field's default."""
-    ck = load_checkpoint(out, network)
+    ck = load_lipsync_checkpoint(out, network)
     if model_config(type(config), ck["config"], out) != config:
         raise CheckpointError(f"{out}: exists with another {label} config {ck['config']}; choose another --out")
     model.load_state_dict(ck["model"])
@@ -101,7 +101,7 @@ def train_syncnet(store: ClipStore, out, model: SyncNetConfig, train: SyncTrainC
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(history[-20:]):.4f}")
             if step % train.save_every == 0 or step == train.steps:
-                save_checkpoint(out, "syncnet", model.to_dict(), step, history, to_dict(train),
+                save_lipsync_checkpoint(out, "syncnet", model.to_dict(), step, history, to_dict(train),
                                 model=net.state_dict(), optimizer=opt.state_dict())
     return history
 
@@ -203,7 +203,7 @@ def train_generator(store: ClipStore, out, model: GeneratorConfig, train: Genera
             bar.set_postfix(l1=f"{np.mean([h['l1'] for h in history[-20:]]):.4f}")
             if step % train.save_every == 0 or step == train.steps:
                 _sample_png(out, inputs[0], pred[0], target[0])
-                save_checkpoint(out, "generator", model.to_dict(), step, history, to_dict(train), sync_on=sync_on,
+                save_lipsync_checkpoint(out, "generator", model.to_dict(), step, history, to_dict(train), sync_on=sync_on,
                                 model=gen.state_dict(), optimizer=opt.state_dict(),
                                 disc=disc.state_dict() if disc else None,
                                 disc_optimizer=dopt.state_dict() if dopt else None)

@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 
-def save_checkpoint(trainer: pl.Trainer, path: Path) -> None:
+def save_run_checkpoint(trainer: pl.Trainer, path: Path) -> None:
     """Atomic Lightning checkpoint (weights, critic, both optimisers and schedulers, loops, iteration, RNG)."""
     from ..atomic import temp_name
 
@@ -44,7 +44,7 @@ class RunControl(pl.Callback):
             return
         it = pl_module.iteration
         if self.ckpt_every and it % self.ckpt_every == 0:
-            save_checkpoint(trainer, self.ckpt_path)
+            save_run_checkpoint(trainer, self.ckpt_path)
             self._saved_at = it
         reason = None
         if self.max_steps is not None and it >= self.max_steps:
@@ -58,7 +58,7 @@ class RunControl(pl.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self._saved_at != pl_module.iteration:
-            save_checkpoint(trainer, self.ckpt_path)
+            save_run_checkpoint(trainer, self.ckpt_path)
             self._saved_at = pl_module.iteration
 
 
