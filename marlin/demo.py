@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -92,8 +93,9 @@ def encode_videos(models: dict, videos: list, sample_rate: int, readout: str = "
                   precision: str = "fp32", progress: bool = True, desc: str = "features",
                   chunk: int = 32) -> dict[str, np.ndarray]:
     """{name: (N, F) probe features} of the N video files for every encoder of `models` (same clip and token
-    grid), each video decoded once for all of them: its `windows` at `sample_rate` (`marlin.extract.video_clips`)
-    run through `marlin.extract.encode_clips` in batches of `batch_size` windows, then `video_readout` over all
+    grid), each video decoded once for all of them: its `windows` at `sample_rate` (`marlin.extract.video_clips`;
+    the next `chunk` of videos decodes in a thread while this one encodes) run through
+    `marlin.extract.encode_clips` in batches of `batch_size` windows, then `video_readout` over all
     its windows ("spatial") or the official clip feature averaged over them ("pooled": (N, D)). `precision`
     "bf16" runs the encoders under bf16 autocast (features within cosine 0.9999 of float32; at the demo_cpu size
     on a 2-core AVX512-BF16 host it measured no faster than float32, which 64-window batches speed up instead)."""
@@ -114,25 +116,32 @@ def encode_videos(models: dict, videos: list, sample_rate: int, readout: str = "
         with _autocast(precision):
             return torch.stack([m.extract_features(x, keep_seq=not pooled).float() for m in models.values()], 1)
 
+    def read(part: list) -> tuple[list, list]:
+        """The windows of a chunk of videos and the index (in the chunk) of the video each belongs to."""
+        clips, owners = [], []
+        for k, path in enumerate(part):
+            for clip in video_clips(path, cfg.n_frames, sample_rate, stride=cfg.n_frames, cover_tail=True,
+                                    size=cfg.img_size):
+                clips.append(clip)
+                owners.append(k)
+        return clips, owners
+
     out = {name: [] for name in models}
+    parts = [videos[i:i + chunk] for i in range(0, len(videos), chunk)]  # a chunk at a time bounds the memory
     bar = tqdm(total=len(videos), desc=desc, unit="clip", disable=not progress, leave=False)
-    for start in range(0, len(videos), chunk):  # a chunk of videos at a time bounds the tokens held in memory
-        owners = []
-
-        def clips(part=videos[start:start + chunk]):
-            for k, path in enumerate(part):
-                for clip in video_clips(path, cfg.n_frames, sample_rate, stride=cfg.n_frames, cover_tail=True,
-                                        size=cfg.img_size):
-                    owners.append(k)
-                    yield clip
-
-        tokens = encode_clips(encode, clips(), batch_size)       # (W, M, N, D) or (W, M, D)
-        own = torch.tensor(owners)
-        for k in range(int(own.max()) + 1):
-            mine = tokens[own == k]
-            for j, name in enumerate(models):
-                out[name].append((mine[:, j].mean(0) if pooled else video_readout(mine[:, j], cfg.grid)).numpy())
-        bar.update(int(own.max()) + 1)
+    with ThreadPoolExecutor(1) as pool:  # the next chunk decodes (PyAV, without the GIL) while this one encodes
+        pending = pool.submit(read, parts[0]) if parts else None
+        for i, part in enumerate(parts):
+            clips, owners = pending.result()
+            if i + 1 < len(parts):
+                pending = pool.submit(read, parts[i + 1])
+            tokens = encode_clips(encode, clips, batch_size)  # (W, M, N, D) or (W, M, D)
+            own = torch.tensor(owners)
+            for k in range(len(part)):
+                mine = tokens[own == k]
+                for j, name in enumerate(models):
+                    out[name].append((mine[:, j].mean(0) if pooled else video_readout(mine[:, j], cfg.grid)).numpy())
+            bar.update(len(part))
     bar.close()
     return {name: np.stack(feats) for name, feats in out.items()}
 
