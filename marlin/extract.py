@@ -70,11 +70,43 @@ def encoder_record(model_name, weights, seed: int = 0) -> dict:
 def features_record(encoder: dict, sample_rate: int, stride: int, crop_face: bool, keep_seq: bool = False,
                     reduction: str = "none", cover_tail: bool = False, precision: str = "32") -> dict:
     """Everything that determines a folder of per-video features; written beside them as features.json and
-    compared on reuse (`marlin extract` and the downstream feature cache)."""
+    compared on reuse (`marlin extract` and the downstream feature cache). ``precision``: the resolved one
+    ("32", "bf16" or "16"), never "auto", which means different things on different machines."""
+    if precision not in ("32", "bf16", "16"):
+        raise ValueError(f"a feature record needs a resolved precision ('32', 'bf16' or '16'), got {precision!r}")
     return {"format": "marlin-features/1", "encoder": encoder,
             "windows": {"sample_rate": int(sample_rate), "stride": int(stride), "cover_tail": bool(cover_tail)},
             "crop_face": bool(crop_face), "keep_seq": bool(keep_seq), "reduction": reduction,
             "precision": str(precision)}
+
+
+def model_record(model) -> dict:
+    """An `encoder_record` of an in-memory model: its architecture and a SHA-256 of its weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return {"model": None, "config": model.config.to_dict(), "weights_sha256": h.hexdigest()}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def record_differences(found: dict, expected: dict) -> list[str]:
+    """What differs between a features.json record ``found`` and the record a run ``expected`` ("key: cached X,
+    needed Y"); keys the found record does not hold are not compared, except the identifying ones. A record
+    from before precision was recorded counts as float32 (the only precision there was)."""
+    have, want = {"precision": "32", **_flat(found)}, _flat(expected)
+    diff = [f"{k}: cached {have[k]!r}, needed {want[k]!r}" for k in want if k in have and have[k] != want[k]]
+    return diff + [f"{k}: missing from the record" for k in ("encoder.weights_sha256", "windows.sample_rate",
+                                                             "windows.stride", "crop_face")
+                   if k in want and k not in have]
 
 
 def clips_to_tensor(clips: list[np.ndarray] | np.ndarray) -> Tensor:
@@ -107,14 +139,19 @@ def encode_clips(encode: Callable[[Tensor], Tensor], clips: Iterable[np.ndarray]
 @torch.no_grad()
 def video_features(model, path, crop_face: bool = False, sample_rate: int = 2, stride: int = 16,
                    reduction: str = "none", keep_seq: bool = False, cover_tail: bool = False,
-                   batch_size: int = 8) -> Tensor:
-    """(n_clips, D) features of a video ((n_clips, N, D) with keep_seq); `reduction` mean/max over clips."""
+                   batch_size: int = 8, precision: str = "32") -> Tensor:
+    """(n_clips, D) float32 features of a video ((n_clips, N, D) with keep_seq); `reduction` mean/max over
+    clips; ``precision`` auto | 32 | bf16 | 16 (GPUs), see `Marlin.extract_features`."""
+    from .precision import resolve_extract_precision
+
     if reduction not in ("none", "mean", "max"):
         raise ValueError(f"reduction must be 'none', 'mean' or 'max', got {reduction!r}")
+    precision = resolve_extract_precision(precision, model.device)  # once, before any decoding
     model.eval()
     cfg = model.config
     clips = video_clips(path, cfg.n_frames, sample_rate, stride, cover_tail, crop_face, cfg.img_size)
-    out = encode_clips(lambda x: model.extract_features(x, keep_seq=keep_seq), clips, batch_size)
+    out = encode_clips(lambda x: model.extract_features(x, keep_seq=keep_seq, precision=precision), clips,
+                       batch_size)
     if reduction == "mean":
         return out.mean(0)
     if reduction == "max":

@@ -18,20 +18,14 @@ import json
 import os
 
 from ..atomic import save_npy, write_json
-from ..extract import FEATURES_RECORD, encode_clips, encoder_record, features_record, video_features
+from ..extract import (FEATURES_RECORD, encode_clips, encoder_record, features_record, model_record,  # noqa: F401
+                       record_differences, video_features)
 from ..video import VideoError
 from .datasets.base import DatasetError, Sample
 from .sources import eval_clips, materialize
 
 
-EXTRACT_PRECISION = "32"  # the feature cache extracts in float32
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
+LP_DEVICE = torch.device("cpu")  # the probe's frozen encoder extracts on the CPU (`model.load_encoder`)
 
 
 def check_record(folder: Path, expected: dict) -> None:
@@ -42,32 +36,31 @@ def check_record(folder: Path, expected: dict) -> None:
         found = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise DatasetError(path, f"unreadable feature record ({e})") from None
-    have, want = _flat(found), _flat(expected)
-    diff = [f"{k}: cached {have[k]!r}, needed {want[k]!r}" for k in want if k in have and have[k] != want[k]]
-    diff += [f"{k}: missing from the record" for k in ("encoder.weights_sha256", "windows.sample_rate",
-                                                       "windows.stride", "crop_face")
-             if k in want and k not in have]
+    diff = record_differences(found, expected)
     if diff:
         raise DatasetError(folder, "these cached features were made with other settings than this run's ("
                                    + "; ".join(diff) + "): point `features` at another folder or delete this one")
 
 
 def dataset_record(encoder: dict, sample_rate: int, stride: int, crop_face: bool, dataset: str, root,
-                   dataset_options: dict | None = None) -> dict:
-    """The features.json record of a dataset's cache: a `features_record` (``encoder``: an `encoder_record`)
-    plus the dataset it was extracted from."""
-    record = features_record(encoder, sample_rate, stride, crop_face, precision=EXTRACT_PRECISION)
+                   dataset_options: dict | None = None, precision: str = "32") -> dict:
+    """The features.json record of a dataset's cache: a `features_record` (``encoder``: an `encoder_record`;
+    ``precision``: a resolved one) plus the dataset it was extracted from."""
+    record = features_record(encoder, sample_rate, stride, crop_face, precision=precision)
     record.update(dataset=dataset, root=os.path.abspath(root), dataset_options=dataset_options or {})
     return record
 
 
 def run_record(cfg) -> dict:
-    """The features.json record a `RunConfig` needs."""
+    """The features.json record a `RunConfig` needs (its ``extract_precision`` resolved for the CPU)."""
+    from ..precision import resolve_extract_precision
+
     enc = cfg.encoder
     if enc.weights is None:
         raise ValueError("encoder.weights is required: a checkpoint file, or 'random'")
+    precision = resolve_extract_precision(cfg.extract_precision, LP_DEVICE)
     return dataset_record(encoder_record(enc.model, enc.weights, enc.seed), cfg.windows.sample_rate,
-                          cfg.windows.stride, cfg.crop_face, cfg.dataset, cfg.root, cfg.dataset_options)
+                          cfg.windows.stride, cfg.crop_face, cfg.dataset, cfg.root, cfg.dataset_options, precision)
 
 
 def feature_cache(base, record: dict, label: str = "encoder") -> Path:
@@ -96,13 +89,14 @@ def run_feature_cache(cfg) -> Path:
     return feature_cache(cfg.features or Path(cfg.out) / "features", run_record(cfg), label)
 
 
-def model_record(model) -> dict:
-    """An `encoder_record` of an in-memory model: its architecture and a SHA-256 of its weights."""
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return {"model": None, "config": model.config.to_dict(), "weights_sha256": h.hexdigest()}
+def record_precision(cache_dir: Path) -> str:
+    """The precision a cache folder's features are (to be) computed in: its features.json record's (float32 for
+    a record from before precision was recorded), so a folder never mixes precisions."""
+    path = Path(cache_dir) / FEATURES_RECORD
+    try:
+        return str(json.loads(path.read_text()).get("precision", "32"))
+    except (OSError, ValueError) as e:
+        raise DatasetError(path, f"unreadable feature record ({e})") from None
 
 
 def feature_path(cache_dir: Path, key: str) -> Path:
@@ -126,26 +120,29 @@ def load_cached(path: Path, dim: int | None = None) -> np.ndarray:
 
 @torch.no_grad()
 def compute_features(model, source: Path, crop_face: bool = False, sample_rate: int = 2, stride: int = 16,
-                     batch_size: int = 8) -> np.ndarray:
+                     batch_size: int = 8, precision: str = "32") -> np.ndarray:
     """(n_clips, D) features of a video file (via `video_features`) or a frame directory."""
     source = Path(source)
     if not source.is_dir():
         return video_features(model, source, crop_face=crop_face, sample_rate=sample_rate, stride=stride,
-                              batch_size=batch_size).numpy()
+                              batch_size=batch_size, precision=precision).numpy()
     model.eval()
     cfg = model.config
     clips = eval_clips(source, cfg.n_frames, cfg.img_size, sample_rate, stride)
-    return encode_clips(lambda x: model.extract_features(x, keep_seq=False), clips, batch_size).numpy()
+    return encode_clips(lambda x: model.extract_features(x, keep_seq=False, precision=precision), clips,
+                        batch_size).numpy()
 
 
 def dataset_features(samples: list[Sample], cache_dir: Path, model=None, crop_face: bool = False,
                      sample_rate: int = 2, stride: int = 16, batch_size: int = 8,
                      progress: bool = True) -> tuple[dict[str, np.ndarray], list[str]]:
     """key -> (n_clips, D) for every sample; cached files are reused, missing ones computed with ``model``
-    (none: they are reported). Returns (features, failures as "path: problem") - a bad video is skipped."""
+    (none: they are reported) in the precision of the folder's record (`feature_cache` wrote it). Returns
+    (features, failures as "path: problem") - a bad video is skipped."""
     from tqdm.auto import tqdm
 
     dim = model.config.encoder_embed_dim if model is not None else None
+    precision = record_precision(cache_dir) if (Path(cache_dir) / FEATURES_RECORD).is_file() else "32"
     out, failures = {}, []
     for s in tqdm(samples, desc="features", disable=not progress, leave=False):
         if s.key in out:
@@ -157,7 +154,8 @@ def dataset_features(samples: list[Sample], cache_dir: Path, model=None, crop_fa
                 continue
             if model is None:
                 raise DatasetError(path, "no cached features and no model to compute them")
-            feats = compute_features(model, materialize(s, cache_dir), crop_face, sample_rate, stride, batch_size)
+            feats = compute_features(model, materialize(s, cache_dir), crop_face, sample_rate, stride, batch_size,
+                                     precision)
             save_npy(path, feats.astype(np.float32))
             out[s.key] = feats.astype(np.float32)
         except (VideoError, DatasetError, OSError, ValueError) as e:

@@ -79,18 +79,22 @@ def run_probe(cfg: RunConfig, progress: bool = True) -> dict:
 
 
 def probe_dataset(model, ds: Dataset, cache_dir, reduction: str = "mean", seed: int = 0, few_shot: float = 1.0,
-                  sample_rate: int = 2, stride: int = 16, progress: bool = False, **train_options) -> dict:
+                  sample_rate: int = 2, stride: int = 16, progress: bool = False, precision: str = "32",
+                  **train_options) -> dict:
     """Linear-probe one dataset task with ``model``'s frozen features (cached under ``cache_dir``, in a folder
     of its own keyed by the model's weights, the windows and the dataset, see `feature_cache`).
 
     Python entry point for scripts such as the demo: returns `linear_probe`'s dict plus "skipped".
-    ``train_options`` override the in-memory defaults (`marlin.downstream.linear.LP_DEFAULTS`).
+    ``train_options`` override the in-memory defaults (`marlin.downstream.linear.LP_DEFAULTS`); ``precision``
+    of the extraction: auto | 32 | bf16 | 16 (GPUs), resolved for the model's device and part of the cache record.
     """
+    from ..precision import resolve_extract_precision
     from .linear import linear_probe
 
     samples = [s for split in ds.splits.values() for s in split]
     record = dataset_record(model_record(model), sample_rate, stride, False, ds.name,
-                            os.path.commonpath([str(s.source) for s in samples]))
+                            os.path.commonpath([str(s.source) for s in samples]),
+                            precision=resolve_extract_precision(precision, model.device))
     cache = feature_cache(cache_dir, record, "model")
     feats, failures = dataset_features(samples, cache, model, sample_rate=sample_rate, stride=stride,
                                        progress=progress)

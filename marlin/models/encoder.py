@@ -57,10 +57,15 @@ class MarlinEncoder(nn.Module):
         return self.norm(emb)
 
     def extract_features(self, x: Tensor, keep_seq: bool = True) -> Tensor:
-        """keep_seq: (B, N, D) normed tokens; else (B, D) = norm(mean over tokens) as the official code."""
+        """keep_seq: (B, N, D) normed tokens; else (B, D) = norm(mean over tokens) as the official code.
+
+        Under a bf16/fp16 autocast the pooling and the final norm still run in the weights' float32 (they cost
+        nothing and shrink the pooled error: docs/performance.md)."""
         emb = self.embed(x)
         for block in self.blocks:
             emb = block(emb)
-        if not keep_seq:
-            emb = emb.mean(dim=1)
-        return self.norm(emb)
+        with torch.autocast(x.device.type, enabled=False):
+            emb = emb.to(self.norm.weight.dtype)  # float32 unless the model itself was cast
+            if not keep_seq:
+                emb = emb.mean(dim=1)
+            return self.norm(emb)

@@ -49,24 +49,33 @@ class Marlin(nn.Module):
         return self.decoder(self.enc_dec_proj(self.encoder(x, mask)), mask)
 
     @torch.no_grad()
-    def extract_features(self, x: Tensor, keep_seq: bool = True) -> Tensor:
-        """(B, 3, T, H, W) -> (B, N, D) when keep_seq, else (B, D) (mean over tokens, then the final norm)."""
+    def extract_features(self, x: Tensor, keep_seq: bool = True, precision: str = "32") -> Tensor:
+        """(B, 3, T, H, W) -> (B, N, D) when keep_seq, else (B, D) (mean over tokens, then the final norm).
+
+        ``precision``: "32" (float32), "bf16" (bfloat16 autocast; pooling and final norm in float32), "16"
+        (float16 autocast, GPUs) or "auto" (bf16 where the device computes it natively, else float32; see
+        `marlin.precision`). Features are returned in float32 whatever the precision."""
+        from ..precision import precision_context, resolve_extract_precision
+
         self.eval()
         x = x.to(self.device)
-        return self.encoder.extract_features(x, keep_seq=keep_seq)
+        with precision_context(resolve_extract_precision(precision, self.device), self.device):
+            return self.encoder.extract_features(x, keep_seq=keep_seq).float()
 
     @torch.no_grad()
     def extract_video(self, video_path, crop_face: bool = False, sample_rate: int = 2, stride: int = 16,
                       reduction: str = "none", keep_seq: bool = False, cover_tail: bool = False,
-                      batch_size: int = 8) -> Tensor:
+                      batch_size: int = 8, precision: str = "32") -> Tensor:
         """Features of a whole video with the official sliding windows (see `marlin.video.windows`).
 
-        Returns (n_clips, D) (or (n_clips, N, D) with keep_seq); reduction "mean"/"max" reduces over clips.
+        Returns (n_clips, D) (or (n_clips, N, D) with keep_seq); reduction "mean"/"max" reduces over clips;
+        ``precision`` as in `extract_features`.
         """
         from ..extract import video_features
 
         return video_features(self, video_path, crop_face=crop_face, sample_rate=sample_rate, stride=stride,
-                              reduction=reduction, keep_seq=keep_seq, cover_tail=cover_tail, batch_size=batch_size)
+                              reduction=reduction, keep_seq=keep_seq, cover_tail=cover_tail, batch_size=batch_size,
+                              precision=precision)
 
     # ---- construction and weights -----------------------------------------------------------------
     @classmethod

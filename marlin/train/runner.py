@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..precision import native_bf16
 from .config import PretrainConfig, pretrain_config
 
 log = logging.getLogger(__name__)
@@ -60,16 +61,6 @@ def _resumed_iteration(path) -> int:
     if "marlin_pretrain" not in ckpt:
         raise ValueError(f"{path}: not a `marlin pretrain` checkpoint (use --init to start from other weights)")
     return int(ckpt["marlin_pretrain"]["iteration"])
-
-
-def native_bf16(on_gpu: bool) -> bool:
-    """Whether the training device computes bfloat16 natively: GPUs, and CPUs with AVX512-BF16 or AMX."""
-    if on_gpu:
-        return True
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # private helpers; a torch without them gets float32
-        return False
 
 
 def resolve_precision(requested: str | None, on_gpu: bool) -> str:
