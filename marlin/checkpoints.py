@@ -110,10 +110,15 @@ def convert_videomae(sd: dict, patch_size: int = 16, tubelet_size: int = 2) -> d
         out[nk] = v
     for name in ("decoder.head.weight", "decoder.head.bias"):
         if name in out and out[name].shape[0] == 3 * tubelet_size * patch_size ** 2:
-            p, t = patch_size, tubelet_size
-            idx = torch.arange(out[name].shape[0]).view(t, p, p, 3).permute(3, 0, 1, 2).reshape(-1)
-            out[name] = out[name][idx]
+            out[name] = out[name][videomae_head_order(patch_size, tubelet_size)]
     return out
+
+
+def videomae_head_order(patch_size: int = 16, tubelet_size: int = 2) -> Tensor:
+    """Row i of a MARLIN decoder head, pixel (c, t, h, w), is row idx[i] of a VideoMAE head, pixel (t, h, w, c)
+    (its inverse, `argsort(idx)`, goes back)."""
+    p, t = patch_size, tubelet_size
+    return torch.arange(3 * t * p * p).view(t, p, p, 3).permute(3, 0, 1, 2).reshape(-1)
 
 
 def split_checkpoint(raw: dict, source="<checkpoint>") -> tuple[dict, dict, dict]:

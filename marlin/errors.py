@@ -25,6 +25,7 @@ EXTRAS = {
     "downstream": ("torchmetrics", "h5py", "cv2"),
     "lipsync": ("cv2",),
     "demo": ("matplotlib", "lightning", "tensorboard", "torchmetrics", "cv2"),
+    "hf": ("huggingface_hub", "transformers"),
 }
 
 

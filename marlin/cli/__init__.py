@@ -25,6 +25,7 @@ COMMANDS = {
     "evaluate": ("marlin.cli.evaluate", "evaluate a probed or fine-tuned model", "downstream"),
     "gradcam": ("marlin.cli.gradcam", "Grad-CAM heat maps over the frames of a clip", "downstream"),
     "lipsync": ("marlin.cli.lipsync", "Wav2Lip with a MARLIN face encoder; SyncNet; LSE metrics", "lipsync"),
+    "convert": ("marlin.cli.convert", "convert a model between official, Hugging Face, VideoMAE and safetensors", None),
 }
 
 

@@ -19,6 +19,7 @@ class Marlin(nn.Module):
         self.config = resolve_config(config)
         self.encoder = MarlinEncoder(self.config)
         self.full_model = full_model
+        self.training_record: dict = {}  # the pretraining record of a loaded file (model cards show it)
         if full_model:  # registration order gives the official state-dict key order
             self.decoder = MarlinDecoder(self.config)
             self.enc_dec_proj = nn.Linear(self.config.encoder_embed_dim, self.config.decoder_embed_dim, bias=False)
@@ -105,7 +106,40 @@ class Marlin(nn.Module):
         if not full:
             sd = {k: v for k, v in sd.items() if k.startswith("encoder.")}
         load_into(model, sd, source=path)
+        model.training_record = info.get("training") or {}
         return model
+
+    @classmethod
+    def from_pretrained(cls, repo_id_or_folder: str | os.PathLike, revision: str | None = None,
+                        full: bool | None = False, token: str | bool | None = None) -> "Marlin":
+        """Load a Hugging Face folder or Hub id: the official `ControlNet/marlin_vit_*_ytf` layout (no remote
+        code runs), our `save_pretrained` layout, or a transformers VideoMAE folder (see `marlin.hf`).
+
+        full: also the decoder (True), the encoder only (False), or whatever the folder holds (None).
+        Hub ids go through huggingface_hub (its cache, HF_HUB_OFFLINE, `revision`, `token`)."""
+        from ..hf import load_pretrained
+
+        return load_pretrained(cls, repo_id_or_folder, revision=revision, full=full, token=token)
+
+    def save_pretrained(self, folder: str | os.PathLike, license: str | None = None, name: str | None = None):
+        """config.json + model.safetensors (the official Hub layout) + a README.md model card."""
+        from ..hf import save_pretrained
+
+        return save_pretrained(self, folder, license=license, name=name)
+
+    def push_to_hub(self, repo_id: str, token: str | None = None, private: bool | None = None,
+                    revision: str | None = None, license: str | None = None, commit_message: str = "Upload MARLIN model"):
+        """save_pretrained, then upload to the Hugging Face Hub repo `repo_id` (created if needed; needs [hf])."""
+        from ..hf import push_to_hub
+
+        return push_to_hub(self, repo_id, token=token, private=private, revision=revision, license=license,
+                           commit_message=commit_message)
+
+    def export_videomae(self, folder: str | os.PathLike):
+        """A transformers VideoMAE folder (VideoMAEForPreTraining for a full model, else VideoMAEModel)."""
+        from ..hf import export_videomae
+
+        return export_videomae(self, folder)
 
     @classmethod
     def from_online(cls, name: str = "marlin_vit_base_ytf", full_model: bool = False, progress: bool = True,

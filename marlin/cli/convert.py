@@ -1,0 +1,72 @@
+"""`marlin convert IN OUT --to official|hf|videomae|safetensors`: any format the toolkit reads to any it writes.
+
+IN: a checkpoint file (official `.encoder.pt` / `.full.pt` / `.ckpt`, VideoMAE, our `.safetensors`) or a Hugging
+Face folder / Hub id (official `ControlNet/marlin_vit_*_ytf` layout, `save_pretrained` folders, transformers
+VideoMAE folders). OUT: `NAME.encoder.pt` / `NAME.full.pt` (official), a folder (hf, videomae), a file (safetensors).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import MarlinError
+
+TARGETS = ("official", "hf", "videomae", "safetensors")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", metavar="IN", help="checkpoint file, Hugging Face folder or Hub id")
+    p.add_argument("output", metavar="OUT", help="NAME.encoder.pt|NAME.full.pt (official), a folder (hf, videomae) "
+                                                "or NAME.safetensors")
+    p.add_argument("--to", required=True, choices=TARGETS, help="the format to write")
+    p.add_argument("--model", default=None, help="preset name or official-layout YAML, for files that carry no "
+                                                 "config (official .pt / .ckpt, VideoMAE checkpoints)")
+    p.add_argument("--encoder-only", action="store_true", help="write the encoder only (drop decoder and projection)")
+    p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of a Hub id")
+    p.add_argument("--license", default=None, help="licence field of the model card (--to hf)")
+
+
+def read_model(source: str, model: str | None = None, revision: str | None = None):
+    """A Marlin from a checkpoint file or a Hugging Face folder / Hub id, with whatever parts it holds."""
+    from ..models import Marlin
+
+    if Path(source).is_file():
+        if revision is not None:
+            raise MarlinError(f"{source}: --revision applies to Hub ids only")
+        return Marlin.from_file(model, source) if model else Marlin.from_file(None, source)
+    if model is not None:
+        raise MarlinError(f"{source}: --model applies to checkpoint files only (folders carry their config)")
+    return Marlin.from_pretrained(source, revision=revision, full=None)
+
+
+def write_model(model, out: str, to: str, license: str | None = None) -> Path:
+    """Write ``model`` to ``out`` in format ``to``."""
+    out_path = Path(out)
+    if to == "official":
+        if not out.endswith((".encoder.pt", ".full.pt")):
+            raise MarlinError(f"{out}: --to official writes NAME.encoder.pt (encoder) or NAME.full.pt (full model)")
+        if out.endswith(".full.pt") and model.decoder is None:
+            raise MarlinError(f"{out}: the input holds only the encoder; write NAME.encoder.pt")
+        model.export_official(out_path)
+    elif to == "hf":
+        model.save_pretrained(out_path, license=license)
+    elif to == "videomae":
+        model.export_videomae(out_path)
+    else:
+        model.save(out_path, training=model.training_record)
+    return out_path
+
+
+def run(args: argparse.Namespace) -> int:
+    model = read_model(args.input, args.model, args.revision)
+    if args.encoder_only and model.decoder is not None:
+        from ..models import Marlin
+
+        encoder = Marlin(model.config, full_model=False)
+        encoder.encoder.load_state_dict(model.encoder.state_dict())
+        encoder.training_record = model.training_record
+        model = encoder
+    out = write_model(model, args.output, args.to, args.license)
+    parts = "encoder + decoder" if model.decoder is not None else "encoder"
+    print(f"wrote {out} ({args.to}, {parts})")
+    return 0
