@@ -22,7 +22,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .checkpoints import CheckpointError, has_decoder, load_file, load_into, videomae_head_order
+from .checkpoints import (
+    CheckpointError,
+    has_decoder,
+    load_file,
+    load_into,
+    videomae_head_order,
+)
 from .errors import require
 from .models.config import MarlinConfig
 
@@ -46,7 +52,8 @@ def resolve_folder(source, revision: str | None = None, token: str | bool | None
     if path.exists():
         raise CheckpointError(f"{source}: is a file; from_pretrained reads a model folder or a Hub id "
                               f"(Marlin.from_file reads single checkpoint files)")
-    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", str(source)):
+    if path.is_absolute() or str(source).startswith((".", "~")) or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?",
+                                                                                      str(source)):
         raise CheckpointError(f"{source}: no such folder, and not a Hugging Face Hub id (owner/name)")
     hub = require("huggingface_hub", "hf", "loading from the Hugging Face Hub")
     try:
@@ -190,7 +197,7 @@ def _rename(key: str, forward: bool) -> str | None:
         src, dst = (ours, theirs) if forward else (theirs, ours)
         if key.startswith(src):
             rest = key[len(src):]
-            if src.endswith("blocks.") or src.endswith("layer.") or src.endswith("decoder_layers."):
+            if src.endswith(("blocks.", "layer.", "decoder_layers.")):
                 index, _, inner = rest.partition(".")
                 for b_ours, b_theirs in _BLOCK:
                     b_src, b_dst = (b_ours, b_theirs) if forward else (b_theirs, b_ours)

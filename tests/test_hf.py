@@ -2,14 +2,14 @@
 and transformers VideoMAE both ways, measured against the real transformers classes. No network: Hub folders
 and the huggingface_hub cache are built locally."""
 import json
-import warnings
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file as load_st, save_file
-
 from helpers import tiny_config
+from safetensors.torch import load_file as load_st
+from safetensors.torch import save_file
+
 from marlin import Marlin
 from marlin.checkpoints import CheckpointError, videomae_head_order
 from marlin.cli import main
@@ -181,7 +181,9 @@ def test_push_to_hub_uploads_the_saved_folder(tmp_path, monkeypatch):
 
 # ---- transformers VideoMAE ---------------------------------------------------------------------------------
 def test_sincos_tables_equal_transformers():
-    from transformers.models.videomae.modeling_videomae import get_sinusoid_encoding_table
+    from transformers.models.videomae.modeling_videomae import (
+        get_sinusoid_encoding_table,
+    )
 
     from marlin.models.embedding import sincos_table
 
@@ -191,7 +193,11 @@ def test_sincos_tables_equal_transformers():
 
 def _check_videomae_parity(model, out, x, mask, tol=TOL):
     """Export ``model`` to ``out``; transformers' classes must match ours; returns the max |diff| seen."""
-    from transformers import VideoMAEForPreTraining, VideoMAEForVideoClassification, VideoMAEModel
+    from transformers import (
+        VideoMAEForPreTraining,
+        VideoMAEForVideoClassification,
+        VideoMAEModel,
+    )
 
     model.export_videomae(out)
     diffs = {}
@@ -265,11 +271,16 @@ def test_videomae_refuses_what_it_cannot_express(tmp_path):
 def test_import_folders_written_by_transformers(tmp_path):
     """Import direction checked against transformers' own files (not only our export): pretraining (prefixed keys,
     its head order), a bare VideoMAEModel (no prefix) and a mean-pooling classifier (fc_norm)."""
-    from transformers import VideoMAEConfig, VideoMAEForPreTraining, VideoMAEForVideoClassification, VideoMAEModel
+    from transformers import (
+        VideoMAEConfig,
+        VideoMAEForPreTraining,
+        VideoMAEForVideoClassification,
+        VideoMAEModel,
+    )
 
-    kw = dict(image_size=32, num_frames=4, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-              intermediate_size=64, decoder_hidden_size=8, decoder_num_hidden_layers=1,
-              decoder_num_attention_heads=2, decoder_intermediate_size=32, layer_norm_eps=1e-5)
+    kw = {"image_size": 32, "num_frames": 4, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+          "intermediate_size": 64, "decoder_hidden_size": 8, "decoder_num_hidden_layers": 1,
+          "decoder_num_attention_heads": 2, "decoder_intermediate_size": 32, "layer_norm_eps": 1e-5}
     torch.manual_seed(0)
     x = torch.rand(2, 3, 4, 32, 32)
     mask = torch.tensor([[False, True, False, True, False, True, True, False]] * 2)
@@ -282,6 +293,11 @@ def test_import_folders_written_by_transformers(tmp_path):
         logits = pre(vm_input(x), bool_masked_pos=~mask).logits
     order = videomae_head_order(16, 2)
     assert (logits[..., order] - ours(x, mask)).abs().max() <= TOL
+    # the same weights with the in-memory names (query.bias / value.bias, as transformers 5 holds them)
+    renamed = {k.replace("q_bias", "query.bias").replace("v_bias", "value.bias"): v
+               for k, v in load_st(str(tmp_path / "pre" / "model.safetensors")).items()}
+    save_file(renamed, str(tmp_path / "pre" / "model.safetensors"))
+    assert same_weights(Marlin.from_pretrained(tmp_path / "pre", full=True), ours)
     bare = VideoMAEModel(VideoMAEConfig(**kw, use_mean_pooling=False)).eval()
     bare.load_state_dict(pre.videomae.state_dict())
     bare.save_pretrained(tmp_path / "bare")
@@ -296,9 +312,9 @@ def test_import_folders_written_by_transformers(tmp_path):
     with torch.no_grad():
         pooled = cls(vm_input(x)).logits
     assert (pooled - Marlin.from_pretrained(tmp_path / "cls").extract_features(x, keep_seq=False)).abs().max() <= TOL
+    VideoMAEModel(VideoMAEConfig(**{**kw, "layer_norm_eps": 1e-12}, use_mean_pooling=False)).save_pretrained(
+        tmp_path / "eps")
     with pytest.warns(UserWarning, match="layer_norm_eps 1e-12"):
-        VideoMAEModel(VideoMAEConfig(**{**kw, "layer_norm_eps": 1e-12}, use_mean_pooling=False)).save_pretrained(
-            tmp_path / "eps")
         Marlin.from_pretrained(tmp_path / "eps")
 
 
@@ -322,13 +338,15 @@ def test_exported_encoder_fine_tunes_with_transformers(tmp_path):
 
 
 # ---- marlin convert ----------------------------------------------------------------------------------------
-def test_convert_to_official_from_hub_folder(tmp_path, fixtures_dir):
+def test_convert_to_official_from_hub_folder(tmp_path, fixtures_dir, capsys):
     folder = Marlin.from_file(fixtures_dir / "tiny.yaml", fixtures_dir / "tiny.full.pt").save_pretrained(tmp_path / "hf")
     assert main(["convert", str(folder), str(tmp_path / "x.full.pt"), "--to", "official"]) == 0
     ref = torch.load(fixtures_dir / "tiny.full.pt", weights_only=True)
     got = torch.load(tmp_path / "x.full.pt", weights_only=True)
     assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref)
     assert main(["convert", str(folder), str(tmp_path / "x.pt"), "--to", "official"]) == 2
+    assert main(["convert", str(fixtures_dir / "tiny.full.pt"), str(tmp_path / "y.full.pt"), "--to", "official"]) == 2
+    assert "add --model" in capsys.readouterr().err
 
 
 def test_convert_to_hf_from_official_file(tmp_path, fixtures_dir):

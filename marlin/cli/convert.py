@@ -28,12 +28,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def read_model(source: str, model: str | None = None, revision: str | None = None):
     """A Marlin from a checkpoint file or a Hugging Face folder / Hub id, with whatever parts it holds."""
+    from ..checkpoints import load_file
     from ..models import Marlin
 
     if Path(source).is_file():
         if revision is not None:
             raise MarlinError(f"{source}: --revision applies to Hub ids only")
-        return Marlin.from_file(model, source) if model else Marlin.from_file(None, source)
+        if model is None and not load_file(source).get("__safetensors__"):
+            raise MarlinError(f"{source}: this file does not carry its architecture: add --model with a preset name "
+                              f"or an official-layout YAML")
+        return Marlin.from_file(model, source)
     if model is not None:
         raise MarlinError(f"{source}: --model applies to checkpoint files only (folders carry their config)")
     return Marlin.from_pretrained(source, revision=revision, full=None)
