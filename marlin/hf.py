@@ -422,12 +422,26 @@ def videomae_state_dict(model) -> dict[str, Tensor]:
     return {k: v.clone() for k, v in out.items()}  # no shared storage in safetensors
 
 
+def _warn_table_difference(model, folder) -> None:
+    """transformers rebuilds the sine-cosine tables in float64; the official release files hold float32-computed
+    ones (up to ~1.4e-4 away): say so, since outputs then differ by about that much."""
+    from .models.embedding import sincos_table
+
+    diff = max((part.pos_embedding.emb - sincos_table(*part.pos_embedding.emb.shape[1:])).abs().max().item()
+               for part in (model.encoder, model.decoder) if part is not None)
+    if diff > 0:
+        warnings.warn(f"{folder}: this model's sine-cosine position tables differ from the ones transformers builds "
+                      f"by up to {diff:.2g} (the official release files hold float32-computed tables); transformers' "
+                      f"outputs will differ from this model's by about that much", stacklevel=3)
+
+
 def export_videomae(model, folder) -> Path:
     """Write a transformers VideoMAE folder (config.json + model.safetensors): VideoMAEForPreTraining for a full
     model, VideoMAEModel for an encoder; both also load as VideoMAEForVideoClassification."""
     from .atomic import write_json
 
     config = videomae_config(model)  # refuses what VideoMAE cannot express before writing anything
+    _warn_table_difference(model, folder)
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"{folder}: exists and is not a folder")
