@@ -15,17 +15,24 @@ from marlin.checkpoints import CheckpointError, videomae_head_order
 from marlin.cli import main
 from marlin.models import PRESETS, resolve_config
 
-transformers = pytest.importorskip("transformers", reason="the hf extra (transformers) is not installed")
+
+def needs(module):
+    """The module of the hf extra a test needs, or skip the test (the core tests here need neither)."""
+    return pytest.importorskip(module, reason=f"the hf extra ({module}) is not installed")
+
 TOL = 1e-5
 OFFICIAL_FIELDS = ["img_size", "patch_size", "n_frames", "encoder_embed_dim", "encoder_depth", "encoder_num_heads",
                    "decoder_embed_dim", "decoder_depth", "decoder_num_heads", "mlp_ratio", "qkv_bias", "qk_scale",
                    "drop_rate", "attn_drop_rate", "norm_layer", "init_values", "tubelet_size", "as_feature_extractor"]
 
 
-@pytest.fixture(autouse=True)
-def _quiet_transformers():
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+@pytest.fixture()
+def transformers():
+    """transformers (skips without it), quiet: no load reports or progress bars."""
+    tf = needs("transformers")
+    tf.logging.set_verbosity_error()
+    tf.utils.logging.disable_progress_bar()
+    return tf
 
 
 @pytest.fixture(scope="module")
@@ -97,15 +104,15 @@ def test_official_hub_layout_by_path_matches_official_features(tmp_path, fixture
 
 
 def test_hub_id_through_local_cache_offline(tmp_path, fixtures_dir, monkeypatch):
-    import huggingface_hub
+    constants = needs("huggingface_hub.constants")
 
     commit = "a" * 40
     repo = tmp_path / "hub" / "models--ControlNet--marlin_tiny_ytf"
     official_hub_folder(repo / "snapshots" / commit, fixtures_dir)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     model = Marlin.from_pretrained("ControlNet/marlin_tiny_ytf")
     assert same_weights(model, Marlin.from_file(fixtures_dir / "tiny.yaml", fixtures_dir / "tiny.encoder.pt"))
     assert same_weights(model, Marlin.from_pretrained("ControlNet/marlin_tiny_ytf", revision=commit))
@@ -155,7 +162,7 @@ def test_save_pretrained_round_trip_and_card(tmp_path, fixtures_dir):
 
 
 def test_push_to_hub_uploads_the_saved_folder(tmp_path, monkeypatch):
-    import huggingface_hub
+    huggingface_hub = needs("huggingface_hub")
 
     calls = []
 
@@ -180,7 +187,7 @@ def test_push_to_hub_uploads_the_saved_folder(tmp_path, monkeypatch):
 
 
 # ---- transformers VideoMAE ---------------------------------------------------------------------------------
-def test_sincos_tables_equal_transformers():
+def test_sincos_tables_equal_transformers(transformers):
     from transformers.models.videomae.modeling_videomae import (
         get_sinusoid_encoding_table,
     )
@@ -225,7 +232,7 @@ def _check_videomae_parity(model, out, x, mask, tol=TOL):
     return diffs
 
 
-def test_videomae_export_parity_official_fixture(tmp_path, fixtures_dir, clip):
+def test_videomae_export_parity_official_fixture(tmp_path, fixtures_dir, clip, transformers):
     model = Marlin.from_file(fixtures_dir / "tiny.yaml", fixtures_dir / "tiny.full.pt")
     mask = torch.from_numpy(np.load(fixtures_dir / "mask.npy"))
     # the official file's own float32 sine-cosine tables: transformers rebuilds its (float64) ones
@@ -243,7 +250,7 @@ def test_videomae_export_parity_official_fixture(tmp_path, fixtures_dir, clip):
     assert not any("key.bias" in k for k in keys)
 
 
-def test_videomae_export_parity_preset_random(tmp_path, one_thread):
+def test_videomae_export_parity_preset_random(tmp_path, one_thread, transformers):
     cfg = PRESETS["marlin_vit_small_ytf"].config
     model = random_weights(Marlin(cfg, full_model=True))
     x = torch.rand(1, 3, 16, 224, 224, generator=torch.Generator().manual_seed(1))
@@ -253,7 +260,7 @@ def test_videomae_export_parity_preset_random(tmp_path, one_thread):
     print("marlin_vit_small_ytf (random) max |diff|:", diffs)
 
 
-def test_videomae_no_qkv_bias_parity(tmp_path):
+def test_videomae_no_qkv_bias_parity(tmp_path, transformers):
     model = random_weights(Marlin(tiny_config(qkv_bias=False), full_model=True))
     x = torch.rand(2, 3, 4, 32, 32)
     mask = torch.tensor([[True, False, False, True, False, True, False, False]] * 2)
@@ -269,7 +276,7 @@ def test_videomae_refuses_what_it_cannot_express(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_import_folders_written_by_transformers(tmp_path):
+def test_import_folders_written_by_transformers(tmp_path, transformers):
     """Import direction checked against transformers' own files (not only our export): pretraining (prefixed keys,
     its head order), a bare VideoMAEModel (no prefix) and a mean-pooling classifier (fc_norm)."""
     from transformers import (
@@ -319,7 +326,7 @@ def test_import_folders_written_by_transformers(tmp_path):
         Marlin.from_pretrained(tmp_path / "eps")
 
 
-def test_exported_encoder_fine_tunes_with_transformers(tmp_path):
+def test_exported_encoder_fine_tunes_with_transformers(tmp_path, transformers):
     from transformers import VideoMAEForVideoClassification
 
     random_weights(Marlin(tiny_config(), full_model=False)).export_videomae(tmp_path / "vm")
@@ -359,7 +366,7 @@ def test_convert_to_hf_from_official_file(tmp_path, fixtures_dir):
 
 
 @pytest.mark.filterwarnings("ignore:.*position tables differ")
-def test_convert_to_videomae_from_official_hub_layout(tmp_path, fixtures_dir, clip):
+def test_convert_to_videomae_from_official_hub_layout(tmp_path, fixtures_dir, clip, transformers):
     from transformers import VideoMAEModel
 
     folder = official_hub_folder(tmp_path / "official", fixtures_dir)
@@ -375,3 +382,15 @@ def test_convert_to_safetensors_from_videomae_folder(tmp_path, fixtures_dir):
     model.export_videomae(tmp_path / "vm")
     assert main(["convert", str(tmp_path / "vm"), str(tmp_path / "m.safetensors"), "--to", "safetensors"]) == 0
     assert same_weights(Marlin.from_file(None, tmp_path / "m.safetensors"), model, tables=False)
+
+
+def test_hub_id_without_the_extra_names_it(monkeypatch, capsys):
+    import sys
+
+    from marlin.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    with pytest.raises(MissingExtraError, match=r"needs the 'hf' extra"):
+        Marlin.from_pretrained("ControlNet/marlin_vit_base_ytf")
+    assert main(["convert", "ControlNet/marlin_vit_base_ytf", "x.encoder.pt", "--to", "official"]) == 3
+    assert "pip install 'facemarlin-toolkit[hf]'" in capsys.readouterr().err
