@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import warnings
 import copy
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -235,7 +235,7 @@ def main():
     print(f"| GFLOP/s | {peak['fp32']:.0f} | {peak['bf16']:.0f} | {peak['int8']:.0f} |\n", flush=True)
     rows = throughput(args, peak)
     acc = [] if args.no_accuracy else accuracy(args.precisions)
-    print(f"\n| model | batch | precision | clips/s | GFLOP/s | % of its matmul rate | x fp32 | pooled cos vs fp32 |")
+    print("\n| model | batch | precision | clips/s | GFLOP/s | % of its matmul rate | x fp32 | pooled cos vs fp32 |")
     print("|---|---|---|---|---|---|---|---|")
     base = {(r[0], r[1]): r[3] for r in rows if r[2] == "fp32"}
     for r in rows:

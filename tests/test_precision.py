@@ -1,13 +1,12 @@
 """Extraction precision: `auto | 32 | bf16 | 16` through every entry point (API, `marlin extract`, the downstream
 feature cache), `auto` per hardware, the precision recorded with the outputs, bf16 close to float32."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
 from helpers import tiny_config
+
 from marlin import Marlin
 from marlin.cli import main
 from marlin.video import write_video

@@ -8,22 +8,20 @@ folder given directly, e.g. a `marlin extract` output, whose record must match) 
 difference, to read features made otherwise."""
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-import hashlib
-import json
-import os
-
 from ..atomic import save_npy, write_json
-from ..extract import (FEATURES_RECORD, encode_clips, encoder_record, features_record, model_record,  # noqa: F401
-                       record_differences, video_features)
+from ..extract import FEATURES_RECORD, encode_clips, encoder_record, features_record, record_differences, video_features
+from ..extract import model_record  # noqa: F401  (here since the feature cache began; marlin.downstream.probe uses it)
 from ..video import VideoError
 from .datasets.base import DatasetError, Sample
 from .sources import eval_clips, materialize
-
 
 LP_DEVICE = torch.device("cpu")  # the probe's frozen encoder extracts on the CPU (`model.load_encoder`)
 
