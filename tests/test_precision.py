@@ -155,3 +155,16 @@ def test_feature_cache_is_keyed_by_the_extraction_precision(tiny_ckpt, tmp_path,
     with pytest.raises(ValueError, match="extract_precision"):
         load_run_config({**base, "extract_precision": "16"})
 
+
+def test_a_record_without_precision_is_float32(tmp_path):
+    """Records written before precision was recorded hold float32 features: reused by float32 runs only."""
+    from marlin.downstream.datasets.base import DatasetError
+    from marlin.downstream.features import check_record
+    from marlin.extract import features_record
+
+    record = features_record({"weights_sha256": "ab"}, 2, 16, False)
+    (tmp_path / "features.json").write_text(json.dumps({k: v for k, v in record.items() if k != "precision"}))
+    check_record(tmp_path, record)
+    with pytest.raises(DatasetError, match="precision: cached '32', needed 'bf16'"):
+        check_record(tmp_path, {**record, "precision": "bf16"})
+
