@@ -55,13 +55,13 @@ class Marlin(nn.Module):
 
         ``precision``: "32" (float32), "bf16" (bfloat16 autocast; pooling and final norm in float32), "16"
         (float16 autocast, GPUs) or "auto" (bf16 where the device computes it natively, else float32; see
-        `marlin.precision`). Features are returned in float32 whatever the precision."""
+        `marlin.precision`). Features come back in the weights' dtype (float32), the reduced precisions too."""
         from ..precision import precision_context, resolve_extract_precision
 
         self.eval()
         x = x.to(self.device)
         with precision_context(resolve_extract_precision(precision, self.device), self.device):
-            return self.encoder.extract_features(x, keep_seq=keep_seq).float()
+            return self.encoder.extract_features(x, keep_seq=keep_seq)
 
     @torch.no_grad()
     def extract_video(self, video_path, crop_face: bool = False, sample_rate: int = 2, stride: int = 16,
