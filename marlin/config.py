@@ -107,6 +107,10 @@ def _coerce(tp, value, where: str):
         return from_dict(tp, value, where)
     if tp is typing.Any:
         return value
+    if tp is Path:
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{where}: expected a path, got {value!r}")
+        return Path(value)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -221,12 +225,13 @@ def help_of(field: dataclasses.Field) -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "", skip: Iterable[str] = (),
-                  short: bool = False, choices: Mapping[str, Iterable] | None = None) -> None:
+                  short: bool = False, choices: Mapping[str, Iterable] | None = None,
+                  flags: Mapping[str, str] | None = None) -> None:
     """One ``--a-b`` flag per leaf field of ``cls`` (key "a.b"; nested sections prefixed by their name, or only
-    the field name when ``short``), default None (= the config's value); booleans as ``--x / --no-x``;
-    ``choices`` {key: allowed values}. Plus, once per parser, ``--set KEY=VALUE``. Read back with
-    `values_from_args`."""
-    skip, choices = set(skip), dict(choices or {})
+    the field name when ``short``; ``flags`` {key: flag} names some otherwise), default None (= the config's
+    value); booleans as ``--x / --no-x``; ``choices`` {key: allowed values}. Plus, once per parser,
+    ``--set KEY=VALUE``. Read back with `values_from_args`."""
+    skip, choices, flags = set(skip), dict(choices or {}), dict(flags or {})
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
@@ -234,11 +239,13 @@ def add_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "", skip: 
             continue
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            add_arguments(parser, tp, f"{key}.", skip, short, choices)
+            add_arguments(parser, tp, f"{key}.", skip, short, choices, flags)
             continue
-        flag, dest = "--" + (f.name if short else key).replace(".", "-").replace("_", "-"), "cfg:" + key
+        flag = flags.get(key) or "--" + (f.name if short else key).replace(".", "-").replace("_", "-")
+        dest = "cfg:" + key
         default = f.default if f.default is not dataclasses.MISSING else None
-        text = f"{help_of(f) or key} [{key}; built-in default {default!r}]"
+        shown = str(default) if isinstance(default, Path) else repr(default)
+        text = f"{help_of(f) or key} [{key}; built-in default {shown}]".replace("%", "%%")
         if tp is bool:
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:

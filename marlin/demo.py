@@ -20,25 +20,43 @@ import numpy as np
 import torch
 
 
+def _help(text: str, default=None, **kw):
+    return field(default=default, metadata={"help": text}, **kw)
+
+
 @dataclass
 class DemoSettings:
-    out_dir: Path = Path("marlin_demo")
-    num_items: int = 2000         # synthetic clips (80 / 10 / 10 % train / val / test)
-    frames: int = 32              # frames per synthetic video: two 16-frame windows at demo_cpu's sample rate 1
-    size: int = 64                # crop size in pixels (the config's img_size)
-    seed: int = 0
-    workers: int = 2
-    config: str = "demo_cpu"      # pretraining config (shipped name or YAML)
-    minutes: float = 9.0          # pretraining wall-clock cap
-    max_steps: int | None = 8500  # iterations; also the cosine schedule's length (~9 min on 2 free bf16 cores)
-    ablation: bool = False        # also pretrain with each of fasking / tube / random that is not the main strategy
-    batch_size: int | None = None
-    test_items: int = 3000        # probe test clips from a second world (seed + 1); 0: the world's own test split
-    readout: str = "spatial"      # probe features: "spatial" (token positions kept) or "pooled" (official clip feature)
-    precision: str = "fp32"       # feature extraction: "fp32" or "bf16" (autocast; no faster at demo_cpu's size here)
-    feature_batch: int = 64       # windows per encoder call in feature extraction
-    progress: bool = True
-    overrides: dict = field(default_factory=dict)  # extra TrainerSettings for pretraining
+    """Settings of `marlin demo` (a section of the config layer: `marlin demo --help` lists them as flags)."""
+
+    out_dir: Path = _help("output directory (data, runs, report)", Path("marlin_demo"))
+    num_items: int = _help("synthetic clips (80 / 10 / 10 % train / val / test)", 2000)
+    frames: int = _help("frames per synthetic video: two 16-frame windows at demo_cpu's sample rate 1", 32)
+    size: int = _help("crop size in pixels (must match the config's img_size)", 64)
+    seed: int = _help("seed of the world (the test world is seed + 1), pretraining and probes", 0)
+    workers: int = _help("processes generating the synthetic world", 2)
+    config: str = _help("pretraining config (shipped name or YAML)", "demo_cpu")
+    max_steps: int | None = _help("pretraining iterations, also the cosine schedule's length: the budget, so a run "
+                                  "computes the same encoder however loaded the machine (~8.6 min on 2 free cores)",
+                                  8500)
+    minutes: float | None = _help("pretraining wall-clock cap on top of max_steps (a safety bound; a run it stops "
+                                  "early reports fewer iterations)", 60.0)
+    ablation: bool = _help("also pretrain with each of fasking / tube / random that is not the main strategy", False)
+    batch_size: int | None = _help("pretraining clips per batch (default: the config's)")
+    test_items: int = _help("probe test clips from a second world (seed + 1; its items 0..N-1, so a larger world is "
+                            "reused); 0: the first world's test split", 3000)
+    readout: str = _help("probe features: 'spatial' (token positions kept) or 'pooled' (official clip feature)",
+                         "spatial")
+    precision: str = _help("feature extraction: 'fp32' or 'bf16' (autocast; no faster at demo_cpu's size here)",
+                           "fp32")
+    feature_batch: int = _help("windows per encoder call in feature extraction", 64)
+    progress: bool = _help("progress bars", True)
+    overrides: dict = field(default_factory=dict, metadata={"help": "extra TrainerSettings for pretraining"})
+
+    def __post_init__(self):
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 def _say(msg: str) -> None:
@@ -376,7 +394,8 @@ def run_demo(s: DemoSettings) -> dict:
 
     cfg = pretrain_config(s.config)
     strategy = cfg.mask_strategy
-    _say(f"2/4 pretraining {s.config} ({strategy} masking) for at most {s.minutes:g} min")
+    cap = f", at most {s.minutes:g} min" if s.minutes else ""
+    _say(f"2/4 pretraining {s.config} ({strategy} masking) for {s.max_steps or 'unbounded'} iterations{cap}")
     train_list = data_dir / "train.txt"  # pretrain on the training split only: test clips stay unseen
     runs = {strategy: _pretrain(s, cfg, train_list, out / "pretrain")}
     if s.ablation:

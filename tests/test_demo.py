@@ -1,6 +1,7 @@
 """`marlin demo` end to end at a tiny budget (numbers and files, not prose), and its pieces: the shared window
 rule, features through encode_clips, the items adapter's task datasets, the paired bootstrap, the ridge probe."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,11 +75,34 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
         assert f"{task} {report['margin_pretrained_minus_random'][task]:+.3f} [{lo:+.3f}, {hi:+.3f}]" in md
     assert str(report_dir / "report.md") in capsys.readouterr().out
     # a second run reuses both worlds (resumable generation) and overwrites the report; --ablation adds the other
-    # masking strategies; --strict turns a failed pretrained-vs-random check into exit status 3
-    rc = main([*args, "--max-steps", "1", "--test-num", "0", "--strict", "--ablation"])
+    # masking strategies; --strict turns a failed pretrained-vs-random check into exit status 1; --set reaches
+    # any setting
+    rc = main([*args, "--max-steps", "1", "--test-num", "0", "--strict", "--ablation", "--set", "feature_batch=7"])
     report = json.loads((report_dir / "report.json").read_text())
     _check_report(report, {"random init", "fasking", "tube", "random"}, 3, 1)  # the world's own test split
-    assert rc == (0 if report["pretrained_beats_random_on_every_task"] else 3)
+    assert rc == (0 if report["pretrained_beats_random_on_every_task"] else 1)
+    assert report["settings"]["feature_batch"] == 7 and report["settings"]["ablation"] is True
+
+
+def test_demo_settings_come_from_the_config_layer(capsys):
+    """Flags are generated from DemoSettings (historic names kept); unknown keys and bad values are errors."""
+    import argparse
+
+    from marlin.cli import demo as cli
+    from marlin.config import load, values_from_args
+    from marlin.demo import DemoSettings
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["--out", "x", "--num", "5", "--test-num", "2", "--max-steps", "10", "--set", "minutes=null",
+                              "--set", "feature_batch=4"])
+    s = load(DemoSettings, None, args.set, values_from_args(args))
+    assert (s.out_dir, s.num_items, s.test_items, s.max_steps, s.minutes, s.feature_batch) == \
+        (Path("x"), 5, 2, 10, None, 4)
+    assert DemoSettings().max_steps == 8500  # the budget is iterations: the same encoder however loaded the machine
+    assert main(["demo", "--set", "num_itmes=5"]) == 2
+    assert "did you mean 'num_items'" in capsys.readouterr().err
+    assert main(["demo", "--set", "readout=sparse"]) == 2
 
 
 def test_task_datasets_read_the_items_labels_and_take_the_first_test_items(tmp_path):
