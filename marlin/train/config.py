@@ -119,12 +119,7 @@ def pretrain_config(source, overrides=(), values: dict | None = None, **trainer)
     if C.is_official_layout(data):
         data = C.from_official(data, where)
     values = dict(values or {})
-    for key, value in trainer.items():
-        if value is None:
-            continue
-        if key not in TrainerSettings.__dataclass_fields__:
-            raise C.ConfigError(f"unknown trainer setting {key!r}{C._suggest(key, TrainerSettings.__dataclass_fields__)}")
-        values[f"trainer.{key}"] = value
+    values.update({f"trainer.{key}": value for key, value in trainer.items() if value is not None})
     cfg = C.load(PretrainConfig, data, overrides, values, where)
     try:
         return cfg.validate()
