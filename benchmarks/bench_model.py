@@ -1,11 +1,12 @@
 """Encoder throughput per precision on this machine versus its matmul rate at that precision, and the accuracy
 of each precision against float32. One run prints three tables (docs/performance.md records them):
 
-1. the machine's matmul rate (2048^3) in fp32, bf16 and int8 (a torch.ao dynamically quantised Linear);
+1. the machine's matmul rate (2048^3) in fp32, bf16 and int8 (a torch.ao dynamically quantised Linear), measured
+   beside every row and reported as the best of the run (the closest to an idle machine);
 2. clips/s of each model at each batch size in fp32, bf16 (`extract_features(precision="bf16")`: autocast, pooling
    and final norm in float32) and int8 (torch.ao dynamic quantisation of every Linear, activations quantised per
    call), with the achieved GFLOP/s and its fraction of that precision's matmul rate, and the pooled cosine to
-   fp32 on the same (random) clips;
+   fp32 on the same (random) clips; the precisions of a row take turns, best of --reps;
 3. accuracy against fp32 on real inputs: the official tiny fixture (its weights and clip) and the sample videos
    cropped01/cropped05 through a ViT-B of random weights: per-token and pooled max |diff| and min cosine, for
    bf16 as shipped, bf16 with the pooling and final norm also in bf16 (why they stay float32), and int8.
@@ -49,16 +50,24 @@ def _rate(fn, flops: float, reps: int) -> float:
     return flops / best / 1e9
 
 
-def matmul_gflops(n: int = 2048, reps: int = 10) -> dict:
-    """GFLOP/s (GOP/s for int8) of an n^3 matmul per precision."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    ab, bb = a.bfloat16(), b.bfloat16()
-    lin = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(n, n, bias=False)),
-                                                 {torch.nn.Linear}, dtype=torch.qint8)
-    flops = 2.0 * n ** 3
-    with torch.inference_mode():
-        return {"fp32": _rate(lambda: a @ b, flops, reps), "bf16": _rate(lambda: ab @ bb, flops, reps),
-                "int8": _rate(lambda: lin(a), flops, reps)}
+class MatmulRate:
+    """GFLOP/s (GOP/s for int8) of an n^3 matmul per precision, measured again beside every timed row (the host
+    may be shared: its load changes while the benchmark runs); `peak` keeps the best seen per precision."""
+
+    def __init__(self, n: int = 2048):
+        self.a, self.b = torch.randn(n, n), torch.randn(n, n)
+        self.ab, self.bb = self.a.bfloat16(), self.b.bfloat16()
+        self.lin = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(n, n, bias=False)),
+                                                          {torch.nn.Linear}, dtype=torch.qint8)
+        self.flops = 2.0 * n ** 3
+        self.peak = {}
+
+    def measure(self, reps: int = 5) -> dict:
+        fns = {"fp32": lambda: self.a @ self.b, "bf16": lambda: self.ab @ self.bb, "int8": lambda: self.lin(self.a)}
+        with torch.inference_mode():
+            now = {k: _rate(fn, self.flops, reps) for k, fn in fns.items()}
+        self.peak = {k: max(v, self.peak.get(k, 0.0)) for k, v in now.items()}
+        return now
 
 
 def encoder_flops(cfg) -> float:
@@ -138,22 +147,26 @@ def features(model: Marlin, int8: Marlin | None, precision: str, x: torch.Tensor
     return model.extract_features(x, keep_seq=keep_seq, precision={"fp32": "32", "bf16": "bf16"}[precision])
 
 
-def time_features(model, int8, precision: str, x, reps: int) -> tuple[float, torch.Tensor]:
-    """(best seconds of ``reps`` calls, output): the best, since other processes only ever add time."""
-    features(model, int8, precision, x[:1])  # warm-up on one clip (weight casts, threads, allocator)
-    best = float("inf")
+def time_features(model, int8, precisions, x, reps: int) -> dict:
+    """{precision: (best seconds of ``reps`` calls, output)}; the precisions take turns in every rep, so a change
+    of the host's load hits them alike, and the best counts, since other processes only ever add time."""
+    for precision in precisions:
+        features(model, int8, precision, x[:1])  # warm-up on one clip (weight casts, threads, allocator)
+    best = {p: (float("inf"), None) for p in precisions}
     for _ in range(reps):
-        t = time.perf_counter()
-        out = features(model, int8, precision, x)
-        best = min(best, time.perf_counter() - t)
-    return best, out
+        for precision in precisions:
+            t = time.perf_counter()
+            out = features(model, int8, precision, x)
+            best[precision] = min(best[precision], (time.perf_counter() - t, out), key=lambda r: r[0])
+    return best
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return F.cosine_similarity(a.flatten(0, -2), b.flatten(0, -2), dim=-1).min().item()
 
 
-def throughput(args, peak: dict) -> list[tuple]:
+def throughput(args, rate: MatmulRate) -> list[tuple]:
+    """(model, batch, precision, clips/s, GFLOP/s, pooled cosine to fp32) rows."""
     rows = []
     for key in args.models:
         name = NAMES.get(key, key)
@@ -165,20 +178,17 @@ def throughput(args, peak: dict) -> list[tuple]:
         batches = args.large_batches if name == NAMES["L"] else args.batches
         for batch in batches:
             x = torch.rand(batch, 3, cfg.n_frames, cfg.img_size, cfg.img_size, generator=torch.Generator().manual_seed(0))
-            ref = None
-            for precision in args.precisions:
-                sec, out = time_features(model, int8, precision, x, args.reps)
-                ref = out if precision == "fp32" else ref
-                achieved = flops * batch / sec / 1e9
-                cos = cosine(out, ref) if ref is not None else float("nan")
-                rows.append((key, batch, precision, batch / sec, achieved, 100 * achieved / peak[precision], cos))
-                print(f"  measured {name} b={batch} {precision}: {sec:.2f} s/batch", flush=True)
+            now = rate.measure()
+            timed = time_features(model, int8, args.precisions, x, args.reps)
+            ref = timed["fp32"][1]
+            for precision, (sec, out) in timed.items():
+                rows.append((key, batch, precision, batch / sec, flops * batch / sec / 1e9, cosine(out, ref)))
             if args.naive:
                 with naive_attention():
-                    sec, out = time_features(model, int8, "fp32", x, args.reps)
-                achieved = flops * batch / sec / 1e9
-                rows.append((key, batch, "fp32 naive attn", batch / sec, achieved, 100 * achieved / peak["fp32"],
-                             cosine(out, ref)))
+                    sec, out = time_features(model, int8, ["fp32"], x, args.reps)["fp32"]
+                rows.append((key, batch, "fp32 naive attn", batch / sec, flops * batch / sec / 1e9, cosine(out, ref)))
+            print(f"  measured {name} b={batch}: " + ", ".join(f"{p} {t:.2f} s" for p, (t, _) in timed.items())
+                  + "; matmul now " + ", ".join(f"{p} {v:.0f}" for p, v in now.items()), flush=True)
     return rows
 
 
@@ -230,17 +240,20 @@ def main():
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load} at the start; "
           f"native bf16: avx512_bf16 {torch.cpu._is_avx512_bf16_supported()}, amx {torch.cpu._is_amx_tile_supported()}")
-    peak = matmul_gflops()
-    print("\n| matmul 2048^3 | fp32 | bf16 | int8 (dynamic Linear) |\n|---|---|---|---|")
-    print(f"| GFLOP/s | {peak['fp32']:.0f} | {peak['bf16']:.0f} | {peak['int8']:.0f} |\n", flush=True)
-    rows = throughput(args, peak)
+    rate = MatmulRate()
+    rows = throughput(args, rate)
     acc = [] if args.no_accuracy else accuracy(args.precisions)
+    rate.measure()
+    peak = rate.peak
+    print("\n| matmul 2048^3, best of the run | fp32 | bf16 | int8 (dynamic Linear) |\n|---|---|---|---|")
+    print(f"| GFLOP/s | {peak['fp32']:.0f} | {peak['bf16']:.0f} | {peak['int8']:.0f} |")
     print("\n| model | batch | precision | clips/s | GFLOP/s | % of its matmul rate | x fp32 | pooled cos vs fp32 |")
     print("|---|---|---|---|---|---|---|---|")
     base = {(r[0], r[1]): r[3] for r in rows if r[2] == "fp32"}
     for r in rows:
-        print(f"| ViT-{r[0]} | {r[1]} | {r[2]} | {r[3]:.2f} | {r[4]:.0f} | {r[5]:.0f}% | {r[3] / base[r[0], r[1]]:.2f} "
-              f"| {r[6]:.6f} |")
+        frac = 100 * r[4] / peak[r[2].split()[0]]
+        print(f"| ViT-{r[0]} | {r[1]} | {r[2]} | {r[3]:.2f} | {r[4]:.0f} | {frac:.0f}% | {r[3] / base[r[0], r[1]]:.2f} "
+              f"| {r[5]:.6f} |")
     if acc:
         print("\n| input | clips | precision | token max abs diff | token min cos | pooled max abs diff | pooled min cos |")
         print("|---|---|---|---|---|---|---|")
