@@ -219,6 +219,15 @@ def save_resolved(obj, out_dir, name: str = "config.yaml") -> Path:
     return write_text(Path(out_dir) / name, yaml.safe_dump(data, sort_keys=False))
 
 
+def setting(help: str, default=None, *, factory=None, default_factory=None):
+    """A section field with its help text (shown by the generated flags and `--help`); ``factory`` (or
+    ``default_factory``) makes mutable defaults."""
+    factory = factory or default_factory
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 # ---- command-line flags ----------------------------------------------------------------------------------
 def help_of(field: dataclasses.Field) -> str | None:
     return field.metadata.get("help")

@@ -21,7 +21,9 @@ import torch
 
 
 def _help(text: str, default=None, **kw):
-    return field(default=default, metadata={"help": text}, **kw)
+    from .config import setting
+
+    return setting(text, default, **kw)
 
 
 @dataclass

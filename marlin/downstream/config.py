@@ -13,10 +13,7 @@ SOLVERS = ("sgd", "logistic")
 REDUCTIONS = ("mean", "max")
 
 
-def _help(text: str, default=None, **kw):
-    if callable(default):
-        return field(default_factory=default, metadata={"help": text}, **kw)
-    return field(default=default, metadata={"help": text}, **kw)
+_help = C.setting
 
 
 @dataclass
@@ -45,16 +42,16 @@ class RunConfig:
     dataset: str | None = _help("celebvhq | mosei | ffpp | dfew | ferv39k | mafw | csv | items")
     root: str | None = _help("dataset root folder")
     task: str | None = _help("e.g. appearance / action (celebvhq), emotion / sentiment7 / sentiment2 (mosei)")
-    dataset_options: dict = _help("passed to the dataset adapter (compression, csv, videos, labels, ...)", dict)
+    dataset_options: dict = _help("passed to the dataset adapter (compression, csv, videos, labels, ...)", factory=dict)
     folds: list[int] | None = _help("fold numbers, or null for every fold of the dataset")
     encoder: EncoderSpec = field(default_factory=EncoderSpec)
     features: str | None = _help("LP feature cache base folder (default <out>/features; see docs/downstream.md)")
     crop_face: bool = _help("raw videos: crop faces while extracting (LP only; preprocess for FT)", False)
     windows: Windows = field(default_factory=Windows)
     reduction: str = _help("LP reduction of the windows of a video: mean | max", "mean")
-    few_shot: list[float | str] = _help("fractions of the training labels (0.1 or '10%')", lambda: [1.0])
-    seeds: list[int] = _help("seeds, one run each", lambda: [0])
-    train: dict = _help("TrainConfig fields (solver sgd, and fine-tuning)", dict)
+    few_shot: list[float | str] = _help("fractions of the training labels (0.1 or '10%')", factory=lambda: [1.0])
+    seeds: list[int] = _help("seeds, one run each", factory=lambda: [0])
+    train: dict = _help("TrainConfig fields (solver sgd, and fine-tuning)", factory=dict)
     solver: str = _help("LP: sgd (the paper's LP: Adam, early stopping) | logistic (L-BFGS, L2 chosen on val)",
                         "sgd")
     batch_size_eval: int = _help("clips per encoder forward when extracting / evaluating", 8)

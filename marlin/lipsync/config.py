@@ -16,7 +16,9 @@ from .syncnet import SyncNetConfig
 
 
 def _h(text: str, **kw):
-    return field(metadata={"help": text}, **kw)
+    from ..config import setting
+
+    return setting(text, **kw)
 
 
 @dataclass(frozen=True)

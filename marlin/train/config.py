@@ -12,8 +12,7 @@ from ..models.config import MarlinConfig
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "pretrain"
 
 
-def _help(text: str, **kw):
-    return field(metadata={"help": text}, **kw)
+_help = C.setting
 
 
 @dataclass
