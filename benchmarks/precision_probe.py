@@ -48,7 +48,8 @@ def main():
     feats, seconds = {}, {}
     for precision in ("fp32", "bf16"):
         t = time.perf_counter()
-        out = encode_videos({"m": model}, videos, sample_rate, args.readout, precision=precision, progress=False)
+        out = encode_videos({"m": model}, videos, sample_rate, args.readout, progress=False,
+                            precision={"fp32": "32", "bf16": "bf16"}[precision])
         seconds[precision] = time.perf_counter() - t
         feats[precision] = dict(zip(videos, out["m"]))
         print(f"  {precision}: {len(videos)} videos in {seconds[precision]:.0f} s", flush=True)

@@ -48,8 +48,8 @@ class DemoSettings:
                             "reused); 0: the first world's test split", 3000)
     readout: str = _help("probe features: 'spatial' (token positions kept) or 'pooled' (official clip feature)",
                          "spatial")
-    precision: str = _help("feature extraction: 'fp32' or 'bf16' (autocast; no faster at demo_cpu's size here)",
-                           "fp32")
+    precision: str = _help("feature extraction precision (marlin.precision): 32, bf16 or auto (bf16 autocast "
+                           "measured no faster than float32 at demo_cpu's size here)", "32")
     feature_batch: int = _help("windows per encoder call in feature extraction", 64)
     progress: bool = _help("progress bars", True)
     overrides: dict = field(default_factory=dict, metadata={"help": "extra TrainerSettings for pretraining"})
@@ -69,7 +69,7 @@ def _say(msg: str) -> None:
 # 7 expressions, the mean of the per-label AUCs for the multi-label tasks, AUC for manipulation.
 METRIC = {"multiclass": "acc", "multilabel": "auc_label_mean", "binary": "auc"}
 READOUTS = ("spatial", "pooled")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("32", "bf16", "auto")  # extraction precisions the demo offers (marlin.precision; "16" is GPU-only)
 
 
 def task_metric(task: str) -> str:
@@ -102,22 +102,16 @@ def video_readout(window_tokens, grid: tuple[int, int, int]):
     return spatial_readout(window_tokens.reshape(1, -1, window_tokens.shape[-1]), (len(window_tokens) * t, h, w))[0]
 
 
-def _autocast(precision: str):
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
 @torch.no_grad()
 def encode_videos(models: dict, videos: list, sample_rate: int, readout: str = "spatial", batch_size: int = 64,
-                  precision: str = "fp32", progress: bool = True, desc: str = "features",
+                  precision: str = "32", progress: bool = True, desc: str = "features",
                   chunk: int = 32) -> dict[str, np.ndarray]:
     """{name: (N, F) probe features} of the N video files for every encoder of `models` (same clip and token
     grid), each video decoded once for all of them: its `windows` at `sample_rate` (`marlin.extract.video_clips`;
     the next `chunk` of videos decodes in a thread while this one encodes) run through
     `marlin.extract.encode_clips` in batches of `batch_size` windows, then `video_readout` over all
     its windows ("spatial") or the official clip feature averaged over them ("pooled": (N, D)). `precision`
-    "bf16" runs the encoders under bf16 autocast (features within cosine 0.9999 of float32; at the demo_cpu size
+    ("32", "bf16", "auto": `Marlin.extract_features`) "bf16" runs the encoders under bf16 autocast (features within cosine 0.9999 of float32; at the demo_cpu size
     on a 2-core AVX512-BF16 host it measured no faster than float32, which 64-window batches speed up instead)."""
     from tqdm.auto import tqdm
 
@@ -133,8 +127,8 @@ def encode_videos(models: dict, videos: list, sample_rate: int, readout: str = "
     pooled = readout == "pooled"
 
     def encode(x):
-        with _autocast(precision):
-            return torch.stack([m.extract_features(x, keep_seq=not pooled).float() for m in models.values()], 1)
+        return torch.stack([m.extract_features(x, keep_seq=not pooled, precision=precision).float()
+                            for m in models.values()], 1)
 
     def read(part: list) -> tuple[list, list]:
         """The windows of a chunk of videos and the index (in the chunk) of the video each belongs to."""
@@ -370,9 +364,6 @@ def run_demo(s: DemoSettings) -> dict:
     from .synth import generate_dataset
     from .train import pretrain_config
 
-    if s.readout not in READOUTS or s.precision not in PRECISIONS:
-        raise ValueError(f"readout must be one of {READOUTS} and precision one of {PRECISIONS}, "
-                         f"got {s.readout!r} and {s.precision!r}")
     t0 = time.perf_counter()
     stage, clock = {}, [t0]
 
@@ -410,7 +401,9 @@ def run_demo(s: DemoSettings) -> dict:
     _say(f"    {main.iterations} iterations in {main.seconds / 60:.1f} min (stopped by {main.stopped_by})")
     lap("pretraining")
 
-    precision = s.precision
+    from .precision import resolve_extract_precision
+
+    precision = resolve_extract_precision(s.precision, "cpu")  # recorded resolved ("auto" differs per machine)
     _say(f"3/4 features ({precision}) + linear probes: pretrained vs random encoder of the same size")
     datasets = task_datasets(data_dir, test_dir, s.test_items)
     encoders = {name: Marlin.from_file(None, r.exports["safetensors"], full_model=False) for name, r in runs.items()}

@@ -61,12 +61,12 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--config", str(cfg), "--num", "30", "--frames", "8", "--size", "32",
             "--workers", "1", "--quiet"]
-    assert main([*args, "--max-steps", "3", "--minutes", "1", "--test-num", "14", "--precision", "fp32"]) == 0
+    assert main([*args, "--max-steps", "3", "--minutes", "1", "--test-num", "14", "--precision", "32"]) == 0
     report_dir = out / "report"
     report = json.loads((report_dir / "report.json").read_text())
     _check_report(report, {"random init", "fasking"}, 14, 3)
     assert report["pretraining"]["stopped_by"] == "max_steps" and report["pretraining"]["precision"] == "32-true"
-    assert report["feature_precision"] == "fp32" and report["settings"]["test_items"] == 14
+    assert report["feature_precision"] == "32" and report["settings"]["test_items"] == 14
     for png in ("loss_curve.png", "reconstruction.png", "fasking_masks.png"):
         assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((out / "data_test").glob("*/clip.mp4"))) == 14 and len(list((out / "data").glob("*/clip.mp4"))) == 30
@@ -100,6 +100,9 @@ def test_demo_settings_come_from_the_config_layer(capsys):
     assert (s.out_dir, s.num_items, s.test_items, s.max_steps, s.minutes, s.feature_batch) == \
         (Path("x"), 5, 2, 10, None, 4)
     assert DemoSettings().max_steps == 8500  # the budget is iterations: the same encoder however loaded the machine
+    assert parser.parse_args(["--precision", "auto"]).__dict__["cfg:precision"] == "auto"  # marlin.precision names
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--precision", "fp16"])
     assert main(["demo", "--set", "num_itmes=5"]) == 2
     assert "did you mean 'num_items'" in capsys.readouterr().err
     assert main(["demo", "--set", "readout=sparse"]) == 2
