@@ -13,17 +13,13 @@ import dataclasses
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-
-def _help(text: str, default=None, **kw):
-    from .config import setting
-
-    return setting(text, default, **kw)
+from .config import setting as _help  # a section field with its help text
 
 
 @dataclass
@@ -52,7 +48,7 @@ class DemoSettings:
                            "measured no faster than float32 at demo_cpu's size here)", "32")
     feature_batch: int = _help("windows per encoder call in feature extraction", 64)
     progress: bool = _help("progress bars", True)
-    overrides: dict = field(default_factory=dict, metadata={"help": "extra TrainerSettings for pretraining"})
+    overrides: dict = _help("extra TrainerSettings for pretraining", factory=dict)
 
     def __post_init__(self):
         if self.readout not in READOUTS:

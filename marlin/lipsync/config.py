@@ -10,15 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..config import setting as _h  # a section field with its help text
 from .generator import GeneratorConfig
 from .losses import DISC_WT, SYNC_WT
 from .syncnet import SyncNetConfig
-
-
-def _h(text: str, **kw):
-    from ..config import setting
-
-    return setting(text, **kw)
 
 
 @dataclass(frozen=True)
