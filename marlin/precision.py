@@ -11,8 +11,11 @@ PRECISIONS = ("auto", "32", "bf16", "16")  # "16": float16 autocast, GPUs only
 
 
 def native_bf16(on_gpu: bool) -> bool:
-    """Whether the device computes bfloat16 natively: GPUs, and CPUs with AVX512-BF16 or AMX."""
+    """Whether the device computes bfloat16 natively: CUDA GPUs from Ampere on (not V100 / T4, where bf16 is
+    emulated and slower than float16 or float32), other GPUs (MPS), and CPUs with AVX512-BF16 or AMX."""
     if on_gpu:
+        if torch.cuda.is_available():
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
         return True
     try:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())

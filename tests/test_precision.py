@@ -168,3 +168,17 @@ def test_a_record_without_precision_is_float32(tmp_path):
     with pytest.raises(DatasetError, match="precision: cached '32', needed 'bf16'"):
         check_record(tmp_path, {**record, "precision": "bf16"})
 
+
+
+def test_auto_is_float32_on_gpus_without_native_bf16(monkeypatch):
+    """A V100 / T4 emulates bf16 (slower than float32): `auto` must not pick it there, nor in pretraining."""
+    from marlin.precision import resolve_extract_precision
+    from marlin.train.runner import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert resolve_extract_precision("auto", "cuda") == "32"
+    assert resolve_precision("auto", on_gpu=True) == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert resolve_extract_precision("auto", "cuda") == "bf16"
+    assert resolve_precision("auto", on_gpu=True) == "bf16-mixed"
