@@ -8,6 +8,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .errors import MarlinError
+
+
+class DownloadError(MarlinError, RuntimeError):
+    """A release file could not be downloaded (network, HTTP error, cut-off transfer); a rerun resumes."""
+
 
 def cache_dir() -> Path:
     """`$MARLIN_CACHE`, else `~/.cache/marlin`."""
@@ -30,9 +36,10 @@ def download(url: str, dest: Path, progress: bool = True, chunk: int = 1 << 20, 
         if e.code == 416 and have:  # already complete
             os.replace(part, dest)
             return dest
-        raise RuntimeError(f"{url}: download failed (HTTP {e.code})") from None
+        raise DownloadError(f"{url}: download failed (HTTP {e.code})") from None
     except OSError as e:
-        raise RuntimeError(f"{url}: download failed ({e})") from None
+        raise DownloadError(f"{url}: download failed ({e}); check the network, or load a local copy with "
+                            "Marlin.from_file") from None
     with resp:
         resumed = have and resp.status == 206
         if not resumed:
@@ -48,7 +55,7 @@ def download(url: str, dest: Path, progress: bool = True, chunk: int = 1 << 20, 
                 f.write(buf)
                 bar.update(len(buf))
     if total is not None and part.stat().st_size != total:
-        raise RuntimeError(f"{url}: download incomplete ({part.stat().st_size} of {total} bytes); run again to resume")
+        raise DownloadError(f"{url}: download incomplete ({part.stat().st_size} of {total} bytes); run again to resume")
     os.replace(part, dest)
     return dest
 

@@ -176,3 +176,21 @@ def test_from_online_downloads_resumes_and_caches(tmp_path, monkeypatch, fixture
         server.shutdown()
     Marlin.clean_cache(verbose=False)
     assert not cache.exists()
+
+
+def test_from_online_failure_is_a_one_line_error(tmp_path, monkeypatch):
+    """A release file the server does not have: a MarlinError naming the address, nothing left in the cache."""
+    from marlin.errors import MarlinError
+
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("MARLIN_CACHE", str(tmp_path / "cache"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_RangeHandler, directory=str(tmp_path / "empty")))
+    server.requests = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(MarlinError, match=r"marlin_vit_small_ytf\.encoder\.pt: download failed \(HTTP 404\)"):
+            Marlin.from_online("marlin_vit_small_ytf", base_url=url, progress=False)
+    finally:
+        server.shutdown()
+    assert not (tmp_path / "cache" / "marlin_vit_small_ytf.encoder.pt").exists()
