@@ -7,8 +7,14 @@ from .extract import positive_int
 
 
 def add_arguments(p) -> None:
-    p.add_argument("input", help="input folder (or video file / .txt list for --layout videos)")
-    p.add_argument("out", help="output folder (one item directory per input; see docs/face_pipeline.md)")
+    p.add_argument("input", help="input folder (or video file / .txt list for --layout videos); with --merge: OUT")
+    p.add_argument("out", nargs="?", help="output folder (one item directory per input; see docs/face_pipeline.md)")
+    p.add_argument("--part", metavar="I/N", default=None,
+                   help="process only part I of N (0 <= I < N; by a hash of each input's relative path, the same "
+                        "on every machine): one Slurm array task or Kubernetes indexed job per part, into one OUT")
+    p.add_argument("--merge", action="store_true",
+                   help="`marlin preprocess OUT --merge`: check that all N parts are in OUT, made with the same "
+                        "inputs and options, and write the one preprocess_summary.json")
     p.add_argument("--layout", choices=("videos", "ytf", "celebvhq"), default="videos",
                    help="videos: any tree of video files; ytf: frame_images_DB/<person>/<n>/*.jpg; "
                         "celebvhq: downloaded/*.mp4 (default: videos)")
@@ -31,15 +37,27 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..face.preprocess import FAILURES, Options, preprocess
+    from ..errors import MarlinError
+    from ..face.preprocess import Options, merge_parts, parse_part, part_files, preprocess
 
     import os
+
+    if args.merge:
+        if args.out is not None or args.part is not None:
+            raise MarlinError("--merge takes only OUT: `marlin preprocess OUT --merge`")
+        s = merge_parts(args.input)
+        print(f"merged {s['parts']} parts: {s['total']} inputs, {s['done'] + s['skipped_finished']} items, "
+              f"{s['failed']} failed; summary in {args.input}/preprocess_summary.json")
+        return 1 if s["failed"] else 0
+    if args.out is None:
+        raise MarlinError("missing OUT: `marlin preprocess INPUT OUT` (or `marlin preprocess OUT --merge`)")
+    part = parse_part(args.part) if args.part is not None else None
 
     threads = args.threads if args.threads > 0 else max(1, (os.cpu_count() or 1) // max(1, args.workers))
     opts = Options(size=args.size, parser=args.parser, no_face=args.no_face, threads=threads,
                    as_jpg=(args.layout == "ytf"), fps=args.fps, allow_truncated=args.allow_truncated)
     s = preprocess(args.input, args.out, args.layout, args.workers, args.preview, args.splits, opts,
-                   progress=not args.quiet)
+                   progress=not args.quiet, part=part)
     print(f"{s['total']} inputs: {s['done']} done, {s['skipped_finished']} already finished, "
           f"{s['failed']} failed; {s['frames']} frames in {s['seconds']} s")
     for name, n in s.get("splits", {}).items():
@@ -48,5 +66,5 @@ def run(args) -> int:
         print(f"kept {len(s['truncated_kept'])} truncated videos (--allow-truncated): "
               f"{', '.join(s['truncated_kept'][:5])}", file=sys.stderr)
     if s["failed"]:
-        print(f"failures listed in {args.out}/{FAILURES}", file=sys.stderr)
+        print(f"failures listed in {args.out}/{part_files(part)[1]}", file=sys.stderr)
     return 1 if s["failed"] else 0

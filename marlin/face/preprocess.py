@@ -3,17 +3,24 @@
 Finished items (a directory with ``meta.json``) are skipped; each item appears atomically
 (``write_item``). A failing input (unreadable, truncated unless ``Options.allow_truncated``, no face) is logged
 to ``OUT/failures.log`` and the run goes on. An INPUT without inputs or an unwritable OUT is a MarlinError.
+
+Many machines: ``part=(i, n)`` processes only the inputs whose relative name hashes to part i of n
+(:func:`part_of`: the same on every machine, whatever the listing order), writing items into the same OUT and
+its own ``preprocess_summary.part-i-of-n.json`` / ``failures.part-i-of-n.log``; :func:`merge_parts` checks that
+all n parts are there and were made from the same inputs with the same options, and writes the one summary.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..atomic import write_json
+from ..atomic import write_json, write_text
 from ..data.layout import is_item, item_dir, load_item, write_item
 from ..errors import MarlinError
 from ..video import VideoError, output_dir, probe
@@ -25,6 +32,8 @@ from .preview import item_preview
 FAILURES = "failures.log"
 SUMMARY = "preprocess_summary.json"
 PREVIEWS = "previews"
+# options that change the items (threads do not): parts of one dataset must agree on them
+OUTPUT_OPTIONS = ("size", "parser", "no_face", "as_jpg", "fps", "allow_truncated")
 
 
 @dataclass
@@ -99,15 +108,48 @@ def _stale_truncated(src, dest: Path) -> bool:
         return False
 
 
-def _log_failure(out: Path, r: dict) -> None:
+def _log_failure(path: Path, r: dict) -> None:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    with open(out / FAILURES, "a") as f:
+    with open(path, "a") as f:
         f.write(f"{stamp}\t{r['name']}\t{r['error']}\n")
 
 
+def part_of(name: str, parts: int) -> int:
+    """The part (0 .. parts-1) of the input with relative item name ``name``: a hash of the name, so every
+    machine puts every input in the same part whatever order it lists them in."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") % parts
+
+
+def parse_part(text: str) -> tuple[int, int]:
+    """"i/n" (0 <= i < n, e.g. ``$SLURM_ARRAY_TASK_ID/8``) -> (i, n); a MarlinError otherwise."""
+    try:
+        i, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise MarlinError(f"--part {text!r}: expected i/N with integers, e.g. 0/8") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise MarlinError(f"--part {text!r}: need 0 <= i < N (parts are numbered from 0, like Slurm array ids)")
+    return i, n
+
+
+def part_files(part: tuple[int, int] | None) -> tuple[str, str]:
+    """(summary, failures log) file names of a part (the plain names for a whole run)."""
+    if part is None:
+        return SUMMARY, FAILURES
+    tag = f"part-{part[0]:04d}-of-{part[1]:04d}"
+    return f"preprocess_summary.{tag}.json", f"failures.{tag}.log"
+
+
+def _inputs_digest(names) -> str:
+    return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
+
+
 def preprocess(input_root, out, layout: str = "videos", workers: int = 1, preview: int = 0,
-               splits_dir=None, opts: Options | None = None, progress: bool = True) -> dict:
-    """Preprocess every input of ``layout`` under ``input_root`` into ``out``; returns the summary dict."""
+               splits_dir=None, opts: Options | None = None, progress: bool = True,
+               part: tuple[int, int] | None = None) -> dict:
+    """Preprocess every input of ``layout`` under ``input_root`` into ``out``; returns the summary dict.
+
+    ``part`` (i, n): only the inputs of part i of n (see :func:`part_of`); the summary and failures go to the
+    part's own files, and the split files of the ytf layout are written by :func:`merge_parts`."""
     from tqdm import tqdm
 
     opts = opts or Options()
@@ -118,6 +160,11 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
             if inside not in Path(src).resolve().parents]
     if not jobs:
         raise MarlinError(f"{input_root}: no inputs of the {layout!r} layout found (see docs/face_pipeline.md)")
+    record = {"layout": layout, "inputs_total": len(jobs), "inputs_digest": _inputs_digest(n for _, n in jobs),
+              "options": {k: v for k, v in asdict(opts).items() if k in OUTPUT_OPTIONS}}
+    if part is not None:
+        jobs = [(src, name) for src, name in jobs if part_of(name, part[1]) == part[0]]
+    summary_name, failures_name = part_files(part)
     out = output_dir(out)
     check_options(opts.size, opts.no_face)  # a bad option or parser file is one error here, not a failure of
     if opts.parser not in (None, "none", "landmarks"):  # every worker
@@ -139,7 +186,7 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
         for r in run_jobs(process_one, args, workers, _init, (opts,), _crashed):
             results.append(r)
             if r["status"] == "failed":
-                _log_failure(out, r)
+                _log_failure(out / failures_name, r)
                 bar.write(f"failed: {r['error']}")
             elif len(previews) < preview:
                 previews.append(_preview(out, r["name"]))
@@ -148,7 +195,8 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
         bar.close()
     done = [r for r in results if r["status"] == "done"]
     failed = [r for r in results if r["status"] == "failed"]
-    summary = {"input": str(input_root), "layout": layout, "total": len(jobs), "skipped_finished": skipped,
+    summary = {"input": str(input_root), **record, "part": list(part) if part else None,
+               "total": len(jobs), "skipped_finished": skipped,
                "done": len(done), "failed": len(failed), "frames": sum(r["frames"] for r in done),
                "truncated_kept": [r["name"] for r in done if r.get("truncated")],
                "seconds": round(time.perf_counter() - t0, 2), "previews": previews,
@@ -160,9 +208,81 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
     summary["stage_seconds"] = {k: round(v, 2) for k, v in stages.items()}  # busy time summed over items
     if layout == "ytf":
         split_files = layouts.find_split_files(input_root, splits_dir)
-        if split_files:
-            lengths = {name: load_item(item_dir(out, name)).num_frames for _, name in jobs
-                       if is_item(item_dir(out, name))}
-            summary["splits"] = layouts.write_splits(out, split_files, lengths)
+        summary["split_files"] = {k: str(v) for k, v in split_files.items()}
+        if split_files and part is None:
+            summary["splits"] = _write_splits(out, split_files, [name for _, name in jobs])
+    write_json(out / summary_name, summary)
+    return summary
+
+
+def _write_splits(out: Path, split_files: dict, names) -> dict:
+    lengths = {name: load_item(item_dir(out, name)).num_frames for name in names if is_item(item_dir(out, name))}
+    return layouts.write_splits(out, split_files, lengths)
+
+
+_SUMMED = ("total", "skipped_finished", "done", "failed", "frames")
+
+
+def merge_parts(out) -> dict:
+    """Check the part summaries in ``out`` (all n parts present, made from the same inputs with the same
+    options) and write the one ``preprocess_summary.json`` (and the ytf split files); returns it.
+
+    Raises MarlinError naming the missing parts or the differing fields."""
+    out = Path(out)
+    found = sorted(out.glob("preprocess_summary.part-*-of-*.json"))
+    if not found:
+        raise MarlinError(f"{out}: no part summaries (preprocess_summary.part-*-of-*.json) to merge: run "
+                          f"`marlin preprocess ... --part i/N` first")
+    parts = []
+    for f in found:
+        try:
+            parts.append((f, json.loads(f.read_text())))
+        except (OSError, json.JSONDecodeError) as e:
+            raise MarlinError(f"{f}: unreadable part summary ({e})") from None
+    counts = {tuple(s["part"])[1] for _, s in parts}
+    if len(counts) > 1:
+        raise MarlinError(f"{out}: parts of different splits ({', '.join(f'of {n}' for n in sorted(counts))}): "
+                          f"remove the summaries of the old split")
+    n = counts.pop()
+    missing = sorted(set(range(n)) - {s["part"][0] for _, s in parts})
+    if missing:
+        raise MarlinError(f"{out}: parts {', '.join(map(str, missing))} of {n} are missing (no "
+                          f"{part_files((missing[0], n))[0]}): run them before merging")
+    first_file, first = parts[0]
+    for f, s in parts[1:]:
+        diff = [k for k in ("layout", "inputs_total", "inputs_digest") if s.get(k) != first.get(k)]
+        diff += [f"options.{k}" for k in OUTPUT_OPTIONS if s["options"].get(k) != first["options"].get(k)]
+        if diff:
+            what = "; ".join(f"{k}: {_get(first, k)!r} in {first_file.name}, {_get(s, k)!r} in {f.name}"
+                             for k in diff)
+            raise MarlinError(f"{out}: the parts were made from different inputs or options ({what}): "
+                              f"redo the odd parts with the same inputs and options")
+    summary = {k: first[k] for k in ("layout", "inputs_total", "inputs_digest", "options")}
+    summary.update({"input": sorted({s["input"] for _, s in parts}), "parts": n,
+                    "part_summaries": [f.name for f, _ in parts]})
+    summary.update({k: sum(s[k] for _, s in parts) for k in _SUMMED})
+    for k in ("truncated_kept", "previews", "failures"):
+        summary[k] = [x for _, s in parts for x in s.get(k, [])]
+    summary["seconds"] = round(sum(s["seconds"] for _, s in parts), 2)
+    stages = {}
+    for _, s in parts:
+        for k, v in s.get("stage_seconds", {}).items():
+            stages[k] = round(stages.get(k, 0.0) + v, 2)
+    summary["stage_seconds"] = stages
+    split_files = {k: Path(v) for _, s in parts for k, v in s.get("split_files", {}).items() if Path(v).is_file()}
+    if summary["layout"] == "ytf" and split_files:
+        from ..data.layout import list_items
+
+        summary["splits"] = _write_splits(out, split_files, [it.name for it in list_items(out)])
+    logs = [out / part_files(tuple(s["part"]))[1] for _, s in parts]
+    text = "".join(p.read_text() for p in logs if p.is_file())
+    if text:
+        write_text(out / FAILURES, text)  # one failures log too (the parts' logs stay)
     write_json(out / SUMMARY, summary)
+    return summary
+
+
+def _get(summary: dict, key: str):
+    for k in key.split("."):
+        summary = summary.get(k) if isinstance(summary, dict) else None
     return summary
