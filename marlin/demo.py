@@ -188,33 +188,41 @@ PROBES = {
 CHECK = "logistic"
 
 
-def probe_task(task, x: dict, y: dict, seed: int = 0) -> dict:
-    """Every probe of `PROBES` on one task (a `marlin.downstream` Task) with features x[split] (N, F) and targets
-    y[split]: {probe: {"test": metrics, "val": ...}, "scores": {probe: test scores}, "targets": test targets}."""
+def probe_task(task, x: dict, y: dict, seed: int = 0, probes=tuple(PROBES)) -> dict:
+    """The `probes` (default: every one of `PROBES`) on one task (a `marlin.downstream` Task) with features
+    x[split] (N, F) and targets y[split]: {probe: {"test": metrics, "val": ...}, "scores": {probe: test scores},
+    "targets": test targets}."""
     from .downstream.linear import LP_DEFAULTS, predict, train_linear, train_logistic
     from .downstream.metrics import compute_metrics
     from .downstream.train import TrainConfig
 
-    head, penalty, val, by_penalty = train_logistic(task, x["train"], y["train"], x["val"], y["val"])
-    sgd, fitted = train_linear(task, x["train"], y["train"], x["val"], y["val"],
-                               TrainConfig(**{**LP_DEFAULTS, "seed": seed}))
-    scores = {"logistic": task.scores(predict(head, x["test"])).numpy(),
-              "sgd": task.scores(predict(sgd, x["test"])).numpy(),
-              "ridge": ridge_probe(task, *[(x[s], y[s]) for s in ("train", "val", "test")])}
-    out = {name: {"test": compute_metrics(task.kind, s, y["test"])} for name, s in scores.items()}
-    out["logistic"].update(val=val, penalty=penalty, val_by_penalty=by_penalty)
-    out["sgd"].update(val=fitted.val_metrics, best_epoch=fitted.best_epoch)
+    out, scores = {}, {}
+    if "logistic" in probes:
+        head, penalty, val, by_penalty = train_logistic(task, x["train"], y["train"], x["val"], y["val"])
+        scores["logistic"] = task.scores(predict(head, x["test"])).numpy()
+        out["logistic"] = {"val": val, "penalty": penalty, "val_by_penalty": by_penalty}
+    if "sgd" in probes:
+        sgd, fitted = train_linear(task, x["train"], y["train"], x["val"], y["val"],
+                                   TrainConfig(**{**LP_DEFAULTS, "seed": seed}))
+        scores["sgd"] = task.scores(predict(sgd, x["test"])).numpy()
+        out["sgd"] = {"val": fitted.val_metrics, "best_epoch": fitted.best_epoch}
+    if "ridge" in probes:
+        scores["ridge"] = ridge_probe(task, *[(x[s], y[s]) for s in ("train", "val", "test")])
+        out["ridge"] = {}
+    for name, s in scores.items():
+        out[name] = {"test": compute_metrics(task.kind, s, y["test"]), **out[name]}
     return {**out, "scores": scores, "targets": y["test"]}
 
 
-def probe_all(datasets: dict, feats: dict, seed: int = 0) -> dict:
+def probe_all(datasets: dict, feats: dict, seed: int = 0, probes=tuple(PROBES)) -> dict:
     """Probe every task of `datasets` ({task: Dataset}) on z-scored features (statistics of the training split);
     `feats` maps each split to {video path: feature}. Returns {task: `probe_task` result}."""
     x = {s: np.stack([feats[str(smp.source)] for smp in samples])
          for s, samples in next(iter(datasets.values())).splits.items()}
     mu, sd = x["train"].mean(0), x["train"].std(0) + 1e-6
     z = {s: (v - mu) / sd for s, v in x.items()}
-    return {name: probe_task(ds.task, z, {s: ds.targets(s) for s in z}, seed) for name, ds in datasets.items()}
+    return {name: probe_task(ds.task, z, {s: ds.targets(s) for s in z}, seed, probes)
+            for name, ds in datasets.items()}
 
 
 RIDGE_PENALTIES = (0.1, 1, 10, 100, 1e3, 1e4, 1e5)
@@ -353,11 +361,27 @@ def _markdown(s: DemoSettings, report: dict, datasets: dict, main, names: list[s
     return lines
 
 
+def synthetic_worlds(out: Path, num_items: int, test_items: int, frames: int, size: int, seed: int = 0,
+                     workers: int = 1, progress: bool = True, say=_say) -> tuple[Path, Path | None]:
+    """The demo's two synthetic worlds under `out` (generated or resumed, `marlin.synth.generate_dataset`): OUT/data,
+    `num_items` clips of world `seed` (pretraining and the probes' train / val splits), and OUT/data_test,
+    `test_items` clips of world `seed + 1` to score on (None when `test_items` is 0). Returns both folders."""
+    from .synth import generate_dataset
+
+    data_dir, test_dir = out / "data", (out / "data_test" if test_items else None)
+    say(f"1/4 synthetic world: {num_items} clips of {frames} frames at {size}px -> {data_dir}")
+    generate_dataset(data_dir, num_items, frames=frames, size=size, seed=seed, workers=workers, progress=progress)
+    if test_dir is not None:  # a second world (another seed): more test clips, and identities pretraining never saw
+        say(f"    test world: {test_items} clips, seed {seed + 1} -> {test_dir}")
+        generate_dataset(test_dir, test_items, frames=frames, size=size, seed=seed + 1, workers=workers,
+                         progress=progress)
+    return data_dir, test_dir
+
+
 def run_demo(s: DemoSettings) -> dict:
     """Run the demo; returns the report dict (also written to OUT/report/report.json and report.md)."""
     from .atomic import write_json, write_text
     from .models import Marlin
-    from .synth import generate_dataset
     from .train import pretrain_config
 
     t0 = time.perf_counter()
@@ -372,13 +396,7 @@ def run_demo(s: DemoSettings) -> dict:
     data_dir, test_dir, report_dir = out / "data", (out / "data_test" if s.test_items else None), out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
 
-    _say(f"1/4 synthetic world: {s.num_items} clips of {s.frames} frames at {s.size}px -> {data_dir}")
-    generate_dataset(data_dir, s.num_items, frames=s.frames, size=s.size, seed=s.seed, workers=s.workers,
-                     progress=s.progress)
-    if test_dir is not None:  # a second world (another seed): more test clips, and identities pretraining never saw
-        _say(f"    test world: {s.test_items} clips, seed {s.seed + 1} -> {test_dir}")
-        generate_dataset(test_dir, s.test_items, frames=s.frames, size=s.size, seed=s.seed + 1, workers=s.workers,
-                         progress=s.progress)
+    synthetic_worlds(out, s.num_items, s.test_items, s.frames, s.size, s.seed, s.workers, s.progress, _say)
     lap("synthetic worlds")
 
     cfg = pretrain_config(s.config)

@@ -16,9 +16,12 @@ from .. import errors
 # name -> (module, one-line help, the extra it needs beyond the core install)
 COMMANDS = {
     "demo": ("marlin.cli.demo", "run the whole system end to end on a synthetic world (CPU, minutes)", "demo"),
+    "ablate": ("marlin.cli.ablate", "the paper's ablations (modules, masking, ratio, encoder) pretrained and probed",
+               "demo"),
     "extract": ("marlin.cli.extract", "extract MARLIN features from videos", "face"),
     "preprocess": ("marlin.cli.preprocess", "detect, track, crop and parse faces in videos", "face"),
     "synth": ("marlin.cli.synth", "generate a synthetic talking-face dataset", "synth"),
+    "shard": ("marlin.cli.shard", "write preprocessed face clips as WebDataset tar shards", "train"),
     "pretrain": ("marlin.cli.pretrain", "pretrain MARLIN (Fasking MAE + adversarial)", "train"),
     "probe": ("marlin.cli.probe", "linear probing on extracted features", "downstream"),
     "finetune": ("marlin.cli.finetune", "fine-tune the encoder with a task head", "downstream"),

@@ -1,0 +1,471 @@
+"""`marlin ablate`: the paper's ablations (Table 7, Figure 3) as one command, a thin composition of public APIs.
+
+Synthetic worlds (`marlin.demo.synthetic_worlds`) -> one pretraining per arm and seed (`marlin.train.pretrain`:
+same data, data order, iteration budget and seed for every arm; resumable; a finished arm is never rerun) ->
+features of every video (`marlin.demo.encode_videos`: `video_clips` windows through `encode_clips`, the spatial
+readout) -> the logistic probe of every task (`marlin.demo.probe_all` on the `items` adapter's datasets, the
+downstream API's `train_logistic` and `compute_metrics`) -> `ablation.md` / `ablation.json` (mean +- spread
+over seeds, `marlin.downstream.metrics.paired_bootstrap` intervals of each arm against the reference arm) and
+plots. Arms are stored by what they are (their resolved pretraining config), so studies that share an arm (the
+tube / no-AT baseline of `masking` and `modules`) share its runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import setting
+from .errors import MarlinError
+
+STUDIES = ("modules", "masking", "ratio", "encoder")
+RANDOM = "random init"  # the floor row: an untrained encoder of the reference arm's configuration
+PAPER = "not found"     # the paper's Table 7 / Figure 3 numbers: not found with the search tool (docs/ablations.md)
+
+
+@dataclass
+class AblateSettings:
+    """Settings of `marlin ablate` (a section of the config layer: `marlin ablate --help` lists them as flags)."""
+
+    studies: list[str] = setting(f"studies to run: {', '.join(STUDIES)} (arms shared between them run once)",
+                                 factory=lambda: ["masking"])
+    out_dir: Path = setting("output folder: worlds (data/, data_test/), runs/ (one folder per arm and seed), and "
+                            "<study>/ (ablation.md, ablation.json, plots, config.yaml)", Path("marlin_ablate"))
+    data: str = setting("'synthetic' (worlds made here) or an items folder with labels in meta.json and "
+                        "train/val/test lists (the synthetic layout)", "synthetic")
+    config: str = setting("base pretraining config (shipped name or YAML): geometry, sizes, schedule",
+                          "ablate14_cpu")
+    steps: int = setting("pretraining iterations per arm (the budget, the same for every arm)", 300)
+    minutes: float | None = setting("optional wall-clock cap per arm on top of steps (makes runs load-dependent)")
+    seeds: int = setting("seeds per arm (weights, data order, masks, probe)", 3)
+    num_items: int = setting("synthetic clips of the pretraining / probe-training world (80/10/10 % split)", 1000)
+    test_items: int = setting("probe test clips from a second world (seed + 1); 0: the first world's test split", 600)
+    frames: int = setting("frames per synthetic video (one window at the config's clip length and sample rate)", 16)
+    size: int | None = setting("synthetic crop size in pixels (default: the config's img_size)")
+    world_seed: int = setting("seed of the synthetic world (the test world is world_seed + 1)", 0)
+    workers: int = setting("processes generating the synthetic worlds", 1)
+    ratios: list[float] = setting("mask ratios of the 'ratio' study", factory=lambda: [0.5, 0.75, 0.85, 0.9, 0.95])
+    ratio_reference: float = setting("reference arm of the 'ratio' study", 0.9)
+    encoders: str | None = setting("'encoder' study sizes: YAML {name: {embed_dim, depth, num_heads}}; default: the "
+                                   "marlin_vit_small / base / large presets' encoders")
+    random_floor: bool = setting("also probe a randomly initialised encoder of the reference arm (per seed)", True)
+    readout_pool: int = setting("average the spatial readout over pool x pool token positions (14x14 -> 7x7)", 2)
+    feature_batch: int = setting("windows per encoder call in feature extraction", 32)
+    bootstrap: int = setting("paired-bootstrap resamples", 1000)
+    progress: bool = setting("progress bars", True)
+    overrides: dict = setting("extra TrainerSettings for every pretraining (e.g. batch_size)", factory=dict)
+
+    def __post_init__(self):
+        bad = [s for s in self.studies if s not in STUDIES]
+        if bad or not self.studies:
+            raise MarlinError(f"unknown study {', '.join(bad) or '(none)'}; choose from {', '.join(STUDIES)}")
+        if self.steps < 1 or self.seeds < 1 or self.readout_pool < 1:
+            raise MarlinError("steps, seeds and readout_pool must be at least 1")
+        if self.ratio_reference not in self.ratios and "ratio" in self.studies:
+            raise MarlinError(f"ratio_reference {self.ratio_reference} is not one of the ratios {self.ratios}")
+
+
+@dataclass
+class Arm:
+    """One arm of a study: its name there and the pretraining-config values that make it."""
+
+    name: str
+    values: dict
+
+
+def _say(msg: str) -> None:
+    print(f"[marlin ablate] {msg}", flush=True)
+
+
+def encoder_sizes(source: str | None) -> dict:
+    """{name: {embed_dim, depth, num_heads}} from a YAML, or the encoders of the ViT-S / B / L presets."""
+    from .config import read_yaml
+    from .train.config import CONFIG_DIR
+
+    if source:
+        sizes = read_yaml(source)
+        if not isinstance(sizes, dict) or not sizes or not all(
+                isinstance(v, dict) and set(v) == {"embed_dim", "depth", "num_heads"} for v in sizes.values()):
+            raise MarlinError(f"{source}: expected {{name: {{embed_dim, depth, num_heads}}}} for every size")
+        return sizes
+    return {name: read_yaml(CONFIG_DIR / f"marlin_vit_{name}.yaml")["encoder"] for name in ("small", "base", "large")}
+
+
+def study_arms(study: str, s: AblateSettings) -> tuple[list[Arm], str]:
+    """The arms of a study and the name of its reference arm (what every other arm is compared with)."""
+    if study == "modules":  # Table 7's rows: VideoMAE (tube masking, no adversarial term), + Fasking, + AT, both
+        return [Arm("VideoMAE (tube, no AT)", {"mask_strategy": "tube", "adv_loss": False}),
+                Arm("+ Fasking", {"mask_strategy": "fasking", "adv_loss": False}),
+                Arm("+ AT", {"mask_strategy": "tube", "adv_loss": True}),
+                Arm("MARLIN (Fasking + AT)", {"mask_strategy": "fasking", "adv_loss": True})], "VideoMAE (tube, no AT)"
+    if study == "masking":  # same ratio and budget, no adversarial term: only the masking differs
+        arms = [Arm(m, {"mask_strategy": m, "adv_loss": False})
+                for m in ("fasking", "fasking_opp", "random", "frame", "tube")]
+        return arms, "tube"
+    if study == "ratio":  # Fasking with the base config's adversarial setting, at each ratio
+        return [Arm(f"{r:g}", {"mask_ratio": float(r)}) for r in s.ratios], f"{s.ratio_reference:g}"
+    sizes = encoder_sizes(s.encoders)
+    arms = [Arm(name, {"model.encoder_embed_dim": v["embed_dim"], "model.encoder_depth": v["depth"],
+                       "model.encoder_num_heads": v["num_heads"]}) for name, v in sizes.items()]
+    return arms, arms[0].name
+
+
+def _digest(data) -> str:
+    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def arm_config(s: AblateSettings, arm: Arm, seed: int):
+    """The resolved `PretrainConfig` of an arm and seed (base config + the arm's values + budget + seed)."""
+    from .train import pretrain_config
+
+    trainer = {f"trainer.{k}": v for k, v in s.overrides.items()}
+    return pretrain_config(s.config, values={**arm.values, **trainer, "trainer.seed": seed,
+                                             "trainer.max_steps": s.steps, "trainer.max_minutes": s.minutes})
+
+
+def arm_dir(out: Path, cfg, data_id: str) -> Path:
+    """OUT/runs/<strategy>_r<ratio>_<at|noat>_e<width>x<depth>_<hash of the config without its seed and data>/."""
+    plain = cfg.to_dict()
+    plain["trainer"] = {k: v for k, v in plain["trainer"].items() if k != "seed"}
+    m = cfg.model
+    slug = (f"{cfg.mask_strategy}_r{cfg.mask_ratio:g}_{'at' if cfg.adv_loss else 'noat'}_"
+            f"e{m.encoder_embed_dim}x{m.encoder_depth}")
+    return out / "runs" / f"{slug}_{_digest([plain, data_id])}"
+
+
+def pool_readout(x: np.ndarray, grid_hw: tuple[int, int], pool: int) -> np.ndarray:
+    """(N, 2 * H' * W' * D) spatial readout (mean and std over time per position) -> the same averaged over
+    pool x pool blocks of positions: (N, 2 * ceil(H'/pool) * ceil(W'/pool) * D)."""
+    if pool == 1:
+        return x
+    h, w = grid_hw
+    v = x.reshape(len(x), 2, h, w, -1)
+    hp, wp = -(-h // pool), -(-w // pool)
+    pad = np.full((len(x), 2, hp * pool, wp * pool, v.shape[-1]), np.nan, v.dtype)
+    pad[:, :, :h, :w] = v
+    blocks = pad.reshape(len(x), 2, hp, pool, wp, pool, -1)
+    return np.nanmean(blocks, axis=(3, 5)).reshape(len(x), -1).astype(np.float32)
+
+
+class Context:
+    """What every arm of a run shares: the settings, the task datasets, the videos and the data's identity."""
+
+    def __init__(self, s: AblateSettings):
+        from .demo import synthetic_worlds, task_datasets
+        from .train import pretrain_config
+
+        self.s, self.out = s, Path(s.out_dir)
+        base = pretrain_config(s.config)
+        if s.data == "synthetic":
+            size = s.size or base.model.img_size
+            self.data_dir, test_dir = synthetic_worlds(self.out, s.num_items, s.test_items, s.frames, size,
+                                                       s.world_seed, s.workers, s.progress, _say)
+            test_items = s.test_items
+        else:
+            self.data_dir, test_dir, test_items = Path(s.data), None, 0
+            if not (self.data_dir / "train.txt").is_file():
+                raise MarlinError(f"{self.data_dir}: no train.txt (an items folder with train/val/test lists)")
+        self.datasets = task_datasets(self.data_dir, test_dir, test_items)
+        splits = next(iter(self.datasets.values())).splits
+        self.videos = [str(smp.source) for samples in splits.values() for smp in samples]
+        self.splits = {k: len(v) for k, v in splits.items()}
+        record = self.data_dir / "synth.json"
+        self.data_id = {"train_list": (self.data_dir / "train.txt").read_text(),
+                        "world": record.read_text() if record.is_file() else str(self.data_dir),
+                        "test": [str(smp.source) for smp in splits["test"]]}
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def run_arm(ctx: Context, arm: Arm | None, seed: int) -> dict:
+    """Pretrain (or resume) one arm at one seed, extract its features and probe every task; returns its record
+    (RUN/result.json). `arm` None: the random-init floor of the reference configuration. A run whose record
+    exists with the same key is not rerun; an interrupted pretraining resumes from its last checkpoint."""
+    from .atomic import write_json
+
+    s = ctx.s
+    cfg = arm_config(s, arm or Arm(RANDOM, {}), seed)
+    random = arm is None
+    folder = record_folder(ctx, arm, seed)
+    key = _digest([cfg.to_dict(), ctx.data_id, random, s.readout_pool])
+    done = _read_json(folder / "result.json")
+    if done and done.get("key") == key:
+        return done
+    t0 = time.perf_counter()
+    encoder, pre = _encoder(ctx, cfg, folder, random, seed)
+    t1 = time.perf_counter()
+    feats = _features(ctx, encoder, cfg, folder, key)
+    t2 = time.perf_counter()
+    from .demo import probe_all
+
+    probed = probe_all(ctx.datasets, dict(zip(ctx.videos, feats)), seed=seed, probes=("logistic",))
+    _save_scores(folder / "scores.npz", probed)
+    record = {"key": key, "what": cfg.to_dict(), "random_init": random, "seed": seed, "pretraining": pre,
+              "splits": ctx.splits, "readout": f"spatial, pooled {s.readout_pool}x{s.readout_pool}",
+              "metrics": {t: r["logistic"]["test"] for t, r in probed.items()},
+              "val": {t: r["logistic"]["val"] for t, r in probed.items()},
+              "penalty": {t: r["logistic"]["penalty"] for t, r in probed.items()},
+              "seconds": {"pretraining": t1 - t0, "features": t2 - t1, "probes": time.perf_counter() - t2}}
+    write_json(folder / "result.json", record)
+    return record
+
+
+def _save_scores(path: Path, probed: dict) -> None:
+    from .atomic import atomic_path
+
+    arrays = {}
+    for task, r in probed.items():
+        arrays[f"{task}__scores"] = np.asarray(r["scores"]["logistic"])
+        arrays[f"{task}__targets"] = np.asarray(r["targets"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _encoder(ctx: Context, cfg, folder: Path, random: bool, seed: int):
+    """The arm's encoder: pretrained (resumed / reused) or randomly initialised; and its pretraining summary."""
+    import torch
+
+    from .atomic import write_json
+    from .models import Marlin
+    from .train import pretrain
+
+    if random:
+        torch.manual_seed(seed)  # as pretraining initialises its weights
+        return Marlin(cfg.model, full_model=False), {"iterations": 0}
+    run = folder / "pretrain"
+    record = _read_json(run / "pretrained.json")
+    if record and record.get("config") == cfg.to_dict() and Path(record["exports"]["safetensors"]).is_file():
+        return Marlin.from_file(None, record["exports"]["safetensors"], full_model=False), record["summary"]
+    ckpt = run / "checkpoints" / "last.ckpt"
+    resume = ckpt if ckpt.is_file() else None
+    _say(f"    pretraining {folder.parent.name} seed {seed}: {cfg.trainer.max_steps} iterations"
+         + (f" (resuming {ckpt})" if resume else ""))
+    r = pretrain(cfg, ctx.data_dir / "train.txt", run, resume=resume, progress=ctx.s.progress, tensorboard=False,
+                 mask_picture=False)
+    if r.stopped_by not in ("max_steps", "max_minutes"):  # e.g. Ctrl-C, which Lightning turns into a return
+        raise MarlinError(f"{run}: pretraining stopped at iteration {r.iterations} of {cfg.trainer.max_steps} "
+                          f"({r.stopped_by}); rerun the same command to resume it")
+    losses = [row["rec_loss"] for row in r.history if row.get("kind") == "train" and "rec_loss" in row]
+    summary = {"iterations": r.iterations, "minutes": r.seconds / 60, "stopped_by": r.stopped_by,
+               "precision": r.precision, "final_rec_loss": losses[-1] if losses else None, "resumed": bool(resume)}
+    write_json(run / "pretrained.json", {"config": cfg.to_dict(), "summary": summary,
+                                         "exports": {k: str(v) for k, v in r.exports.items()}})
+    return Marlin.from_file(None, r.exports["safetensors"], full_model=False), summary
+
+
+def _features(ctx: Context, encoder, cfg, folder: Path, key: str) -> np.ndarray:
+    """(N, F) probe features of every video (cached in RUN/features.npy, recorded with the arm's key)."""
+    from .atomic import save_npy, write_json
+    from .demo import encode_videos
+
+    path, rec = folder / "features.npy", folder / "features.json"
+    meta = _read_json(rec)
+    if path.is_file() and meta and meta.get("key") == key and meta.get("videos") == ctx.videos:
+        return np.load(path)
+    x = encode_videos({"arm": encoder}, ctx.videos, cfg.sample_rate, "spatial", ctx.s.feature_batch, "32",
+                      progress=ctx.s.progress, desc=f"features {folder.parent.name}")["arm"]
+    x = pool_readout(x, cfg.model.grid[1:], ctx.s.readout_pool)
+    save_npy(path, x)
+    write_json(rec, {"key": key, "videos": ctx.videos, "shape": list(x.shape)})
+    return x
+
+
+# ---- the report -------------------------------------------------------------------------------------------------
+def _scores(record_dir: Path) -> dict:
+    with np.load(record_dir / "scores.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def summarize(study: str, arms: list[Arm], reference: str, runs: dict, ctx_tasks: dict, n_boot: int) -> dict:
+    """The study's numbers: per arm and task, the metric's mean and spread (sample std) over the seeds done, and
+    the paired-bootstrap interval of (arm - reference) over the test clips of all seeds both have, pooled (each
+    seed's test scores and targets stacked); per-seed intervals too. runs: {arm name: {seed: (record, folder)}}."""
+    from .demo import task_metric
+    from .downstream.metrics import paired_bootstrap
+
+    rows = {}
+    for name, by_seed in runs.items():
+        row = {}
+        for task in ctx_tasks:
+            metric = task_metric(task)
+            vals = [rec["metrics"][task][metric] for rec, _ in by_seed.values()]
+            vals = [v for v in vals if v is not None]
+            row[task] = {"metric": metric, "seeds": sorted(by_seed), "values": vals,
+                         "mean": float(np.mean(vals)) if vals else None,
+                         "spread": float(np.std(vals, ddof=1)) if len(vals) > 1 else None}
+            ref = runs.get(reference, {})
+            common = sorted(set(by_seed) & set(ref))
+            if name != reference and common:
+                kind = ctx_tasks[task]
+                a = [_scores(by_seed[k][1]) for k in common]
+                b = [_scores(ref[k][1]) for k in common]
+                diffs = [by_seed[k][0]["metrics"][task][metric] - ref[k][0]["metrics"][task][metric] for k in common]
+                cat = lambda zs, suffix: np.concatenate([z[f"{task}__{suffix}"] for z in zs])  # noqa: E731
+                row[task]["delta"] = {
+                    "seeds": common, "mean": float(np.mean(diffs)), "per_seed": [float(d) for d in diffs],
+                    "interval_pooled": list(paired_bootstrap(kind, metric, cat(b, "scores"), cat(a, "scores"),
+                                                             cat(a, "targets"), n=n_boot)),
+                    "interval_per_seed": [list(paired_bootstrap(kind, metric, zb[f"{task}__scores"],
+                                                                za[f"{task}__scores"], za[f"{task}__targets"],
+                                                                n=n_boot)) for za, zb in zip(a, b)]}
+        rows[name] = row
+    return {"study": study, "reference": reference, "arms": [a.name for a in arms], "rows": rows}
+
+
+def _cell(r: dict) -> str:
+    if r["mean"] is None:
+        return "–"
+    spread = f" ± {r['spread']:.3f}" if r["spread"] is not None else ""
+    return f"{r['mean']:.3f}{spread} (n={len(r['values'])})"
+
+
+def _delta(r: dict) -> str:
+    d = r.get("delta")
+    if not d:
+        return "reference" if "delta" not in r else "–"
+    lo, hi = d["interval_pooled"]
+    mark = " **>**" if lo > 0 else " **<**" if hi < 0 else ""
+    return f"{d['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}"
+
+
+def markdown(summary: dict, s: AblateSettings, what: dict, tasks: list[str]) -> list[str]:
+    """ablation.md: one row per arm, one column per task metric; then the intervals against the reference."""
+    from .demo import task_metric
+
+    rows, ref = summary["rows"], summary["reference"]
+    head = "| arm | " + " | ".join(f"{t} ({task_metric(t)})" for t in tasks) + " |"
+    sep = "|---|" + "---|" * len(tasks)
+    lines = [f"# Ablation: {summary['study']}", "",
+             f"Base config `{s.config}`, {s.steps} pretraining iterations per arm, seeds 0..{s.seeds - 1}; logistic "
+             f"probe (L2 chosen on val) on the spatial readout pooled {s.readout_pool}x{s.readout_pool}; test clips: "
+             f"{what['splits'].get('test')} per seed. Mean ± sample std over the seeds done (n).", "",
+             head, sep]
+    lines += [f"| {name} | " + " | ".join(_cell(rows[name][t]) for t in tasks) + " |" for name in rows]
+    lines += ["", f"Arm − reference (`{ref}`): mean over the common seeds of the per-seed difference [95 % paired "
+              "bootstrap interval over the test clips of those seeds pooled; **>** / **<**: interval above / below 0]",
+              "", head, sep]
+    lines += [f"| {name} | " + " | ".join(_delta(rows[name][t]) for t in tasks) + " |" for name in rows]
+    lines += ["", f"The paper's numbers for this study (Table 7 / Figure 3): {PAPER}.", ""]
+    return lines
+
+
+def plot(summary: dict, study: str, tasks: list[str], folder: Path) -> list[Path]:
+    """ratio.png (metric against the mask ratio, like Figure 3) for the ratio study, else one bar chart per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .atomic import atomic_path
+    from .demo import task_metric
+
+    rows = summary["rows"]
+    names = [n for n in rows if rows[n][tasks[0]]["mean"] is not None]
+    figs = []
+    if study == "ratio":
+        arms = [n for n in names if n != RANDOM]
+        fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3), squeeze=False)
+        for ax, t in zip(axes[0], tasks):
+            x = [float(n) for n in arms]
+            ax.errorbar(x, [rows[n][t]["mean"] for n in arms], [rows[n][t]["spread"] or 0 for n in arms], marker="o")
+            ax.set(title=t, xlabel="mask ratio", ylabel=task_metric(t))
+        figs.append((fig, folder / "ratio.png"))
+    else:
+        for t in tasks:
+            fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(names), 3.2))
+            ax.bar(range(len(names)), [rows[n][t]["mean"] for n in names],
+                   yerr=[rows[n][t]["spread"] or 0 for n in names], capsize=3, color="tab:blue")
+            ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+            lo = min(rows[n][t]["mean"] for n in names)
+            ax.set(title=f"{study}: {t}", ylabel=task_metric(t), ylim=(max(0.0, lo - 0.05), None))
+            figs.append((fig, folder / f"{t}.png"))
+    paths = []
+    for fig, path in figs:
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def report(ctx: Context, study: str, arms: list[Arm], reference: str, runs: dict) -> dict:
+    """Write OUT/<study>/ablation.md, ablation.json and the plots from the runs done so far."""
+    from .atomic import write_json, write_text
+    from .config import save_resolved
+
+    s = ctx.s
+    folder = ctx.out / study
+    folder.mkdir(parents=True, exist_ok=True)
+    save_resolved(s, folder)
+    tasks = list(ctx.datasets)
+    kinds = {t: ds.task.kind for t, ds in ctx.datasets.items()}
+    done = {name: by_seed for name, by_seed in runs.items() if by_seed}
+    summary = summarize(study, arms, reference, done, kinds, s.bootstrap)
+    expected = len(arms) + (1 if s.random_floor else 0)
+    summary.update(settings={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()},
+                   splits=ctx.splits, complete=sum(len(v) for v in done.values()) == expected * s.seeds,
+                   runs={n: {str(k): str(f) for k, (_, f) in v.items()} for n, v in done.items()},
+                   configs={a.name: a.values for a in arms}, paper=PAPER)
+    if done:
+        summary["plots"] = [str(p) for p in plot(summary, study, tasks, folder)]
+    write_json(folder / "ablation.json", summary)
+    write_text(folder / "ablation.md", "\n".join(markdown(summary, s, {"splits": ctx.splits}, tasks)) + "\n")
+    return summary
+
+
+def run_ablation(s: AblateSettings) -> dict:
+    """Run the studies of `s` seed by seed (every arm of seed 0 first, so a stopped run has balanced results),
+    writing each study's report after every arm; returns {study: summary}."""
+    t0 = time.perf_counter()
+    ctx = Context(s)
+    plans = {study: study_arms(study, s) for study in s.studies}
+    runs = {study: {a.name: {} for a in arms} | ({RANDOM: {}} if s.random_floor else {})
+            for study, (arms, _) in plans.items()}
+    summaries = {}
+    for seed in range(s.seeds):
+        unique = {}
+        for study, (arms, ref) in plans.items():
+            for arm in arms:
+                unique.setdefault(arm_dir(ctx.out, arm_config(s, arm, seed), ctx.data_id), []).append((study, arm))
+        jobs = [(entries[0][1], entries) for entries in unique.values()]
+        if s.random_floor:
+            jobs.append((None, [(study, None) for study in plans]))
+        for arm, entries in jobs:
+            label = RANDOM if arm is None else arm.name
+            _say(f"seed {seed}: {label} ({', '.join(sorted({st for st, _ in entries}))})")
+            rec = run_arm(ctx, arm, seed)
+            folder = record_folder(ctx, arm, seed)
+            for study, a in entries:
+                runs[study][RANDOM if a is None else a.name][seed] = (rec, folder)
+            line = ", ".join(f"{t} {v[m]:.3f}" for t, v in rec["metrics"].items()
+                             for m in [_metric(t)] if v.get(m) is not None)
+            _say(f"    {label} seed {seed}: {line}")
+            for study in {st for st, _ in entries}:
+                summaries[study] = report(ctx, study, plans[study][0], plans[study][1], runs[study])
+    _say(f"done in {(time.perf_counter() - t0) / 60:.1f} min: "
+         + ", ".join(str(ctx.out / st / "ablation.md") for st in plans))
+    return summaries
+
+
+def _metric(task: str) -> str:
+    from .demo import task_metric
+
+    return task_metric(task)
+
+
+def record_folder(ctx: Context, arm: Arm | None, seed: int) -> Path:
+    """RUN = OUT/runs/<arm>/seed<k> (the random floor: OUT/runs/random_<reference arm>/seed<k>)."""
+    cfg = arm_config(ctx.s, arm or Arm(RANDOM, {}), seed)
+    folder = arm_dir(ctx.out, cfg, ctx.data_id)
+    return (folder.parent / f"random_{folder.name}" if arm is None else folder) / f"seed{seed}"

@@ -1,0 +1,129 @@
+"""`marlin ablate` end to end at a tiny budget (files, table shape, resume) and its pieces (arms, readout pooling,
+the paired bootstrap against a hand computation)."""
+import json
+
+import numpy as np
+import pytest
+
+from marlin.cli import main
+
+TINY = {
+    "model_name": "ablate_test", "img_size": 32, "patch_size": 16, "clip_frames": 4, "tubelet_size": 2,
+    "mask_strategy": "fasking", "temporal_sample_rate": 1, "mask_percentage_target": 0.75, "adv_loss": False,
+    "encoder": {"embed_dim": 16, "depth": 1, "num_heads": 2}, "decoder": {"embed_dim": 8, "depth": 1, "num_heads": 2},
+    "learning_rate": {"base": 0.03, "warmup": 1e-4, "min": 1e-3, "warmup_epochs": 1},
+    "trainer": {"batch_size": 4, "num_workers": 0, "val_every": 1000, "val_batches": 1, "warmup_steps": 1,
+                "ckpt_every": 2, "log_every": 1, "precision": "32-true"},
+}
+TASKS = ("appearance", "action", "expression", "manipulated")
+
+
+def _run(tmp_path, *extra):
+    import yaml
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    return main(["ablate", "ratio", "--out", str(tmp_path / "out"), "--config", str(cfg), "--steps", "4",
+                 "--seeds", "1", "--num-items", "30", "--test-items", "12", "--frames", "4", "--size", "32",
+                 "--ratios", "[0.5, 0.75]", "--ratio-reference", "0.75", "--no-random-floor", "--readout-pool", "2",
+                 "--bootstrap", "50", "--quiet", *extra])
+
+
+def test_ablate_ratio_end_to_end_and_resume(tmp_path, monkeypatch):
+    from marlin.train import callbacks
+
+    out = tmp_path / "out"
+    # interrupt the second arm (ratio 0.75) at iteration 3, after its checkpoint at iteration 2
+    real = callbacks.RunControl.on_train_batch_end
+
+    def stop(self, trainer, pl_module, *a):
+        real(self, trainer, pl_module, *a)
+        if "_r0.75_" in str(self.ckpt_path) and pl_module.iteration == 3:
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(callbacks.RunControl, "on_train_batch_end", stop)
+    assert _run(tmp_path) != 0
+    first = sorted((out / "runs").glob("*_r0.5_*/seed0/result.json"))
+    assert len(first) == 1  # the first arm finished before the crash
+    mtime = first[0].stat().st_mtime_ns
+    second = next((out / "runs").glob("*_r0.75_*/seed0"))
+    assert not (second / "result.json").exists() and (second / "pretrain/checkpoints/last.ckpt").is_file()
+
+    monkeypatch.setattr(callbacks.RunControl, "on_train_batch_end", real)
+    assert _run(tmp_path) == 0
+    assert first[0].stat().st_mtime_ns == mtime  # the finished arm was not rerun
+    rec = json.loads((second / "result.json").read_text())
+    assert rec["pretraining"]["resumed"] and rec["pretraining"]["iterations"] == 4
+    assert rec["what"]["mask_ratio"] == 0.75 and rec["what"]["trainer"]["seed"] == 0  # the record says what it is
+
+    study = out / "ratio"
+    for name in ("ablation.md", "ablation.json", "config.yaml", "ratio.png"):
+        assert (study / name).is_file(), name
+    data = json.loads((study / "ablation.json").read_text())
+    assert data["reference"] == "0.75" and list(data["rows"]) == ["0.5", "0.75"] and data["complete"]
+    for task in TASKS:
+        row = data["rows"]["0.5"][task]
+        assert row["values"] == [json.loads(first[0].read_text())["metrics"][task][row["metric"]]]
+        lo, hi = row["delta"]["interval_pooled"]
+        assert lo <= hi
+        assert "delta" not in data["rows"]["0.75"][task]
+    table = [line for line in (study / "ablation.md").read_text().splitlines() if line.startswith("| ")]
+    assert len(table) == 2 * (1 + 2)  # two tables (values, intervals): a header and one row per arm
+    assert all(line.count("|") == 2 + len(TASKS) for line in table)
+
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/seed0/result.json")}
+    assert _run(tmp_path) == 0  # everything finished: nothing reruns
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+
+
+def test_study_arms_and_errors():
+    from marlin.ablate import AblateSettings, study_arms
+    from marlin.errors import MarlinError
+
+    s = AblateSettings(studies=["modules", "masking"])
+    arms, ref = study_arms("modules", s)
+    assert ref == arms[0].name and [a.values for a in arms] == [
+        {"mask_strategy": "tube", "adv_loss": False}, {"mask_strategy": "fasking", "adv_loss": False},
+        {"mask_strategy": "tube", "adv_loss": True}, {"mask_strategy": "fasking", "adv_loss": True}]
+    arms, ref = study_arms("masking", s)
+    assert ref == "tube" and {a.values["mask_strategy"] for a in arms} == {"fasking", "fasking_opp", "random",
+                                                                           "frame", "tube"}
+    with pytest.raises(MarlinError, match="unknown study"):
+        AblateSettings(studies=["nope"])
+
+
+def test_shared_arms_have_one_folder(tmp_path):
+    """The masking study's tube arm and the modules study's VideoMAE arm are one configuration: one run."""
+    from marlin.ablate import AblateSettings, arm_config, arm_dir, study_arms
+
+    s = AblateSettings(studies=["modules", "masking"])
+    mods = {a.name: arm_dir(tmp_path, arm_config(s, a, 0), "d") for a in study_arms("modules", s)[0]}
+    mask = {a.name: arm_dir(tmp_path, arm_config(s, a, 0), "d") for a in study_arms("masking", s)[0]}
+    assert mods["VideoMAE (tube, no AT)"] == mask["tube"] and mods["+ Fasking"] == mask["fasking"]
+    assert len(set(mods.values()) | set(mask.values())) == 7
+    assert arm_dir(tmp_path, arm_config(s, study_arms("masking", s)[0][0], 1), "d") == mask["fasking"]  # seed apart
+
+
+def test_pool_readout_averages_blocks_of_positions():
+    from marlin.ablate import pool_readout
+
+    h = w = 3
+    x = np.arange(2 * h * w * 1, dtype=np.float32).reshape(1, -1)  # (1, 2*3*3*1): [mean grid, std grid]
+    y = pool_readout(x, (h, w), 2).reshape(2, 2, 2)
+    grid = x.reshape(2, 3, 3)
+    assert y[0, 0, 0] == grid[0, :2, :2].mean() and y[1, 1, 1] == grid[1, 2, 2]  # a partial block: its one position
+    assert y[0, 0, 1] == grid[0, :2, 2].mean()
+
+
+def test_paired_bootstrap_matches_a_hand_computation():
+    """paired_bootstrap of accuracy: the same resamples drawn by hand give the same percentiles."""
+    from marlin.downstream.metrics import paired_bootstrap
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 40)
+    a, b = rng.random((40, 3)), rng.random((40, 3))
+    b[:20, :] = np.eye(3)[y[:20]]  # b is right on half the clips
+    lo, hi = paired_bootstrap("multiclass", "acc", a, b, y, n=200, seed=7)
+    idx = np.random.default_rng(7).integers(0, 40, (200, 40))
+    diffs = [(b[i].argmax(1) == y[i]).mean() - (a[i].argmax(1) == y[i]).mean() for i in idx]
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
