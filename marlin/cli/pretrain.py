@@ -11,22 +11,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..config import add_arguments as config_flags
     from ..masking import STRATEGIES
     from ..train import PretrainConfig
+    from ..train.config import STRATEGIES_DIST
 
     p.add_argument("--config", required=True,
                    help="pretraining YAML (official layout, optional trainer: section) or a shipped name: "
                         "tiny_cpu, demo_cpu, marlin_vit_small, marlin_vit_base, marlin_vit_large")
     p.add_argument("--data", required=True,
-                   help="output of `marlin preprocess`/`marlin synth` (or a .txt item list), or a YouTube Faces root")
+                   help="output of `marlin preprocess`/`marlin synth` (or a .txt item list), a YouTube Faces root, "
+                        "or shards of `marlin shard` (their folder or a brace pattern 'dir/shard-{000000..000063}.tar')")
     p.add_argument("--val-data", help="validation data (default: the YTF val split, else fixed training clips)")
     p.add_argument("--out", default="runs/pretrain", help="run directory (default: runs/pretrain)")
     p.add_argument("--devices", type=int, default=1, help="devices per node (GPUs, or CPU processes)")
-    p.add_argument("--nodes", type=int, default=1, help="number of nodes (torchrun or SLURM)")
+    p.add_argument("--nodes", type=int, default=1,
+                   help="number of nodes: start the command on each (torchrun --nnodes N, or srun under SLURM); "
+                        "Lightning reads the ranks from their environment")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda", "mps"])
     p.add_argument("--resume", help="continue a run from its checkpoints/last.ckpt")
     p.add_argument("--init", help="initialise weights from a VideoMAE or MARLIN checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     # the model architecture comes from --config (change it with --set model.encoder_depth=...)
-    config_flags(p, PretrainConfig, skip={"model"}, short=True, choices={"mask_strategy": STRATEGIES})
+    config_flags(p, PretrainConfig, skip={"model"}, short=True,
+                 choices={"mask_strategy": STRATEGIES, "trainer.strategy": STRATEGIES_DIST})
 
 
 def run(args) -> int:

@@ -80,7 +80,7 @@ class PretrainClips(Dataset):
                  seed: int = 0, cache_mb: float = 0, feature_pixels: bool = False):
         if not items:
             raise ValueError("no items to sample clips from")
-        self.items = list(items)
+        self.items = items if hasattr(items, "__getitem__") else list(items)  # shard samples: read on demand
         self.clip_frames, self.sample_rate = clip_frames, sample_rate
         self.img_size, self.patch_size, self.tubelet_size = img_size, patch_size, tubelet_size
         self.ratio, self.strategy, self.seed = ratio, strategy, seed
@@ -196,8 +196,12 @@ class PretrainClips(Dataset):
         return frames, groups, features
 
     def __getitem__(self, position: int) -> dict:
+        return self.sample(self.item_index(position), position)
+
+    def sample(self, index: int, position: int) -> dict:
+        """The sample of item ``index`` at global ``position`` (which seeds its clip start and mask); an unreadable
+        item is reported once and the next readable one taken."""
         rng = np.random.default_rng([self.seed, int(position)])
-        index = self.item_index(position)
         for _ in range(len(self.items)):
             if index not in self._bad:
                 try:
@@ -223,8 +227,8 @@ class PretrainClips(Dataset):
 def _read_frames(item, idx: np.ndarray, step: int) -> np.ndarray:
     """Frames `idx` (start + k*step, clamped) of an item: videos are decoded up to the last one, converting
     only the selected frames to RGB; frame folders read just those files."""
-    video = getattr(item, "video_path", None)
-    if video is None or not video.is_file():
+    video = item.video_source() if hasattr(item, "video_source") else getattr(item, "video_path", None)
+    if video is None or (isinstance(video, Path) and not video.is_file()):
         return item.read_frames(idx)
     from itertools import islice
 

@@ -13,6 +13,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "pretrain"
 
 
 _help = C.setting
+STRATEGIES_DIST = ("ddp", "fsdp")  # multi-process training strategies (Lightning)
 
 
 @dataclass
@@ -35,6 +36,10 @@ class TrainerSettings:
     cache_mb: float = _help("decoded videos kept in memory per data worker, MiB (small datasets, many epochs)",
                             default=0)
     seed: int = _help("seed of weights, data order and masks", default=0)
+    shuffle_buffer: int = _help("samples in each process's shuffle buffer when reading shards (`marlin shard`)",
+                                default=1000)
+    strategy: str = _help("several processes: ddp (weights replicated) or fsdp (weights, gradients and "
+                          "optimiser states sharded over the processes)", default="ddp")
     val_every: int = _help("iterations between validations (and reconstruction PNGs)", default=500)
     val_batches: int = _help("validation batches per validation", default=2)
     ckpt_every: int = _help("iterations between resumable checkpoints", default=1000)
@@ -80,6 +85,10 @@ class PretrainConfig:
             raise C.ConfigError("gradient accumulation needs d_steps 1")
         if not self.trainer.part_weight > 0:
             raise C.ConfigError(f"trainer.part_weight must be positive, got {self.trainer.part_weight}")
+        if self.trainer.strategy not in STRATEGIES_DIST:
+            raise C.ConfigError(f"trainer.strategy must be one of {STRATEGIES_DIST}, got {self.trainer.strategy!r}")
+        if self.trainer.shuffle_buffer < 1:
+            raise C.ConfigError(f"trainer.shuffle_buffer must be at least 1, got {self.trainer.shuffle_buffer}")
         if self.d_steps < 1 or self.g_steps < 1:
             raise C.ConfigError("d_steps and g_steps must be at least 1")
         return self

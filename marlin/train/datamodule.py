@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
 from ..data.clips import PositionSampler, PretrainClips, collate, open_items
+from ..data.shards import ShardClips, ShardSamples, ShardStream, is_shards, open_shards
 from .config import PretrainConfig
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,10 @@ class PretrainData(pl.LightningDataModule):
     def __init__(self, data_dir, cfg: PretrainConfig, val_dir=None):
         super().__init__()
         self.data_dir, self.val_dir, self.cfg = Path(data_dir), val_dir, cfg
-        self.train_items = open_items(self.data_dir, "train")
+        self.train_items = _open(data_dir, "train", cfg)
+        if isinstance(self.train_items, ShardSamples):  # shards: validation on other shards or the same ones
+            self.val_items = self.train_items if val_dir is None else _open(val_dir, "val", cfg)
+            return
         if val_dir is not None:
             self.val_items = open_items(val_dir, "val")
         elif self.data_dir.is_dir() and (self.data_dir / "val_set.csv").is_file():  # YTF split files
@@ -38,9 +42,10 @@ class PretrainData(pl.LightningDataModule):
 
     def _dataset(self, items, seed: int) -> PretrainClips:
         c, m = self.cfg, self.cfg.model
-        return PretrainClips(items, m.n_frames, c.sample_rate, m.img_size, m.patch_size, m.tubelet_size,
-                             c.mask_ratio, c.mask_strategy, seed, cache_mb=c.trainer.cache_mb,
-                             feature_pixels=c.trainer.part_weight != 1.0)
+        kind = ShardClips if isinstance(items, ShardSamples) else PretrainClips
+        return kind(items, m.n_frames, c.sample_rate, m.img_size, m.patch_size, m.tubelet_size,
+                    c.mask_ratio, c.mask_strategy, seed, cache_mb=c.trainer.cache_mb,
+                    feature_pixels=c.trainer.part_weight != 1.0)
 
     def _loader(self, dataset, sampler) -> DataLoader:
         tr = self.cfg.trainer
@@ -54,13 +59,37 @@ class PretrainData(pl.LightningDataModule):
             return 0, 1
         return self.trainer.global_rank, self.trainer.world_size
 
+    def _stream(self, dataset: ShardClips, start: int, limit: int | None) -> DataLoader:
+        """Shards: each process streams its own shards (`ShardStream`); batches are made in the workers."""
+        tr = self.cfg.trainer
+        rank, world = self._rank_world()
+        stream = ShardStream(dataset, tr.batch_size, rank, world, start, limit, tr.shuffle_buffer)
+        pin = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
+        return DataLoader(stream, batch_size=None, num_workers=tr.num_workers, pin_memory=pin,
+                          prefetch_factor=4 if tr.num_workers > 0 else None)
+
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank_world()
         done = self.trainer.lightning_module.iteration if self.trainer is not None else 0
-        sampler = PositionSampler(self.cfg.trainer.batch_size, rank, world, start=done * self.cfg.trainer.accumulate)
-        return self._loader(self._dataset(self.train_items, self.cfg.trainer.seed), sampler)
+        start = done * self.cfg.trainer.accumulate  # micro-batches already consumed (resume)
+        dataset = self._dataset(self.train_items, self.cfg.trainer.seed)
+        if isinstance(dataset, ShardClips):
+            return self._stream(dataset, start, None)
+        sampler = PositionSampler(self.cfg.trainer.batch_size, rank, world, start=start)
+        return self._loader(dataset, sampler)
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._rank_world()
+        dataset = self._dataset(self.val_items, self.cfg.trainer.seed + 1)
+        if isinstance(dataset, ShardClips):
+            return self._stream(dataset, 0, self.cfg.trainer.val_batches)
         sampler = PositionSampler(self.cfg.trainer.batch_size, rank, world, 0, limit=self.cfg.trainer.val_batches)
-        return self._loader(self._dataset(self.val_items, self.cfg.trainer.seed + 1), sampler)
+        return self._loader(dataset, sampler)
+
+
+def _open(spec, split: str, cfg: PretrainConfig):
+    """Items of a data folder / item list, or the samples of shards (checked against the model geometry)."""
+    if is_shards(spec):
+        shards = open_shards(spec).check(cfg.model.img_size, cfg.model.patch_size)
+        return ShardSamples(shards)
+    return open_items(Path(spec), split)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import MarlinError
 from ..precision import native_bf16
 from .config import PretrainConfig, pretrain_config
 
@@ -72,6 +73,27 @@ def resolve_precision(requested: str | None, on_gpu: bool) -> str:
     return requested or ("bf16-mixed" if on_gpu else "32-true")
 
 
+def make_strategy(name: str, world: int, on_gpu: bool, module):
+    """The Lightning strategy: "auto" for one process; DDP (gloo on CPUs, NCCL on GPUs); or FSDP on GPUs, which
+    shards every transformer block of the generator and leaves the small critic replicated (its gradients are
+    averaged by hand, as with DDP). Lightning detects torchrun / SLURM and sets ranks from their variables."""
+    if name == "fsdp":
+        if not on_gpu:
+            raise MarlinError("strategy fsdp needs GPUs (CUDA); use ddp on CPUs")
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        from ..models.layers import Block
+
+        return FSDPStrategy(auto_wrap_policy={Block}, ignored_modules=[module.critic], use_orig_params=True,
+                            sharding_strategy="FULL_SHARD", state_dict_type="full")
+    if world == 1:
+        return "auto"
+    from lightning.pytorch.strategies import DDPStrategy
+
+    return DDPStrategy(find_unused_parameters=True,  # the critic gets no gradient from DDP
+                       process_group_backend=None if on_gpu else "gloo")
+
+
 def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_minutes: float | None = None,
              devices: int = 1, nodes: int = 1, accelerator: str = "auto", precision: str | None = None,
              resume=None, init=None, val_dir=None, progress: bool = True, tensorboard: bool = True,
@@ -79,8 +101,10 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
     """Pretrain MARLIN on face clips.
 
     config: shipped config name ("tiny_cpu", "marlin_vit_small", ...), a YAML path, a dict or a PretrainConfig.
-    data_dir: output of `marlin preprocess` / `marlin synth`, or a YouTube Faces root. `settings` override
-    `TrainerSettings` (batch_size, warmup_steps, val_every, ckpt_every, num_workers, seed, ...).
+    data_dir: output of `marlin preprocess` / `marlin synth`, a YouTube Faces root, or shards of `marlin shard`
+    (their folder, or a brace pattern "shards/shard-{000000..000099}.tar"). `settings` override
+    `TrainerSettings` (batch_size, warmup_steps, val_every, ckpt_every, num_workers, seed, strategy, ...).
+    devices x nodes processes: launched by Lightning on one machine, or by torchrun / SLURM on several.
     Stops after `max_steps` iterations or `max_minutes` of training, whichever comes first.
     Writes under out_dir: history.csv, tensorboard/, reconstructions/*.png, masks.png, checkpoints/last.ckpt,
     export/NAME.{safetensors,encoder.pt,full.pt,yaml}.
@@ -120,12 +144,7 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
     if prec in ("16-mixed", "16"):
         raise ValueError("precision 16-mixed is not supported (the critic step has no loss scaling): "
                          "use bf16-mixed or 32-true")
-    strategy = "auto"
-    if world > 1:
-        from lightning.pytorch.strategies import DDPStrategy
-
-        strategy = DDPStrategy(find_unused_parameters=True,  # the critic gets no gradient from DDP
-                               process_group_backend=None if on_gpu else "gloo")
+    strategy = make_strategy(tr.strategy, world, on_gpu, module)
     control = RunControl(out / "checkpoints" / "last.ckpt", tr.accumulate, tr.max_steps, tr.max_minutes,
                          tr.ckpt_every)
     callbacks = [control]

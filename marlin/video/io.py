@@ -46,6 +46,12 @@ class VideoInfo:
 def _open(path):
     import av
 
+    if hasattr(path, "read"):  # an in-memory video (a shard member, io.BytesIO)
+        try:
+            container = av.open(path)
+        except Exception as e:
+            raise VideoError(getattr(path, "name", "<in-memory video>"), f"not a readable video ({e})") from None
+        return container
     p = Path(path)
     if not p.exists():
         raise VideoError(p, "file does not exist")
