@@ -151,6 +151,41 @@ def test_finetune_end_to_end(world, tmp_path):
     assert ev["metrics"]["auc"] == pytest.approx(run["test"]["auc"])
 
 
+def test_finetune_interrupted_resumes_in_its_out_folder(world, tmp_path, monkeypatch, capsys):
+    """A run stopped mid-training (Ctrl-C in epoch 3) goes on from its training state on the next call, to the
+    result of an uninterrupted run; the state is removed once the run is done; another config is refused."""
+    import marlin.downstream.finetune as ft
+
+    train = {"lr": 1e-3, "batch_size": 7, "max_epochs": 4, "patience": 4}
+    assert main(["finetune", str(_config(world, tmp_path, "ref", train=train)), "--no-progress", "--device",
+                 DEVICE]) == 0
+    cfg = _config(world, tmp_path, "ft", train=train)
+    real, calls, stop = ft.video_logits, [], True
+
+    def stop_in_epoch_3(*a, **k):
+        calls.append(1)
+        if len(calls) == 3 and stop:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(ft, "video_logits", stop_in_epoch_3)
+    assert main(["finetune", str(cfg), "--no-progress", "--device", DEVICE]) == 130
+    state = tmp_path / "ft" / "fold1_fs100pct_seed0" / ft.TRAIN_STATE
+    assert state.is_file() and not state.with_name("metrics.json").exists()
+    calls.clear()
+    stop = False
+    other = _config(world, tmp_path, "ft", train={**train, "lr": 2e-3})
+    assert main(["finetune", str(other), "--no-progress", "--device", DEVICE]) == 2
+    assert "train_state.safetensors: exists with another training config (train.lr: checkpoint 0.001, this run " \
+           "0.002)" in capsys.readouterr().err
+    assert main(["finetune", str(_config(world, tmp_path, "ft", train=train)), "--no-progress", "--device",
+                 DEVICE]) == 0
+    assert len(calls) == 2 + 1  # validation of epochs 3 and 4, then the test split
+    run, ref = (json.loads((tmp_path / n / "fold1_fs100pct_seed0" / "metrics.json").read_text()) for n in ("ft", "ref"))
+    assert run == ref and len(run["history"]) == 4
+    assert not state.exists()
+
+
 def test_bad_config_is_a_clear_error(tmp_path, capsys):
     p = tmp_path / "bad.yaml"
     p.write_text("dataset: csv\nroot: /nowhere\nlearning_rate: 3\n")

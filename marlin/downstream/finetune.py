@@ -15,10 +15,11 @@ from .datasets.base import DatasetError
 from .fewshot import few_shot_indices
 from .metrics import compute_metrics
 from .model import VideoClassifier, load_encoder
-from .runs import report_skipped, run_all
+from .runs import report_skipped, run_all, run_name, run_settings
 from .sources import eval_clips, materialize, random_clip
 from .train import TrainConfig, fit
 
+TRAIN_STATE = "train_state.safetensors"  # in a run's folder while it trains
 FT_DEFAULTS = dict(lr=1e-4, batch_size=8, max_epochs=30, patience=5, lr_patience=2)
 
 
@@ -98,8 +99,11 @@ def video_logits(model: VideoClassifier, samples: list[Sample], reader: ClipRead
 
 
 def finetune_one(cfg: RunConfig, ds: Dataset, frac: float, seed: int, cache: Path, device: torch.device,
-                 progress: bool) -> tuple[VideoClassifier, dict, ClipReader]:
-    """Fine-tune one model (fresh encoder from the config) on a few-shot subset; returns the best model."""
+                 progress: bool, checkpoint: Path | None = None,
+                 identity: dict | None = None) -> tuple[VideoClassifier, dict, ClipReader]:
+    """Fine-tune one model (fresh encoder from the config) on a few-shot subset; returns the best model.
+    ``checkpoint``: the training state, saved after every evaluation and resumed from when it exists (see
+    `marlin.downstream.train.fit`; ``identity``: what else defines the run)."""
     task = ds.task
     marlin = load_encoder(cfg.encoder)
     torch.manual_seed(seed)
@@ -113,7 +117,7 @@ def finetune_one(cfg: RunConfig, ds: Dataset, frac: float, seed: int, cache: Pat
     bs = cfg.batch_size_eval
     result = fit(model, task, train_batches(train, reader, tc.batch_size, device, cfg.workers),
                  lambda m: video_logits(m, val, reader, bs, device)[:2], tc, progress=progress,
-                 desc=f"finetune {task.name}")
+                 desc=f"finetune {task.name}", checkpoint=checkpoint, identity=identity)
     logits, y, kept = video_logits(model, ds.splits["test"], reader, bs, device, progress)
     test = compute_metrics(task.kind, task.scores(logits), y, label_names=task.labels)
     run = {"n_train": len(train), "n_val": len(val) if ds.splits.get("val") else 0, "n_test": len(kept),
@@ -137,7 +141,12 @@ def run_finetune(cfg: RunConfig, progress: bool = True) -> dict:
 
         def train(frac: float, seed: int):
             out = Path(cfg.out)
-            model, run, reader = finetune_one(cfg, ds, frac, seed, out / "segments", device, progress)
+            # an interrupted run resumes from its training state; a finished one drops it (the weights are kept)
+            state = out / run_name(fold, frac, seed) / TRAIN_STATE
+            settings = {k: v for k, v in run_settings(cfg).items() if k != "train"}  # fit compares the train section
+            identity = {"run": settings, "fold": fold, "few_shot": frac, "seed": seed}
+            model, run, reader = finetune_one(cfg, ds, frac, seed, out / "segments", device, progress, state, identity)
+            state.unlink(missing_ok=True)
             report_skipped(out, fold, [f"{k}: {v}" for k, v in reader.failures.items()], "videos")
             return run, "model.safetensors", model.state_dict(), {"marlin_config": model.config.to_dict()}
         return train

@@ -20,11 +20,16 @@ TITLES = {"probe": ("Linear probing", "lp"), "finetune": ("Fine-tuning", "ft")}
 Trainer = Callable[[float, int], tuple[dict, str, dict, dict]]
 
 
-def run_hash(cfg: RunConfig, *parts) -> str:
+def run_settings(cfg: RunConfig) -> dict:
+    """The settings that define a run's result (its hash, and the identity of a fine-tuning state)."""
     keys = ("dataset", "root", "task", "dataset_options", "encoder", "crop_face", "windows", "reduction", "train",
             "precision")
     settings = cfg.to_dict()
-    blob = json.dumps([{k: settings[k] for k in keys}, *parts], sort_keys=True, default=str)
+    return {k: settings[k] for k in keys}
+
+
+def run_hash(cfg: RunConfig, *parts) -> str:
+    blob = json.dumps([run_settings(cfg), *parts], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 

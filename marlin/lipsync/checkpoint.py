@@ -1,85 +1,32 @@
 """Lip-sync checkpoints: the toolkit's container (`marlin.checkpoints.save_container`, kind "lipsync"), the older
 "marlin-lipsync/1" torch dicts, and Wav2Lip's released files (`marlin.lipsync.wav2lip`).
 
-A container holds the network's tensors as ``model.*`` (and ``disc.*``), optimizer tensors as
-``<optimizer>.state.<param>.<name>``; its config is ``{"network": "syncnet" | "generator", "model": {...}}`` (what
-rebuilds the network) and its meta ``{"step", "history", "sync_on", "training", "optimizers"}`` (the training
-record, the optimizers' param groups). Everything is read weights-only; errors name the file.
+A container (`marlin.loop.save_state`) holds the network's tensors as ``model.*`` (and ``disc.*``), optimizer
+tensors as ``<optimizer>.state.<param>.<name>``, random state as ``rng.*``; its config is
+``{"network": "syncnet" | "generator", "model": {...}}`` (what rebuilds the network) and its meta
+``{"step", "history", "sync_on", "training", "optimizers"}`` (the training record, the optimizers' param groups). Everything is read weights-only; errors name the file.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from ..checkpoints import CheckpointError, load_container, load_file, save_container
+from ..checkpoints import CheckpointError, load_file
+from ..loop import read_state
 
 OLD_FORMAT = "marlin-lipsync/1"
 NETWORKS = ("syncnet", "generator")
-_MODULES = ("model", "disc")
-_OPTIMIZERS = ("optimizer", "disc_optimizer")
-
-
-def _flatten_optimizer(name: str, sd: dict) -> tuple[dict, dict]:
-    tensors, plain = {}, {}
-    for pid, state in sd["state"].items():
-        for k, v in state.items():
-            if torch.is_tensor(v):
-                tensors[f"{name}.state.{pid}.{k}"] = v
-            else:
-                plain.setdefault(str(pid), {})[k] = v
-    return tensors, {"param_groups": sd["param_groups"], "state": plain}
-
-
-def _unflatten_optimizer(name: str, tensors: dict, meta: dict) -> dict:
-    state: dict = {}
-    head = f"{name}.state."
-    for key, v in tensors.items():
-        if key.startswith(head):
-            pid, k = key[len(head):].split(".", 1)
-            state.setdefault(int(pid), {})[k] = v
-    for pid, values in meta.get("state", {}).items():
-        state.setdefault(int(pid), {}).update(values)
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
-def save_lipsync_checkpoint(path, network: str, config: dict, step: int, history: list, training: dict | None = None,
-                    sync_on: bool | None = None, **states) -> Path:
-    """Write a lipsync container: ``states`` are ``model``/``disc`` (module state dicts) and
-    ``optimizer``/``disc_optimizer`` (optimizer state dicts); None entries are left out."""
-    tensors, optimizers = {}, {}
-    for name, sd in states.items():
-        if sd is None:
-            continue
-        if name in _MODULES:
-            tensors.update({f"{name}.{k}": v for k, v in sd.items()})
-        elif name in _OPTIMIZERS:
-            t, optimizers[name] = _flatten_optimizer(name, sd)
-            tensors.update(t)
-        else:
-            raise ValueError(f"unknown checkpoint entry {name!r}")
-    meta = {"step": step, "history": history, "training": training or {}, "optimizers": optimizers}
-    if sync_on is not None:
-        meta["sync_on"] = sync_on
-    return save_container(path, tensors, "lipsync", config={"network": network, "model": config}, meta=meta)
+STATES = ("model", "disc", "optimizer", "disc_optimizer", "rng")  # written by `marlin.lipsync.train`
 
 
 def _from_container(path, network: str) -> dict:
-    tensors, config, meta = load_container(path, "lipsync")
+    ck = read_state(path, "lipsync", STATES)
+    config = ck["config"]
     if config.get("network") != network:
         raise CheckpointError(f"{path}: is a {config.get('network')} checkpoint, expected a {network} checkpoint")
-    ck = {"config": config.get("model", {}), "step": int(meta.get("step", 0)), "history": meta.get("history", []),
-          "training": meta.get("training", {}), "sync_on": bool(meta.get("sync_on", False))}
-    for name in _MODULES:
-        head = name + "."
-        sd = {k[len(head):]: v for k, v in tensors.items() if k.startswith(head)}
-        if sd:
-            ck[name] = sd
-    for name, m in meta.get("optimizers", {}).items():
-        ck[name] = _unflatten_optimizer(name, tensors, m)
     if "model" not in ck:
         raise CheckpointError(f"{path}: lipsync checkpoint without network weights")
-    return ck
+    return {**ck, "config": config.get("model", {}), "training": ck.get("training", {}),
+            "sync_on": bool(ck.get("sync_on", False))}
 
 
 def load_lipsync_checkpoint(path, network: str, raw=None) -> dict:

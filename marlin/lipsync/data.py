@@ -9,6 +9,7 @@ cropped face video. Audio always comes from the item's ``audio.wav`` when presen
 """
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -216,24 +217,25 @@ def generator_batch(store: ClipStore, batch: int, window: int, sync_window: int,
 
 
 class _BatchStream(torch.utils.data.IterableDataset):
-    """Endless batches ``make(store, rng=...)``; every DataLoader worker has its own random stream."""
+    """Endless batches ``make(store, rng=...)``, batch i (from ``start`` on) drawn with its own generator seeded
+    (seed, i): DataLoader worker w of W makes batches start + w, start + w + W, ... (the loader hands them out in
+    turn), so the batches depend neither on the number of workers nor on the step a run resumed at."""
 
-    def __init__(self, store: ClipStore, make, seed: list[int]):
-        self.store, self.make, self.seed = store, make, seed
+    def __init__(self, store: ClipStore, make, seed: int, start: int = 0):
+        self.store, self.make, self.seed, self.start = store, make, seed, start
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng([*self.seed, info.id if info is not None else 0])
-        while True:
-            yield self.make(self.store, rng=rng)
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for i in itertools.count(self.start + worker, workers):
+            yield self.make(self.store, rng=np.random.default_rng([self.seed, i]))
 
 
-def batch_stream(store: ClipStore, make, seed: list[int], workers: int = 0):
-    """Endless batches from ``make`` (e.g. ``functools.partial(sync_batch, batch=16, window=5)``): built in this
-    process when ``workers`` is 0, else by that many DataLoader processes (each with its own decode cache)."""
+def batch_stream(store: ClipStore, make, seed: int, start: int = 0, workers: int = 0):
+    """Endless batches from ``make`` (e.g. ``functools.partial(sync_batch, batch=16, window=5)``), batch ``start``
+    on (a resumed run), built in this process when ``workers`` is 0, else by that many DataLoader processes (each
+    with its own decode cache)."""
+    stream = _BatchStream(store, make, seed, start)
     if workers <= 0:
-        rng = np.random.default_rng(seed)
-        while True:
-            yield make(store, rng=rng)
-    loader = torch.utils.data.DataLoader(_BatchStream(store, make, seed), batch_size=None, num_workers=workers)
-    yield from loader
+        return iter(stream)
+    return iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers))

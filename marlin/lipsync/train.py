@@ -12,13 +12,12 @@ import torch
 
 from ..checkpoints import CheckpointError
 from ..config import to_dict
+from ..loop import TrainState, due, progress_bar
 from .checkpoint import (  # load_lipsync_checkpoint, load_syncnet: also imported from here (public API)
     load_lipsync_checkpoint,
     load_discriminator_weights,
     load_generator,
     load_syncnet,
-    model_config,
-    save_lipsync_checkpoint,
 )
 from .config import GeneratorTrainConfig, SyncTrainConfig
 from .data import ClipStore, batch_stream, generator_batch, sync_batch
@@ -29,15 +28,13 @@ from .syncnet import SyncNet, SyncNetConfig, sync_loss
 log = logging.getLogger(__name__)
 
 
-def resume_from(out: Path, network: str, label: str, config, model, opt) -> dict:
-    """Restore ``model`` and ``opt`` from the checkpoint at ``out`` (which must hold the same network config);
-    returns it. A checkpoint written before a config field existed holds that field's default."""
-    ck = load_lipsync_checkpoint(out, network)
-    if model_config(type(config), ck["config"], out) != config:
-        raise CheckpointError(f"{out}: exists with another {label} config {ck['config']}; choose another --out")
-    model.load_state_dict(ck["model"])
-    opt.load_state_dict(ck["optimizer"])
-    return ck
+def _train_state(out: Path, network: str, label: str, model, parts: dict) -> TrainState:
+    """The resumable state of a lipsync loop at ``out``: a resume needs the same network config ``model`` (a
+    checkpoint of one written before a field existed holds that field's default); the history also goes to
+    ``out`` with the suffix .history.csv."""
+    return TrainState(out, "lipsync", {"network": network, "model": model.to_dict()}, parts, match=model,
+                      label=label, read=partial(load_lipsync_checkpoint, network=network),
+                      history_file=out.with_suffix(".history.csv"))
 
 
 def _param_groups(gen: Generator, lr: float, encoder_lr: float | None) -> list[dict]:
@@ -52,14 +49,6 @@ def _param_groups(gen: Generator, lr: float, encoder_lr: float | None) -> list[d
     return groups + ([{"params": enc, "lr": encoder_lr}] if encoder_lr > 0 else [])
 
 
-def _move_optimizer(opt, device) -> None:
-    """Optimizer state restored on the CPU follows its parameters to ``device``."""
-    for state in opt.state.values():
-        for k, v in state.items():
-            if torch.is_tensor(v) and k != "step":
-                state[k] = v.to(device)
-
-
 def _sample_png(out: Path, inputs, pred, target) -> None:
     """``out`` + ".png": rows masked input, reference, generated, ground truth (one training sample)."""
     from .preview import to_uint8, write_grid
@@ -68,28 +57,21 @@ def _sample_png(out: Path, inputs, pred, target) -> None:
                                          to_uint8(target)])
 
 
-def _progress(total: int, start: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True)
-
-
 def train_syncnet(store: ClipStore, out, model: SyncNetConfig, train: SyncTrainConfig | None = None, *,
-                  device: str = "cpu", workers: int = 0) -> list[float]:
+                  device: str = "cpu", workers: int = 0, progress: bool = True) -> list[float]:
     """Train (or resume from ``out``) the expert ``model`` for ``train.steps`` total steps (default section:
     `SyncTrainConfig()`); returns the per-step losses. ``workers`` > 0 builds batches in that many DataLoader
-    processes."""
+    processes. Saved every ``train.save_every`` steps and at the end (`marlin.loop.TrainState`)."""
     out, train = Path(out), train or SyncTrainConfig()
     net = SyncNet(model).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=train.lr)
-    step, history = 0, []
-    if out.exists():
-        ck = resume_from(out, "syncnet", "SyncNet", model, net, opt)
-        step, history = int(ck["step"]), list(ck["history"])
+    state = _train_state(out, "syncnet", "SyncNet", model, {"model": net, "optimizer": opt})
+    ck = state.resume() or {"step": 0, "history": []}
+    step, history = ck["step"], ck["history"]
     batches = batch_stream(store, partial(sync_batch, batch=train.batch, window=model.window,
-                                          min_offset=train.min_offset), [train.seed, step], workers)
+                                          min_offset=train.min_offset), train.seed, step, workers)
     net.train()
-    with _progress(train.steps, step, "syncnet") as bar:
+    with progress_bar(train.steps, "syncnet", step, progress) as bar:
         while step < train.steps:
             faces, mels, labels = (x.to(device) for x in next(batches))
             loss = sync_loss(*net(faces, mels), labels)
@@ -100,9 +82,8 @@ def train_syncnet(store: ClipStore, out, model: SyncNetConfig, train: SyncTrainC
             history.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(history[-20:]):.4f}")
-            if step % train.save_every == 0 or step == train.steps:
-                save_lipsync_checkpoint(out, "syncnet", model.to_dict(), step, history, to_dict(train),
-                                model=net.state_dict(), optimizer=opt.state_dict())
+            if due(step, train.save_every, train.steps):
+                state.save(step, history, training=to_dict(train))
     return history
 
 
@@ -129,7 +110,7 @@ def _start_weights(gen: Generator, disc, model: GeneratorConfig, train: Generato
 
 def train_generator(store: ClipStore, out, model: GeneratorConfig, train: GeneratorTrainConfig | None = None,
                     *, syncnet: SyncNet | None = None, encoder_state: dict | None = None, device: str = "cpu",
-                    workers: int = 0) -> list[dict]:
+                    workers: int = 0, progress: bool = True) -> list[dict]:
     """Train (or resume from ``out``) the generator ``model`` with L1 + frozen-expert sync + GAN losses, as
     ``train`` says; returns the per-step losses. Each save also writes ``out`` with suffix .png (masked input /
     reference / generated / ground truth).
@@ -153,30 +134,26 @@ def train_generator(store: ClipStore, out, model: GeneratorConfig, train: Genera
     elif train.sync_wt > 0:
         raise ValueError("a sync loss weight > 0 needs a trained SyncNet expert")
     sync_on = train.sync_after is None
-    opt = torch.optim.Adam(_param_groups(gen, train.lr, train.encoder_lr), lr=train.lr, betas=(0.5, 0.999))
-    dopt = torch.optim.Adam(disc.parameters(), lr=train.lr, betas=(0.5, 0.999)) if disc is not None else None
-    step, history = 0, []
-    if out.exists():
-        ck = resume_from(out, "generator", "generator", model, gen, opt)
-        if disc is not None and "disc" in ck:
-            disc.load_state_dict(ck["disc"])
-            dopt.load_state_dict(ck["disc_optimizer"])
-        step, history = int(ck["step"]), list(ck["history"])
-        sync_on = sync_on or bool(ck.get("sync_on", False))
-    else:
-        _start_weights(gen, disc, model, train, encoder_state)
     gen.to(device)
     if disc is not None:
         disc.to(device)
-        _move_optimizer(dopt, device)
     if syncnet is not None:
         syncnet.to(device)
-    _move_optimizer(opt, device)
+    opt = torch.optim.Adam(_param_groups(gen, train.lr, train.encoder_lr), lr=train.lr, betas=(0.5, 0.999))
+    dopt = torch.optim.Adam(disc.parameters(), lr=train.lr, betas=(0.5, 0.999)) if disc is not None else None
+    state = _train_state(out, "generator", "generator", model,
+                         {"model": gen, "optimizer": opt, "disc": disc, "disc_optimizer": dopt})
+    ck = state.resume()
+    if ck is None:
+        _start_weights(gen, disc, model, train, encoder_state)
+        ck = {"step": 0, "history": []}
+    step, history = ck["step"], ck["history"]
+    sync_on = sync_on or bool(ck.get("sync_on", False))
     make = partial(generator_batch, batch=train.batch, window=model.window, sync_window=sync_window,
                    chunk_before=model.chunk_before(training=True))
-    batches = batch_stream(store, make, [train.seed, step], workers)
+    batches = batch_stream(store, make, train.seed, step, workers)
     gen.train()
-    with _progress(train.steps, step, f"generator ({model.encoder})") as bar:
+    with progress_bar(train.steps, f"generator ({model.encoder})", step, progress) as bar:
         while step < train.steps:
             inputs, chunks, sync_mels, target = (x.to(device) for x in next(batches))
             pred = gen(inputs, chunks)
@@ -201,10 +178,7 @@ def train_generator(store: ClipStore, out, model: GeneratorConfig, train: Genera
                          train.sync_wt)
             bar.update(1)
             bar.set_postfix(l1=f"{np.mean([h['l1'] for h in history[-20:]]):.4f}")
-            if step % train.save_every == 0 or step == train.steps:
+            if due(step, train.save_every, train.steps):
                 _sample_png(out, inputs[0], pred[0], target[0])
-                save_lipsync_checkpoint(out, "generator", model.to_dict(), step, history, to_dict(train), sync_on=sync_on,
-                                model=gen.state_dict(), optimizer=opt.state_dict(),
-                                disc=disc.state_dict() if disc else None,
-                                disc_optimizer=dopt.state_dict() if dopt else None)
+                state.save(step, history, training=to_dict(train), sync_on=sync_on)
     return history
