@@ -1,13 +1,19 @@
-"""Face pipeline throughput: frames/s end to end (decode -> track -> crop -> parse -> write) with the
-time per stage, on the sample videos and a 640x480 version of video01, plus a 2-worker dataset run.
+"""Face pipeline throughput: a per-stage table (decode, detect, landmarks/track, crop/resize, parse, write) and
+frames/s end to end, with and without parsing, for one item at a time as ``marlin preprocess`` makes it
+(``marlin.face.preprocess.process_one``: pipeline + writing the item).
 
-The reference printed alongside is plain PyAV decoding of the same file, measured in the same run.
-Wall-clock frames/s depend on what else runs on the machine; frames per CPU-second do not.
-Run from the project root:  python benchmarks/bench_face.py [--repeat 2] [--threads 1 2]
+Columns are busy milliseconds per frame of each stage (stages run on several threads, so they overlap and do not
+add up to the wall time); ``seg`` is the segmentation model inside ``parse``. ``e2e fps`` is frames / wall seconds
+of the whole item, ``fr/CPU-s`` frames per CPU-second of this process (independent of other load). The reference
+measured in the same run is the straightforward path (``--ref``: the pipeline with ``overlap=False``: two passes,
+then the item written; the code before the speed work) and plain PyAV decoding of the same file.
+Run from the project root:  python benchmarks/bench_face.py [--repeat 2] [--threads 2] [--dataset] [--synth N]
 """
 from __future__ import annotations
 
 import argparse
+import inspect
+import os
 import shutil
 import tempfile
 import time
@@ -16,13 +22,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from marlin.data.layout import write_item
+from marlin.data.layout import write_item  # noqa: F401  (the writer process_one uses)
 from marlin.face import FacePipeline
-from marlin.face.preprocess import Options, preprocess
+from marlin.face import preprocess as P
 from marlin.video import iter_frames, probe, read_frames, write_video
 
 SAMPLES = Path("../shared/samples")
-STAGES = ("decode", "track", "crop", "parse", "write")
+STAGES = ("decode", "detect", "track", "crop", "parse", "seg", "write")
+HEAD = {"track": "lmk/track", "crop": "crop/rsz"}
 
 
 def decode_fps(path) -> float:
@@ -39,16 +46,76 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def end_to_end(pipe: FacePipeline, path, tmp: Path) -> tuple[float, float, dict, int]:
-    """(wall frames/s, frames per CPU-second, ms per frame by stage, frames)."""
+class _Clock:
+    """Wraps a callable and sums its wall time (thread-safe enough for a sum of floats under the GIL)."""
+
+    def __init__(self, fn):
+        self.fn, self.t = fn, 0.0
+
+    def __call__(self, *a, **k):
+        t0 = time.perf_counter()
+        try:
+            return self.fn(*a, **k)
+        finally:
+            self.t += time.perf_counter() - t0
+
+    def __getattr__(self, name):  # e.g. TFLiteModel.input_shape
+        return getattr(self.fn, name)
+
+
+def make_pipe(threads: int, parser, overlap: bool | None) -> tuple[FacePipeline, dict]:
+    """The worker pipeline of ``marlin preprocess`` (``preprocess._init``) with clocks on the detector and the
+    segmentation model. ``overlap``: None = the pipeline's default."""
+    opts = P.Options(parser=parser, threads=threads)
+    P._init(opts)
+    pipe = P._PIPE
+    if overlap is not None:
+        if "overlap" not in inspect.signature(FacePipeline).parameters:
+            raise SystemExit("this FacePipeline has no 'overlap' option (code before the speed work): drop --ref")
+        pipe.overlap = overlap
+    clocks = {"detect": _Clock(pipe.detector.detect)}
+    pipe.detector.detect = clocks["detect"]
+    segs = [p for p in getattr(pipe, "_parsers", [pipe.parser]) if p is not None and hasattr(p, "seg")]
+    for p in segs:
+        p.seg = _Clock(p.seg)
+    clocks["seg"] = segs
+    return pipe, clocks
+
+
+def end_to_end(threads: int, parser, overlap, path, out: Path) -> tuple[float, float, dict, int]:
+    """One item through ``process_one``: (wall frames/s, frames per CPU-second, ms per frame by stage, frames)."""
+    pipe, clocks = make_pipe(threads, parser, overlap)
+    shutil.rmtree(out, ignore_errors=True)
     t0, c0 = time.perf_counter(), cpu_seconds()
-    clip = pipe.run(path)
-    t1 = time.perf_counter()
-    write_item(tmp / Path(path).stem, clip.frames, clip.meta, clip.parse, clip.landmarks)
-    t2 = time.perf_counter()
-    n = len(clip.frames)
-    stages = {**pipe.timings, "write": t2 - t1}
-    return n / (t2 - t0), n / (cpu_seconds() - c0), {k: 1000 * v / n for k, v in stages.items()}, n
+    r = P.process_one((str(path), "item", str(out)))
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    if r["status"] != "done":
+        raise SystemExit(f"{path}: {r['error']}")
+    n = r["frames"]
+    st = dict(r["timings"])
+    st["detect"] = clocks["detect"].t
+    st["track"] = st.get("track", 0.0)  # includes detect
+    st["seg"] = sum(c.seg.t for c in clocks["seg"])
+    st["write"] = st.get("write", 0.0) + st.pop("encode", 0.0)  # H.264 encoding (overlapped) + the rest of the item
+    return n / wall, n / cpu, {k: 1000 * v / n for k, v in st.items()}, n
+
+
+def table(videos, threads_list, parsers, overlaps, repeat: int, tmp: Path) -> None:
+    print(f"{'video':22s} {'size':>9s} {'path':>8s} {'parse':>5s} {'thr':>3s} "
+          + " ".join(f"{HEAD.get(s, s):>9s}" for s in STAGES) + f" {'e2e fps':>8s} {'fr/CPU-s':>8s}")
+    for v in videos:
+        info = probe(v)
+        for parser in parsers:
+            for t in threads_list:
+                for ov in overlaps:
+                    runs = [end_to_end(t, parser, ov, v, tmp / "items") for _ in range(repeat)]
+                    fps, cfps, st, n = max(runs, key=lambda r: r[0])
+                    name = {None: "default", True: "overlap", False: "2-pass"}[ov]
+                    print(f"{v.name:22s} {info.width:>4d}x{info.height:<4d} {name:>8s} {'yes' if parser else 'no':>5s} "
+                          f"{t:>3d} " + " ".join(f"{st.get(s, 0):9.2f}" for s in STAGES)
+                          + f" {fps:8.1f} {cfps:8.1f}   (all runs: {', '.join(f'{r[0]:.1f}' for r in runs)})",
+                          flush=True)
+        print(f"{'':22s} plain PyAV decoding of {v.name}: {decode_fps(v):.1f} frames/s (reference)", flush=True)
 
 
 def synth_parse_agreement(pipe: FacePipeline, n: int, tmp: Path) -> None:
@@ -84,11 +151,32 @@ def synth_parse_agreement(pipe: FacePipeline, n: int, tmp: Path) -> None:
     print("  " + "  ".join(f"{name} {v:.2f}" for name, v in zip(PARSE_CLASSES, iou)) + f"  mIoU {iou.mean():.3f}")
 
 
+def dataset_runs(v480: Path, tmp: Path) -> None:
+    """``preprocess`` of 4 copies of the 640x480 clip with 1 worker x 2 threads and 2 workers x 1 thread."""
+    data = tmp / "data"
+    data.mkdir()
+    for i in range(4):
+        shutil.copy(v480, data / f"c{i}.mp4")
+    for workers, threads in ((1, 2), (2, 1)):
+        out = tmp / f"out{workers}"
+        c0 = cpu_seconds()
+        s = P.preprocess(data, out, "videos", workers=workers, opts=P.Options(threads=threads), progress=False)
+        cpu = cpu_seconds() - c0
+        print(f"marlin preprocess, 4 x 640x480 clips, --workers {workers} --threads {threads}: {s['frames']} frames "
+              f"in {s['seconds']:.1f} s = {s['frames'] / s['seconds']:.1f} frames/s, "
+              f"{s['frames'] / cpu:.1f} frames per CPU-second (incl. process start-up)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=2, help="runs per video; the best is reported")
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
-                    help="pipeline threads to compare (background decoding + parallel parsing)")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per row; the fastest is reported, all are listed")
+    ap.add_argument("--threads", type=int, nargs="+", default=[2], help="pipeline threads per worker to compare")
+    ap.add_argument("--videos", nargs="+", default=["video01", "video01_640x480"],
+                    help="video01, video05 (../shared/samples) and/or video01_640x480 (video01 resized)")
+    ap.add_argument("--ref", action="store_true",
+                    help="also run the straightforward path (overlap=False) in the same run, as the reference")
+    ap.add_argument("--no-parse-rows", action="store_true", help="skip the rows without parsing")
+    ap.add_argument("--dataset", action="store_true", help="also run preprocess on 4 copies with 1 and 2 workers")
     ap.add_argument("--synth", type=int, default=0, metavar="N",
                     help="also measure parse agreement on N synthetic clips (needs marlin synth)")
     args = ap.parse_args()
@@ -96,37 +184,19 @@ def main() -> None:
     try:
         v480 = tmp / "video01_640x480.mp4"
         write_video(v480, np.stack([cv2.resize(f, (640, 480)) for f in read_frames(SAMPLES / "video01.mp4")]), fps=30)
-        videos = [SAMPLES / "video01.mp4", SAMPLES / "video05.mp4", v480]
-        print(f"one process; ms per frame by stage (busy time; with threads > 1 stages overlap); "
-              f"best of {args.repeat}")
-        print(f"{'video':24s} {'size':>9s} {'thr':>3s} {'frames':>6s} " + " ".join(f"{s:>7s}" for s in STAGES)
-              + f" {'e2e fps':>8s} {'fr/CPU-s':>8s} {'decode-only fps (ref)':>22s}")
-        pipes = {t: FacePipeline(threads=t) for t in args.threads}
-        for v in videos:
-            info = probe(v)
-            for t, pipe in pipes.items():
-                fps, cfps, st, n = max((end_to_end(pipe, v, tmp / "items") for _ in range(args.repeat)),
-                                       key=lambda r: r[0])
-                ref = decode_fps(v)
-                print(f"{v.name:24s} {info.width:>4d}x{info.height:<4d} {t:>3d} {n:>6d} "
-                      + " ".join(f"{st.get(s, 0):7.2f}" for s in STAGES) + f" {fps:8.1f} {cfps:8.1f} {ref:22.1f}")
-        # dataset run: 4 copies of the 480p clip, 2 worker processes (one per core)
-        data = tmp / "data"
-        data.mkdir()
-        for i in range(4):
-            shutil.copy(v480, data / f"c{i}.mp4")
-        for workers, threads in ((1, 2), (2, 1)):
-            out = tmp / f"out{workers}"
-            c0 = cpu_seconds()
-            s = preprocess(data, out, "videos", workers=workers, opts=Options(threads=threads), progress=False)
-            cpu = cpu_seconds() - c0
-            print(f"marlin preprocess, 4 x 640x480 clips, --workers {workers} --threads {threads}: {s['frames']} frames "
-                  f"in {s['seconds']:.1f} s = {s['frames'] / s['seconds']:.1f} frames/s, "
-                  f"{s['frames'] / cpu:.1f} frames per CPU-second (incl. process start-up)")
-        print("frames per CPU-second does not depend on other load; on 2 idle cores with 2 workers the "
-              "throughput approaches twice that figure.")
+        videos = [v480 if v == "video01_640x480" else SAMPLES / f"{v}.mp4" for v in args.videos]
+        load = os.getloadavg()
+        print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; "
+              f"ms per frame of busy time by stage, best of {args.repeat}")
+        parsers = ["landmarks"] + ([] if args.no_parse_rows else [None])
+        overlaps = [None, False] if args.ref else [None]
+        table(videos, args.threads, parsers, overlaps, args.repeat, tmp)
+        if args.dataset:
+            dataset_runs(v480, tmp)
         if args.synth:
-            synth_parse_agreement(pipes[min(pipes)], args.synth, tmp)
+            synth_parse_agreement(FacePipeline(), args.synth, tmp)
+        load = os.getloadavg()
+        print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -147,10 +147,12 @@ def item_dir(out_root, rel: str | os.PathLike) -> Path:
 
 def write_item(dest, frames, meta: dict, parse: np.ndarray | None = None,
                landmarks: np.ndarray | None = None, as_jpg: bool = False, crf: int = 18,
-               preset: str = "medium") -> FaceItem:
+               preset: str = "medium", encoded=None) -> FaceItem:
     """Write one item atomically: everything goes to a hidden sibling directory renamed at the end.
 
     ``frames``: (T, S, S, 3) uint8 array (or a sequence of such frames); ``crf``, ``preset``: H.264 settings.
+    ``encoded``: a file holding these frames already encoded with these settings (``FacePipeline.run(...,
+    encode_to=)``), moved in as the clip instead of encoding them again.
     """
     import cv2
 
@@ -166,6 +168,8 @@ def write_item(dest, frames, meta: dict, parse: np.ndarray | None = None,
             for i, f in enumerate(frames):
                 cv2.imwrite(str(tmp / FRAMES_DIR / f"{i:06d}.jpg"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR),
                             [cv2.IMWRITE_JPEG_QUALITY, 95])
+        elif encoded is not None:
+            os.replace(encoded, tmp / CLIP)
         else:
             write_video(tmp / CLIP, frames, fps=float(meta.get("fps", 25.0)), crf=crf, preset=preset)
         if parse is not None:

@@ -68,11 +68,16 @@ def _fill(x: np.ndarray) -> np.ndarray:
     return x[idx]
 
 
+def _radius(sigma: float) -> int:
+    """Half width of the Gaussian kernel of :func:`_gauss` (0: no smoothing)."""
+    return int(3 * sigma + 0.5) if sigma > 0 else 0
+
+
 def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:
     """Zero-phase Gaussian smoothing along axis 0 with edge replication. x: (T, C)."""
     if sigma <= 0 or len(x) < 2:
         return x
-    r = int(3 * sigma + 0.5)
+    r = _radius(sigma)
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
     k /= k.sum()
     xp = np.pad(x, ((r, r), (0, 0)), mode="edge")
@@ -97,6 +102,102 @@ def smooth_boxes(boxes: np.ndarray, cuts=(), sigma_center: float = 2.0, sigma_si
     if np.isnan(out[:, 0]).any() and not np.isnan(out[:, 0]).all():  # shots without any face
         out = _fill(out)
     return out
+
+
+class BoxStream:
+    """The boxes of :func:`smooth_boxes`, frame by frame, as soon as they are final (the same numbers).
+
+    ``push(raw_box, cut)`` takes one frame's raw box (NaN: no face) and whether it starts a new shot, and returns
+    the ``(index, box)`` pairs that became final, in frame order. A box is final once the raw boxes of its shot up
+    to the smoothing radius ahead are known (or the shot has ended) and the shot has a face; frames of a shot
+    without a face wait for its end (they hold the previous box), and leading ones for the first face. The
+    pipeline uses it to crop and parse while it is still tracking, and checks the result against
+    :func:`smooth_boxes` at the end.
+    """
+
+    def __init__(self, sigma_center: float = 2.0, sigma_side: float = 4.0):
+        self.sigmas = (sigma_center, sigma_side)
+        self.r = max(_radius(sigma_center), _radius(sigma_side))
+        self.raw = np.empty((256, 3))  # growable: raw boxes of frames 0..n-1
+        self.last_valid = np.empty(256, np.int64)  # last frame with a face in the same shot, up to each frame, or -1
+        self.out = np.empty((256, 3))  # final boxes of frames 0..e-1
+        self.n = self.e = 0
+        self.starts = [0]  # first frame of each shot
+        self.first_valid: dict[int, int] = {}  # shot start -> its first frame with a face
+
+    @staticmethod
+    def _grow(a: np.ndarray, n: int) -> np.ndarray:
+        if n <= len(a):
+            return a
+        b = np.empty((2 * n,) + a.shape[1:], a.dtype)
+        b[:len(a)] = a
+        return b
+
+    def push(self, raw_box: np.ndarray, cut: bool = False) -> list[tuple[int, np.ndarray]]:
+        i = self.n
+        if cut and i > 0:
+            self.starts.append(i)
+        self.raw = self._grow(self.raw, i + 1)
+        self.last_valid = self._grow(self.last_valid, i + 1)
+        self.raw[i] = raw_box
+        valid = not np.isnan(raw_box[0])
+        same = i > 0 and self.starts[-1] < i
+        self.last_valid[i] = i if valid else (self.last_valid[i - 1] if same else -1)
+        if valid:
+            self.first_valid.setdefault(self.starts[-1], i)
+        self.n = i + 1
+        return self._advance()
+
+    def _shot(self, j: int) -> tuple[int, int, bool]:
+        """(start, end, ended) of the shot holding frame j; an open shot ends at n for now."""
+        k = int(np.searchsorted(self.starts, j, side="right")) - 1
+        if k + 1 < len(self.starts):
+            return self.starts[k], self.starts[k + 1], True
+        return self.starts[k], self.n, False
+
+    def _smooth(self, a: int, b: int, j0: int, j1: int) -> np.ndarray:
+        """Final boxes of frames j0..j1-1 of the shot [a, b) (which has a face), from a window of raw boxes wide
+        enough that the kernel never reaches a padded edge other than the shot's own."""
+        lo, hi = max(a, j0 - self.r), min(b, j1 + self.r)
+        seg = self.raw[lo:hi].copy()
+        if np.isnan(seg[0, 0]):  # the value smooth_boxes' fill gives this frame
+            lv = self.last_valid[lo]
+            seg[0] = self.raw[lv if lv >= 0 else self.first_valid[a]]
+        seg = _fill(seg)
+        rows = np.empty_like(seg)
+        rows[:, :2] = _gauss(seg[:, :2], self.sigmas[0])
+        rows[:, 2:] = _gauss(seg[:, 2:], self.sigmas[1])
+        return rows[j0 - lo:j1 - lo]
+
+    def _first_face_box(self) -> np.ndarray | None:
+        """The final box of the first frame of the first shot with a face (leading shots without one take it)."""
+        for a in self.starts:
+            if a in self.first_valid:
+                _, b, ended = self._shot(a)
+                return self._smooth(a, b, a, a + 1)[0] if ended or a + self.r < self.n else None
+        return None
+
+    def _advance(self) -> list[tuple[int, np.ndarray]]:
+        start = self.e
+        while self.e < self.n:
+            j = self.e
+            a, b, ended = self._shot(j)
+            if a in self.first_valid:
+                end = b if ended else self.n - self.r
+                if end <= j:
+                    break
+                rows = self._smooth(a, b, j, end)
+            elif not ended:
+                break
+            else:  # a shot without a face holds the previous box; leading ones take the first face's
+                box = self.out[j - 1] if j > 0 else self._first_face_box()
+                if box is None:
+                    break
+                rows = np.repeat(box[None], b - j, 0)
+            self.out = self._grow(self.out, j + len(rows))
+            self.out[j:j + len(rows)] = rows
+            self.e = j + len(rows)
+        return [(j, self.out[j]) for j in range(start, self.e)]
 
 
 def center_box(height: int, width: int) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -38,6 +39,7 @@ class FaceClip:
     found: np.ndarray  # (T,) bool
     fps: float
     meta: dict = field(default_factory=dict)
+    encoded: Path | None = None  # the crops as H.264 (write_item's clip.mp4) when run(..., encode_to=...)
 
 
 class _Timer:
@@ -102,49 +104,105 @@ def _prefetch(it, depth: int = 8):
                 t.join(0.01)
 
 
-class _ChunkParser:
-    """Parses chunks of crops in order on a pool of parser instances (one per thread), at most two
-    chunks per thread in flight so that memory stays bounded; with one parser it runs inline."""
+class _Chunks:
+    """Runs chunk jobs ``fn(instance, *args)`` on ``threads`` threads, each job with one parser instance of a pool
+    (one LiteRT interpreter per thread), and returns the results in submission order. At most two jobs per thread
+    are in flight (``submit`` waits), so memory stays bounded; with one thread the jobs run inline."""
 
-    def __init__(self, parsers, timer: _Timer):
+    def __init__(self, instances, threads: int):
         import queue
         from concurrent.futures import ThreadPoolExecutor
 
         self.free: queue.Queue = queue.Queue()
-        for p in parsers:
+        for p in instances:
             self.free.put(p)
-        self.pool = ThreadPoolExecutor(len(parsers)) if len(parsers) > 1 else None
-        self.limit, self.timer, self.futures, self.done = 2 * len(parsers), timer, [], []
+        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
+        self.limit, self.futures, self.done = 2 * threads, [], []
 
-    def _job(self, crops, lms, context):
-        parser = self.free.get()
-        t0 = time.perf_counter()
+    def _job(self, fn, args):
+        instance = self.free.get()
         try:
-            return parser(crops, lms, context)
+            return fn(instance, *args)
         finally:
-            self.free.put(parser)
-            self.timer.add("parse", time.perf_counter() - t0)
+            self.free.put(instance)
 
-    def submit(self, crops, lms, context) -> None:
+    def submit(self, fn, *args):
+        """Queue one job; returns its future (its result with one thread)."""
         if self.pool is None:
-            self.done.append(self._job(crops, lms, context))
-            return
+            self.done.append(self._job(fn, args))
+            return self.done[-1]
         busy = [f for f in self.futures if not f.done()]
         if len(busy) >= self.limit:
             busy[0].result()
-        self.futures.append(self.pool.submit(self._job, crops, lms, context))
+        self.futures.append(self.pool.submit(self._job, fn, args))
+        return self.futures[-1]
 
-    def results(self) -> np.ndarray:
-        """(T, S, S) uint8: all chunks in submission order."""
+    def results(self) -> list:
+        """All jobs' results in submission order (re-raises a job's error)."""
         try:
-            parts = self.done + [f.result() for f in self.futures]
+            return self.done + [f.result() for f in self.futures]
         finally:
             self.close()
-        return np.concatenate(parts)
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Encoder:
+    """H.264-encodes crops into ``path`` on a background thread, in frame order, as chunks are handed to it
+    (a future of a chunk job or its ready ``(crops, parse)``), with ``marlin.data.layout.write_item``'s settings
+    (``marlin.video.write_video`` defaults: crf 18, preset medium), so the file is the one write_item would
+    write. The file appears complete (atomically) or not at all. Busy time goes to the ``encode`` stage."""
+
+    _END, _ABORT = object(), object()
+
+    def __init__(self, path, fps: float, timer: _Timer):
+        import queue
+        import threading
+
+        self.path, self.fps, self.timer, self.error = Path(path), fps, timer, None
+        self.q: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._work, daemon=True)
+        self.thread.start()
+
+    def _crops(self, waited: list):
+        while True:
+            t0 = time.perf_counter()
+            item = self.q.get()
+            if item is self._END:
+                waited[0] += time.perf_counter() - t0
+                return
+            if item is self._ABORT:
+                raise RuntimeError("encoding aborted")
+            crops = (item.result() if hasattr(item, "result") else item)[0]
+            waited[0] += time.perf_counter() - t0
+            yield from crops
+
+    def _work(self) -> None:
+        from ..video import write_video
+
+        waited, t0 = [0.0], time.perf_counter()
+        try:
+            write_video(self.path, self._crops(waited), fps=self.fps)
+        except BaseException as e:  # reported by finish()
+            self.error = e
+        self.timer.add("encode", time.perf_counter() - t0 - waited[0])
+
+    def feed(self, item) -> None:
+        self.q.put(item)
+
+    def finish(self) -> Path:
+        self.q.put(self._END)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.path
+
+    def abort(self) -> None:
+        if self.thread.is_alive():
+            self.q.put(self._ABORT)
+            self.thread.join()
 
 
 def make_parser(parser="landmarks", num_threads: int = 1):
@@ -175,8 +233,14 @@ class FacePipeline:
     """Reusable across inputs (the models load once; one ``run`` at a time per instance).
     ``no_face``: "error" or "center".
 
-    ``threads`` > 1 decodes in a background thread and parses frames on that many threads (LiteRT
+    ``threads`` > 1 decodes in a background thread and crops and parses frames on that many threads (LiteRT
     runs without the GIL); ``num_threads`` is LiteRT's own thread count per model.
+
+    ``overlap`` (default): crop and parse each frame as soon as its smoothed box is final (a few frames behind
+    the tracker, see :class:`~marlin.face.crop.BoxStream`), so that tracking, cropping and parsing run at the same
+    time; ``overlap=False`` is the plain two passes (track all frames, then crop and parse). Both give the same
+    arrays (checked at the end of every overlapped run: should a box differ, the frames are cropped again the
+    plain way).
 
     A video whose stream ends before the frame count its container declares raises
     :class:`~marlin.video.TruncatedVideoError`; ``allow_truncated`` keeps the frames that decode instead
@@ -184,10 +248,11 @@ class FacePipeline:
     """
 
     def __init__(self, size: int = 224, parser="landmarks", no_face: str = "error", num_threads: int = 1,
-                 cache_bytes: int = 1 << 30, threads: int = 1, chunk: int = 64, allow_truncated: bool = False):
+                 cache_bytes: int = 1 << 30, threads: int = 1, chunk: int = 64, allow_truncated: bool = False,
+                 overlap: bool = True):
         check_options(size, no_face)
         self.size, self.no_face, self.cache_bytes, self.chunk = size, no_face, cache_bytes, chunk
-        self.allow_truncated = allow_truncated
+        self.allow_truncated, self.overlap = allow_truncated, overlap
         self.detector = FaceDetector(num_threads=num_threads)
         self.landmarker = FaceLandmarker(num_threads=num_threads)
         self.threads = max(1, int(threads))
@@ -211,6 +276,18 @@ class FacePipeline:
         frames = _timed(source.frames(), timer, "decode")
         return _prefetch(frames) if self.threads > 1 else frames
 
+    def _sigmas(self, source) -> tuple[float, float]:
+        """Smoothing widths of the box centre and side in frames: set for 30 fps, scaled in time."""
+        k = max(float(source.fps), 1.0) / 30.0
+        return max(1.0, 2.0 * k), max(1.0, 4.0 * k)
+
+    def _step(self, tracker: FaceTracker, frame: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Track one frame: ((468, 3) float32 landmarks, NaN without a face; whether a new shot starts here)."""
+        ncuts = tracker.stats["cuts"]
+        p = tracker.step(frame)
+        return (np.full((468, 3), np.nan, np.float32) if p is None else p.astype(np.float32),
+                tracker.stats["cuts"] > ncuts)
+
     def track(self, source, timer: _Timer):
         """Pass 1. Returns (landmarks (T, 468, 3) NaN-filled, cuts, (H, W), cached frames or None)."""
         tracker = FaceTracker(self.detector, self.landmarker)
@@ -218,11 +295,10 @@ class FacePipeline:
         for frame in self._frames(source, timer):
             hw = hw or frame.shape[:2]
             t0 = time.perf_counter()
-            ncuts = tracker.stats["cuts"]
-            p = tracker.step(frame)
-            if tracker.stats["cuts"] > ncuts:
+            p, cut = self._step(tracker, frame)
+            if cut:
                 cuts.append(len(pts))
-            pts.append(np.full((468, 3), np.nan, np.float32) if p is None else p.astype(np.float32))
+            pts.append(p)
             timer.add("track", time.perf_counter() - t0)
             if cache is not None:
                 nbytes += frame.nbytes
@@ -234,63 +310,161 @@ class FacePipeline:
             raise VideoError(source.path, "contains no frames")
         return np.stack(pts), cuts, hw, cache
 
-    def run(self, path, fps: float = 25.0) -> FaceClip:
-        """Process one video file or frame directory. Raises VideoError / NoFaceError naming the file."""
-        timer = _Timer()
-        source = open_source(path, fps, self.allow_truncated)
-        lms, cuts, (h, w), cache = self.track(source, timer)
+    def _boxes(self, lms: np.ndarray, cuts: list, source, hw, path) -> tuple[np.ndarray, np.ndarray]:
+        """(T, 3) smoothed boxes (cx, cy, side) and (T,) found, or NoFaceError / the centre fallback."""
         found = ~np.isnan(lms[:, 0, 0])
-        t0 = time.perf_counter()
         if found.any():
-            k = max(float(source.fps), 1.0) / 30.0  # smoothing widths are set for 30 fps, scaled in time
-            boxes = C.smooth_boxes(C.raw_boxes(lms), cuts, max(1.0, 2.0 * k), max(1.0, 4.0 * k))
+            boxes = C.smooth_boxes(C.raw_boxes(lms), cuts, *self._sigmas(source))
         elif self.no_face == "center":
-            boxes = np.tile(C.center_box(h, w), (len(lms), 1))
+            boxes = np.tile(C.center_box(*hw), (len(lms), 1))
         else:
             raise NoFaceError(path, "no face found in any frame")
-        crop_lms = C.landmarks_to_crop(lms, boxes, self.size)  # (T, 468, 2), NaN where no face
-        ctx_scale = getattr(self.parser, "context_scale", None)
-        timer.add("crop", time.perf_counter() - t0)
-        crops, context, parsed = [], [], 0
-        chunk = max(8, min(self.chunk, -(-len(boxes) // (2 * len(self._parsers)))))
-        parser = _ChunkParser(self._parsers, timer) if self.parser is not None else None
+        return boxes, found
 
-        def flush():  # hand the frames cropped since the last flush to the parsers
-            nonlocal parsed
-            if parser is not None and parsed < len(crops):
-                parser.submit(np.stack(crops[parsed:]), crop_lms[parsed:len(crops)],
-                              np.stack(context) if context else None)
-                context.clear()
-                parsed = len(crops)
+    def _instances(self) -> list:
+        """One parser instance per thread (None without parsing); a single user parser is shared in turn."""
+        return self._parsers if self.parser is not None else [None] * self.threads
 
-        frames = iter(cache) if cache is not None else self._frames(source, timer)
+    def _crop_parse(self, parser, frames, boxes: np.ndarray, lms: np.ndarray, timer: _Timer):
+        """One chunk: N frames (H, W, 3), boxes (N, 3), source landmarks (N, 468, 3) -> (crops (N, S, S, 3),
+        parse (N, S, S) or None)."""
+        t0 = time.perf_counter()
+        crops = np.stack([C.crop(f, b, self.size) for f, b in zip(frames, boxes)])
+        context = None
+        if getattr(parser, "context_scale", None):
+            big = boxes.copy()
+            big[:, 2] *= parser.context_scale
+            context = np.stack([C.crop(f, b, parser.context_size) for f, b in zip(frames, big)])
+        t1 = time.perf_counter()
+        timer.add("crop", t1 - t0)
+        if parser is None:
+            return crops, None
+        parse = parser(crops, C.landmarks_to_crop(lms, boxes, self.size), context)
+        timer.add("parse", time.perf_counter() - t1)
+        return crops, parse
+
+    def _chunk_size(self, n: int) -> int:
+        return max(8, min(self.chunk, -(-n // (2 * self.threads))))
+
+    def _collect(self, chunks: _Chunks) -> tuple[np.ndarray, np.ndarray | None]:
+        parts = chunks.results()
+        crops = np.concatenate([c for c, _ in parts])
+        return crops, (np.concatenate([p for _, p in parts]) if self.parser is not None else None)
+
+    def _pass2(self, frames, boxes: np.ndarray, lms: np.ndarray, timer: _Timer, path):
+        """Plain second pass: crop and parse all frames with their final boxes."""
+        chunks, chunk, buf = _Chunks(self._instances(), self.threads), self._chunk_size(len(boxes)), []
         try:
             for i, frame in enumerate(frames):
                 if i >= len(boxes):
                     break
-                t0 = time.perf_counter()
-                crops.append(C.crop(frame, boxes[i], self.size))
-                if ctx_scale:
-                    b = boxes[i].copy()
-                    b[2] *= ctx_scale
-                    context.append(C.crop(frame, b, self.parser.context_size))
-                timer.add("crop", time.perf_counter() - t0)
-                if len(crops) % chunk == 0:
-                    flush()
-            if len(crops) != len(boxes):
-                raise VideoError(path, f"second decoding pass gave {len(crops)} frames, first gave {len(boxes)}")
-            flush()
-            parse = parser.results() if parser is not None else None
+                buf.append(frame)
+                if len(buf) == chunk or i == len(boxes) - 1:
+                    a = i + 1 - len(buf)
+                    chunks.submit(self._crop_parse, buf, boxes[a:i + 1], lms[a:i + 1], timer)
+                    buf = []
+            out = self._collect(chunks)
         finally:
             if hasattr(frames, "close"):
                 frames.close()
-            if parser is not None:
-                parser.close()
-        crops = np.stack(crops)
+            chunks.close()
+        if len(out[0]) != len(boxes):
+            raise VideoError(path, f"second decoding pass gave {len(out[0])} frames, first gave {len(boxes)}")
+        return out
+
+    def _overlapped(self, source, timer: _Timer, path, encoder: _Encoder | None):
+        """Track, and crop + parse each frame once its box is final, on the other threads (and hand the crops to
+        ``encoder`` in order). Returns (landmarks, cuts, (H, W), crops, parse); crops is None when the plain
+        second pass must follow (the held frames outgrew ``cache_bytes``, or a streamed box differs from the
+        final one)."""
+        tracker, stream = FaceTracker(self.detector, self.landmarker), C.BoxStream(*self._sigmas(source))
+        chunks, chunk = _Chunks(self._instances(), self.threads), min(self.chunk, 16)
+        pts, cuts, held, nbytes, hw, buf, first = [], [], {}, 0, None, [], 0
+
+        def submit():
+            nonlocal buf, first
+            if buf:
+                idx = range(first, first + len(buf))
+                job = chunks.submit(self._crop_parse, [held.pop(j) for j in idx], np.stack(buf),
+                                    np.stack([pts[j] for j in idx]), timer)
+                if encoder is not None:
+                    encoder.feed(job)
+                first, buf = first + len(buf), []
+
+        frames = self._frames(source, timer)
+        try:
+            for frame in frames:
+                hw = hw or frame.shape[:2]
+                t0 = time.perf_counter()
+                p, cut = self._step(tracker, frame)
+                if cut:
+                    cuts.append(len(pts))
+                pts.append(p)
+                ready = stream.push(C.raw_boxes(p[None])[0], cut) if held is not None else []
+                timer.add("track", time.perf_counter() - t0)
+                if held is None:
+                    continue
+                held[len(pts) - 1] = frame
+                nbytes += frame.nbytes
+                for _, box in ready:
+                    buf.append(box)
+                    nbytes -= frame.nbytes
+                    if len(buf) == chunk:
+                        submit()
+                if nbytes > self.cache_bytes:  # e.g. a long stretch without a face: give up streaming
+                    held = None
+            if not pts:
+                raise VideoError(source.path, "contains no frames")
+            lms = np.stack(pts)
+            boxes, _ = self._boxes(lms, cuts, source, hw, path)
+            if held is None or not np.array_equal(stream.out[:stream.e], boxes[:stream.e]):
+                return lms, cuts, hw, None, None
+            for box in boxes[first + len(buf):]:  # the last frames' boxes became final at the end
+                buf.append(box)
+                if len(buf) == chunk:
+                    submit()
+            submit()
+            crops, parse = self._collect(chunks)
+            return lms, cuts, hw, crops, parse
+        finally:
+            if hasattr(frames, "close"):
+                frames.close()
+            chunks.close()
+
+    def run(self, path, fps: float = 25.0, encode_to=None) -> FaceClip:
+        """Process one video file or frame directory. Raises VideoError / NoFaceError naming the file.
+
+        ``encode_to``: with ``overlap``, also encode the crops to this H.264 file while the video is processed, as
+        ``write_item`` would (``clip.encoded``, for ``write_item(..., encoded=)``); ``clip.encoded`` is None where
+        that was not done (``overlap=False``, or the plain second pass was needed)."""
+        timer = _Timer()
+        source = open_source(path, fps, self.allow_truncated)
+        crops, encoder = None, None
+        try:
+            if self.overlap:
+                encoder = _Encoder(encode_to, source.fps, timer) if encode_to is not None else None
+                lms, cuts, (h, w), crops, parse = self._overlapped(source, timer, path, encoder)
+                cache = None
+            else:
+                lms, cuts, (h, w), cache = self.track(source, timer)
+            t0 = time.perf_counter()
+            boxes, found = self._boxes(lms, cuts, source, (h, w), path)
+            crop_lms = C.landmarks_to_crop(lms, boxes, self.size)  # (T, 468, 2), NaN where no face
+            timer.add("crop", time.perf_counter() - t0)
+            if crops is None:  # the plain second pass (write_item encodes the crops afterwards)
+                if encoder is not None:
+                    encoder.abort()
+                    encoder = None
+                frames = iter(cache) if cache is not None else self._frames(source, timer)
+                crops, parse = self._pass2(frames, boxes, lms, timer, path)
+            encoded = encoder.finish() if encoder is not None else None
+        finally:
+            if encoder is not None:
+                encoder.abort()
         self.timings = timer.t
         meta = {"source": str(path), "fps": float(source.fps), "source_size": [int(w), int(h)],
                 "boxes": np.round(C.to_xyxy(boxes), 2).tolist(), "face_found": found.tolist(),
                 "face_found_ratio": round(float(found.mean()), 4), "scene_cuts": cuts,
                 "no_face_fallback": None if found.any() else "center", **_counts(source, len(lms)),
                 "backends": self.backends()}
-        return FaceClip(crops, parse, crop_lms, C.to_xyxy(boxes), found, float(source.fps), meta)
+        return FaceClip(crops, parse, crop_lms, C.to_xyxy(boxes), found, float(source.fps), meta, encoded)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..atomic import write_json, write_text
+from ..atomic import temp_name, write_json, write_text
 from ..data.layout import is_item, item_dir, load_item, write_item
 from ..errors import MarlinError
 from ..video import VideoError, output_dir, probe
@@ -63,11 +63,13 @@ def process_one(job) -> dict:
     """Run the pipeline on one (source, name, out_root) job; never raises."""
     src, name, out = job
     t0 = time.perf_counter()
+    dest = item_dir(out, name)
+    encoded = None if _OPTS.as_jpg else temp_name(dest, ".mp4")  # the crops, encoded while the video is processed
     try:
-        clip = _PIPE.run(src, _OPTS.fps)
+        clip = _PIPE.run(src, _OPTS.fps, encode_to=encoded)
         t1 = time.perf_counter()
         meta = {"name": name, **clip.meta}
-        write_item(item_dir(out, name), clip.frames, meta, clip.parse, clip.landmarks, as_jpg=_OPTS.as_jpg)
+        write_item(dest, clip.frames, meta, clip.parse, clip.landmarks, as_jpg=_OPTS.as_jpg, encoded=clip.encoded)
         timings = {**_PIPE.timings, "write": time.perf_counter() - t1}
         return {"name": name, "status": "done", "frames": len(clip.frames), "face_found": meta["face_found_ratio"],
                 "truncated": meta["truncated"], "seconds": time.perf_counter() - t0, "timings": timings}
@@ -80,6 +82,9 @@ def process_one(job) -> dict:
         tb = traceback.format_exc(limit=3)
         return {"name": name, "status": "failed", "error": f"{src}: {type(e).__name__}: {e}", "trace": tb,
                 "seconds": time.perf_counter() - t0}
+    finally:
+        if encoded is not None:
+            encoded.unlink(missing_ok=True)
 
 
 def _crashed(job) -> dict:
