@@ -315,8 +315,9 @@ class _Named(io.BytesIO):
 class ShardItem:
     """One sample of a shard, read like a `marlin.data.layout.FaceItem` (num_frames, read_frames, read_parse)."""
 
-    def __init__(self, members: dict[str, bytes], where: str):
+    def __init__(self, members: dict[str, bytes], where: str, raw: tuple | None = None):
         self.members, self.where = members, where
+        self.raw = raw  # (shard path, offset, size) of a frames.npy member, read frame by frame
         self.meta = json.loads(members["json"])
         self.root = Path(f"{where} ({self.name})")  # for messages: shard, sample and item path
 
@@ -336,8 +337,8 @@ class ShardItem:
     def read_frames(self, indices=None) -> np.ndarray:
         n = self.num_frames
         idx = np.arange(n) if indices is None else np.minimum(np.asarray(indices, int), n - 1)
-        if "frames.npy" in self.members:
-            return np.load(io.BytesIO(self.members["frames.npy"]))[idx]
+        if self.raw is not None:
+            return _npy_rows(*self.raw, idx)
         if "mp4" in self.members:
             from ..video import read_frames
 
@@ -364,6 +365,20 @@ class ShardItem:
     def part_bits(self) -> np.ndarray | None:
         data = self.members.get("parts.npy")
         return None if data is None else np.load(io.BytesIO(data))
+
+
+def _npy_rows(path: Path, offset: int, size: int, rows) -> np.ndarray:
+    """Rows ``rows`` of the .npy array stored at ``offset`` in ``path``, reading only those rows."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        fmt = np.lib.format
+        read_header = fmt.read_array_header_1_0 if fmt.read_magic(f)[0] == 1 else fmt.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        start = f.tell()
+    if fortran or start - offset + int(np.prod(shape)) * dtype.itemsize != size:
+        raise MarlinError(f"{path}: frames.npy member at byte {offset} is not a C-ordered array of its size")
+    array = np.memmap(path, dtype=dtype, mode="r", offset=start, shape=shape)
+    return np.ascontiguousarray(array[np.asarray(rows)])
 
 
 def _scan(path: Path) -> list[dict[str, tuple[int, int]]]:
@@ -425,11 +440,14 @@ class ShardSamples:
             if len(self._files) >= 8:
                 self._files.pop(next(iter(self._files))).close()
             f = self._files[s] = open(path, "rb")
-        members = {}
+        members, raw = {}, None
         for ext, (offset, size) in self._index[s][j].items():
+            if ext == "frames.npy":  # decoded frames: only the clip's frames are read (ShardItem.read_frames)
+                raw = (path, offset, size)
+                continue
             f.seek(offset)
             members[ext] = f.read(size)
-        item = ShardItem(members, f"{path}:{j}")
+        item = ShardItem(members, f"{path}:{j}", raw)
         if len(self._recent) >= self._keep:
             self._recent.pop(next(iter(self._recent)))
         self._recent[i] = item

@@ -73,6 +73,29 @@ def resolve_precision(requested: str | None, on_gpu: bool) -> str:
     return requested or ("bf16-mixed" if on_gpu else "32-true")
 
 
+def check_launch(nodes: int, devices: int, env=None) -> str:
+    """How the processes were started ("torchrun", "slurm" or "local": Lightning starts them) and a check that
+    the launcher's process counts agree with --nodes x --devices (a mismatch otherwise hangs at start-up)."""
+    import os
+
+    env = os.environ if env is None else env
+    world = nodes * devices
+    if all(k in env for k in ("RANK", "GROUP_RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE")):  # torchrun / elastic
+        got = {"WORLD_SIZE": int(env.get("WORLD_SIZE", world)), "LOCAL_WORLD_SIZE": int(env["LOCAL_WORLD_SIZE"])}
+        if got != {"WORLD_SIZE": world, "LOCAL_WORLD_SIZE": devices}:
+            raise MarlinError(f"torchrun started WORLD_SIZE={got['WORLD_SIZE']} processes, "
+                              f"LOCAL_WORLD_SIZE={got['LOCAL_WORLD_SIZE']} per node, but --nodes {nodes} x "
+                              f"--devices {devices} asks for {world} ({devices} per node): make them agree")
+        return "torchrun"
+    if "SLURM_NTASKS" in env and env.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        if int(env["SLURM_NTASKS"]) != world:
+            raise MarlinError(f"SLURM started SLURM_NTASKS={env['SLURM_NTASKS']} tasks, but --nodes {nodes} x "
+                              f"--devices {devices} = {world}: use --ntasks-per-node={devices} with "
+                              f"--nodes={nodes} (one task per device)")
+        return "slurm"
+    return "local"
+
+
 def make_strategy(name: str, world: int, on_gpu: bool, module):
     """The Lightning strategy: "auto" for one process; DDP (gloo on CPUs, NCCL on GPUs); or FSDP on GPUs, which
     shards every transformer block of the generator and leaves the small critic replicated (its gradients are
@@ -144,6 +167,10 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
     if prec in ("16-mixed", "16"):
         raise ValueError("precision 16-mixed is not supported (the critic step has no loss scaling): "
                          "use bf16-mixed or 32-true")
+    launcher = check_launch(int(nodes), int(devices))
+    if launcher == "local" and int(nodes) > 1:
+        raise MarlinError(f"--nodes {nodes}: start the command on every node, with torchrun (--nnodes {nodes}) or "
+                          f"srun under SLURM (see docs/scale.md)")
     strategy = make_strategy(tr.strategy, world, on_gpu, module)
     control = RunControl(out / "checkpoints" / "last.ckpt", tr.accumulate, tr.max_steps, tr.max_minutes,
                          tr.ckpt_every)
