@@ -3,7 +3,8 @@
 `Marlin`, `MarlinConfig` and `PRESETS` are imported lazily, so light tools (synth workers, the CLI's help)
 do not pay for importing torch.
 """
-__version__ = "0.1.0"
+from ._version import __version__
+
 __all__ = ["Marlin", "MarlinConfig", "PRESETS", "__version__"]
 
 

@@ -15,8 +15,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .models.config import PRESETS, MarlinConfig
-
 OURS_FORMAT = "marlin-safetensors/1"  # model files written before the container family (still read)
 CONTAINER_VERSION = 1
 
@@ -124,8 +122,8 @@ def videomae_head_order(patch_size: int = 16, tubelet_size: int = 2) -> Tensor:
 def split_checkpoint(raw: dict, source="<checkpoint>") -> tuple[dict, dict, dict]:
     """Any supported checkpoint -> (model state dict, critic state dict, info).
 
-    info holds `kind` ("ours", "official", "lightning", "videomae") and, for ours, the stored `config`
-    and `training` metadata.
+    info holds `kind` ("ours", "official", "lightning", "videomae") and, for ours, the stored `config` (a dict:
+    `MarlinConfig.from_dict` rebuilds it) and `training` metadata.
     """
     if not isinstance(raw, dict):
         raise CheckpointError(f"{source}: expected a dict of tensors, got {type(raw).__name__}")
@@ -135,8 +133,7 @@ def split_checkpoint(raw: dict, source="<checkpoint>") -> tuple[dict, dict, dict
         tensors = raw["tensors"]
         if meta.get("format") in (OURS_FORMAT, "marlin-model"):
             container = _container_fields(meta, source)
-            info.update(kind="ours", config=MarlinConfig.from_dict(container["config"]),
-                        training=container["meta"].get("training", {}))
+            info.update(kind="ours", config=container["config"], training=container["meta"].get("training", {}))
         else:
             info["kind"] = "safetensors"
         sd = tensors
@@ -162,8 +159,9 @@ def has_decoder(sd: dict) -> bool:
     return any(k.startswith("decoder.") for k in sd)
 
 
-def suggest_config(sd: dict) -> str:
-    """A human hint of the architecture a state dict was made for, naming a matching preset when any."""
+def suggest_config(sd: dict, presets: dict | None = None) -> str:
+    """A human hint of the architecture a state dict was made for; with ``presets`` (name -> preset with a
+    ``config``, e.g. `marlin.models.PRESETS`) it names a matching one."""
     try:
         d = sd["encoder.patch_embedding.projection.weight"].shape[0]
     except KeyError:
@@ -177,7 +175,9 @@ def suggest_config(sd: dict) -> str:
         hint += f"; decoder embed_dim {dec_d}, depth {dec_depth}"
     if n_tok:
         hint += f"; {n_tok} tokens"
-    match = [n for n, p in PRESETS.items() if p.config.encoder_embed_dim == d and p.config.encoder_depth == depth]
+    if presets is None:
+        return hint
+    match = [n for n, p in presets.items() if p.config.encoder_embed_dim == d and p.config.encoder_depth == depth]
     if match:
         hint += f" (matches preset {match[0]})"
     else:
@@ -185,8 +185,10 @@ def suggest_config(sd: dict) -> str:
     return hint
 
 
-def load_into(module: nn.Module, sd: dict, source="<checkpoint>", strict: bool = True) -> None:
-    """Load `sd` into `module`, raising ONE error that lists missing/unexpected keys and shape conflicts."""
+def load_into(module: nn.Module, sd: dict, source="<checkpoint>", strict: bool = True,
+              presets: dict | None = None) -> None:
+    """Load `sd` into `module`, raising ONE error that lists missing/unexpected keys and shape conflicts, and the
+    architecture the file suggests (`suggest_config`, naming a matching one of ``presets``)."""
     own = module.state_dict()
     # The sine-cosine tables are fixed: files may omit them (VideoMAE does), the model rebuilds them.
     missing = [k for k in own if k not in sd and not k.endswith("pos_embedding.emb")]
@@ -198,7 +200,7 @@ def load_into(module: nn.Module, sd: dict, source="<checkpoint>", strict: bool =
         for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape conflicts", conflicts)):
             if items:
                 lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:12]) + (" ..." if len(items) > 12 else ""))
-        lines.append(f"  the file suggests: {suggest_config(sd)}")
+        lines.append(f"  the file suggests: {suggest_config(sd, presets)}")
         raise CheckpointError("\n".join(lines))
     module.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
 
@@ -251,8 +253,8 @@ def load_container(path, kind: str) -> tuple[dict[str, Tensor], dict, dict]:
     return raw["tensors"], fields["config"], fields["meta"]
 
 
-def save_safetensors(path, tensors: dict, config: MarlinConfig, training: dict | None = None) -> None:
-    """A model file: weights and the config that rebuilds the model (+ the training record)."""
+def save_safetensors(path, tensors: dict, config, training: dict | None = None) -> None:
+    """A model file: weights and the config (a `MarlinConfig`) that rebuilds the model (+ the training record)."""
     save_container(path, tensors, "model", config.to_dict(), {"training": training or {}})
 
 

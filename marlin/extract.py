@@ -55,23 +55,12 @@ def video_clips(path, clip_frames: int = 16, sample_rate: int = 2, stride: int =
 FEATURES_RECORD = "features.json"
 
 
-def encoder_record(model_name, weights, seed: int = 0) -> dict:
-    """What identifies an encoder's weights: the preset / YAML name, its resolved architecture and the SHA-256
-    of the weights file ("random" weights: the seed)."""
-    from .checkpoints import file_sha256
-    from .models.config import resolve_config
-
-    config = resolve_config(model_name).to_dict() if model_name is not None else None  # ours: in the file
-    if str(weights) == "random":
-        return {"model": model_name, "config": config, "weights": "random", "seed": int(seed)}
-    return {"model": model_name, "config": config, "weights_sha256": file_sha256(weights)}
-
-
 def features_record(encoder: dict, sample_rate: int, stride: int, crop_face: bool, keep_seq: bool = False,
                     reduction: str = "none", cover_tail: bool = False, precision: str = "32") -> dict:
     """Everything that determines a folder of per-video features; written beside them as features.json and
-    compared on reuse (`marlin extract` and the downstream feature cache). ``precision``: the resolved one
-    ("32", "bf16" or "16"), never "auto", which means different things on different machines."""
+    compared on reuse (`marlin extract` and the downstream feature cache). ``encoder``: an encoder's identity
+    (`marlin.models.config.encoder_record` of a file, `model_record` of a model in memory); ``precision``: the
+    resolved one ("32", "bf16" or "16"), never "auto", which means different things on different machines."""
     if precision not in ("32", "bf16", "16"):
         raise ValueError(f"a feature record needs a resolved precision ('32', 'bf16' or '16'), got {precision!r}")
     return {"format": "marlin-features/1", "encoder": encoder,

@@ -194,3 +194,24 @@ def test_from_online_failure_is_a_one_line_error(tmp_path, monkeypatch):
     finally:
         server.shutdown()
     assert not (tmp_path / "cache" / "marlin_vit_small_ytf.encoder.pt").exists()
+
+
+def test_the_checkpoint_layer_does_not_import_the_model(tmp_path):
+    """`marlin.checkpoints` sits below `marlin.models` (which loads and saves through it): it reads a model file's
+    config as a dict, and `Marlin.from_file` rebuilds the MarlinConfig; a mismatch still names a matching preset."""
+    import subprocess
+    import sys
+
+    code = ("import sys, marlin.checkpoints, marlin.extract; "
+            "print(sorted(m for m in sys.modules if m.startswith('marlin.models')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    model = Marlin(tiny_config(), full_model=False)
+    model.save(tmp_path / "m.safetensors")
+    _, _, info = split_checkpoint(load_file(tmp_path / "m.safetensors"))
+    assert info["config"] == model.config.to_dict()
+    assert Marlin.from_file(None, tmp_path / "m.safetensors").config == model.config
+    Marlin("marlin_vit_small_ytf", full_model=False).export_official(tmp_path / "s.encoder.pt")
+    with pytest.raises(CheckpointError, match=r"encoder embed_dim 384, depth 12; 1568 tokens \(matches preset "
+                                              r"marlin_vit_small_ytf\)"):
+        Marlin.from_file(tiny_config(), tmp_path / "s.encoder.pt")

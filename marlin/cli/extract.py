@@ -100,8 +100,9 @@ def claim_output(out_dir: Path, record: dict) -> None:
 
 def run(args) -> int:
     from ..atomic import save_npy, write_text
-    from ..extract import encoder_record, features_record, model_record, video_features
+    from ..extract import features_record, model_record, video_features
     from ..models import Marlin
+    from ..models.config import encoder_record
     from ..video import output_dir, video_names
 
     jobs = video_names(args.inputs)  # one output name per video; an empty folder or a name clash is an error

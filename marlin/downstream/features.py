@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from ..atomic import save_npy, write_json
-from ..extract import FEATURES_RECORD, encode_clips, encoder_record, features_record, record_differences, video_features
+from ..extract import FEATURES_RECORD, encode_clips, features_record, record_differences, video_features
 from ..extract import model_record  # noqa: F401  (here since the feature cache began; marlin.downstream.probe uses it)
+from ..models.config import encoder_record
 from ..video import VideoError
 from .datasets.base import DatasetError, Sample
 from .sources import eval_clips, materialize

@@ -4,7 +4,8 @@
 A container (`marlin.loop.save_state`) holds the network's tensors as ``model.*`` (and ``disc.*``), optimizer
 tensors as ``<optimizer>.state.<param>.<name>``, random state as ``rng.*``; its config is
 ``{"network": "syncnet" | "generator", "model": {...}}`` (what rebuilds the network) and its meta
-``{"step", "history", "sync_on", "training", "optimizers"}`` (the training record, the optimizers' param groups). Everything is read weights-only; errors name the file.
+``{"step", "history", "sync_on", "training", "optimizers"}`` (the training record, the optimizers' param groups).
+Everything is read weights-only; errors name the file.
 """
 from __future__ import annotations
 

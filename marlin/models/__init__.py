@@ -1,4 +1,5 @@
-"""MARLIN model parts: config presets, encoder, decoder, critic, patch helpers and the Marlin wrapper."""
+"""MARLIN model parts: config presets, encoder, decoder, critic, patch helpers, the Marlin wrapper and its Hugging
+Face formats (`marlin.models.hf`)."""
 from .config import PRESETS, MarlinConfig, resolve_config, config_from_yaml_dict
 from .critic import Critic
 from .decoder import MarlinDecoder

@@ -124,3 +124,14 @@ def resolve_config(name_or_yaml: "str | Path | MarlinConfig") -> MarlinConfig:
     if key.endswith((".yaml", ".yml")) or Path(key).is_file():
         return config_from_yaml_dict(read_yaml(key), key)
     raise ValueError(f"unknown model {key!r}: not a preset ({', '.join(PRESETS)}) and not a YAML file")
+
+
+def encoder_record(model_name, weights, seed: int = 0) -> dict:
+    """What identifies an encoder's weights (the ``encoder`` of `marlin.extract.features_record`): the preset / YAML
+    name, its resolved architecture and the SHA-256 of the weights file ("random" weights: the seed)."""
+    from ..checkpoints import file_sha256
+
+    config = resolve_config(model_name).to_dict() if model_name is not None else None  # ours: in the file
+    if str(weights) == "random":
+        return {"model": model_name, "config": config, "weights": "random", "seed": int(seed)}
+    return {"model": model_name, "config": config, "weights_sha256": file_sha256(weights)}

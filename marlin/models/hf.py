@@ -22,15 +22,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .checkpoints import (
+from ..checkpoints import (
     CheckpointError,
     has_decoder,
     load_file,
     load_into,
     videomae_head_order,
 )
-from .errors import require
-from .models.config import MarlinConfig
+from ..errors import require
+from .config import PRESETS, MarlinConfig
 
 WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
@@ -264,7 +264,7 @@ def load_pretrained(cls, source, revision: str | None = None, full: bool | None 
         sd = {k: v for k, v in sd.items() if k.startswith("encoder.")}
     model = cls(config, full_model=full)
     label = str(source) if info["folder"] == Path(source) else f"{source} ({info['folder']})"
-    load_into(model, sd, source=label)
+    load_into(model, sd, source=label, presets=PRESETS)
     model.training_record = info["training"]
     return model
 
@@ -273,7 +273,7 @@ def load_pretrained(cls, source, revision: str | None = None, full: bool | None 
 def _save_weights(path: Path, tensors: dict[str, Tensor]) -> None:
     from safetensors.torch import save_file
 
-    from .atomic import atomic_path
+    from ..atomic import atomic_path
 
     with atomic_path(path, fsync=True) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata={"format": "pt"})
@@ -281,7 +281,7 @@ def _save_weights(path: Path, tensors: dict[str, Tensor]) -> None:
 
 def hub_config(model) -> dict:
     """config.json of the official Hub layout (+ our record under ``marlin_toolkit``)."""
-    from . import __version__
+    from .._version import __version__
 
     return {"architectures": ["MarlinModel"], "model_type": "marlin", **model.config.to_dict(),
             "as_feature_extractor": model.decoder is None, "torch_dtype": "float32",
@@ -292,7 +292,7 @@ def hub_config(model) -> dict:
 def save_pretrained(model, folder, license: str | None = None, name: str | None = None) -> Path:
     """Write config.json, model.safetensors (official Hub keys: ``marlin.`` + our keys) and a README.md model
     card into ``folder`` (created if needed; other files in it are left alone)."""
-    from .atomic import write_json, write_text
+    from ..atomic import write_json, write_text
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -425,7 +425,7 @@ def videomae_state_dict(model) -> dict[str, Tensor]:
 def _warn_table_difference(model, folder) -> None:
     """transformers rebuilds the sine-cosine tables in float64; the official release files hold float32-computed
     ones (up to ~1.4e-4 away): say so, since outputs then differ by about that much."""
-    from .models.embedding import sincos_table
+    from .embedding import sincos_table
 
     diff = max((part.pos_embedding.emb - sincos_table(*part.pos_embedding.emb.shape[1:])).abs().max().item()
                for part in (model.encoder, model.decoder) if part is not None)
@@ -438,7 +438,7 @@ def _warn_table_difference(model, folder) -> None:
 def export_videomae(model, folder) -> Path:
     """Write a transformers VideoMAE folder (config.json + model.safetensors): VideoMAEForPreTraining for a full
     model, VideoMAEModel for an encoder; both also load as VideoMAEForVideoClassification."""
-    from .atomic import write_json
+    from ..atomic import write_json
 
     config = videomae_config(model)  # refuses what VideoMAE cannot express before writing anything
     _warn_table_difference(model, folder)

@@ -98,14 +98,17 @@ class Marlin(nn.Module):
         if path is None:
             name_or_yaml, path = None, name_or_yaml
         sd, _, info = split_checkpoint(load_file(path), path)
-        config = info.get("config") if name_or_yaml is None else resolve_config(name_or_yaml)
-        if config is None:
+        if name_or_yaml is not None:
+            config = resolve_config(name_or_yaml)
+        elif "config" in info:
+            config = MarlinConfig.from_dict(info["config"], str(path))
+        else:
             raise CheckpointError(f"{path}: this file does not carry a config; pass a preset name or YAML")
         full = has_decoder(sd) if full_model is None else full_model
         model = cls(config, full_model=full)
         if not full:
             sd = {k: v for k, v in sd.items() if k.startswith("encoder.")}
-        load_into(model, sd, source=path)
+        load_into(model, sd, source=path, presets=PRESETS)
         model.training_record = info.get("training") or {}
         return model
 
@@ -113,31 +116,31 @@ class Marlin(nn.Module):
     def from_pretrained(cls, repo_id_or_folder: str | os.PathLike, revision: str | None = None,
                         full: bool | None = False, token: str | bool | None = None) -> "Marlin":
         """Load a Hugging Face folder or Hub id: the official `ControlNet/marlin_vit_*_ytf` layout (no remote
-        code runs), our `save_pretrained` layout, or a transformers VideoMAE folder (see `marlin.hf`).
+        code runs), our `save_pretrained` layout, or a transformers VideoMAE folder (see `marlin.models.hf`).
 
         full: also the decoder (True), the encoder only (False), or whatever the folder holds (None).
         Hub ids go through huggingface_hub (its cache, HF_HUB_OFFLINE, `revision`, `token`)."""
-        from ..hf import load_pretrained
+        from .hf import load_pretrained
 
         return load_pretrained(cls, repo_id_or_folder, revision=revision, full=full, token=token)
 
     def save_pretrained(self, folder: str | os.PathLike, license: str | None = None, name: str | None = None):
         """config.json + model.safetensors (the official Hub layout) + a README.md model card."""
-        from ..hf import save_pretrained
+        from .hf import save_pretrained
 
         return save_pretrained(self, folder, license=license, name=name)
 
     def push_to_hub(self, repo_id: str, token: str | None = None, private: bool | None = None,
                     revision: str | None = None, license: str | None = None, commit_message: str = "Upload MARLIN model"):
         """save_pretrained, then upload to the Hugging Face Hub repo `repo_id` (created if needed; needs [hf])."""
-        from ..hf import push_to_hub
+        from .hf import push_to_hub
 
         return push_to_hub(self, repo_id, token=token, private=private, revision=revision, license=license,
                            commit_message=commit_message)
 
     def export_videomae(self, folder: str | os.PathLike):
         """A transformers VideoMAE folder (VideoMAEForPreTraining for a full model, else VideoMAEModel)."""
-        from ..hf import export_videomae
+        from .hf import export_videomae
 
         return export_videomae(self, folder)
 
