@@ -139,3 +139,14 @@ def test_pretrain_reads_shards_and_resumes_exactly(data, tmp_path):
         for k in ("rec_loss", "d_loss", "lr"):
             assert abs(a[it][k] - b[it][k]) <= 1e-6 * max(1.0, abs(a[it][k])), (it, k)
     assert a[4]["rec_loss"] != a[1]["rec_loss"]
+
+
+def test_jpg_shards_hold_every_frame_as_jpeg(data, tmp_path):
+    write_shards(data, tmp_path / "sh", "1MB", img_size=32, patch_size=8, video="jpg", progress=False)
+    ds = shard_dataset(tmp_path / "sh", CLIPS)
+    ref = {it.root.relative_to(data).as_posix(): it for it in open_items(data)}
+    for i in range(len(ds.items)):
+        item = ds.items[i]
+        assert "mp4" not in item.members and f"f{item.num_frames - 1:06d}.jpg" in item.members
+        a, b = item.read_frames([0, 5, 99]), ref[item.name].read_frames([0, 5, 99])
+        assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).mean() < 3  # JPEG quality 95
