@@ -124,7 +124,7 @@ def set_rng_state(state: dict, generators: dict[str, torch.Generator]) -> None:
     for name, g in generators.items():
         if name in state:
             g.set_state(state[name])
-    cuda = [state[k] for k in sorted(state) if k.startswith("cuda")]
+    cuda = [state[k] for k in sorted((k for k in state if k.startswith("cuda")), key=lambda k: int(k[4:]))]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
 
