@@ -55,6 +55,8 @@ class AblateSettings:
     random_floor: bool = setting("also probe a randomly initialised encoder of the reference arm (per seed)", True)
     readout_pool: int = setting("average the spatial readout over pool x pool token positions (14x14 -> 7x7)", 2)
     feature_batch: int = setting("windows per encoder call in feature extraction", 32)
+    precision: str = setting("feature extraction precision (marlin.precision): 32, bf16 or auto (bf16 where the "
+                             "CPU computes it natively: 1.5x faster at ablate14_cpu's 1568 tokens here)", "auto")
     bootstrap: int = setting("paired-bootstrap resamples", 1000)
     progress: bool = setting("progress bars", True)
     overrides: dict = setting("extra TrainerSettings for every pretraining (e.g. batch_size)", factory=dict)
@@ -104,7 +106,7 @@ def study_arms(study: str, s: AblateSettings) -> tuple[list[Arm], str]:
                 Arm("MARLIN (Fasking + AT)", {"mask_strategy": "fasking", "adv_loss": True})], "VideoMAE (tube, no AT)"
     if study == "masking":  # same ratio and budget, no adversarial term: only the masking differs
         arms = [Arm(m, {"mask_strategy": m, "adv_loss": False})
-                for m in ("fasking", "fasking_opp", "random", "frame", "tube")]
+                for m in ("tube", "fasking", "fasking_opp", "random", "frame")]
         return arms, "tube"
     if study == "ratio":  # Fasking with the base config's adversarial setting, at each ratio
         return [Arm(f"{r:g}", {"mask_ratio": float(r)}) for r in s.ratios], f"{s.ratio_reference:g}"
@@ -158,7 +160,10 @@ class Context:
         from .demo import synthetic_worlds, task_datasets
         from .train import pretrain_config
 
+        from .precision import resolve_extract_precision
+
         self.s, self.out = s, Path(s.out_dir)
+        self.precision = resolve_extract_precision(s.precision, "cpu")  # resolved: "auto" differs per machine
         base = pretrain_config(s.config)
         if s.data == "synthetic":
             size = s.size or base.model.img_size
@@ -196,7 +201,7 @@ def run_arm(ctx: Context, arm: Arm | None, seed: int) -> dict:
     cfg = arm_config(s, arm or Arm(RANDOM, {}), seed)
     random = arm is None
     folder = record_folder(ctx, arm, seed)
-    key = _digest([cfg.to_dict(), ctx.data_id, random, s.readout_pool])
+    key = _digest([cfg.to_dict(), ctx.data_id, random, s.readout_pool, ctx.precision])
     done = _read_json(folder / "result.json")
     if done and done.get("key") == key:
         return done
@@ -272,11 +277,11 @@ def _features(ctx: Context, encoder, cfg, folder: Path, key: str) -> np.ndarray:
     meta = _read_json(rec)
     if path.is_file() and meta and meta.get("key") == key and meta.get("videos") == ctx.videos:
         return np.load(path)
-    x = encode_videos({"arm": encoder}, ctx.videos, cfg.sample_rate, "spatial", ctx.s.feature_batch, "32",
+    x = encode_videos({"arm": encoder}, ctx.videos, cfg.sample_rate, "spatial", ctx.s.feature_batch, ctx.precision,
                       progress=ctx.s.progress, desc=f"features {folder.parent.name}")["arm"]
     x = pool_readout(x, cfg.model.grid[1:], ctx.s.readout_pool)
     save_npy(path, x)
-    write_json(rec, {"key": key, "videos": ctx.videos, "shape": list(x.shape)})
+    write_json(rec, {"key": key, "videos": ctx.videos, "shape": list(x.shape), "precision": ctx.precision})
     return x
 
 
@@ -284,6 +289,11 @@ def _features(ctx: Context, encoder, cfg, folder: Path, key: str) -> np.ndarray:
 def _scores(record_dir: Path) -> dict:
     with np.load(record_dir / "scores.npz") as z:
         return {k: z[k] for k in z.files}
+
+
+def _stack(score_files: list[dict], task: str, part: str) -> np.ndarray:
+    """The test scores or targets of a task over several seeds' runs, stacked along the clips."""
+    return np.concatenate([z[f"{task}__{part}"] for z in score_files])
 
 
 def summarize(study: str, arms: list[Arm], reference: str, runs: dict, ctx_tasks: dict, n_boot: int) -> dict:
@@ -310,11 +320,11 @@ def summarize(study: str, arms: list[Arm], reference: str, runs: dict, ctx_tasks
                 a = [_scores(by_seed[k][1]) for k in common]
                 b = [_scores(ref[k][1]) for k in common]
                 diffs = [by_seed[k][0]["metrics"][task][metric] - ref[k][0]["metrics"][task][metric] for k in common]
-                cat = lambda zs, suffix: np.concatenate([z[f"{task}__{suffix}"] for z in zs])  # noqa: E731
+                base, other, targets = (_stack(zs, task, part) for zs, part in
+                                        ((b, "scores"), (a, "scores"), (a, "targets")))
                 row[task]["delta"] = {
                     "seeds": common, "mean": float(np.mean(diffs)), "per_seed": [float(d) for d in diffs],
-                    "interval_pooled": list(paired_bootstrap(kind, metric, cat(b, "scores"), cat(a, "scores"),
-                                                             cat(a, "targets"), n=n_boot)),
+                    "interval_pooled": list(paired_bootstrap(kind, metric, base, other, targets, n=n_boot)),
                     "interval_per_seed": [list(paired_bootstrap(kind, metric, zb[f"{task}__scores"],
                                                                 za[f"{task}__scores"], za[f"{task}__targets"],
                                                                 n=n_boot)) for za, zb in zip(a, b)]}
@@ -346,13 +356,14 @@ def markdown(summary: dict, s: AblateSettings, what: dict, tasks: list[str]) -> 
     head = "| arm | " + " | ".join(f"{t} ({task_metric(t)})" for t in tasks) + " |"
     sep = "|---|" + "---|" * len(tasks)
     lines = [f"# Ablation: {summary['study']}", "",
-             f"Base config `{s.config}`, {s.steps} pretraining iterations per arm, seeds 0..{s.seeds - 1}; logistic "
+             (f"Base config `{s.config}`, {s.steps} pretraining iterations per arm, seeds 0..{s.seeds - 1}; logistic "
              f"probe (L2 chosen on val) on the spatial readout pooled {s.readout_pool}x{s.readout_pool}; test clips: "
-             f"{what['splits'].get('test')} per seed. Mean ± sample std over the seeds done (n).", "",
+             f"{what['splits'].get('test')} per seed. Mean ± sample std over the seeds done (n)."), "",
              head, sep]
     lines += [f"| {name} | " + " | ".join(_cell(rows[name][t]) for t in tasks) + " |" for name in rows]
-    lines += ["", f"Arm − reference (`{ref}`): mean over the common seeds of the per-seed difference [95 % paired "
-              "bootstrap interval over the test clips of those seeds pooled; **>** / **<**: interval above / below 0]",
+    lines += ["", (f"Arm − reference (`{ref}`): mean over the common seeds of the per-seed difference [95 % paired "
+                   "bootstrap interval over the test clips of those seeds pooled; **>** / **<**: interval above / "
+                   "below 0]"),
               "", head, sep]
     lines += [f"| {name} | " + " | ".join(_delta(rows[name][t]) for t in tasks) + " |" for name in rows]
     lines += ["", f"The paper's numbers for this study (Table 7 / Figure 3): {PAPER}.", ""]
