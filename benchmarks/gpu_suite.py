@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -65,8 +64,8 @@ def _sync(device) -> None:
 
 def extraction(args, device) -> None:
     import torch
-
     from bench_model import NAMES, encoder_flops
+
     from marlin.models import Marlin
 
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else "CPU"

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import yaml
-
 from helpers import TINY_PRETRAIN, make_items
+
 from marlin.train import pretrain
 from marlin.train.history import read_history
 

@@ -4,14 +4,21 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_PRETRAIN, make_items
 from torch.utils.data import DataLoader
 
-from helpers import TINY_PRETRAIN, make_items
 from marlin.cli import main
 from marlin.data.clips import PretrainClips, open_items
 from marlin.data.layout import write_item
-from marlin.data.shards import (RankOrder, ShardStream, buffer_shuffle, expand_braces, open_shards, shard_dataset,
-                                write_shards)
+from marlin.data.shards import (
+    RankOrder,
+    ShardStream,
+    buffer_shuffle,
+    expand_braces,
+    open_shards,
+    shard_dataset,
+    write_shards,
+)
 from marlin.errors import MarlinError
 
 CLIPS = dict(clip_frames=8, sample_rate=2, img_size=32, patch_size=8, tubelet_size=2, ratio=0.75,

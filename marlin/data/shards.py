@@ -133,7 +133,7 @@ def _members(item, index: int, clips: PretrainClips, video: str, src: Path) -> d
         import cv2
 
         for i, f in enumerate(item.read_frames(np.arange(item.num_frames))):
-            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+            _, buf = cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
             out[f"f{i:06d}.jpg"] = buf.tobytes()
     elif clip is not None and Path(clip).is_file():
         out["mp4"] = Path(clip).read_bytes()
@@ -267,7 +267,7 @@ class ShardSet:
     def total(self) -> int:
         return sum(self.counts)
 
-    def check(self, img_size: int, patch_size: int) -> "ShardSet":
+    def check(self, img_size: int, patch_size: int) -> ShardSet:
         """Refuse shards whose Fasking part maps were computed for another geometry."""
         c = self.record["config"]
         diff = [f"{k}: {c[k]} in the shards, {v} in the config" for k, v in
