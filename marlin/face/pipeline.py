@@ -205,12 +205,15 @@ class _Encoder:
             self.thread.join()
 
 
-def make_parser(parser="landmarks", num_threads: int = 1):
-    """``"landmarks"`` (default backend), ``None`` (no parsing) or a path to a TorchScript parser."""
+def make_parser(parser="landmarks", num_threads: int = 1, seg_every: int = 1):
+    """``"landmarks"`` (default backend), ``None`` (no parsing) or a path to a TorchScript parser.
+    ``seg_every`` > 1 (built-in parser only): person segmentation every k-th frame, see :class:`LandmarkParser`."""
+    if parser == "landmarks":
+        return LandmarkParser(num_threads, seg_every=seg_every)
+    if seg_every != 1:
+        raise ValueError(f"seg_every applies to the built-in 'landmarks' parser only, not {parser!r}")
     if parser is None or parser == "none":
         return None
-    if parser == "landmarks":
-        return LandmarkParser(num_threads)
     return TorchScriptParser(parser)
 
 
@@ -221,12 +224,16 @@ def _counts(source, decoded: int) -> dict:
             "truncated": declared is not None and decoded < declared}
 
 
-def check_options(size: int, no_face: str) -> None:
-    """ValueError for a crop size below 16 or a ``no_face`` other than "error" / "center"."""
+def check_options(size: int, no_face: str, seg_every: int = 1, parser="landmarks") -> None:
+    """ValueError for a crop size below 16, a ``no_face`` other than "error" / "center", or a ``seg_every``
+    below 1 or with another parser than the built-in one."""
     if no_face not in ("error", "center"):
         raise ValueError(f"no_face must be 'error' or 'center', not {no_face!r}")
     if size < 16:
         raise ValueError(f"crop size {size} is too small (at least 16)")
+    if seg_every < 1 or (seg_every > 1 and parser != "landmarks"):
+        raise ValueError(f"seg_every must be at least 1, and above 1 only with the built-in 'landmarks' parser "
+                         f"(got {seg_every} with parser {parser!r})")
 
 
 class FacePipeline:
@@ -242,6 +249,9 @@ class FacePipeline:
     arrays (checked at the end of every overlapped run: should a box differ, the frames are cropped again the
     plain way).
 
+    ``seg_every`` > 1 runs the parser's person segmentation only every k-th frame (an explicit option: it changes
+    some hair / background pixels; recorded in ``meta["backends"]["parser"]``), see :class:`LandmarkParser`.
+
     A video whose stream ends before the frame count its container declares raises
     :class:`~marlin.video.TruncatedVideoError`; ``allow_truncated`` keeps the frames that decode instead
     (meta: ``truncated``, ``frames_declared``, ``frames_decoded``).
@@ -249,16 +259,17 @@ class FacePipeline:
 
     def __init__(self, size: int = 224, parser="landmarks", no_face: str = "error", num_threads: int = 1,
                  cache_bytes: int = 1 << 30, threads: int = 1, chunk: int = 64, allow_truncated: bool = False,
-                 overlap: bool = True):
-        check_options(size, no_face)
+                 overlap: bool = True, seg_every: int = 1):
+        check_options(size, no_face, seg_every, parser)
         self.size, self.no_face, self.cache_bytes, self.chunk = size, no_face, cache_bytes, chunk
         self.allow_truncated, self.overlap = allow_truncated, overlap
         self.detector = FaceDetector(num_threads=num_threads)
         self.landmarker = FaceLandmarker(num_threads=num_threads)
         self.threads = max(1, int(threads))
-        self.parser = make_parser(parser, num_threads)
+        self.parser = make_parser(parser, num_threads, seg_every)
         # extra parser instances (one interpreter per thread) for parallel parsing
-        self._parsers = [self.parser] + ([make_parser(parser, num_threads) for _ in range(self.threads - 1)]
+        self._parsers = [self.parser] + ([make_parser(parser, num_threads, seg_every)
+                                          for _ in range(self.threads - 1)]
                                          if isinstance(self.parser, LandmarkParser) else [])
         self.timings: dict[str, float] = {}
 
@@ -344,6 +355,8 @@ class FacePipeline:
         return crops, parse
 
     def _chunk_size(self, n: int) -> int:
+        if getattr(self.parser, "seg_every", 1) > 1:  # the parse depends on where chunks start: as when streaming
+            return min(self.chunk, 16)
         return max(8, min(self.chunk, -(-n // (2 * self.threads))))
 
     def _collect(self, chunks: _Chunks) -> tuple[np.ndarray, np.ndarray | None]:

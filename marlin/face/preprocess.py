@@ -33,7 +33,7 @@ FAILURES = "failures.log"
 SUMMARY = "preprocess_summary.json"
 PREVIEWS = "previews"
 # options that change the items (threads do not): parts of one dataset must agree on them
-OUTPUT_OPTIONS = ("size", "parser", "no_face", "as_jpg", "fps", "allow_truncated")
+OUTPUT_OPTIONS = ("size", "parser", "no_face", "as_jpg", "fps", "allow_truncated", "seg_every")
 
 
 @dataclass
@@ -46,6 +46,7 @@ class Options:
     as_jpg: bool = False
     fps: float = 25.0  # for frame folders (YTF), which carry no rate
     allow_truncated: bool = False  # keep videos that end before their declared frame count (meta: truncated)
+    seg_every: int = 1  # person segmentation every k-th frame (built-in parser; changes hair/background pixels)
 
 
 _PIPE: FacePipeline | None = None
@@ -56,7 +57,7 @@ def _init(opts: Options) -> None:
     global _PIPE, _OPTS
     _OPTS = opts
     _PIPE = FacePipeline(opts.size, opts.parser, opts.no_face, opts.num_threads, threads=opts.threads,
-                         allow_truncated=opts.allow_truncated)
+                         allow_truncated=opts.allow_truncated, seg_every=opts.seg_every)
 
 
 def process_one(job) -> dict:
@@ -171,8 +172,9 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
         jobs = [(src, name) for src, name in jobs if part_of(name, part[1]) == part[0]]
     summary_name, failures_name = part_files(part)
     out = output_dir(out)
-    check_options(opts.size, opts.no_face)  # a bad option or parser file is one error here, not a failure of
-    if opts.parser not in (None, "none", "landmarks"):  # every worker
+    # a bad option or parser file is one error here, not a failure of every worker
+    check_options(opts.size, opts.no_face, opts.seg_every, opts.parser)
+    if opts.parser not in (None, "none", "landmarks"):
         make_parser(opts.parser)
     todo = []
     for src, name in jobs:
