@@ -57,6 +57,8 @@ class AblateSettings:
     feature_batch: int = setting("windows per encoder call in feature extraction", 32)
     precision: str = setting("feature extraction precision (marlin.precision): 32, bf16 or auto (bf16 where the "
                              "CPU computes it natively: 1.5x faster at ablate14_cpu's 1568 tokens here)", "auto")
+    device: str = setting("device of feature extraction: auto (cuda when available), cpu, cuda[:k] (pretraining "
+                          "picks its accelerator itself)", "auto")
     bootstrap: int = setting("paired-bootstrap resamples", 1000)
     progress: bool = setting("progress bars", True)
     overrides: dict = setting("extra TrainerSettings for every pretraining (e.g. batch_size)", factory=dict)
@@ -163,7 +165,10 @@ class Context:
         from .precision import resolve_extract_precision
 
         self.s, self.out = s, Path(s.out_dir)
-        self.precision = resolve_extract_precision(s.precision, "cpu")  # resolved: "auto" differs per machine
+        from .downstream.finetune import pick_device
+
+        self.device = pick_device(s.device)
+        self.precision = resolve_extract_precision(s.precision, self.device)  # resolved: "auto" differs per machine
         base = pretrain_config(s.config)
         if s.data == "synthetic":
             size = s.size or base.model.img_size
@@ -277,7 +282,7 @@ def _features(ctx: Context, encoder, cfg, folder: Path, key: str) -> np.ndarray:
     meta = _read_json(rec)
     if path.is_file() and meta and meta.get("key") == key and meta.get("videos") == ctx.videos:
         return np.load(path)
-    x = encode_videos({"arm": encoder}, ctx.videos, cfg.sample_rate, "spatial", ctx.s.feature_batch, ctx.precision,
+    x = encode_videos({"arm": encoder.to(ctx.device)}, ctx.videos, cfg.sample_rate, "spatial", ctx.s.feature_batch, ctx.precision,
                       progress=ctx.s.progress, desc=f"features {folder.parent.name}")["arm"]
     x = pool_readout(x, cfg.model.grid[1:], ctx.s.readout_pool)
     save_npy(path, x)
