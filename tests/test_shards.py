@@ -71,7 +71,8 @@ def test_ranks_and_workers_cover_every_sample_once_per_epoch(data, tmp_path):
         seen = np.concatenate([RankOrder(counts, 0, r, world, 3).epoch(1) for r in range(world)])
         assert sorted(seen.tolist()) == list(range(sum(counts)))  # every sample exactly once per epoch
     a, b = RankOrder(counts, 0, 0, 1, 3), RankOrder(counts, 0, 0, 1, 3)
-    assert [a[n] for n in range(20)] == [b[n] for n in range(20)]
+    assert [a[n] for n in range(20)] == [b[n] for n in range(20)]  # 20 positions: three epochs
+    assert [a[n] for n in (19, 0, 8)] == [b[n] for n in (19, 0, 8)]  # an epoch dropped from memory is remade
     assert not np.array_equal(a.epoch(0), a.epoch(1))  # each epoch its own order
     with pytest.raises(MarlinError, match="shards for 9 processes"):
         RankOrder(counts, 0, 0, 9, 3)

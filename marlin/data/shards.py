@@ -522,29 +522,27 @@ class RankOrder:
                               f"so write at least {world} (a smaller --shard-size)")
         self.counts, self.seed, self.rank, self.world, self.buffer = counts, seed, rank, world, buffer
         self.starts = np.cumsum([0] + list(counts))
-        self._epochs: list[np.ndarray] = []
-        self._ends: list[int] = []
+        self._ends: list[int] = []  # position after the last sample of each epoch of this rank
+        self._orders: dict[int, np.ndarray] = {}  # the last two epochs' orders (long runs stay small)
+
+    def _shards(self, e: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, e, 11]).permutation(len(self.counts))[self.rank::self.world]
 
     def epoch(self, e: int) -> np.ndarray:
-        while len(self._epochs) <= e:
-            k = len(self._epochs)
-            mine = np.random.default_rng([self.seed, k, 11]).permutation(len(self.counts))[self.rank::self.world]
-            stream = np.concatenate([np.arange(self.starts[s], self.starts[s + 1]) for s in mine])
-            order = buffer_shuffle(stream, self.buffer, np.random.default_rng([self.seed, k, self.rank, 13]))
-            self._epochs.append(order)
-            self._ends.append((self._ends[-1] if self._ends else 0) + len(order))
-        return self._epochs[e]
+        """Global sample indices of this rank's epoch ``e``, in order."""
+        if e not in self._orders:
+            if len(self._orders) >= 2:
+                del self._orders[next(iter(self._orders))]  # the oldest
+            stream = np.concatenate([np.arange(self.starts[s], self.starts[s + 1]) for s in self._shards(e)])
+            self._orders[e] = buffer_shuffle(stream, self.buffer, np.random.default_rng([self.seed, e, self.rank, 13]))
+        return self._orders[e]
 
     def __getitem__(self, n: int) -> int:
-        e = 0
-        while True:
-            order = self.epoch(e)
-            begin = self._ends[e] - len(order)
-            if n < self._ends[e]:
-                return int(order[n - begin])
-            if len(self._epochs) > e + 2:  # keep memory bounded on long runs
-                self._epochs[e] = order[:0]
-            e += 1
+        while not self._ends or self._ends[-1] <= n:  # epoch lengths need only the shard permutation
+            k = len(self._ends)
+            self._ends.append((self._ends[-1] if k else 0) + int(sum(self.counts[s] for s in self._shards(k))))
+        e = bisect_right(self._ends, n)
+        return int(self.epoch(e)[n - (self._ends[e - 1] if e else 0)])
 
 
 class ShardStream(IterableDataset):

@@ -27,7 +27,7 @@ class PretrainData(pl.LightningDataModule):
             self.val_items = self.train_items if val_dir is None else _open(val_dir, "val", cfg)
             return
         if val_dir is not None:
-            self.val_items = open_items(val_dir, "val")
+            self.val_items = _open(val_dir, "val", cfg)
         elif self.data_dir.is_dir() and (self.data_dir / "val_set.csv").is_file():  # YTF split files
             self.val_items = open_items(self.data_dir, "val")
         elif self.data_dir.name == "train.txt" and (self.data_dir.parent / "val.txt").is_file():
