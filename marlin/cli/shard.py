@@ -28,5 +28,5 @@ def run(args) -> int:
     record = write_shards(args.data, args.out, **C.to_dict(settings), progress=not args.quiet)
     C.save_resolved(settings, args.out, "shard_config.yaml")
     size = sum(s["bytes"] for s in record["shards"])
-    print(f"{record['samples']} samples in {len(record['shards'])} shards ({size / 1e9:.2f} GB) in {args.out}")
+    print(f"{record['samples']} samples in {len(record['shards'])} shards ({size / 1e6:.1f} MB) in {args.out}")
     return 0
