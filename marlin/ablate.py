@@ -61,6 +61,9 @@ class AblateSettings:
                           "picks its accelerator itself)", "auto")
     bootstrap: int = setting("paired-bootstrap resamples", 1000)
     progress: bool = setting("progress bars", True)
+    downstream: list[str] = setting("downstream configs (YAML or shipped names, `marlin probe`'s) each arm is also "
+                                    "probed with, e.g. for real data (--data a preprocessed folder); their metrics "
+                                    "come without paired intervals", factory=list)
     overrides: dict = setting("extra TrainerSettings for every pretraining (e.g. batch_size)", factory=dict)
 
     def __post_init__(self):
@@ -160,16 +163,15 @@ class Context:
 
     def __init__(self, s: AblateSettings):
         from .demo import synthetic_worlds, task_datasets
+        from .downstream.finetune import pick_device
+        from .precision import resolve_extract_precision
         from .train import pretrain_config
 
-        from .precision import resolve_extract_precision
-
         self.s, self.out = s, Path(s.out_dir)
-        from .downstream.finetune import pick_device
-
         self.device = pick_device(s.device)
         self.precision = resolve_extract_precision(s.precision, self.device)  # resolved: "auto" differs per machine
         base = pretrain_config(s.config)
+        self.datasets, self.videos, self.splits = {}, [], {}
         if s.data == "synthetic":
             size = s.size or base.model.img_size
             self.data_dir, test_dir = synthetic_worlds(self.out, s.num_items, s.test_items, s.frames, size,
@@ -177,16 +179,25 @@ class Context:
             test_items = s.test_items
         else:
             self.data_dir, test_dir, test_items = Path(s.data), None, 0
-            if not (self.data_dir / "train.txt").is_file():
-                raise MarlinError(f"{self.data_dir}: no train.txt (an items folder with train/val/test lists)")
-        self.datasets = task_datasets(self.data_dir, test_dir, test_items)
-        splits = next(iter(self.datasets.values())).splits
-        self.videos = [str(smp.source) for samples in splits.values() for smp in samples]
-        self.splits = {k: len(v) for k, v in splits.items()}
-        record = self.data_dir / "synth.json"
-        self.data_id = {"train_list": (self.data_dir / "train.txt").read_text(),
-                        "world": record.read_text() if record.is_file() else str(self.data_dir),
-                        "test": [str(smp.source) for smp in splits["test"]]}
+            if not self.data_dir.is_dir():
+                raise MarlinError(f"{self.data_dir}: no such data folder")
+            if not s.downstream and not (self.data_dir / "train.txt").is_file():
+                raise MarlinError(f"{self.data_dir}: no train.txt; without --downstream configs the data must be "
+                                  "a world in the synthetic layout (items with its tasks' labels, split lists)")
+        train_list = self.data_dir / "train.txt"
+        self.train_data = train_list if train_list.is_file() else self.data_dir
+        if s.data == "synthetic" or not s.downstream:  # the world's own tasks
+            self.datasets = task_datasets(self.data_dir, test_dir, test_items)
+            splits = next(iter(self.datasets.values())).splits
+            self.videos = [str(smp.source) for samples in splits.values() for smp in samples]
+            self.splits = {k: len(v) for k, v in splits.items()}
+            record = self.data_dir / "synth.json"
+            self.data_id = {"train_list": train_list.read_text(),
+                            "world": record.read_text() if record.is_file() else str(self.data_dir),
+                            "test": [str(smp.source) for smp in splits["test"]]}
+        else:
+            self.data_id = {"train_data": str(self.train_data.resolve()),
+                            "train_list": train_list.read_text() if train_list.is_file() else None}
 
 
 def _read_json(path: Path) -> dict | None:
@@ -206,27 +217,55 @@ def run_arm(ctx: Context, arm: Arm | None, seed: int) -> dict:
     cfg = arm_config(s, arm or Arm(RANDOM, {}), seed)
     random = arm is None
     folder = record_folder(ctx, arm, seed)
-    key = _digest([cfg.to_dict(), ctx.data_id, random, s.readout_pool, ctx.precision])
+    key = _digest([cfg.to_dict(), ctx.data_id, random, s.readout_pool, ctx.precision]
+                  + ([list(s.downstream)] if s.downstream else []))
     done = _read_json(folder / "result.json")
     if done and done.get("key") == key:
         return done
     t0 = time.perf_counter()
     encoder, pre = _encoder(ctx, cfg, folder, random, seed)
     t1 = time.perf_counter()
-    feats = _features(ctx, encoder, cfg, folder, key)
-    t2 = time.perf_counter()
-    from .demo import probe_all
-
-    probed = probe_all(ctx.datasets, dict(zip(ctx.videos, feats)), seed=seed, probes=("logistic",))
-    _save_scores(folder / "scores.npz", probed)
     record = {"key": key, "what": cfg.to_dict(), "random_init": random, "seed": seed, "pretraining": pre,
-              "splits": ctx.splits, "readout": f"spatial, pooled {s.readout_pool}x{s.readout_pool}",
-              "metrics": {t: r["logistic"]["test"] for t, r in probed.items()},
-              "val": {t: r["logistic"]["val"] for t, r in probed.items()},
-              "penalty": {t: r["logistic"]["penalty"] for t, r in probed.items()},
-              "seconds": {"pretraining": t1 - t0, "features": t2 - t1, "probes": time.perf_counter() - t2}}
+              "splits": ctx.splits, "metrics": {}, "tasks": {}, "val": {}, "penalty": {}}
+    if ctx.datasets:
+        from .demo import probe_all
+
+        feats = _features(ctx, encoder, cfg, folder, key)
+        t2 = time.perf_counter()
+        probed = probe_all(ctx.datasets, dict(zip(ctx.videos, feats)), seed=seed, probes=("logistic",))
+        _save_scores(folder / "scores.npz", probed)
+        record.update(readout=f"spatial, pooled {s.readout_pool}x{s.readout_pool}",
+                      metrics={t: r["logistic"]["test"] for t, r in probed.items()},
+                      tasks={t: [ds.task.kind, ds.task.metric] for t, ds in ctx.datasets.items()},
+                      val={t: r["logistic"]["val"] for t, r in probed.items()},
+                      penalty={t: r["logistic"]["penalty"] for t, r in probed.items()})
+        record["seconds"] = {"pretraining": t1 - t0, "features": t2 - t1, "probes": time.perf_counter() - t2}
+    for source in s.downstream:  # real data: the downstream API's probe runs (no test scores: no intervals)
+        name, kind, metric, value = _downstream(ctx, source, encoder, folder, seed)
+        record["metrics"][name], record["tasks"][name] = {metric: value}, [kind, metric]
     write_json(folder / "result.json", record)
     return record
+
+
+def _downstream(ctx: Context, source: str, encoder, folder: Path, seed: int) -> tuple[str, str, str, float]:
+    """`marlin probe`'s run (`marlin.downstream.probe.run_probe`) of a downstream config with the arm's encoder
+    (its weights saved as RUN/encoder.safetensors), seed `seed`, output in RUN/downstream/<config name>/;
+    returns (dataset/task, kind, metric, the metric's test value averaged over the config's folds)."""
+    from .downstream.config import load_run_config
+    from .downstream.probe import run_probe
+
+    weights = folder / "encoder.safetensors"
+    if not weights.is_file():
+        encoder.save(weights)
+    stem = Path(source).stem
+    cfg = load_run_config(source, values={"encoder.model": None, "encoder.weights": str(weights), "seeds": [seed],
+                                          "out": str(folder / "downstream" / stem),
+                                          "extract_precision": ctx.precision if ctx.precision != "16" else "32"})
+    data = run_probe(cfg, progress=ctx.s.progress)
+    metric = data["task"]["monitor"]
+    values = [r["test"][metric] for r in data["runs"] if r["test"].get(metric) is not None]
+    return (f"{cfg.dataset}/{data['task']['name']}", data["task"]["kind"], metric,
+            float(np.mean(values)) if values else None)
 
 
 def _save_scores(path: Path, probed: dict) -> None:
@@ -260,7 +299,7 @@ def _encoder(ctx: Context, cfg, folder: Path, random: bool, seed: int):
     resume = ckpt if ckpt.is_file() else None
     _say(f"    pretraining {folder.parent.name} seed {seed}: {cfg.trainer.max_steps} iterations"
          + (f" (resuming {ckpt})" if resume else ""))
-    r = pretrain(cfg, ctx.data_dir / "train.txt", run, resume=resume, progress=ctx.s.progress, tensorboard=False,
+    r = pretrain(cfg, ctx.train_data, run, resume=resume, progress=ctx.s.progress, tensorboard=False,
                  mask_picture=False)
     if r.stopped_by not in ("max_steps", "max_minutes"):  # e.g. Ctrl-C, which Lightning turns into a return
         raise MarlinError(f"{run}: pretraining stopped at iteration {r.iterations} of {cfg.trainer.max_steps} "
@@ -292,6 +331,9 @@ def _features(ctx: Context, encoder, cfg, folder: Path, key: str) -> np.ndarray:
 
 # ---- the report -------------------------------------------------------------------------------------------------
 def _scores(record_dir: Path) -> dict:
+    """The test scores and targets of a run's synthetic tasks ({} for a run probed only with downstream configs)."""
+    if not (record_dir / "scores.npz").is_file():
+        return {}
     with np.load(record_dir / "scores.npz") as z:
         return {k: z[k] for k in z.files}
 
@@ -301,30 +343,42 @@ def _stack(score_files: list[dict], task: str, part: str) -> np.ndarray:
     return np.concatenate([z[f"{task}__{part}"] for z in score_files])
 
 
-def summarize(study: str, arms: list[Arm], reference: str, runs: dict, ctx_tasks: dict, n_boot: int) -> dict:
-    """The study's numbers: per arm and task, the metric's mean and spread (sample std) over the seeds done, and
-    the paired-bootstrap interval of (arm - reference) over the test clips of all seeds both have, pooled (each
-    seed's test scores and targets stacked); per-seed intervals too. runs: {arm name: {seed: (record, folder)}}."""
+def record_tasks(record: dict) -> dict:
+    """{task: (kind, metric)} of a run's record (records without "tasks" hold the synthetic world's tasks)."""
     from .demo import task_metric
+    from .synth import TASKS
+
+    return record.get("tasks") or {t: (TASKS[t][0], task_metric(t)) for t in record["metrics"]}
+
+
+def summarize(study: str, arms: list[Arm], reference: str, runs: dict, tasks: dict, n_boot: int) -> dict:
+    """The study's numbers: per arm and task ({task: (kind, metric)}), the metric's mean and spread (sample std)
+    over the seeds done, and the paired-bootstrap interval of (arm - reference) over the test clips of all seeds
+    both have, pooled (each seed's test scores and targets stacked); per-seed intervals too (tasks with test
+    scores only). runs: {arm name: {seed: (record, folder)}}."""
     from .downstream.metrics import paired_bootstrap
 
     rows = {}
     for name, by_seed in runs.items():
         row = {}
-        for task in ctx_tasks:
-            metric = task_metric(task)
-            vals = [rec["metrics"][task][metric] for rec, _ in by_seed.values()]
+        for task, (kind, metric) in tasks.items():
+            vals = [rec["metrics"].get(task, {}).get(metric) for rec, _ in by_seed.values()]
             vals = [v for v in vals if v is not None]
             row[task] = {"metric": metric, "seeds": sorted(by_seed), "values": vals,
                          "mean": float(np.mean(vals)) if vals else None,
                          "spread": float(np.std(vals, ddof=1)) if len(vals) > 1 else None}
             ref = runs.get(reference, {})
             common = sorted(set(by_seed) & set(ref))
-            if name != reference and common:
-                kind = ctx_tasks[task]
+            measured = all(r[k][0]["metrics"].get(task, {}).get(metric) is not None
+                           for k in common for r in (by_seed, ref))
+            if name != reference and common and measured:
+                diffs = [by_seed[k][0]["metrics"][task][metric] - ref[k][0]["metrics"][task][metric] for k in common]
                 a = [_scores(by_seed[k][1]) for k in common]
                 b = [_scores(ref[k][1]) for k in common]
-                diffs = [by_seed[k][0]["metrics"][task][metric] - ref[k][0]["metrics"][task][metric] for k in common]
+                if not all(f"{task}__scores" in z for z in a + b):  # a downstream config's task: no test scores
+                    row[task]["delta"] = {"seeds": common, "mean": float(np.mean(diffs)),
+                                          "per_seed": [float(d) for d in diffs], "interval_pooled": None}
+                    continue
                 base, other, targets = (_stack(zs, task, part) for zs, part in
                                         ((b, "scores"), (a, "scores"), (a, "targets")))
                 row[task]["delta"] = {
@@ -334,7 +388,8 @@ def summarize(study: str, arms: list[Arm], reference: str, runs: dict, ctx_tasks
                                                                 za[f"{task}__scores"], za[f"{task}__targets"],
                                                                 n=n_boot)) for za, zb in zip(a, b)]}
         rows[name] = row
-    return {"study": study, "reference": reference, "arms": [a.name for a in arms], "rows": rows}
+    return {"study": study, "reference": reference, "arms": [a.name for a in arms], "rows": rows,
+            "metrics": {t: m for t, (_, m) in tasks.items()}}
 
 
 def _cell(r: dict) -> str:
@@ -348,6 +403,8 @@ def _delta(r: dict) -> str:
     d = r.get("delta")
     if not d:
         return "reference" if "delta" not in r else "–"
+    if d["interval_pooled"] is None:
+        return f"{d['mean']:+.3f} (no interval)"
     lo, hi = d["interval_pooled"]
     mark = " **>**" if lo > 0 else " **<**" if hi < 0 else ""
     return f"{d['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}"
@@ -355,10 +412,8 @@ def _delta(r: dict) -> str:
 
 def markdown(summary: dict, s: AblateSettings, what: dict, tasks: list[str]) -> list[str]:
     """ablation.md: one row per arm, one column per task metric; then the intervals against the reference."""
-    from .demo import task_metric
-
-    rows, ref = summary["rows"], summary["reference"]
-    head = "| arm | " + " | ".join(f"{t} ({task_metric(t)})" for t in tasks) + " |"
+    rows, ref, metric = summary["rows"], summary["reference"], summary["metrics"]
+    head = "| arm | " + " | ".join(f"{t} ({metric[t]})" for t in tasks) + " |"
     sep = "|---|" + "---|" * len(tasks)
     lines = [f"# Ablation: {summary['study']}", "",
              (f"Base config `{s.config}`, {s.steps} pretraining iterations per arm, seeds 0..{s.seeds - 1}; logistic "
@@ -383,9 +438,8 @@ def plot(summary: dict, study: str, tasks: list[str], folder: Path) -> list[Path
     import matplotlib.pyplot as plt
 
     from .atomic import atomic_path
-    from .demo import task_metric
 
-    rows = summary["rows"]
+    rows, task_metric = summary["rows"], summary["metrics"].get
     names = [n for n in rows if rows[n][tasks[0]]["mean"] is not None]
     figs = []
     if study == "ratio":
@@ -424,16 +478,19 @@ def report(ctx: Context, study: str, arms: list[Arm], reference: str, runs: dict
     folder = ctx.out / study
     folder.mkdir(parents=True, exist_ok=True)
     save_resolved(s, folder)
-    tasks = list(ctx.datasets)
-    kinds = {t: ds.task.kind for t, ds in ctx.datasets.items()}
     done = {name: by_seed for name, by_seed in runs.items() if by_seed}
+    kinds = {}
+    for by_seed in done.values():
+        for rec, _ in by_seed.values():
+            kinds.update(record_tasks(rec))
+    tasks = list(kinds)
     summary = summarize(study, arms, reference, done, kinds, s.bootstrap)
     expected = len(arms) + (1 if s.random_floor else 0)
     summary.update(settings={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()},
                    splits=ctx.splits, complete=sum(len(v) for v in done.values()) == expected * s.seeds,
                    runs={n: {str(k): str(f) for k, (_, f) in v.items()} for n, v in done.items()},
                    configs={a.name: a.values for a in arms}, paper=PAPER)
-    if done:
+    if done and tasks:
         summary["plots"] = [str(p) for p in plot(summary, study, tasks, folder)]
     write_json(folder / "ablation.json", summary)
     write_text(folder / "ablation.md", "\n".join(markdown(summary, s, {"splits": ctx.splits}, tasks)) + "\n")
@@ -464,20 +521,14 @@ def run_ablation(s: AblateSettings) -> dict:
             folder = record_folder(ctx, arm, seed)
             for study, a in entries:
                 runs[study][RANDOM if a is None else a.name][seed] = (rec, folder)
-            line = ", ".join(f"{t} {v[m]:.3f}" for t, v in rec["metrics"].items()
-                             for m in [_metric(t)] if v.get(m) is not None)
+            line = ", ".join(f"{t} {rec['metrics'][t][m]:.3f}" for t, (_, m) in record_tasks(rec).items()
+                             if rec["metrics"][t].get(m) is not None)
             _say(f"    {label} seed {seed}: {line}")
             for study in {st for st, _ in entries}:
                 summaries[study] = report(ctx, study, plans[study][0], plans[study][1], runs[study])
     _say(f"done in {(time.perf_counter() - t0) / 60:.1f} min: "
          + ", ".join(str(ctx.out / st / "ablation.md") for st in plans))
     return summaries
-
-
-def _metric(task: str) -> str:
-    from .demo import task_metric
-
-    return task_metric(task)
 
 
 def record_folder(ctx: Context, arm: Arm | None, seed: int) -> Path:

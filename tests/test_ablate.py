@@ -128,3 +128,28 @@ def test_paired_bootstrap_matches_a_hand_computation():
     idx = np.random.default_rng(7).integers(0, 40, (200, 40))
     diffs = [(b[i].argmax(1) == y[i]).mean() - (a[i].argmax(1) == y[i]).mean() for i in idx]
     assert (lo, hi) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
+
+
+def test_ablate_with_a_downstream_config_on_other_data(tmp_path):
+    """--data DIR + --downstream CONFIG: each arm pretrains on DIR and is probed by `marlin probe`'s runs; the
+    table has the config's task, with the difference to the reference and no interval."""
+    import yaml
+
+    from marlin.synth import generate_dataset
+
+    world = tmp_path / "world"
+    generate_dataset(world, 20, frames=4, size=32, seed=5, progress=False)
+    probe = tmp_path / "probe.yaml"
+    probe.write_text(yaml.safe_dump({"dataset": "items", "root": str(world), "task": "manipulated",
+                                     "solver": "logistic", "windows": {"sample_rate": 1, "stride": 4}}))
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "out"
+    assert main(["ablate", "ratio", "--out", str(out), "--config", str(cfg), "--steps", "2", "--seeds", "1",
+                 "--data", str(world), "--downstream", f"[{probe}]", "--ratios", "[0.5, 0.75]",
+                 "--ratio-reference", "0.75", "--no-random-floor", "--quiet"]) == 0
+    data = json.loads((out / "ratio" / "ablation.json").read_text())
+    row = data["rows"]["0.5"]["items/manipulated"]
+    assert row["metric"] == "auc" and len(row["values"]) == 1 and row["delta"]["interval_pooled"] is None
+    runs = sorted((out / "runs").glob("*/seed0/downstream/probe/results.md"))
+    assert len(runs) == 2  # each arm probed with its own encoder
