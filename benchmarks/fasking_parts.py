@@ -9,6 +9,11 @@ and the pretraining masks (`marlin.masking.make_masks`, as the data pipeline dra
   all      fraction of clips in which every token of the part is masked (the part is never seen).
 
     python benchmarks/fasking_parts.py [--clips 40] [--draws 20] [--ratio 0.9]
+
+With --models NAME=FILE ... (full pretrained models, e.g. `marlin ablate`'s RUN/pretrain/export/*.safetensors)
+it also prints, per model and facial part, the reconstruction error (MSE of the pixels in [0, 1]) of the masked
+tokens that touch the part, under the same random and tube masks for every model (world 1's clips 0..N-1):
+which parts each encoder + decoder can fill in.
 """
 from __future__ import annotations
 
@@ -76,11 +81,44 @@ def table(label: str, r: dict) -> list[str]:
     return lines
 
 
+@torch.no_grad()
+def reconstruction_by_part(models: dict, clips: int, ratio: float, strategies=("random", "tube"),
+                           seed: int = 0) -> dict:
+    """{model: {strategy: (7,) mean squared error of the masked tokens touching each part}} on clips 0..clips-1
+    of world 1, the masks drawn once per clip and strategy and shared by every model."""
+    from marlin.models import patchify
+    from marlin.train.objective import masked_targets
+
+    first = next(m for m in models.values() if m is not None).config
+    err = {m: {st: np.zeros(7) for st in strategies} for m in models}
+    count = {st: np.zeros(7) for st in strategies}
+    g = torch.Generator().manual_seed(seed)
+    for k in range(clips):
+        clip = render_item(1, k, first.n_frames, first.img_size)
+        member, _ = part_membership(clip.parse, first.patch_size, first.tubelet_size)
+        x = torch.from_numpy(clip.frames).permute(3, 0, 1, 2)[None].float() / 255  # (1, 3, T, H, W)
+        flat = member.reshape(7, -1)
+        for st in strategies:
+            vis = make_masks(st, 1, member.shape[1:], ratio, [member], g)  # (1, N) True = visible
+            masked = flat[:, ~vis[0].numpy()]  # (7, Nm) membership of the masked tokens, ascending order
+            target = masked_targets(x, vis, first.patch_size, first.tubelet_size)[0]  # (Nm, K)
+            count[st] += masked.sum(1)
+            seen = patchify(x, first.patch_size, first.tubelet_size)[0][vis[0]].mean(0)  # (K,) mean visible patch
+            for name, model in models.items():
+                pred = seen.expand_as(target) if model is None else model(x, vis)[0].float()
+                e = ((pred - target) ** 2).mean(1).numpy()  # (Nm,) per-token MSE
+                err[name][st] += (masked * e[None]).sum(1)
+    return {m: {st: err[m][st] / np.maximum(count[st], 1) for st in strategies} for m in models}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clips", type=int, default=40)
     ap.add_argument("--draws", type=int, default=20, help="masks drawn per clip and strategy")
     ap.add_argument("--ratio", type=float, default=0.9)
+    ap.add_argument("--models", nargs="*", default=[], metavar="NAME=FILE", help="full models to measure "
+                    "per-part reconstruction error of (NAME=FILE, FILE: our .safetensors)")
+    ap.add_argument("--recon-clips", type=int, default=20)
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     print(f"mask ratio {a.ratio}, {a.clips} synthetic clips (seed 0, 16 frames), {a.draws} masks per clip and "
@@ -88,6 +126,19 @@ def main(argv=None) -> None:
           "the part is masked\n")
     for label, size, patch in GEOMETRIES:
         print("\n".join(table(label, measure(size, patch, a.clips, a.draws, a.ratio))) + "\n")
+    if a.models:
+        from marlin.models import Marlin
+
+        models = {n: Marlin.from_file(None, f, full_model=True).eval() for n, f in (m.split("=", 1) for m in a.models)}
+        models["mean visible patch (no model)"] = None  # the floor: every masked token drawn as the mean patch
+        rec = reconstruction_by_part(models, a.recon_clips, a.ratio)
+        for st in ("random", "tube"):
+            print(f"### reconstruction MSE of the masked tokens touching each part, {st} masks at {a.ratio}, "
+                  f"{a.recon_clips} clips of world 1\n")
+            print("| model | " + " | ".join(GROUP_NAMES) + " |\n|---|" + "---|" * 7)
+            for n in models:
+                print(f"| {n} | " + " | ".join(f"{v:.4f}" for v in rec[n][st]) + " |")
+            print()
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 
