@@ -134,18 +134,23 @@ class BoxStream:
         return b
 
     def push(self, raw_box: np.ndarray, cut: bool = False) -> list[tuple[int, np.ndarray]]:
-        i = self.n
-        if cut and i > 0:
-            self.starts.append(i)
-        self.raw = self._grow(self.raw, i + 1)
-        self.last_valid = self._grow(self.last_valid, i + 1)
-        self.raw[i] = raw_box
-        valid = not np.isnan(raw_box[0])
-        same = i > 0 and self.starts[-1] < i
-        self.last_valid[i] = i if valid else (self.last_valid[i - 1] if same else -1)
-        if valid:
-            self.first_valid.setdefault(self.starts[-1], i)
-        self.n = i + 1
+        return self.extend(np.asarray(raw_box)[None], [cut])
+
+    def extend(self, raw: np.ndarray, cuts) -> list[tuple[int, np.ndarray]]:
+        """``push`` for several frames at once: raw (N, 3), cuts (N,) bool (cheaper: one smoothing window)."""
+        for raw_box, cut in zip(raw, cuts):
+            i = self.n
+            if cut and i > 0:
+                self.starts.append(i)
+            self.raw = self._grow(self.raw, i + 1)
+            self.last_valid = self._grow(self.last_valid, i + 1)
+            self.raw[i] = raw_box
+            valid = not np.isnan(raw_box[0])
+            same = i > 0 and self.starts[-1] < i
+            self.last_valid[i] = i if valid else (self.last_valid[i - 1] if same else -1)
+            if valid:
+                self.first_valid.setdefault(self.starts[-1], i)
+            self.n = i + 1
         return self._advance()
 
     def _shot(self, j: int) -> tuple[int, int, bool]:

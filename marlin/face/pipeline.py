@@ -392,7 +392,7 @@ class FacePipeline:
         final one)."""
         tracker, stream = FaceTracker(self.detector, self.landmarker), C.BoxStream(*self._sigmas(source))
         chunks, chunk = _Chunks(self._instances(), self.threads), min(self.chunk, 16)
-        pts, cuts, held, nbytes, hw, buf, first = [], [], {}, 0, None, [], 0
+        pts, cuts, held, nbytes, hw, buf, first, fed = [], [], {}, 0, None, [], 0, 0
 
         def submit():
             nonlocal buf, first
@@ -413,7 +413,10 @@ class FacePipeline:
                 if cut:
                     cuts.append(len(pts))
                 pts.append(p)
-                ready = stream.push(C.raw_boxes(p[None])[0], cut) if held is not None else []
+                ready = []
+                if held is not None and len(pts) - fed == 8:  # the stream takes the frames 8 at a time
+                    ready = stream.extend(C.raw_boxes(np.stack(pts[fed:])), [j in cuts for j in range(fed, len(pts))])
+                    fed = len(pts)
                 timer.add("track", time.perf_counter() - t0)
                 if held is None:
                     continue
