@@ -293,7 +293,8 @@ def _encoder(ctx: Context, cfg, folder: Path, random: bool, seed: int):
         return Marlin(cfg.model, full_model=False), {"iterations": 0}
     run = folder / "pretrain"
     record = _read_json(run / "pretrained.json")
-    if record and record.get("config") == cfg.to_dict() and Path(record["exports"]["safetensors"]).is_file():
+    if (record and record.get("config") == json.loads(json.dumps(cfg.to_dict()))
+            and Path(record["exports"]["safetensors"]).is_file()):
         return Marlin.from_file(None, record["exports"]["safetensors"], full_model=False), record["summary"]
     ckpt = run / "checkpoints" / "last.ckpt"
     resume = ckpt if ckpt.is_file() else None

@@ -75,6 +75,13 @@ def test_ablate_ratio_end_to_end_and_resume(tmp_path, monkeypatch):
     assert _run(tmp_path) == 0  # everything finished: nothing reruns
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
 
+    # a run stopped after its pretraining was recorded: the pretrained encoder is reused, not trained again
+    export = next((first[0].parent / "pretrain/export").glob("*.safetensors"))
+    before = export.stat().st_mtime_ns
+    first[0].unlink()
+    assert _run(tmp_path) == 0 and first[0].is_file()
+    assert export.stat().st_mtime_ns == before
+
 
 def test_study_arms_and_errors():
     from marlin.ablate import AblateSettings, study_arms
