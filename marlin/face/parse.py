@@ -79,7 +79,7 @@ class LandmarkParser:
         poly = lambda idx: np.round(pts[list(idx), :2] * 4).astype(np.int32)  # noqa: E731  (2 bits sub-pixel)
         face = np.zeros((h, w), np.uint8)
         cv2.fillPoly(face, [poly(mesh.FACE_OVAL)], 1, cv2.LINE_8, 2)
-        label[face > 0] = SKIN
+        label = face * np.uint8(SKIN)  # the oval is skin (face is 0 / 1)
         for cls, idx in mesh.PART_POLYGONS:
             cv2.fillPoly(label, [poly(idx)], int(cls), cv2.LINE_8, 2)
         rest = self.person(frame, context, prob) & (face == 0)
@@ -89,21 +89,23 @@ class LandmarkParser:
         r = max(1.0, 0.12 * np.ptp(pts[:, 0]))  # band width: 12% of the face width
         inside = cv2.distanceTransform(face, cv2.DIST_L2, 3)  # (S, S) distance to the oval's edge
         outside = cv2.distanceTransform(1 - face, cv2.DIST_L2, 3)
-        ref = ycc[(inside > 2 * r) & (label == SKIN)][::5].astype(np.float32)  # central face skin: colour model
+        flat, ycc = label.reshape(-1), ycc.reshape(-1, 3)  # pixels by flat index (views)
+        ref = ycc[np.flatnonzero((inside > 2 * r) & (label == SKIN))[::5]].astype(np.float32)  # central face skin
         if len(ref) < 30:
             return label
         mu, icov = ref.mean(0), np.linalg.inv(np.cov(ref.T) + np.eye(3) * 4.0)
         # skin-coloured person pixels next to the oval (forehead, ears) are skin
-        near = rest & (outside <= r)
-        if near.any():
-            label[near] = np.where(self._dist2(ycc[near], mu, icov) < self.skin_distance ** 2, SKIN, HAIR)
+        near = np.flatnonzero(rest & (outside <= r))
+        if near.size:
+            flat[near] = np.where(self._dist2(ycc[near], mu, icov) < self.skin_distance ** 2, SKIN, HAIR)
         # clearly darker-than-skin pixels in the oval's rim above the nose tip (fringes, temples) are hair
         rim = (face > 0) & (inside <= r) & (label == SKIN)
         rim[int(np.clip(pts[1, 1], 0, h)):] = False
-        if rim.any():
+        rim = np.flatnonzero(rim)
+        if rim.size:
             px = ycc[rim].astype(np.float32)
             dark = (self._dist2(px, mu, icov) > (self.skin_distance + 2) ** 2) & (px[:, 0] < mu[0] - 25)
-            label[rim] = np.where(dark, HAIR, SKIN)
+            flat[rim] = np.where(dark, HAIR, SKIN)
         return label
 
     @staticmethod
