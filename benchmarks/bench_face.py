@@ -5,8 +5,8 @@ frames/s end to end, with and without parsing, for one item at a time as ``marli
 Columns are busy milliseconds per frame of each stage (stages run on several threads, so they overlap and do not
 add up to the wall time); ``seg`` is the segmentation model inside ``parse``. ``e2e fps`` is frames / wall seconds
 of the whole item, ``fr/CPU-s`` frames per CPU-second of this process (independent of other load). The reference
-measured in the same run is the straightforward path (``--ref``: the pipeline with ``overlap=False``: two passes,
-then the item written; the code before the speed work) and plain PyAV decoding of the same file.
+measured in the same run is the straightforward path (``--ref``: the pipeline with ``overlap=False``: track all
+frames, then crop and parse, then ``write_item`` encodes the crops) and plain PyAV decoding of the same file.
 Run from the project root:
     python benchmarks/bench_face.py [--repeat 2] [--threads 2] [--ref] [--seg-every 2] [--dataset] [--synth N]
 """
