@@ -450,15 +450,17 @@ class FacePipeline:
     def run(self, path, fps: float = 25.0, encode_to=None) -> FaceClip:
         """Process one video file or frame directory. Raises VideoError / NoFaceError naming the file.
 
-        ``encode_to``: with ``overlap``, also encode the crops to this H.264 file while the video is processed, as
-        ``write_item`` would (``clip.encoded``, for ``write_item(..., encoded=)``); ``clip.encoded`` is None where
-        that was not done (``overlap=False``, or the plain second pass was needed)."""
+        ``encode_to``: with ``overlap`` and ``threads`` > 1, also encode the crops to this H.264 file on another
+        thread while the video is processed, as ``write_item`` would (``clip.encoded``, for ``write_item(...,
+        encoded=)``); ``clip.encoded`` is None where that was not done (``overlap=False``, one thread, or the plain
+        second pass was needed)."""
         timer = _Timer()
         source = open_source(path, fps, self.allow_truncated)
         crops, encoder = None, None
         try:
             if self.overlap:
-                encoder = _Encoder(encode_to, source.fps, timer) if encode_to is not None else None
+                # with one thread no extra thread: the cores are the workers' (the item's writer encodes)
+                encoder = _Encoder(encode_to, source.fps, timer) if encode_to is not None and self.threads > 1 else None
                 lms, cuts, (h, w), crops, parse = self._overlapped(source, timer, path, encoder)
                 cache = None
             else:
