@@ -6,7 +6,7 @@ import pytest
 
 from marlin.cli import main
 from marlin.data.layout import list_items
-from marlin.face.preprocess import SUMMARY, part_files, part_of
+from marlin.face.preprocess import RECORD, SUMMARY, part_files, part_of
 from marlin.video import write_video
 
 FAST = ["--size", "32", "--parser", "none", "--no-face", "center", "--quiet"]
@@ -56,10 +56,32 @@ def test_two_parts_and_merge_equal_one_run(videos, tmp_path):
 
 
 def test_merge_refuses_parts_with_other_options(videos, tmp_path, capsys):
-    out = tmp_path / "out"
+    """Parts made on machines without a shared folder, with different options, then copied together."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     assert main(["preprocess", str(videos), str(out), "--part", "0/2", *FAST]) == 0
-    assert main(["preprocess", str(videos), str(out), "--part", "1/2", *FAST, "--fps", "30"]) == 0
+    assert main(["preprocess", str(videos), str(elsewhere), "--part", "1/2", *FAST, "--fps", "30"]) == 0
+    name = part_files((1, 2))[0]
+    (out / name).write_text((elsewhere / name).read_text())
     capsys.readouterr()
     assert main(["preprocess", str(out), "--merge"]) == 2
     assert "options.fps" in capsys.readouterr().err
     assert main(["preprocess", str(videos), str(out), "--part", "2/2", *FAST]) == 2  # i must be < N
+
+
+def test_a_run_into_a_folder_made_with_other_options_is_refused(videos, tmp_path, capsys):
+    """Finished items are skipped on resume: with other options the folder would silently mix two kinds."""
+    out = tmp_path / "out"
+    assert main(["preprocess", str(videos), str(out), "--part", "0/2", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["preprocess", str(videos), str(out), "--part", "1/2", *FAST, "--fps", "30"]) == 2
+    err = capsys.readouterr().err
+    assert "options.fps: 25.0 there, 30.0 now" in err and str(out) in err
+    assert main(["preprocess", str(videos), str(out), "--size", "48", *FAST[2:]]) == 2  # another size
+    assert "options.size: 32 there, 48 now" in capsys.readouterr().err
+    assert main(["preprocess", str(videos), str(out), "--part", "1/2", *FAST]) == 0  # the same options: fine
+    # a folder from before the record: its whole-run summary says what the items were made with
+    (out / RECORD).unlink()
+    (out / SUMMARY).write_text(json.dumps({"layout": "videos", "options": {"size": 32, "parser": None,
+                                                                           "no_face": "center", "fps": 30.0}}))
+    assert main(["preprocess", str(videos), str(out), *FAST]) == 2
+    assert "options.fps: 30.0 there, 25.0 now" in capsys.readouterr().err

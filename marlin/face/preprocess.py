@@ -31,9 +31,13 @@ from .preview import item_preview
 
 FAILURES = "failures.log"
 SUMMARY = "preprocess_summary.json"
+RECORD = "preprocess.json"  # what OUT's items were made with (layout, OUTPUT_OPTIONS); checked by every run into OUT
 PREVIEWS = "previews"
 # options that change the items (threads do not): parts of one dataset must agree on them
 OUTPUT_OPTIONS = ("size", "parser", "no_face", "as_jpg", "fps", "allow_truncated", "seg_every")
+# options that change the item made from one input (no_face and allow_truncated only decide whether an input
+# without a face / a truncated input gets an item, marked in its meta): a rerun into OUT must agree on them
+ITEM_OPTIONS = ("size", "parser", "as_jpg", "fps", "seg_every")
 
 
 @dataclass
@@ -145,6 +149,47 @@ def part_files(part: tuple[int, int] | None) -> tuple[str, str]:
     return f"preprocess_summary.{tag}.json", f"failures.{tag}.log"
 
 
+def _options(summary: dict) -> dict:
+    """The OUTPUT_OPTIONS of a record or summary, with today's defaults for options it predates."""
+    defaults = asdict(Options())
+    return {k: summary.get("options", {}).get(k, defaults[k]) for k in OUTPUT_OPTIONS}
+
+
+def _made_with(summary: dict) -> dict:
+    """What a record or summary says the items were made with: layout and OUTPUT_OPTIONS."""
+    return {"layout": summary.get("layout"), "options": _options(summary)}
+
+
+def _record_differences(a: dict, b: dict, options=OUTPUT_OPTIONS) -> list[str]:
+    """The fields (layout, options.<name> of ``options``) in which two records or summaries differ."""
+    a, b = _made_with(a), _made_with(b)
+    diff = ["layout"] if a["layout"] != b["layout"] else []
+    return diff + [f"options.{k}" for k in options if a["options"][k] != b["options"][k]]
+
+
+def check_record(out: Path, record: dict) -> None:
+    """Refuse to add items to ``out`` with other ITEM_OPTIONS than its items were made with (its RECORD, else
+    the summary of an earlier whole run); write the RECORD on the first run and after each run. Skipped finished items would otherwise
+    mix two kinds of items in one dataset without a word."""
+    path = out / RECORD
+    source = path if path.is_file() else out / SUMMARY if (out / SUMMARY).is_file() else None
+    want = _made_with(record)
+    if source is None:
+        write_json(path, want)
+        return
+    try:
+        have = json.loads(source.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise MarlinError(f"{source}: unreadable preprocessing record ({e}); remove it only if every item in "
+                          f"{out} was made with the options of this run") from None
+    diff = _record_differences(have, want, ITEM_OPTIONS)
+    if diff:
+        what = "; ".join(f"{k}: {_get(_made_with(have), k)!r} there, {_get(want, k)!r} now" for k in diff)
+        raise MarlinError(f"{out}: its items were made with other options ({what}; {source.name}): use another "
+                          f"output folder, or this folder's options")
+    write_json(path, want)  # no_face / allow_truncated as of the latest run
+
+
 def _inputs_digest(names) -> str:
     return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
 
@@ -176,6 +221,7 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
     check_options(opts.size, opts.no_face, opts.seg_every, opts.parser)
     if opts.parser not in (None, "none", "landmarks"):
         make_parser(opts.parser)
+    check_record(out, record)
     todo = []
     for src, name in jobs:
         dest = item_dir(out, name)
@@ -257,14 +303,15 @@ def merge_parts(out) -> dict:
                           f"{part_files((missing[0], n))[0]}): run them before merging")
     first_file, first = parts[0]
     for f, s in parts[1:]:
-        diff = [k for k in ("layout", "inputs_total", "inputs_digest") if s.get(k) != first.get(k)]
-        diff += [f"options.{k}" for k in OUTPUT_OPTIONS if s["options"].get(k) != first["options"].get(k)]
+        diff = [k for k in ("inputs_total", "inputs_digest") if s.get(k) != first.get(k)]
+        diff += _record_differences(first, s)
         if diff:
-            what = "; ".join(f"{k}: {_get(first, k)!r} in {first_file.name}, {_get(s, k)!r} in {f.name}"
+            what = "; ".join(f"{k}: {_get(first | _made_with(first), k)!r} in {first_file.name}, "
+                             f"{_get(s | _made_with(s), k)!r} in {f.name}"
                              for k in diff)
             raise MarlinError(f"{out}: the parts were made from different inputs or options ({what}): "
                               f"redo the odd parts with the same inputs and options")
-    summary = {k: first[k] for k in ("layout", "inputs_total", "inputs_digest", "options")}
+    summary = {k: first[k] for k in ("layout", "inputs_total", "inputs_digest")} | {"options": _options(first)}
     summary.update({"input": sorted({s["input"] for _, s in parts}), "parts": n,
                     "part_summaries": [f.name for f, _ in parts]})
     summary.update({k: sum(s[k] for _, s in parts) for k in _SUMMED})
