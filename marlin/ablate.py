@@ -339,9 +339,19 @@ def _scores(record_dir: Path) -> dict:
         return {k: z[k] for k in z.files}
 
 
-def _stack(score_files: list[dict], task: str, part: str) -> np.ndarray:
-    """The test scores or targets of a task over several seeds' runs, stacked along the clips."""
-    return np.concatenate([z[f"{task}__{part}"] for z in score_files])
+def pooled(kind: str, metric: str, scores: list, targets: list) -> tuple[str, str, np.ndarray, np.ndarray]:
+    """Several seeds' test scores and targets of one task as ONE problem whose metric is the mean over the seeds
+    of the per-seed metric, for `paired_bootstrap`: (kind, metric, scores, targets). AUCs: each seed's labels
+    side by side ((N, L*S), multi-label mean AUC), so a resample draws the same clips for every seed; accuracy:
+    the seeds' clips one after the other (N*S rows; each seed's clips resampled with the others)."""
+    same = all(np.array_equal(targets[0], t) for t in targets)
+    if metric in ("auc", "auc_label_mean") and same:
+        cols = [np.asarray(v).reshape(len(v), -1) for v in scores]
+        return ("multilabel", "auc_label_mean", np.concatenate(cols, 1),
+                np.concatenate([np.asarray(targets[0]).reshape(len(targets[0]), -1)] * len(targets), 1))
+    if metric == "acc" or len(scores) == 1:
+        return kind, metric, np.concatenate(scores), np.concatenate(targets)
+    raise MarlinError(f"cannot pool the seeds' {metric} over different test clips")
 
 
 def record_tasks(record: dict) -> dict:
@@ -380,11 +390,12 @@ def summarize(study: str, arms: list[Arm], reference: str, runs: dict, tasks: di
                     row[task]["delta"] = {"seeds": common, "mean": float(np.mean(diffs)),
                                           "per_seed": [float(d) for d in diffs], "interval_pooled": None}
                     continue
-                base, other, targets = (_stack(zs, task, part) for zs, part in
-                                        ((b, "scores"), (a, "scores"), (a, "targets")))
+                targets = [z[f"{task}__targets"] for z in a]
+                k, m, base, ys = pooled(kind, metric, [z[f"{task}__scores"] for z in b], targets)
+                other = pooled(kind, metric, [z[f"{task}__scores"] for z in a], targets)[2]
                 row[task]["delta"] = {
                     "seeds": common, "mean": float(np.mean(diffs)), "per_seed": [float(d) for d in diffs],
-                    "interval_pooled": list(paired_bootstrap(kind, metric, base, other, targets, n=n_boot)),
+                    "interval_pooled": list(paired_bootstrap(k, m, base, other, ys, n=n_boot)),
                     "interval_per_seed": [list(paired_bootstrap(kind, metric, zb[f"{task}__scores"],
                                                                 za[f"{task}__scores"], za[f"{task}__targets"],
                                                                 n=n_boot)) for za, zb in zip(a, b)]}

@@ -65,7 +65,7 @@ def test_ablate_ratio_end_to_end_and_resume(tmp_path, monkeypatch):
         row = data["rows"]["0.5"][task]
         assert row["values"] == [json.loads(first[0].read_text())["metrics"][task][row["metric"]]]
         lo, hi = row["delta"]["interval_pooled"]
-        assert lo <= hi
+        assert lo <= hi and [lo, hi] == row["delta"]["interval_per_seed"][0]  # one seed: pooling changes nothing
         assert "delta" not in data["rows"]["0.75"][task]
     table = [line for line in (study / "ablation.md").read_text().splitlines() if line.startswith("| ")]
     assert len(table) == 2 * (1 + 2)  # two tables (values, intervals): a header and one row per arm
@@ -160,3 +160,22 @@ def test_ablate_with_a_downstream_config_on_other_data(tmp_path):
     assert row["metric"] == "auc" and len(row["values"]) == 1 and row["delta"]["interval_pooled"] is None
     runs = sorted((out / "runs").glob("*/seed0/downstream/probe/results.md"))
     assert len(runs) == 2  # each arm probed with its own encoder
+
+
+@pytest.mark.parametrize("kind,metric,width", [("binary", "auc", None), ("multilabel", "auc_label_mean", 3),
+                                               ("multiclass", "acc", 4)])
+def test_pooled_seeds_score_the_mean_of_the_per_seed_metrics(kind, metric, width):
+    """The pooled problem's metric on the full sample is the mean over seeds of each seed's metric, so the
+    interval of the difference is around the reported mean difference."""
+    from marlin.ablate import pooled
+    from marlin.downstream.metrics import compute_metrics, resampled_metric
+
+    rng = np.random.default_rng(0)
+    n = 60
+    y = (rng.integers(0, width, n) if kind == "multiclass" else
+         rng.integers(0, 2, (n, width)) if width else rng.integers(0, 2, n))
+    scores = [rng.random(y.shape if kind != "multiclass" else (n, width)) + 0.3 * k * (y if kind != "multiclass"
+              else np.eye(width)[y]) for k in range(3)]
+    k, m, s, t = pooled(kind, metric, scores, [y] * 3)
+    whole = resampled_metric(k, m, s, t, np.ones((1, len(t))))[0]
+    assert whole == pytest.approx(np.mean([compute_metrics(kind, v, y)[metric] for v in scores]))
