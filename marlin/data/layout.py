@@ -156,9 +156,8 @@ def write_item(dest, frames, meta: dict, parse: np.ndarray | None = None,
     """
     import cv2
 
-    from ..video import write_video
-
     from ..atomic import atomic_dir
+    from ..video import write_video
 
     dest = Path(dest)
     with atomic_dir(dest) as tmp:
