@@ -544,7 +544,8 @@ def run_ablation(s: AblateSettings) -> dict:
 
 
 def record_folder(ctx: Context, arm: Arm | None, seed: int) -> Path:
-    """RUN = OUT/runs/<arm>/seed<k> (the random floor: OUT/runs/random_<reference arm>/seed<k>)."""
+    """RUN = OUT/runs/<arm>/seed<k> (the random floor: OUT/runs/untrained_<base config's arm>/seed<k>; not
+    "random_", which is the random-masking arms' prefix)."""
     cfg = arm_config(ctx.s, arm or Arm(RANDOM, {}), seed)
     folder = arm_dir(ctx.out, cfg, ctx.data_id)
-    return (folder.parent / f"random_{folder.name}" if arm is None else folder) / f"seed{seed}"
+    return (folder.parent / f"untrained_{folder.name}" if arm is None else folder) / f"seed{seed}"
