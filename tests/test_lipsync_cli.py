@@ -174,3 +174,16 @@ def test_lrs2_faces_from_items_and_wav2lip_folders(tmp_path):
         lrs2_entries(root, "dev")
     with pytest.raises(FileNotFoundError, match="val.txt"):
         lrs2_entries(root, "val")
+
+
+def test_training_progress_bar_can_be_turned_off(tmp_path, capsys):
+    """Batch jobs' logs: `--no-progress` leaves no progress bar on stderr (and the bar is there without it)."""
+    assert main(["lipsync", "toy", str(tmp_path / "lrs2"), "--speakers", "2", "--per-speaker", "2", "--frames",
+                 "50"]) == 0
+    base = ["lipsync", "train-syncnet", "--data", str(tmp_path / "lrs2"), *TINY, "--stages", "3", "--embed-dim",
+            "32", "--steps", "2", "--batch", "4"]
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "a.pt")]) == 0
+    assert "syncnet:" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "b.pt"), "--no-progress"]) == 0
+    assert "syncnet:" not in capsys.readouterr().err

@@ -52,6 +52,10 @@ def _device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
 
 
+def _progress_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in batch jobs' logs)")
+
+
 def _device(args) -> str:
     import torch
 
@@ -65,11 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="checkpoint; training resumes from it when it exists")
     _config_args(p, "train-syncnet")
     _device_arg(p)
+    _progress_arg(p)
 
     p = sub.add_parser("train", help="train the generator (cnn / vit / marlin / wav2lip face encoder)")
     p.add_argument("--out", required=True, help="checkpoint; training resumes from it when it exists")
     _config_args(p, "train")
     _device_arg(p)
+    _progress_arg(p)
 
     p = sub.add_parser("infer", help="lip-sync a face video to an audio track; writes an mp4 with the audio")
     p.add_argument("--checkpoint", required=True, help="generator checkpoint from `marlin lipsync train`, or "
@@ -113,7 +119,8 @@ def _train_syncnet(args) -> int:
     store = ClipStore(entries(cfg.data), model.face_size, min_frames=model.window + train.min_offset + 1)
     _save_run_config(args.out, {"data": to_dict(cfg.data), "syncnet": to_dict(model),
                                 "syncnet_training": to_dict(train)}, save_resolved)
-    hist = train_syncnet(store, args.out, model, train, device=_device(args), workers=cfg.data.workers)
+    hist = train_syncnet(store, args.out, model, train, device=_device(args), workers=cfg.data.workers,
+                         progress=not args.no_progress)
     _report(hist, lambda h: h, "loss", args.out, store)
     return 0
 
@@ -130,7 +137,7 @@ def _train(args) -> int:
     _save_run_config(args.out, {"data": to_dict(cfg.data), "generator": to_dict(model),
                                 "training": to_dict(cfg.training)}, save_resolved)
     hist = train_generator(store, args.out, model, cfg.training, encoder_state=state, device=_device(args),
-                           workers=cfg.data.workers)
+                           workers=cfg.data.workers, progress=not args.no_progress)
     _report(hist, lambda h: h["l1"], "l1", args.out, store)
     return 0
 
