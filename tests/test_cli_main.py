@@ -156,6 +156,12 @@ def test_core_works_without_any_extra(tmp_path):
             with contextlib.redirect_stderr(err):
                 code = main(argv)
             print("RESULT", code, err.getvalue().strip().splitlines()[-1])
+        try:
+            import marlin.downstream
+            raise AssertionError("no error")
+        except ImportError as e:
+            assert str(e) == ("downstream evaluation needs the 'downstream' extra (torchmetrics is not installed): "
+                              "pip install 'facemarlin-toolkit[downstream]'"), e
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)
         assert not heavy, heavy
     """)

@@ -1,9 +1,12 @@
 """Downstream adaptation of MARLIN: linear probing, fine-tuning, few-shot, dataset adapters, Grad-CAM."""
-from .linear import linear_probe, logistic_probe, reduce_clips, train_linear
-from .metrics import compute_metrics
-from .probe import probe_dataset
-from .tasks import Task
-from .train import TrainConfig, fit
+from ..errors import require
+
+require("torchmetrics", "downstream", "downstream evaluation")
+from .linear import linear_probe, logistic_probe, reduce_clips, train_linear  # noqa: E402
+from .metrics import compute_metrics  # noqa: E402
+from .probe import probe_dataset  # noqa: E402
+from .tasks import Task  # noqa: E402
+from .train import TrainConfig, fit  # noqa: E402
 
 __all__ = ["linear_probe", "logistic_probe", "probe_dataset", "reduce_clips", "train_linear", "compute_metrics",
            "Task", "TrainConfig", "fit"]
