@@ -158,3 +158,14 @@ def test_jpg_shards_hold_every_frame_as_jpeg(data, tmp_path):
         assert "mp4" not in item.members and f"f{item.num_frames - 1:06d}.jpg" in item.members
         a, b = item.read_frames([0, 5, 99]), ref[item.name].read_frames([0, 5, 99])
         assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).mean() < 3  # JPEG quality 95
+
+
+def test_shard_size_needs_a_unit():
+    """`--shard-size 1` (meant as 1 GB) would write one shard per sample: a unit is required."""
+    from marlin.data.shards import parse_size
+
+    assert parse_size("1GB") == 10 ** 9 and parse_size("512MiB") == 2 ** 29 and parse_size("2e9B") == 2 * 10 ** 9
+    assert parse_size(4096) == 4096  # the Python API's bytes
+    for bad in ("1", "2e9", "1 GX", "0GB"):
+        with pytest.raises(MarlinError, match="shard size"):
+            parse_size(bad)

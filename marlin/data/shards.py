@@ -51,10 +51,13 @@ _UNITS = {"": 1, "B": 1, "KB": 10 ** 3, "MB": 10 ** 6, "GB": 10 ** 9, "TB": 10 *
 
 
 def parse_size(text) -> int:
-    """"1GB" (10^9), "512MiB" (2^29), "2e9" -> bytes."""
+    """"1GB" (10^9), "512MiB" (2^29), "2e9B" -> bytes. The unit is required: a bare "1" (meant as 1 GB) would
+    otherwise give one shard per sample. An int (the Python API) is a number of bytes."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        text = f"{text}B"
     m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([KMGT]?i?B?)\s*", str(text), re.IGNORECASE)
-    if not m or m.group(2).upper() not in _UNITS:
-        raise MarlinError(f"shard size {text!r}: expected a number with an optional unit (e.g. 1GB, 500MiB)")
+    if not m or m.group(2).upper() not in _UNITS or not m.group(2):
+        raise MarlinError(f"shard size {text!r}: expected a number with a unit (e.g. 1GB, 500MiB, 2e9B)")
     size = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
     if size <= 0:
         raise MarlinError(f"shard size {text!r}: must be positive")
@@ -80,7 +83,7 @@ def expand_braces(pattern: str) -> list[str]:
 class ShardSettings:
     """`marlin shard` options (flags, `--set key=value`, `write_shards(..., **settings)`)."""
 
-    shard_size: str = setting("target shard size: 1GB (10^9 bytes), 500MiB, ...", default="1GB")
+    shard_size: str = setting("target shard size, with a unit: 1GB (10^9 bytes), 500MB, 500MiB", default="1GB")
     img_size: int = setting("frame side the Fasking part maps are computed for (the pretraining img_size)",
                             default=224)
     patch_size: int = setting("patch side of the part maps (the pretraining patch_size)", default=16)
