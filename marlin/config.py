@@ -66,6 +66,14 @@ def set_path(data: dict, key: str, value) -> None:
     node[parts[-1]] = value
 
 
+def flatten(data: Mapping, prefix: str = "") -> dict:
+    """Nested mappings -> {"a.b.c": value}; an empty mapping stays a value (so {} and a missing key differ)."""
+    out = {}
+    for k, v in data.items():
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, Mapping) and v else {f"{prefix}{k}": v})
+    return out
+
+
 def merge(base: Mapping, extra: Mapping) -> dict:
     """Recursive merge of plain dicts; ``extra`` wins."""
     out = dict(base)

@@ -80,19 +80,19 @@ def model_record(model) -> dict:
     return {"model": None, "config": model.config.to_dict(), "weights_sha256": h.hexdigest()}
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 def record_differences(found: dict, expected: dict) -> list[str]:
     """What differs between a features.json record ``found`` and the record a run ``expected`` ("key: cached X,
-    needed Y"); keys the found record does not hold are not compared, except the identifying ones. A record
-    from before precision was recorded counts as float32 (the only precision there was)."""
-    have, want = {"precision": "32", **_flat(found)}, _flat(expected)
-    diff = [f"{k}: cached {have[k]!r}, needed {want[k]!r}" for k in want if k in have and have[k] != want[k]]
+    needed Y"). Sections (top-level keys) the found record does not hold are not compared (a `marlin extract`
+    output has no dataset root), except the identifying ones; inside a section both hold, every key is (a key
+    on one side only differs). A record from before precision was recorded counts as float32 (the only
+    precision there was)."""
+    from .config import flatten
+
+    found = {"precision": "32", **found}
+    have, want = flatten(found), flatten(expected)
+    keys = sorted(k for k in set(have) | set(want) if k.split(".")[0] in found and k.split(".")[0] in expected)
+    diff = [f"{k}: cached {have.get(k, '<none>')!r}, needed {want.get(k, '<none>')!r}" for k in keys
+            if have.get(k, "<none>") != want.get(k, "<none>")]
     return diff + [f"{k}: missing from the record" for k in ("encoder.weights_sha256", "windows.sample_rate",
                                                              "windows.stride", "crop_face")
                    if k in want and k not in have]

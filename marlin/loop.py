@@ -130,19 +130,10 @@ def set_rng_state(state: dict, generators: dict[str, torch.Generator]) -> None:
 
 
 # ---- configs -------------------------------------------------------------------------------------------------
-def _flat(d, prefix: str = "") -> dict:
-    if not isinstance(d, dict):
-        return {prefix.rstrip("."): d}
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
-    return out
-
-
 def config_differences(found, expected, source="<checkpoint>") -> list[str]:
     """"field: checkpoint X, this run Y" for each field that differs. ``expected``: a dict, or a config dataclass
     (then ``found`` is read as one: keys it lacks take their defaults, keys the class lacks are an error)."""
-    from .config import ConfigError, from_dict, to_dict
+    from .config import ConfigError, flatten, from_dict, to_dict
 
     if dataclasses.is_dataclass(expected):
         try:
@@ -150,7 +141,7 @@ def config_differences(found, expected, source="<checkpoint>") -> list[str]:
         except ConfigError as e:
             raise CheckpointError(str(e)) from None
         found, expected = to_dict(found), to_dict(expected)
-    have, want = (_flat(json.loads(json.dumps(encode(x), default=str))) for x in (found, expected))
+    have, want = (flatten(json.loads(json.dumps(encode(x), default=str))) for x in (found, expected))
     return [f"{k}: checkpoint {have.get(k, '<none>')!r}, this run {want.get(k, '<none>')!r}"
             for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k)]
 

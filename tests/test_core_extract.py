@@ -152,3 +152,17 @@ def test_short_truncated_video_is_not_padded_silently(tmp_path):
     with pytest.raises(TruncatedVideoError, match=f"after {decoded} frames although the container declares 8"):
         model.extract_video(cut)
     assert model.extract_video(whole).shape == (1, 16)
+
+
+def test_record_differences_compare_every_key_of_a_shared_section():
+    """A cache made with other dataset options (an option on one side only, or {} vs options) is not reused;
+    sections a `marlin extract` record lacks (dataset root) are still not compared."""
+    from marlin.extract import record_differences
+
+    cached = {"windows": {"stride": 16}, "dataset_options": {"videos": ["preprocessed"]}}
+    assert record_differences(cached, {**cached, "dataset_options": {}})
+    assert record_differences(cached, {**cached, "dataset_options": {"fold": 1}}) == [
+        "dataset_options.fold: cached '<none>', needed 1",
+        "dataset_options.videos: cached ['preprocessed'], needed '<none>'"]
+    assert record_differences({**cached, "dataset_options": {}}, cached)
+    assert record_differences(cached, {**cached, "root": "/data"}) == []  # a section the cache does not hold
