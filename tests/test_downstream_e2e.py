@@ -282,3 +282,26 @@ def test_cache_features_match_the_official_implementation(fixtures_dir, tmp_path
     assert failures == [] and feats["cropped05"].shape == official.shape
     np.testing.assert_allclose(feats["cropped05"], official, atol=1e-5)
     np.testing.assert_array_equal(np.load(tmp_path / "cropped05.npy"), feats["cropped05"])
+
+
+def test_probe_runs_are_redone_when_the_weights_or_the_precision_change(world, tmp_path):
+    """A finished run is reused only for the same weights content (not the same path) and the same resolved
+    extraction precision: otherwise metrics of other features would come back as this run's."""
+    weights = tmp_path / "enc.safetensors"
+    torch.manual_seed(1)
+    Marlin(TINY, full_model=False).save(weights)
+    cfg = _config(world, tmp_path, "lp", encoder={"model": None, "weights": str(weights)},
+                  features=str(tmp_path / "features"), train={"max_epochs": 5})
+    run = tmp_path / "lp" / "fold1_fs100pct_seed0" / "metrics.json"
+
+    def hash_after(*extra):
+        assert main(["probe", str(cfg), "--no-progress", *extra]) == 0
+        return json.loads(run.read_text())["hash"]
+
+    first = hash_after()
+    assert hash_after() == first  # unchanged: reused
+    torch.manual_seed(2)
+    Marlin(TINY, full_model=False).save(weights)  # other weights under the same path
+    second = hash_after()
+    assert second != first
+    assert hash_after("--set", "extract_precision=bf16") != second

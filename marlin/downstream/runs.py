@@ -28,8 +28,24 @@ def run_settings(cfg: RunConfig) -> dict:
     return {k: settings[k] for k in keys}
 
 
-def run_hash(cfg: RunConfig, *parts) -> str:
-    blob = json.dumps([run_settings(cfg), *parts], sort_keys=True, default=str)
+def run_inputs(cfg: RunConfig, mode: str) -> dict:
+    """What a run's result depends on besides its settings: the encoder weights' content (a path may be
+    rewritten with other weights) and, for a probe, the extraction precision resolved on this machine ("auto"
+    differs between machines)."""
+    from ..models.config import encoder_record
+    from ..precision import resolve_extract_precision
+    from .features import LP_DEVICE
+
+    enc = cfg.encoder
+    inputs = {"encoder": encoder_record(enc.model, enc.weights, enc.seed) if enc.weights is not None else None}
+    if mode == "probe":
+        inputs["extract_precision"] = resolve_extract_precision(cfg.extract_precision, LP_DEVICE)
+    return inputs
+
+
+def run_hash(cfg: RunConfig, inputs: dict, *parts) -> str:
+    """The hash a finished run's metrics.json records: its settings, `run_inputs` and ``parts``."""
+    blob = json.dumps([run_settings(cfg), inputs, *parts], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -54,6 +70,7 @@ def run_all(cfg: RunConfig, mode: str, prepare: Callable[[Dataset, int, list], T
     cfg.out = str(out)
     save_resolved(cfg, out)
     folds = cfg.folds or list(range(1, num_folds(cfg.dataset) + 1))
+    inputs = run_inputs(cfg, mode)
     runs, notes, task = [], [], None
     for fold in folds:
         ds = load_dataset(cfg.dataset, cfg.root, cfg.task, fold=fold, **cfg.dataset_options)
@@ -64,7 +81,7 @@ def run_all(cfg: RunConfig, mode: str, prepare: Callable[[Dataset, int, list], T
         for frac in cfg.few_shot:
             for seed in cfg.seeds:
                 frac, seed = float(frac), int(seed)
-                name, h = run_name(fold, frac, seed), run_hash(cfg, mode, fold, frac, seed)
+                name, h = run_name(fold, frac, seed), run_hash(cfg, inputs, mode, fold, frac, seed)
                 done = out / name / "metrics.json"
                 if done.is_file() and json.loads(done.read_text()).get("hash") == h:
                     runs.append(json.loads(done.read_text()))
