@@ -255,12 +255,11 @@ def _downstream(ctx: Context, source: str, encoder, folder: Path, seed: int) -> 
     from .downstream.probe import run_probe
 
     weights = folder / "encoder.safetensors"
-    if not weights.is_file():
-        encoder.save(weights)
+    encoder.save(weights)  # always this arm's weights (a redone pretraining must not probe the old file)
     stem = Path(source).stem
     cfg = load_run_config(source, values={"encoder.model": None, "encoder.weights": str(weights), "seeds": [seed],
                                           "out": str(folder / "downstream" / stem),
-                                          "extract_precision": ctx.precision if ctx.precision != "16" else "32"})
+                                          "extract_precision": ctx.s.precision if ctx.s.precision != "16" else "32"})
     data = run_probe(cfg, progress=ctx.s.progress)
     metric = data["task"]["monitor"]
     values = [r["test"][metric] for r in data["runs"] if r["test"].get(metric) is not None]
