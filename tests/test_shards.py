@@ -169,3 +169,17 @@ def test_shard_size_needs_a_unit():
     for bad in ("1", "2e9", "1 GX", "0GB"):
         with pytest.raises(MarlinError, match="shard size"):
             parse_size(bad)
+
+
+def test_shards_of_items_without_parse_maps_are_not_reused_once_the_maps_exist(tmp_path):
+    """Parse maps added to the same items later (meta unchanged): the old shards hold no Fasking part maps, so
+    writing into their folder again is refused instead of returning them as finished."""
+    import shutil
+
+    data = make_items(tmp_path / "data", n=2, t=16, parse=False)
+    write_shards(data, tmp_path / "sh", "1MB", img_size=32, patch_size=8, progress=False)
+    with_parse = make_items(tmp_path / "parsed", n=2, t=16, parse=True)
+    for name in ("v0", "v1"):
+        shutil.copy(with_parse / name / "parse.npz", data / name / "parse.npz")
+    with pytest.raises(MarlinError, match="source.digest"):
+        write_shards(data, tmp_path / "sh", "1MB", img_size=32, patch_size=8, progress=False)

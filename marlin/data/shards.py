@@ -37,7 +37,7 @@ import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..atomic import atomic_path, write_json
-from ..config import setting
+from ..config import flatten, setting
 from ..errors import MarlinError
 from .clips import PretrainClips, collate, open_items
 
@@ -98,18 +98,16 @@ def _source_record(src, base: Path, items) -> dict:
     h = hashlib.sha256()
     for it in items:
         meta = getattr(it, "meta", {"num_frames": it.num_frames})
-        h.update(f"{_relative(it, base)}\n{json.dumps(meta, sort_keys=True)}\n".encode())
+        # parse maps can appear later (a YTF parses/ folder): the shards would then lack the part maps
+        h.update(f"{_relative(it, base)}\n{json.dumps(meta, sort_keys=True)}\n{it.has_parse()}\n".encode())
     return {"path": str(Path(src).resolve()), "items": len(items), "digest": h.hexdigest()[:16]}
 
 
-def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
-            out += _differences(a[k], b[k], f"{prefix}{k}.")
-        elif a.get(k) != b.get(k):
-            out.append(f"{prefix}{k}: {a.get(k)!r} recorded, {b.get(k)!r} now")
-    return out
+def _differences(a: dict, b: dict) -> list[str]:
+    """"key: X recorded, Y now" for every (dotted) key where record ``a`` and ``b`` differ."""
+    fa, fb = flatten(a), flatten(b)
+    return [f"{k}: {fa.get(k)!r} recorded, {fb.get(k)!r} now" for k in sorted(fa.keys() | fb.keys())
+            if fa.get(k) != fb.get(k)]
 
 
 def _relative(item, src: Path) -> str:
