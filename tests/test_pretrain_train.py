@@ -3,6 +3,7 @@ import copy
 
 import lightning.pytorch as pl
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -134,3 +135,16 @@ def test_init_from_official_lightning_checkpoint(fixtures_dir):
     own = module.model.state_dict()
     assert all(torch.equal(own[k], v) for k, v in sd.items())
     assert all(torch.equal(module.critic.state_dict()[k], v) for k, v in critic_sd.items()) and critic_sd
+
+
+def test_init_from_another_architecture_names_the_matching_preset(fixtures_dir, tmp_path):
+    """`--init` with a ViT-S encoder into a tiny model: the error names the preset the file matches."""
+    from marlin import Marlin
+    from marlin.checkpoints import CheckpointError
+    from marlin.train.runner import load_init
+
+    Marlin("marlin_vit_small_ytf", full_model=False).export_official(tmp_path / "s.encoder.pt")
+    module = PretrainModule(pretrain_config(fixtures_dir / "tiny.yaml"), global_batch=16, total_steps=10,
+                            warmup_steps=1)
+    with pytest.raises(CheckpointError, match=r"matches preset marlin_vit_small_ytf"):
+        load_init(module, tmp_path / "s.encoder.pt")

@@ -7,8 +7,9 @@ import torch
 from torch import Tensor, nn
 
 from ..models import Marlin
-from ..models.config import MarlinConfig
+from ..models.config import PRESETS, MarlinConfig
 from ..models.encoder import MarlinEncoder
+from ..precision import precision_context
 from .config import EncoderSpec, load_run_config
 
 
@@ -29,11 +30,9 @@ class VideoClassifier(nn.Module):
         return self.encoder.config
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.precision == "32":
-            return self.head(self.encoder.extract_features(x, keep_seq=False))
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        with precision_context(self.precision, x.device):  # the pooled features come out float32
             feats = self.encoder.extract_features(x, keep_seq=False)
-        return self.head(feats.float())
+        return self.head(feats)
 
 
 def load_encoder(encoder_cfg: EncoderSpec) -> Marlin:
@@ -72,7 +71,7 @@ def classifier_from_checkpoint(path) -> tuple[VideoClassifier, dict]:
         cfg = MarlinConfig.from_dict(meta["marlin_config"])
         model = VideoClassifier(MarlinEncoder(cfg), int(tensors["head.weight"].shape[0]),
                                 str(meta["run"].get("precision", "32")))
-        load_into(model, tensors, source=path)
+        load_into(model, tensors, source=path, presets=PRESETS)
     else:
         marlin = load_encoder(load_run_config(meta["run"]).encoder)
         model = VideoClassifier(marlin.encoder, int(tensors["weight"].shape[0]))

@@ -43,13 +43,14 @@ def _ours_to_parts(sd: dict) -> tuple[dict, dict]:
 def load_init(module, path) -> None:
     """Initialise the generator (and the critic when present) from a MARLIN / VideoMAE / our checkpoint."""
     from ..checkpoints import load_file, load_into, split_checkpoint
+    from ..models.config import PRESETS
 
     sd, critic_sd, info = split_checkpoint(load_file(path), path)
     if any(k.startswith("model.") for k in sd):
         sd, critic_sd = _ours_to_parts(sd)
     own = module.model.state_dict()
     missing = [k for k in own if k not in sd and not k.endswith("pos_embedding.emb")]
-    load_into(module.model, sd, source=path, strict=False)
+    load_into(module.model, sd, source=path, strict=False, presets=PRESETS)
     if critic_sd:
         load_into(module.critic, critic_sd, source=path)
     log.warning("initialised from %s (%s): %d tensors loaded, %d left at their initial values%s", path,
