@@ -393,10 +393,11 @@ def run_demo(s: DemoSettings) -> dict:
         clock[0] = now
 
     out = Path(s.out_dir)
-    data_dir, test_dir, report_dir = out / "data", (out / "data_test" if s.test_items else None), out / "report"
+    report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
 
-    synthetic_worlds(out, s.num_items, s.test_items, s.frames, s.size, s.seed, s.workers, s.progress, _say)
+    data_dir, test_dir = synthetic_worlds(out, s.num_items, s.test_items, s.frames, s.size, s.seed, s.workers,
+                                          s.progress, _say)
     lap("synthetic worlds")
 
     cfg = pretrain_config(s.config)
