@@ -210,12 +210,20 @@ def save_container(path, tensors: dict[str, Tensor], kind: str, config: dict | N
     """The toolkit's one checkpoint format: a safetensors file whose header holds ``format`` ("marlin-<kind>":
     model, downstream, lipsync), ``version``, ``config`` (what rebuilds the network) and ``meta`` (training
     record), both JSON. Written atomically and fsynced."""
-    from safetensors.torch import save_file
-
-    from .atomic import atomic_path, to_json
+    from .atomic import to_json
 
     header = {"format": f"marlin-{kind}", "version": str(CONTAINER_VERSION),
               "config": to_json(config or {}, None), "meta": to_json(meta or {}, None)}
+    return write_safetensors(path, tensors, header)
+
+
+def write_safetensors(path, tensors: dict[str, Tensor], header: dict[str, str]) -> Path:
+    """Tensors (detached, contiguous, on the CPU) and a string header as one safetensors file, written
+    atomically and fsynced: `save_container`'s writer, and the Hugging Face layouts' (header {"format": "pt"})."""
+    from safetensors.torch import save_file
+
+    from .atomic import atomic_path
+
     with atomic_path(path, fsync=True) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=header)
     return Path(path)

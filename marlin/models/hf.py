@@ -28,6 +28,7 @@ from ..checkpoints import (
     load_file,
     load_into,
     videomae_head_order,
+    write_safetensors,
 )
 from ..errors import require
 from .config import PRESETS, MarlinConfig
@@ -270,15 +271,6 @@ def load_pretrained(cls, source, revision: str | None = None, full: bool | None 
 
 
 # ---- writing ----------------------------------------------------------------------------------------------
-def _save_weights(path: Path, tensors: dict[str, Tensor]) -> None:
-    from safetensors.torch import save_file
-
-    from ..atomic import atomic_path
-
-    with atomic_path(path, fsync=True) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata={"format": "pt"})
-
-
 def hub_config(model) -> dict:
     """config.json of the official Hub layout (+ our record under ``marlin_toolkit``)."""
     from .._version import __version__
@@ -298,7 +290,7 @@ def save_pretrained(model, folder, license: str | None = None, name: str | None 
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"{folder}: exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    _save_weights(folder / WEIGHTS, {f"marlin.{k}": v for k, v in model.state_dict().items()})
+    write_safetensors(folder / WEIGHTS, {f"marlin.{k}": v for k, v in model.state_dict().items()}, {"format": "pt"})
     write_json(folder / "config.json", hub_config(model), indent=2)
     write_text(folder / "README.md", model_card(model, license, name or folder.resolve().name))
     return folder
@@ -446,7 +438,7 @@ def export_videomae(model, folder) -> Path:
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"{folder}: exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    _save_weights(folder / WEIGHTS, videomae_state_dict(model))
+    write_safetensors(folder / WEIGHTS, videomae_state_dict(model), {"format": "pt"})
     write_json(folder / "config.json", config, indent=2)
     return folder
 
