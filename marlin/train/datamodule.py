@@ -47,45 +47,34 @@ class PretrainData(pl.LightningDataModule):
                     c.mask_ratio, c.mask_strategy, seed, cache_mb=c.trainer.cache_mb,
                     feature_pixels=c.trainer.part_weight != 1.0)
 
-    def _loader(self, dataset, sampler) -> DataLoader:
-        tr = self.cfg.trainer
-        pin = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
-        return DataLoader(dataset, batch_size=tr.batch_size, sampler=sampler, num_workers=tr.num_workers,
-                          collate_fn=collate, pin_memory=pin, persistent_workers=False,
-                          prefetch_factor=4 if tr.num_workers > 0 else None)
-
     def _rank_world(self) -> tuple[int, int]:
         if self.trainer is None:
             return 0, 1
         return self.trainer.global_rank, self.trainer.world_size
 
-    def _stream(self, dataset: ShardClips, start: int, limit: int | None) -> DataLoader:
-        """Shards: each process streams its own shards (`ShardStream`); batches are made in the workers."""
+    def _loader(self, dataset, start: int, limit: int | None) -> DataLoader:
+        """This process's loader of ``dataset`` from micro-batch ``start`` (resume), at most ``limit`` batches:
+        item folders through a `PositionSampler`; shards as a `ShardStream` of this process's shards (batches
+        made in the workers)."""
         tr = self.cfg.trainer
         rank, world = self._rank_world()
-        stream = ShardStream(dataset, tr.batch_size, rank, world, start, limit, tr.shuffle_buffer)
         pin = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
-        return DataLoader(stream, batch_size=None, num_workers=tr.num_workers, pin_memory=pin,
-                          prefetch_factor=4 if tr.num_workers > 0 else None)
+        common = {"num_workers": tr.num_workers, "pin_memory": pin,
+                  "prefetch_factor": 4 if tr.num_workers > 0 else None}
+        if isinstance(dataset, ShardClips):
+            stream = ShardStream(dataset, tr.batch_size, rank, world, start, limit, tr.shuffle_buffer)
+            return DataLoader(stream, batch_size=None, **common)
+        sampler = PositionSampler(tr.batch_size, rank, world, start=start, limit=limit)
+        return DataLoader(dataset, batch_size=tr.batch_size, sampler=sampler, collate_fn=collate,
+                          persistent_workers=False, **common)
 
     def train_dataloader(self) -> DataLoader:
-        rank, world = self._rank_world()
         done = self.trainer.lightning_module.iteration if self.trainer is not None else 0
         start = done * self.cfg.trainer.accumulate  # micro-batches already consumed (resume)
-        dataset = self._dataset(self.train_items, self.cfg.trainer.seed)
-        if isinstance(dataset, ShardClips):
-            return self._stream(dataset, start, None)
-        sampler = PositionSampler(self.cfg.trainer.batch_size, rank, world, start=start)
-        return self._loader(dataset, sampler)
+        return self._loader(self._dataset(self.train_items, self.cfg.trainer.seed), start, None)
 
     def val_dataloader(self) -> DataLoader:
-        rank, world = self._rank_world()
-        dataset = self._dataset(self.val_items, self.cfg.trainer.seed + 1)
-        if isinstance(dataset, ShardClips):
-            return self._stream(dataset, 0, self.cfg.trainer.val_batches)
-        sampler = PositionSampler(self.cfg.trainer.batch_size, rank, world, 0, limit=self.cfg.trainer.val_batches)
-        return self._loader(dataset, sampler)
-
+        return self._loader(self._dataset(self.val_items, self.cfg.trainer.seed + 1), 0, self.cfg.trainer.val_batches)
 
 def _open(spec, split: str, cfg: PretrainConfig):
     """Items of a data folder / item list, or the samples of shards (checked against the model geometry)."""
