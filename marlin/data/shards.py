@@ -575,8 +575,13 @@ class ShardStream(IterableDataset):
             k += n
 
 
+def open_samples(spec, img_size: int, patch_size: int) -> ShardSamples:
+    """The samples of the shards ``spec`` (folder, .tar or brace pattern), checked against a model geometry."""
+    return ShardSamples(open_shards(spec).check(img_size, patch_size))
+
+
 def shard_dataset(spec, clips_kwargs: dict) -> ShardClips:
-    """ShardClips over ``spec`` (folder, .tar or brace pattern), checked against the clips' geometry."""
-    shards = open_shards(spec).check(clips_kwargs.get("img_size", 224), clips_kwargs.get("patch_size", 16))
-    return ShardClips(ShardSamples(shards), **clips_kwargs)
+    """ShardClips over ``spec``, checked against the clips' geometry."""
+    samples = open_samples(spec, clips_kwargs.get("img_size", 224), clips_kwargs.get("patch_size", 16))
+    return ShardClips(samples, **clips_kwargs)
 

@@ -8,7 +8,7 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
 from ..data.clips import PositionSampler, PretrainClips, collate, open_items
-from ..data.shards import ShardClips, ShardSamples, ShardStream, is_shards, open_shards
+from ..data.shards import ShardClips, ShardSamples, ShardStream, is_shards, open_samples
 from .config import PretrainConfig
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,5 @@ class PretrainData(pl.LightningDataModule):
 def _open(spec, split: str, cfg: PretrainConfig):
     """Items of a data folder / item list, or the samples of shards (checked against the model geometry)."""
     if is_shards(spec):
-        shards = open_shards(spec).check(cfg.model.img_size, cfg.model.patch_size)
-        return ShardSamples(shards)
+        return open_samples(spec, cfg.model.img_size, cfg.model.patch_size)
     return open_items(Path(spec), split)
