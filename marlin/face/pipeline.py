@@ -387,8 +387,8 @@ class FacePipeline:
 
     def _overlapped(self, source, timer: _Timer, path, encoder: _Encoder | None):
         """Track, and crop + parse each frame once its box is final, on the other threads (and hand the crops to
-        ``encoder`` in order). Returns (landmarks, cuts, (H, W), crops, parse); crops is None when the plain
-        second pass must follow (the held frames outgrew ``cache_bytes``, or a streamed box differs from the
+        ``encoder`` in order). Returns (landmarks, cuts, (H, W), (boxes, found), crops, parse), the final boxes as
+        `_boxes` gives them; crops is None when the plain second pass must follow (the held frames outgrew ``cache_bytes``, or a streamed box differs from the
         final one)."""
         tracker, stream = FaceTracker(self.detector, self.landmarker), C.BoxStream(*self._sigmas(source))
         chunks, chunk = _Chunks(self._instances(), self.threads), min(self.chunk, 16)
@@ -432,16 +432,17 @@ class FacePipeline:
             if not pts:
                 raise VideoError(source.path, "contains no frames")
             lms = np.stack(pts)
-            boxes, _ = self._boxes(lms, cuts, source, hw, path)
+            final = self._boxes(lms, cuts, source, hw, path)
+            boxes = final[0]
             if held is None or not np.array_equal(stream.out[:stream.e], boxes[:stream.e]):
-                return lms, cuts, hw, None, None
+                return lms, cuts, hw, final, None, None
             for box in boxes[first + len(buf):]:  # the last frames' boxes became final at the end
                 buf.append(box)
                 if len(buf) == chunk:
                     submit()
             submit()
             crops, parse = self._collect(chunks)
-            return lms, cuts, hw, crops, parse
+            return lms, cuts, hw, final, crops, parse
         finally:
             if hasattr(frames, "close"):
                 frames.close()
@@ -461,12 +462,13 @@ class FacePipeline:
             if self.overlap:
                 # with one thread no extra thread: the cores are the workers' (the item's writer encodes)
                 encoder = _Encoder(encode_to, source.fps, timer) if encode_to is not None and self.threads > 1 else None
-                lms, cuts, (h, w), crops, parse = self._overlapped(source, timer, path, encoder)
+                lms, cuts, (h, w), final, crops, parse = self._overlapped(source, timer, path, encoder)
                 cache = None
             else:
                 lms, cuts, (h, w), cache = self.track(source, timer)
+                final = None
             t0 = time.perf_counter()
-            boxes, found = self._boxes(lms, cuts, source, (h, w), path)
+            boxes, found = final if final is not None else self._boxes(lms, cuts, source, (h, w), path)
             crop_lms = C.landmarks_to_crop(lms, boxes, self.size)  # (T, 468, 2), NaN where no face
             timer.add("crop", time.perf_counter() - t0)
             if crops is None:  # the plain second pass (write_item encodes the crops afterwards)
