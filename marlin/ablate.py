@@ -217,8 +217,8 @@ def run_arm(ctx: Context, arm: Arm | None, seed: int) -> dict:
     cfg = arm_config(s, arm or Arm(RANDOM, {}), seed)
     random = arm is None
     folder = record_folder(ctx, arm, seed)
-    key = _digest([cfg.to_dict(), ctx.data_id, random, s.readout_pool, ctx.precision]
-                  + ([list(s.downstream)] if s.downstream else []))
+    what_features = [cfg.to_dict(), ctx.data_id, random, s.readout_pool, ctx.precision]
+    key = _digest(what_features + ([list(s.downstream)] if s.downstream else []))
     done = _read_json(folder / "result.json")
     if done and done.get("key") == key:
         return done
@@ -230,7 +230,7 @@ def run_arm(ctx: Context, arm: Arm | None, seed: int) -> dict:
     if ctx.datasets:
         from .demo import probe_all
 
-        feats = _features(ctx, encoder, cfg, folder, key)
+        feats = _features(ctx, encoder, cfg, folder, _digest(what_features))  # not keyed by --downstream
         t2 = time.perf_counter()
         probed = probe_all(ctx.datasets, dict(zip(ctx.videos, feats)), seed=seed, probes=("logistic",))
         _save_scores(folder / "scores.npz", probed)
@@ -321,8 +321,8 @@ def _features(ctx: Context, encoder, cfg, folder: Path, key: str) -> np.ndarray:
     meta = _read_json(rec)
     if path.is_file() and meta and meta.get("key") == key and meta.get("videos") == ctx.videos:
         return np.load(path)
-    x = encode_videos({"arm": encoder.to(ctx.device)}, ctx.videos, cfg.sample_rate, "spatial", ctx.s.feature_batch, ctx.precision,
-                      progress=ctx.s.progress, desc=f"features {folder.parent.name}")["arm"]
+    x = encode_videos({"arm": encoder.to(ctx.device)}, ctx.videos, cfg.sample_rate, "spatial", ctx.s.feature_batch,
+                      ctx.precision, progress=ctx.s.progress, desc=f"features {folder.parent.name}")["arm"]
     x = pool_readout(x, cfg.model.grid[1:], ctx.s.readout_pool)
     save_npy(path, x)
     write_json(rec, {"key": key, "videos": ctx.videos, "shape": list(x.shape), "precision": ctx.precision})
