@@ -12,12 +12,13 @@ _ONE = 1 << _SHIFT
 
 @dataclass
 class Prim:
-    """One drawing operation. ``pts``: (N, 2) pixel coordinates; ``cls``: class painted into the
-    parse map (None leaves it unchanged); ``line``: thickness in pixels for a polyline (0 = filled);
-    ``clip``: (M, 2) polygon outside which nothing is painted; ``closed``: closed polyline."""
+    """One drawing operation. ``pts``: (N, 2) pixel coordinates; ``colour``: RGB 0..255 ints (`rgb255`);
+    ``cls``: class painted into the parse map (None leaves it unchanged); ``line``: thickness in pixels for
+    a polyline (0 = filled); ``clip``: (M, 2) polygon outside which nothing is painted (consecutive
+    primitives with the same ``clip`` object share one clip mask); ``closed``: closed polyline."""
 
     pts: np.ndarray
-    colour: tuple
+    colour: list
     cls: int | None = None
     line: float = 0.0
     clip: np.ndarray | None = None
@@ -28,15 +29,18 @@ def _fixed(pts: np.ndarray) -> np.ndarray:
     return np.rint(pts * _ONE).astype(np.int32).reshape(-1, 1, 2)
 
 
-def _draw(img: np.ndarray, pts: np.ndarray, line: float, closed: bool, colour) -> None:
+def _draw(img: np.ndarray, fixed: np.ndarray, line: float, closed: bool, colour) -> None:
+    """Draw ``fixed`` ((N, 1, 2) int32 points with _SHIFT fractional bits) as a polyline or a filled polygon."""
     if line > 0:
-        cv2.polylines(img, [_fixed(pts)], closed, colour, max(1, int(round(line))), cv2.LINE_AA, _SHIFT)
+        cv2.polylines(img, [fixed], closed, colour, max(1, int(round(line))), cv2.LINE_AA, _SHIFT)
     else:
-        cv2.fillPoly(img, [_fixed(pts)], colour, cv2.LINE_8, shift=_SHIFT)
+        cv2.fillPoly(img, [fixed], colour, cv2.LINE_8, shift=_SHIFT)
 
 
-def _draw_clipped(img: np.ndarray, pts: np.ndarray, clip: np.ndarray, line: float, closed: bool, colour) -> None:
+def _draw_clipped(img: np.ndarray, group: list, clip: np.ndarray, ss: int) -> None:
+    """Draw the primitives ``group`` (all clipped by ``clip``, in order) inside ``clip`` only."""
     h, w = img.shape[:2]
+    clip = clip * ss - 0.5
     lo = np.floor(clip.min(0)).astype(int) - 1
     hi = np.ceil(clip.max(0)).astype(int) + 2
     x0, y0 = max(lo[0], 0), max(lo[1], 0)
@@ -46,15 +50,16 @@ def _draw_clipped(img: np.ndarray, pts: np.ndarray, clip: np.ndarray, line: floa
     off = np.array([x0, y0], float)
     sub = img[y0:y1, x0:x1]
     tmp = sub.copy()
-    _draw(tmp, pts - off, line, closed, colour)
+    for p in group:  # drawn one over the other, then cut out once: the same pixels as cutting out each
+        _draw(tmp, _fixed(p.pts * ss - 0.5 - off), p.line * ss, p.closed, p.colour)
     mask = np.zeros(sub.shape[:2], np.uint8)
     cv2.fillPoly(mask, [_fixed(clip - off)], 1, cv2.LINE_8, shift=_SHIFT)
-    m = mask.astype(bool)
+    m = mask.view(bool)
     sub[m] = tmp[m]
 
 
-def _colour(rgb) -> list[int]:
-    """Colour in [0, 1] -> 0..255 ints (rounded, clipped), in plain Python: this runs for every primitive."""
+def rgb255(rgb) -> list[int]:
+    """Colour in [0, 1] -> 0..255 ints (rounded, clipped), in plain Python."""
     return [int(min(max(float(c) * 255 + 0.5, 0.0), 255.0)) for c in rgb]
 
 
@@ -64,17 +69,32 @@ def paint(img: np.ndarray, parse: np.ndarray | None, prims: list[Prim], ss: int 
     Points are continuous output-pixel coordinates (pixel i spans [i, i+1)); the image is drawn ``ss``
     times larger (to be downsampled), line widths are in output pixels.
     """
-    for p in prims:
-        if len(p.pts) < 2:
-            continue
-        colour = _colour(p.colour)
-        pts = p.pts * ss - 0.5
-        if p.clip is not None:
-            _draw_clipped(img, pts, p.clip * ss - 0.5, p.line * ss, p.closed, colour)
-        else:
-            _draw(img, pts, p.line * ss, p.closed, colour)
-        if parse is not None and p.cls is not None and p.line == 0:
-            cv2.fillPoly(parse, [_fixed(p.pts - 0.5)], int(p.cls), cv2.LINE_8, shift=_SHIFT)
+    prims = [p for p in prims if len(p.pts) >= 2]
+    if not prims:
+        return
+    # every point converted to fixed point in one go (elementwise: the same integers as one primitive at a time)
+    flat = np.concatenate([p.pts for p in prims])  # (sum N, 2)
+    big = np.rint((flat * ss - 0.5) * _ONE).astype(np.int32).reshape(-1, 1, 2)
+    small = np.rint((flat - 0.5) * _ONE).astype(np.int32).reshape(-1, 1, 2) if parse is not None else None
+    end = 0
+    i = 0
+    while i < len(prims):
+        p = prims[i]
+        start, end = end, end + len(p.pts)
+        if p.clip is None:
+            _draw(img, big[start:end], p.line * ss, p.closed, p.colour)
+            group = [(p, start, end)]
+        else:  # this and the following primitives clipped by the same polygon
+            group = [(p, start, end)]
+            while i + 1 < len(prims) and prims[i + 1].clip is p.clip:
+                i += 1
+                start, end = end, end + len(prims[i].pts)
+                group.append((prims[i], start, end))
+            _draw_clipped(img, [q for q, _, _ in group], p.clip, ss)
+        for q, a, b in group:  # the parse map: filled primitives with a class, in order
+            if parse is not None and q.cls is not None and q.line == 0:
+                cv2.fillPoly(parse, [small[a:b]], int(q.cls), cv2.LINE_8, shift=_SHIFT)
+        i += 1
 
 
 def polygon_mask(shape: tuple[int, int], pts: np.ndarray, ss: int = 1) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 from ..data.layout import PARSE_CLASSES
 from .geometry import rotate
 from .identity import Identity
-from .raster import Prim
+from .raster import Prim, rgb255
 
 C = {name: i for i, name in enumerate(PARSE_CLASSES)}
 # LaPa's "left" parts are drawn on the image-left side (the person's right); flip here if needed.
@@ -77,65 +77,78 @@ def _strands(cap: np.ndarray, n: int = 6) -> list[np.ndarray]:
     return [np.stack([outer[i], outer[i] * 0.55 + centre * 0.45]) for i in range(2, 24, 22 // n)]
 
 
-def build(idn: Identity, shapes: dict, pose: Pose) -> list[Prim]:
-    """Display list of one frame, back to front. Points are in output pixels."""
+def palette(idn: Identity) -> dict:
+    """The 0..255 colours of every primitive of ``idn``'s face (what no frame changes: computed once per clip)."""
+    skin, hair = idn.skin, idn.hair
+    rgb = {"hair_back": hair * 0.85, "shirt": idn.shirt, "neck": skin * 0.78, "skin": skin,
+           "cheek": skin * [1.03, 0.9, 0.9], "beard": hair * 0.8, "nose": skin * 0.92, "nostril": skin * 0.4,
+           "wrinkle": skin * 0.6, "lip_upper": idn.lips, "lip_lower": idn.lips * 1.08,
+           "inner_mouth": (0.35, 0.07, 0.1), "teeth": (0.95, 0.93, 0.88), "mouth_line": idn.lips * 0.55,
+           "eye": (0.94, 0.94, 0.9), "iris": idn.iris, "pupil": (0.03, 0.03, 0.03), "lid": (0.12, 0.08, 0.07),
+           "brow": idn.brow_colour, "hair": hair, "strand": hair * 0.7 + 0.02, "glasses": idn.glasses_colour,
+           "hat_crown": idn.hat_colour, "hat_brim": idn.hat_colour * 0.8}
+    return {name: rgb255(c) for name, c in rgb.items()}
+
+
+def build(idn: Identity, shapes: dict, pose: Pose, pal: dict | None = None) -> list[Prim]:
+    """Display list of one frame, back to front. Points are in output pixels; ``pal``: `palette(idn)`."""
+    pal = palette(idn) if pal is None else pal
     shapes = dict(shapes)
     shapes["strands"] = np.concatenate(_strands(shapes["hair_cap"]))
     P = pose.project(shapes)
     px = pose.scale / 100.0  # line widths scale with the face
-    skin, hair = idn.skin, idn.hair
     out: list[Prim] = []
     if "hair_back" in shapes:
-        out.append(Prim(P["hair_back"], hair * 0.85, C["hair"]))
-    out.append(Prim(P["shoulders"], idn.shirt, C["background"]))
-    out.append(Prim(P["neck"], skin * 0.78, C["background"]))
-    out.append(Prim(P["outline"], skin, C["skin"]))
+        out.append(Prim(P["hair_back"], pal["hair_back"], C["hair"]))
+    out.append(Prim(P["shoulders"], pal["shirt"], C["background"]))
+    out.append(Prim(P["neck"], pal["neck"], C["background"]))
+    out.append(Prim(P["outline"], pal["skin"], C["skin"]))
     for name in ("cheek_l", "cheek_r"):
         if name in shapes:
-            out.append(Prim(P[name], skin * [1.03, 0.9, 0.9], None))
+            out.append(Prim(P[name], pal["cheek"], None))
     if "beard" in shapes:
-        out.append(Prim(P["beard"], hair * 0.8, C["skin"]))
-    out.append(Prim(P["nose"], skin * 0.92, C["nose"]))
+        out.append(Prim(P["beard"], pal["beard"], C["skin"]))
+    out.append(Prim(P["nose"], pal["nose"], C["nose"]))
     for name in ("nostril_l", "nostril_r"):
-        out.append(Prim(P[name], skin * 0.4, C["nose"]))
+        out.append(Prim(P[name], pal["nostril"], C["nose"]))
     if "wrinkles" in shapes:
         w = P["wrinkles"]
         for i in range(0, len(w), 2):
-            out.append(Prim(w[i:i + 2], skin * 0.6, None, line=2.5 * px))
-    out.append(Prim(P["lip_upper"], idn.lips, C["upper_lip"]))
-    out.append(Prim(P["lip_lower"], idn.lips * 1.08, C["lower_lip"]))
+            out.append(Prim(w[i:i + 2], pal["wrinkle"], None, line=2.5 * px))
+    out.append(Prim(P["lip_upper"], pal["lip_upper"], C["upper_lip"]))
+    out.append(Prim(P["lip_lower"], pal["lip_lower"], C["lower_lip"]))
     if "inner_mouth" in shapes:
         inner = P["inner_mouth"]
-        out.append(Prim(inner, (0.35, 0.07, 0.1), C["inner_mouth"]))
-        out.append(Prim(P["teeth"], (0.95, 0.93, 0.88), None, clip=inner))
+        out.append(Prim(inner, pal["inner_mouth"], C["inner_mouth"]))
+        out.append(Prim(P["teeth"], pal["teeth"], None, clip=inner))
     else:
-        out.append(Prim(P["mouth_line"], idn.lips * 0.55, None, line=1.5 * px))
+        out.append(Prim(P["mouth_line"], pal["mouth_line"], None, line=1.5 * px))
     for name in ("eye_l", "eye_r"):
         _, eye_cls = _side(name)
         eye = P[name]
         lid = P[name + "_lid"]
         if shapes[name + "_open"][0] * pose.scale >= 0.5:  # a closed eye is only its lid line
-            out.append(Prim(eye, (0.94, 0.94, 0.9), eye_cls))
+            out.append(Prim(eye, pal["eye"], eye_cls))
             c = P[name + "_iris"][0]
             r = shapes[name + "_iris_r"][0] * pose.scale
-            out.append(Prim(c + r * _UNIT_CIRCLE, idn.iris, None, clip=eye))
-            out.append(Prim(c + 0.45 * r * _UNIT_CIRCLE, (0.03, 0.03, 0.03), None, clip=eye))
-        out.append(Prim(lid, (0.12, 0.08, 0.07), None, line=2.0 * px))
+            out.append(Prim(c + r * _UNIT_CIRCLE, pal["iris"], None, clip=eye))
+            out.append(Prim(c + 0.45 * r * _UNIT_CIRCLE, pal["pupil"], None, clip=eye))
+        out.append(Prim(lid, pal["lid"], None, line=2.0 * px))
     for name in ("brow_l", "brow_r"):
         brow_cls, _ = _side(name)
-        out.append(Prim(P[name], idn.brow_colour, brow_cls))
-    out.append(Prim(P["hair_cap"], hair, C["hair"]))
+        out.append(Prim(P[name], pal["brow"], brow_cls))
+    out.append(Prim(P["hair_cap"], pal["hair"], C["hair"]))
     for i in range(0, len(P["strands"]), 2):
-        out.append(Prim(P["strands"][i:i + 2], hair * 0.7 + 0.02, None, line=1.5 * px))
+        out.append(Prim(P["strands"][i:i + 2], pal["strand"], None, line=1.5 * px))
     for name in ("glass_l", "glass_r"):
         if name in shapes:
-            out.append(Prim(P[name], idn.glasses_colour, None, line=2.5 * px, closed=True))
+            out.append(Prim(P[name], pal["glasses"], None, line=2.5 * px, closed=True))
     for name in ("glass_bridge", "arm_l", "arm_r"):
         if name in shapes:
-            out.append(Prim(P[name], idn.glasses_colour, None, line=2.5 * px))
+            out.append(Prim(P[name], pal["glasses"], None, line=2.5 * px))
     if "hat_crown" in shapes:
-        out.append(Prim(P["hat_crown"], idn.hat_colour, C["background"]))
-        out.append(Prim(P["hat_brim"], idn.hat_colour * 0.8, C["background"]))
+        out.append(Prim(P["hat_crown"], pal["hat_crown"], C["background"]))
+        out.append(Prim(P["hat_brim"], pal["hat_brim"], C["background"]))
     return out
 
 
