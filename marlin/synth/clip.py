@@ -133,15 +133,16 @@ def render_item(seed: int, k: int, frames: int = 16, size: int = 96, fps: float 
     still = static_shapes(idn, ex)  # what no frame changes, once per clip
     donor_still = static_shapes(manip.donor, ex) if manip is not None else None
     pals = (scene.palette(idn), scene.palette(manip.donor) if manip is not None else None)
+    memo, donor_memo = {}, {}  # the parts of the face that repeat across frames, computed once
     for t in range(T):
         centre = c0 + mot.shift[t] * base
         poses.append(scene.Pose(centre, base * mot.scale[t], mot.roll[t], mot.yaw[t], mot.pitch[t],
                                 c0 + mot.shift[t] * base * 0.7, base))
-        shapes.append(face_shapes(idn, ex, mot.open_l[t], mot.open_r[t], mot.gaze[t], mot.mouth[t], still))
+        shapes.append(face_shapes(idn, ex, mot.open_l[t], mot.open_r[t], mot.gaze[t], mot.mouth[t], still, memo))
         if manip is not None:
             speech = mot.mouth[t] if manip.speech is None else manip.speech[t]
             donor_shapes[t] = face_shapes(manip.donor, ex, mot.open_l[t], mot.open_r[t], mot.gaze[t], speech,
-                                          donor_still)
+                                          donor_still, donor_memo)
 
     crop_boxes = _crop_boxes(poses, shapes)
     rngs = [item_rng(seed, k, "noise"), item_rng(seed, k, "noise_raw")]  # the crops never depend on `raw`

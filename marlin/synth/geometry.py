@@ -60,6 +60,16 @@ def _curve(x, power=0.6):
     return np.maximum(1 - x ** 2, 0) ** power
 
 
+# curves at the constant sample positions, built once (the same numbers as computing them per frame)
+_CURVE_X11 = _curve(_X11, 0.8)
+_CURVE_LM = np.concatenate([_curve(np.array([-1, -1 / 3, 1 / 3, 1]), 0.8), _curve(np.array([1 / 3, -1 / 3]), 0.8)])
+_CURVE_X13 = _curve(_X13)
+_CURVE_X13_05 = _curve(_X13, 0.5)
+_CURVE_X13_03 = _curve(_X13, 0.3)
+_BOW = 1 - 0.3 * np.exp(-(_X13 / 0.18) ** 2)
+_TOP = np.arccos(-FACE_TOP)
+
+
 STATIC_BEFORE_EYES = ("hair_cap", "hair_back", "brow_l_line", "brow_l", "brow_r_line", "brow_r")
 STATIC_NOSE = ("nose", "nose_bridge", "nose_base", "nostril_l", "nostril_r", "wrinkles")
 STATIC_AFTER_BEARD = ("glass_l", "glass_r", "glass_bridge", "arm_l", "arm_r", "hat_crown", "hat_brim", "neck",
@@ -178,87 +188,144 @@ def static_shapes(idn: Identity, ex: dict) -> dict:
     return shapes
 
 
-def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, speech: float,
-                static: dict | None = None) -> dict:
-    """All shapes of one frame (face space). ``ex``: expression controls; ``speech``: extra lip opening;
-    ``static``: `static_shapes(idn, ex)` when the caller keeps it for the clip (same result, less work)."""
-    st = static_shapes(idn, ex) if static is None else static
+_LM_X = np.array([-1, -1 / 3, 1 / 3, 1, 1 / 3, -1 / 3])  # eye landmarks along the eye (x in [-1, 1])
+_MOUTH_LM_X = ([-1], [-2 / 3, -1 / 3, 0, 1 / 3, 2 / 3], [1], [2 / 3, 1 / 3, 0, -1 / 3, -2 / 3], [-1],
+               [-1 / 3, 0, 1 / 3], [1], [1 / 3, 0, -1 / 3])  # mouth landmarks on the curves iu ou iu ol mid iu mid il
+
+
+def _with_depth_many(a, *uvs) -> list[np.ndarray]:
+    """`_with_depth(u, v, a)` of several (u, v) pairs through one call (elementwise: the same numbers)."""
+    us = [np.asarray(u, float) for u in uvs[0::2]]
+    vs = [np.asarray(v, float) for v in uvs[1::2]]
+    out = _with_depth(np.concatenate(us), np.concatenate(vs), a)
+    ends = np.cumsum([len(u) for u in us]).tolist()
+    return [out[i:j] for i, j in zip([0] + ends[:-1], ends)]
+
+
+def _memo(memo: dict, key, make):
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
+
+
+def _key(*xs) -> bytes:
+    """Exact (bitwise) cache key of floats: equal keys give equal shapes."""
+    return np.asarray(xs, float).tobytes()
+
+
+def _outline_parts(idn: Identity, jaw_drop, memo: dict) -> dict:
+    """Outline, detector-style face region and jaw of a face whose jaw drops by ``jaw_drop``."""
     a = idn.half_width
-    shapes: dict[str, np.ndarray] = {}
-    opening = max(0.0, ex["open"]) + speech  # pressed lips (open < 0) only thin the lips
-    jaw_drop = 0.55 * opening
     phi = _RING64
-    shapes["outline"] = _flat(*outline_uv(idn, phi, jaw_drop))
+    shapes = {"outline": _flat(*outline_uv(idn, phi, jaw_drop))}
     # the face as a detector boxes it: brow tops (v = FACE_TOP) to chin, cheek to cheek
-    top = np.arccos(-FACE_TOP)
-    fphi = np.concatenate([[top, 2 * np.pi - top], phi[(phi > top) & (phi < 2 * np.pi - top)]])
+    fphi = _memo(memo, "fphi", lambda: np.concatenate([[_TOP, 2 * np.pi - _TOP],
+                                                       phi[(phi > _TOP) & (phi < 2 * np.pi - _TOP)]]))
     shapes["face_region"] = _flat(*outline_uv(idn, fphi, jaw_drop))
     shapes["jaw"] = _with_depth(*outline_uv(idn, _JAW_PHI, jaw_drop), a) * [1, 1, 0]
-    for name in STATIC_BEFORE_EYES:  # same key order as ever: `scene.project` batches the shapes in this order
-        if name in st:
-            shapes[name] = st[name]
-    # eyes: polygon (upper lid left->right, lower lid right->left), landmarks, iris centre
-    xs = _X11
-    for name, sgn, op in (("eye_l", -1, open_l), ("eye_r", 1, open_r)):
-        cu, cv = sgn * idn.eye_dx, idn.eye_y
-        ef = ex["eye"]
-        hu = idn.eye_h * ef * op
-        hl = idn.eye_h * 0.6 * ef * (1 - 0.35 * ex["cheek"]) * np.sqrt(max(op, 0))
-        tilt = -0.012 * sgn
-        up_v = cv - hu * _curve(xs, 0.8) + tilt * xs * sgn
-        lo_v = cv + hl * _curve(xs, 0.8) + tilt * xs * sgn
-        u = cu + idn.eye_w * xs
-        shapes[name] = _with_depth(np.concatenate([u, u[-2:0:-1]]), np.concatenate([up_v, lo_v[-2:0:-1]]), a)
-        shapes[name + "_lid"] = _with_depth(u, up_v, a)
-        shapes[name + "_open"] = np.array([hu + hl])  # opening height (1-D: not a point set)
-        lm_x = np.array([-1, -1 / 3, 1 / 3, 1, 1 / 3, -1 / 3])
-        lm_v = np.concatenate([cv - hu * _curve(lm_x[:4], 0.8), cv + hl * _curve(lm_x[4:], 0.8)]) + tilt * lm_x * sgn
-        shapes[name + "_lm"] = _with_depth(cu + idn.eye_w * lm_x, lm_v, a)
-        r = idn.eye_h * 0.95
-        g = np.asarray(gaze, float)
-        iris_u, iris_v = cu + g[0] * (idn.eye_w - r * 0.3), cv + g[1] * idn.eye_h * 0.3
-        shapes[name + "_iris"] = _with_depth([iris_u], [iris_v], a, 0.02)
-        shapes[name + "_iris_r"] = np.array([r])
+    return shapes
 
-    for name in STATIC_NOSE:
-        if name in st:
-            shapes[name] = st[name]
-    # mouth: lips and inner mouth from four curves over x in [-1, 1]
+
+def _eye_parts(idn: Identity, ex: dict, name: str, sgn: int, op) -> dict:
+    """Polygon (upper lid left->right, lower lid right->left), lid line, opening and landmarks of one eye."""
+    a = idn.half_width
+    xs = _X11
+    cu, cv = sgn * idn.eye_dx, idn.eye_y
+    ef = ex["eye"]
+    hu = idn.eye_h * ef * op
+    hl = idn.eye_h * 0.6 * ef * (1 - 0.35 * ex["cheek"]) * np.sqrt(max(op, 0))
+    tilt = -0.012 * sgn
+    up_v = cv - hu * _CURVE_X11 + tilt * xs * sgn
+    lo_v = cv + hl * _CURVE_X11 + tilt * xs * sgn
+    u = cu + idn.eye_w * xs
+    lm_x = _LM_X
+    lm_v = np.concatenate([cv - hu * _CURVE_LM[:4], cv + hl * _CURVE_LM[4:]]) + tilt * lm_x * sgn
+    eye, lm = _with_depth_many(a, np.concatenate([u, u[-2:0:-1]]), np.concatenate([up_v, lo_v[-2:0:-1]]),
+                               cu + idn.eye_w * lm_x, lm_v)
+    # the lid line is the polygon's upper lid (the same points, so the same depths)
+    return {name: eye, name + "_lid": eye[:len(u)].copy(), name + "_open": np.array([hu + hl]),  # 1-D: not points
+            name + "_lm": lm}
+
+
+def _iris_parts(idn: Identity, name: str, sgn: int, gaze) -> dict:
+    a = idn.half_width
+    cu, cv = sgn * idn.eye_dx, idn.eye_y
+    r = idn.eye_h * 0.95
+    g = np.asarray(gaze, float)
+    iris_u, iris_v = cu + g[0] * (idn.eye_w - r * 0.3), cv + g[1] * idn.eye_h * 0.3
+    return {name + "_iris": _with_depth([iris_u], [iris_v], a, 0.02), name + "_iris_r": np.array([r])}
+
+
+def _mouth_parts(idn: Identity, ex: dict, opening) -> dict:
+    """Lips, inner mouth, teeth, mouth line and the 20 mouth landmarks, from four curves over x in [-1, 1]."""
+    a = idn.half_width
     mx = _X13
     w = idn.mouth_w * (1 + ex["width"])
     cv = -ex["corner"] * mx ** 2 - ex["asym"] * np.clip(mx, 0, 1) ** 2
     my = idn.mouth_y
     raise_ = ex["upper_lip"] * (1 - 0.5 * mx)
     press = np.clip(1 + ex["open"] * 12, 0.4, 1) if ex["open"] < 0 else 1.0
-    iu = my + cv - (opening / 2) * _curve(mx) - raise_ * _curve(mx, 0.5)
-    il = my + cv + (opening / 2) * _curve(mx)
-    bow = 1 - 0.3 * np.exp(-(mx / 0.18) ** 2)
-    ou = iu - idn.lip_u * press * (0.3 + 0.7 * _curve(mx, 0.5)) * bow
-    ol = il + idn.lip_l * press * (0.3 + 0.7 * _curve(mx, 0.5))
+    iu = my + cv - (opening / 2) * _CURVE_X13 - raise_ * _CURVE_X13_05
+    il = my + cv + (opening / 2) * _CURVE_X13
+    ou = iu - idn.lip_u * press * (0.3 + 0.7 * _CURVE_X13_05) * _BOW
+    ol = il + idn.lip_l * press * (0.3 + 0.7 * _CURVE_X13_05)
     ou[[0, -1]], ol[[0, -1]] = iu[[0, -1]], il[[0, -1]]
     u = w * mx
-    shapes["lip_upper"] = _with_depth(np.concatenate([u, u[::-1]]), np.concatenate([ou, iu[::-1]]), a)
-    shapes["lip_lower"] = _with_depth(np.concatenate([u, u[::-1]]), np.concatenate([il, ol[::-1]]), a)
+    mid = (iu + il) / 2
+    uv = [np.concatenate([u, u[::-1]]), np.concatenate([ou, iu[::-1]]),
+          np.concatenate([u, u[::-1]]), np.concatenate([il, ol[::-1]])]
+    names = ["lip_upper", "lip_lower"]
     if opening > 0.012:
-        shapes["inner_mouth"] = _with_depth(np.concatenate([u, u[-2:0:-1]]), np.concatenate([iu, il[-2:0:-1]]), a)
-        teeth_v = iu + np.minimum(0.045, opening * 0.45) * _curve(mx, 0.3)
-        shapes["teeth"] = _with_depth(np.concatenate([u, u[::-1]]), np.concatenate([iu - 0.01, teeth_v[::-1]]), a)
-    shapes["mouth_line"] = _with_depth(u, (iu + il) / 2, a)
+        teeth_v = iu + np.minimum(0.045, opening * 0.45) * _CURVE_X13_03
+        uv += [np.concatenate([u, u[-2:0:-1]]), np.concatenate([iu, il[-2:0:-1]]),
+               np.concatenate([u, u[::-1]]), np.concatenate([iu - 0.01, teeth_v[::-1]])]
+        names += ["inner_mouth", "teeth"]
+    uv += [u, mid]
+    names.append("mouth_line")
+    for xq, curve in zip(_MOUTH_LM_X, (iu, ou, iu, ol, mid, iu, mid, il)):
+        uv += [w * np.asarray(xq), np.interp(xq, mx, curve)]
+    parts = _with_depth_many(a, *uv)
+    shapes = dict(zip(names, parts))
+    shapes["mouth_lm"] = np.concatenate(parts[len(names):])
+    return shapes
 
-    def at(xq, curve):
-        return _with_depth(w * np.asarray(xq), np.interp(xq, mx, curve), a)
 
-    shapes["mouth_lm"] = np.concatenate([
-        at([-1], iu), at([-2 / 3, -1 / 3, 0, 1 / 3, 2 / 3], ou), at([1], iu), at([2 / 3, 1 / 3, 0, -1 / 3, -2 / 3], ol),
-        at([-1], (iu + il) / 2), at([-1 / 3, 0, 1 / 3], iu), at([1], (iu + il) / 2), at([1 / 3, 0, -1 / 3], il)])
-
+def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, speech: float,
+                static: dict | None = None, memo: dict | None = None) -> dict:
+    """All shapes of one frame (face space). ``ex``: expression controls; ``speech``: extra lip opening;
+    ``static``: `static_shapes(idn, ex)` when the caller keeps it for the clip (same result, less work);
+    ``memo``: a dict the caller keeps for the frames of one clip (same ``idn`` and ``ex``): the parts of
+    the face that repeat across frames (an eye that stays open, a mouth that does not move) are computed
+    once (same result, less work). The returned arrays may be shared between frames: do not modify them."""
+    st = static_shapes(idn, ex) if static is None else static
+    memo = {} if memo is None else memo
+    shapes: dict[str, np.ndarray] = {}
+    opening = max(0.0, ex["open"]) + speech  # pressed lips (open < 0) only thin the lips
+    jaw_drop = 0.55 * opening
+    shapes.update(_memo(memo, ("outline", _key(opening)), lambda: _outline_parts(idn, jaw_drop, memo)))
+    for name in STATIC_BEFORE_EYES:  # same key order as ever: `scene.project` batches the shapes in this order
+        if name in st:
+            shapes[name] = st[name]
+    for name, sgn, op in (("eye_l", -1, open_l), ("eye_r", 1, open_r)):
+        parts = _memo(memo, (name, _key(op)), lambda: _eye_parts(idn, ex, name, sgn, op))
+        iris = _memo(memo, (name + "_iris", _key(*np.asarray(gaze, float))),
+                     lambda: _iris_parts(idn, name, sgn, gaze))
+        shapes.update(parts)
+        shapes.update(iris)
+    for name in STATIC_NOSE:
+        if name in st:
+            shapes[name] = st[name]
+    shapes.update(_memo(memo, ("mouth", _key(opening)), lambda: _mouth_parts(idn, ex, opening)))
     for name in ("cheek_l", "cheek_r"):
         if name in st:
             shapes[name] = st[name]
     if idn.beard:
-        bu, bv = outline_uv(idn, _BEARD_PHI, jaw_drop)
-        # the lower edge lies on the outline (silhouette points), the upper one on the face
-        shapes["beard"] = np.concatenate([_flat(bu, bv), st["beard_upper"]])
+        def beard():
+            bu, bv = outline_uv(idn, _BEARD_PHI, jaw_drop)
+            # the lower edge lies on the outline (silhouette points), the upper one on the face
+            return np.concatenate([_flat(bu, bv), st["beard_upper"]])
+
+        shapes["beard"] = _memo(memo, ("beard", _key(opening)), beard)
     for name in STATIC_AFTER_BEARD:
         if name in st:
             shapes[name] = st[name]
