@@ -50,9 +50,9 @@ def _bbox(pts: np.ndarray) -> np.ndarray:
 
 
 def _draw(idn, shapes, pose: scene.Pose, bg: np.ndarray, out_hw, bg_affine=None,
-          pal=None) -> tuple[np.ndarray, np.ndarray]:
+          lk=None) -> tuple[np.ndarray, np.ndarray]:
     """One frame: background (warped by ``bg_affine`` when given) + face -> (H, W, 3) image, (H, W) parse.
-    ``pal``: `scene.palette(idn)`, when the caller keeps it for the clip."""
+    ``lk``: `scene.look` of the face, when the caller keeps it for the clip."""
     h, w = out_hw
     ss = SUPERSAMPLE
     if bg_affine is None:
@@ -60,10 +60,12 @@ def _draw(idn, shapes, pose: scene.Pose, bg: np.ndarray, out_hw, bg_affine=None,
     else:
         canvas = cv2.warpAffine(bg, bg_affine, (w * ss, h * ss), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     parse = np.zeros((h, w), np.uint8)
-    paint(canvas, parse, scene.build(idn, shapes, pose, pal), ss)
+    paint(canvas, parse, scene.build(idn, shapes, pose, lk), ss)
     img = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)
     face = (parse >= 1) & (parse <= 9)
-    img[face] = np.clip(img[face] * scene.shading(pose, (h, w))[face][:, None], 0, 255).astype(np.uint8)
+    # every pixel shaded, the face's kept: the same numbers as shading the face's pixels only
+    lit = np.clip(img * scene.shading(pose, (h, w))[:, :, None], 0, 255).astype(np.uint8)
+    np.copyto(img, lit, where=face[:, :, None])
     return img, parse
 
 
@@ -87,14 +89,14 @@ def _crop_boxes(poses, shapes) -> np.ndarray:
     return np.concatenate([centre - side / 2, centre + side / 2], 1)
 
 
-def _render_view(idn, shapes, manip, donor_shapes, t: int, pose, bg, hw, bg_affine, pals=(None, None)):
+def _render_view(idn, shapes, manip, donor_shapes, t: int, pose, bg, hw, bg_affine, looks=(None, None)):
     """One frame seen through ``pose``: (H, W, 3) image, (H, W) parse, (68, 2) landmarks, manipulation included.
-    ``pals``: the palettes of the face and of the donor (`scene.palette`)."""
-    img, par = _draw(idn, shapes, pose, bg, hw, bg_affine, pals[0])
+    ``looks``: `scene.look` of the face and of the donor."""
+    img, par = _draw(idn, shapes, pose, bg, hw, bg_affine, looks[0])
     lm = pose.head(landmarks68(shapes))
     if manip is None:
         return img, par, lm
-    img_d, par_d = _draw(manip.donor, donor_shapes, pose, bg, hw, bg_affine, pals[1])
+    img_d, par_d = _draw(manip.donor, donor_shapes, pose, bg, hw, bg_affine, looks[1])
     both = {n: np.concatenate([shapes[n], donor_shapes[n]]) for n in scene.REGION_PARTS}
     region = (scene.mouth_region if manip.kind == "mouth" else scene.inner_face)(both, pose)
     img, par = _composite(img, par, img_d, par_d, region, manip.alpha[t], manip.blur * 2 * pose.scale, manip.gain)
@@ -132,7 +134,7 @@ def render_item(seed: int, k: int, frames: int = 16, size: int = 96, fps: float 
     poses, shapes, donor_shapes = [], [], [None] * T
     still = static_shapes(idn, ex)  # what no frame changes, once per clip
     donor_still = static_shapes(manip.donor, ex) if manip is not None else None
-    pals = (scene.palette(idn), scene.palette(manip.donor) if manip is not None else None)
+    looks = (scene.look(idn, still), scene.look(manip.donor, donor_still) if manip is not None else None)
     memo, donor_memo = {}, {}  # the parts of the face that repeat across frames, computed once
     for t in range(T):
         centre = c0 + mot.shift[t] * base
@@ -162,7 +164,7 @@ def render_item(seed: int, k: int, frames: int = 16, size: int = 96, fps: float 
             views.append((poses[t], (H, W), None, (0.0, 0.0), 1.0))
         for vi, (pose, hw, aff, origin, px) in enumerate(views):
             img, par, lm = _render_view(idn, shapes[t], manip, donor_shapes[t], t, pose,
-                                        bg_src, hw, aff, pals)
+                                        bg_src, hw, aff, looks)
             img = effects.apply(img, cam, mot.gain[t], mot.light[t], rngs[vi], origin, px, (W, H))
             if vi == 0:
                 out[t], parse[t], lms[t] = img, par, lm

@@ -338,13 +338,22 @@ def landmarks68(shapes: dict) -> np.ndarray:
                            shapes["nose_base"], shapes["eye_l_lm"], shapes["eye_r_lm"], shapes["mouth_lm"]])
 
 
-def rotate(points: np.ndarray, yaw: float, pitch: float) -> np.ndarray:
-    """(N, 3) face-space points -> (N, 2) after turning the head by ``yaw`` (to the image right), ``pitch`` (down)."""
+def turn(yaw: float, pitch: float) -> tuple:
+    """The trigonometry of a head turn, shared by every `rotate` call with these angles."""
+    k = DEPTH / 0.8
+    return (np.cos(yaw), np.sin(yaw), np.sqrt(np.cos(yaw) ** 2 + (k * np.sin(yaw)) ** 2),
+            np.cos(pitch), np.sin(pitch), np.sqrt(np.cos(pitch) ** 2 + (k * np.sin(pitch)) ** 2))
+
+
+def rotate(points: np.ndarray, yaw: float, pitch: float, trig: tuple | None = None) -> np.ndarray:
+    """(N, 3) face-space points -> (N, 2) after turning the head by ``yaw`` (to the image right), ``pitch`` (down).
+    ``trig``: `turn(yaw, pitch)` when the caller keeps it."""
+    cy, sy, squeeze_u, cp, sp, squeeze_v = turn(yaw, pitch) if trig is None else trig
     u, v, z = points[:, 0], points[:, 1], points[:, 2]
     # z == 0 marks silhouette points (outline, hair): the silhouette of an ellipsoid narrows, never shifts
-    k = DEPTH / 0.8
-    u2 = np.where(z == 0, u * np.sqrt(np.cos(yaw) ** 2 + (k * np.sin(yaw)) ** 2), u * np.cos(yaw) + z * np.sin(yaw))
-    z2 = -u * np.sin(yaw) + z * np.cos(yaw)
-    v2 = np.where(z == 0, v * np.sqrt(np.cos(pitch) ** 2 + (k * np.sin(pitch)) ** 2),
-                  v * np.cos(pitch) + z2 * np.sin(pitch))
-    return np.stack([u2, v2], -1)
+    flat = z == 0
+    out = np.empty((len(points), 2))  # (N, 2)
+    out[:, 0] = np.where(flat, u * squeeze_u, u * cy + z * sy)
+    z2 = -u * sy + z * cy
+    out[:, 1] = np.where(flat, v * squeeze_v, v * cp + z2 * sp)
+    return out

@@ -2,12 +2,13 @@
 which LaPa class)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..data.layout import PARSE_CLASSES
-from .geometry import rotate
+from .geometry import rotate, turn
 from .identity import Identity
 from .raster import Prim, rgb255
 
@@ -28,19 +29,26 @@ class Pose:
     pitch: float
     body_centre: np.ndarray
     body_scale: float
+    _rot: tuple | None = field(default=None, init=False, repr=False, compare=False)  # built on first use
 
     def head(self, pts3: np.ndarray) -> np.ndarray:
         """(N, 3) face-space points -> (N, 2) pixels."""
-        uv = rotate(pts3, self.yaw, self.pitch)
-        c, s = np.cos(self.roll), np.sin(self.roll)
-        rot = np.array([[c, -s], [s, c]]) * self.scale
+        if self._rot is None:  # what every call of this pose shares
+            c, s = np.cos(self.roll), np.sin(self.roll)
+            self._rot = turn(self.yaw, self.pitch), np.array([[c, -s], [s, c]]) * self.scale
+        trig, rot = self._rot
+        uv = rotate(pts3, self.yaw, self.pitch, trig)
         return uv @ rot.T + self.centre
 
     def project(self, shapes: dict, body=("neck", "shoulders")) -> dict:
         """All (N, 3) shapes -> (N, 2) pixels in one batch (``body`` shapes skip the head rotation)."""
         names = [n for n, v in shapes.items() if v.ndim == 2 and v.shape[1] == 3 and n not in body]
-        flat = self.head(np.concatenate([shapes[n] for n in names]))
-        out = dict(zip(names, np.split(flat, np.cumsum([len(shapes[n]) for n in names])[:-1])))
+        parts = [shapes[n] for n in names]
+        flat = self.head(np.concatenate(parts))
+        out, i = {}, 0
+        for n, part in zip(names, parts):
+            out[n] = flat[i:i + len(part)]
+            i += len(part)
         for n in body:
             out[n] = self.body(shapes[n])
         return out
@@ -58,12 +66,21 @@ class Pose:
 def shading(pose: Pose, hw: tuple[int, int]) -> np.ndarray:
     """(H, W) float32 light factor of the face: bright toward the camera-facing point, darker at the rim."""
     h, w = hw
-    turn = np.array([np.sin(pose.yaw) * 0.35, np.sin(pose.pitch) * 0.35 - 0.05])
+    tn = np.array([np.sin(pose.yaw) * 0.35, np.sin(pose.pitch) * 0.35 - 0.05])
     c, s = np.cos(pose.roll), np.sin(pose.roll)
-    hi = pose.centre + pose.scale * np.array([c * turn[0] - s * turn[1], s * turn[0] + c * turn[1]])
-    y, x = np.ogrid[0:h, 0:w]
-    r2 = ((x + 0.5 - hi[0]) ** 2 + (y + 0.5 - hi[1]) ** 2) / (0.95 * pose.scale) ** 2
+    hi = pose.centre + pose.scale * np.array([c * tn[0] - s * tn[1], s * tn[0] + c * tn[1]])
+    y, x = _pixel_centres(h, w)
+    r2 = ((x - hi[0]) ** 2 + (y - hi[1]) ** 2) / (0.95 * pose.scale) ** 2
     return (1.06 - 0.22 * np.minimum(r2, 1.4)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_centres(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H, 1) and (1, W) pixel-centre coordinates (read only)."""
+    y, x = np.ogrid[0:h, 0:w]
+    y, x = y + 0.5, x + 0.5
+    y.flags.writeable = x.flags.writeable = False
+    return y, x
 
 
 def _side(name: str) -> tuple[int, int]:
@@ -90,11 +107,19 @@ def palette(idn: Identity) -> dict:
     return {name: rgb255(c) for name, c in rgb.items()}
 
 
-def build(idn: Identity, shapes: dict, pose: Pose, pal: dict | None = None) -> list[Prim]:
-    """Display list of one frame, back to front. Points are in output pixels; ``pal``: `palette(idn)`."""
-    pal = palette(idn) if pal is None else pal
+def look(idn: Identity, static: dict) -> dict:
+    """What `build` draws the same in every frame of a clip: the colours and the hair strands (face space);
+    ``static``: `geometry.static_shapes` of the clip."""
+    return {"palette": palette(idn), "strands": np.concatenate(_strands(static["hair_cap"]))}
+
+
+def build(idn: Identity, shapes: dict, pose: Pose, lk: dict | None = None) -> list[Prim]:
+    """Display list of one frame, back to front. Points are in output pixels; ``lk``: `look(idn, static)`
+    when the caller keeps it for the clip."""
+    lk = look(idn, shapes) if lk is None else lk
+    pal = lk["palette"]
     shapes = dict(shapes)
-    shapes["strands"] = np.concatenate(_strands(shapes["hair_cap"]))
+    shapes["strands"] = lk["strands"]
     P = pose.project(shapes)
     px = pose.scale / 100.0  # line widths scale with the face
     out: list[Prim] = []
