@@ -1,6 +1,7 @@
 """Paint a display list of filled polygons and polylines into an RGB image and a class map (OpenCV)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -41,10 +42,9 @@ def _draw_clipped(img: np.ndarray, group: list, clip: np.ndarray, ss: int) -> No
     """Draw the primitives ``group`` (all clipped by ``clip``, in order) inside ``clip`` only."""
     h, w = img.shape[:2]
     clip = clip * ss - 0.5
-    lo = np.floor(clip.min(0)).astype(int) - 1
-    hi = np.ceil(clip.max(0)).astype(int) + 2
-    x0, y0 = max(lo[0], 0), max(lo[1], 0)
-    x1, y1 = min(hi[0], w), min(hi[1], h)
+    lo, hi = clip.min(0).tolist(), clip.max(0).tolist()
+    x0, y0 = max(math.floor(lo[0]) - 1, 0), max(math.floor(lo[1]) - 1, 0)
+    x1, y1 = min(math.ceil(hi[0]) + 2, w), min(math.ceil(hi[1]) + 2, h)
     if x1 <= x0 or y1 <= y0:
         return
     off = np.array([x0, y0], float)
@@ -52,10 +52,9 @@ def _draw_clipped(img: np.ndarray, group: list, clip: np.ndarray, ss: int) -> No
     tmp = sub.copy()
     for p in group:  # drawn one over the other, then cut out once: the same pixels as cutting out each
         _draw(tmp, _fixed(p.pts * ss - 0.5 - off), p.line * ss, p.closed, p.colour)
-    mask = np.zeros(sub.shape[:2], np.uint8)
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.fillPoly(mask, [_fixed(clip - off)], 1, cv2.LINE_8, shift=_SHIFT)
-    m = mask.view(bool)
-    sub[m] = tmp[m]
+    np.copyto(sub, tmp, where=mask.view(bool)[:, :, None])
 
 
 def rgb255(rgb) -> list[int]:
@@ -76,25 +75,21 @@ def paint(img: np.ndarray, parse: np.ndarray | None, prims: list[Prim], ss: int 
     flat = np.concatenate([p.pts for p in prims])  # (sum N, 2)
     big = np.rint((flat * ss - 0.5) * _ONE).astype(np.int32).reshape(-1, 1, 2)
     small = np.rint((flat - 0.5) * _ONE).astype(np.int32).reshape(-1, 1, 2) if parse is not None else None
-    end = 0
-    i = 0
-    while i < len(prims):
+    i, end, n = 0, 0, len(prims)
+    while i < n:
         p = prims[i]
-        start, end = end, end + len(p.pts)
+        j = i + 1
         if p.clip is None:
-            _draw(img, big[start:end], p.line * ss, p.closed, p.colour)
-            group = [(p, start, end)]
+            _draw(img, big[end:end + len(p.pts)], p.line * ss, p.closed, p.colour)
         else:  # this and the following primitives clipped by the same polygon
-            group = [(p, start, end)]
-            while i + 1 < len(prims) and prims[i + 1].clip is p.clip:
-                i += 1
-                start, end = end, end + len(prims[i].pts)
-                group.append((prims[i], start, end))
-            _draw_clipped(img, [q for q, _, _ in group], p.clip, ss)
-        for q, a, b in group:  # the parse map: filled primitives with a class, in order
+            while j < n and prims[j].clip is p.clip:
+                j += 1
+            _draw_clipped(img, prims[i:j], p.clip, ss)
+        for q in prims[i:j]:  # the parse map: filled primitives with a class, in order
+            start, end = end, end + len(q.pts)
             if parse is not None and q.cls is not None and q.line == 0:
-                cv2.fillPoly(parse, [small[a:b]], int(q.cls), cv2.LINE_8, shift=_SHIFT)
-        i += 1
+                cv2.fillPoly(parse, [small[start:end]], int(q.cls), cv2.LINE_8, shift=_SHIFT)
+        i = j
 
 
 def polygon_mask(shape: tuple[int, int], pts: np.ndarray, ss: int = 1) -> np.ndarray:
