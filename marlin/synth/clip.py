@@ -49,22 +49,27 @@ def _bbox(pts: np.ndarray) -> np.ndarray:
     return np.concatenate([pts.min(0), pts.max(0)])
 
 
-def _draw(idn, shapes, pose: scene.Pose, bg: np.ndarray, out_hw, bg_affine=None,
-          lk=None) -> tuple[np.ndarray, np.ndarray]:
-    """One frame: background (warped by ``bg_affine`` when given) + face -> (H, W, 3) image, (H, W) parse.
-    ``lk``: `scene.look` of the face, when the caller keeps it for the clip."""
+def _backdrop(bg: np.ndarray, out_hw, bg_affine=None) -> np.ndarray:
+    """(ss*H, ss*W, 3) background of one view: ``bg`` warped by ``bg_affine`` (a copy of it when None)."""
     h, w = out_hw
     ss = SUPERSAMPLE
     if bg_affine is None:
-        canvas = bg.copy()
-    else:
-        canvas = cv2.warpAffine(bg, bg_affine, (w * ss, h * ss), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        return bg.copy()
+    return cv2.warpAffine(bg, bg_affine, (w * ss, h * ss), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _draw(idn, shapes, pose: scene.Pose, canvas: np.ndarray, out_hw, lk=None,
+          light=None) -> tuple[np.ndarray, np.ndarray]:
+    """One frame: the face painted over ``canvas`` (`_backdrop`, painted in place) -> (H, W, 3) image, (H, W) parse.
+    ``lk``: `scene.look` of the face, ``light``: `scene.shading` of the view, when the caller keeps them."""
+    h, w = out_hw
     parse = np.zeros((h, w), np.uint8)
-    paint(canvas, parse, scene.build(idn, shapes, pose, lk), ss)
+    paint(canvas, parse, scene.build(idn, shapes, pose, lk), SUPERSAMPLE)
     img = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)
     face = (parse >= 1) & (parse <= 9)
+    light = scene.shading(pose, (h, w)) if light is None else light
     # every pixel shaded, the face's kept: the same numbers as shading the face's pixels only
-    lit = np.clip(img * scene.shading(pose, (h, w))[:, :, None], 0, 255).astype(np.uint8)
+    lit = np.clip(img * light[:, :, None], 0, 255).astype(np.uint8)
     np.copyto(img, lit, where=face[:, :, None])
     return img, parse
 
@@ -92,11 +97,15 @@ def _crop_boxes(poses, shapes) -> np.ndarray:
 def _render_view(idn, shapes, manip, donor_shapes, t: int, pose, bg, hw, bg_affine, looks=(None, None)):
     """One frame seen through ``pose``: (H, W, 3) image, (H, W) parse, (68, 2) landmarks, manipulation included.
     ``looks``: `scene.look` of the face and of the donor."""
-    img, par = _draw(idn, shapes, pose, bg, hw, bg_affine, looks[0])
-    lm = pose.head(landmarks68(shapes))
+    canvas = _backdrop(bg, hw, bg_affine)
     if manip is None:
-        return img, par, lm
-    img_d, par_d = _draw(manip.donor, donor_shapes, pose, bg, hw, bg_affine, looks[1])
+        img, par = _draw(idn, shapes, pose, canvas, hw, looks[0])
+        return img, par, pose.head(landmarks68(shapes))
+    # the donor's frame: the same background and light (computed once, the same numbers)
+    canvas_d, light = canvas.copy(), scene.shading(pose, hw)
+    img, par = _draw(idn, shapes, pose, canvas, hw, looks[0], light)
+    lm = pose.head(landmarks68(shapes))
+    img_d, par_d = _draw(manip.donor, donor_shapes, pose, canvas_d, hw, looks[1], light)
     both = {n: np.concatenate([shapes[n], donor_shapes[n]]) for n in scene.REGION_PARTS}
     region = (scene.mouth_region if manip.kind == "mouth" else scene.inner_face)(both, pose)
     img, par = _composite(img, par, img_d, par_d, region, manip.alpha[t], manip.blur * 2 * pose.scale, manip.gain)
