@@ -33,11 +33,13 @@ def apply(frame: np.ndarray, cam: Camera, gain: float, light, rng: np.random.Gen
     sw, sh = source_size or (w, h)
     gx = ((origin[0] + (np.arange(w, dtype=np.float32) + 0.5) * px) / sw - 0.5)[None, :, None]
     gy = ((origin[1] + (np.arange(h, dtype=np.float32) + 0.5) * px) / sh - 0.5)[:, None, None]
-    img = frame.astype(np.float32) * (gain * (1 + light[0] * gx + light[1] * gy))
+    img = frame * (gain * (1 + light[0] * gx + light[1] * gy))  # float64 (uint8 values are exact in it)
     if cam.blur > 0:
         img = cv2.GaussianBlur(img, (0, 0), cam.blur * sh / px)
     if cam.noise > 0:
-        img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(cam.noise * 255)
+        noise = rng.standard_normal(img.shape, dtype=np.float32)
+        noise *= np.float32(cam.noise * 255)  # float32 product, as drawn
+        img += noise
     out = np.clip(img, 0, 255).astype(np.uint8)
     if cam.jpeg:
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, cam.jpeg])
