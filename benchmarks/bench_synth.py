@@ -3,7 +3,8 @@
 The reference's ``marlin/synth/*.py`` are read with ``git show REF:...`` into a temporary package
 (``marlin._synth_ref``: it shares everything outside ``synth`` with the working tree, so only the
 generator differs). Both are timed in alternating rounds on the same items (the median round is
-reported: the machine may be shared), single process, and their outputs are compared array by array.
+reported, wall and CPU time: the machine may be shared), single process, and their outputs are compared
+array by array first.
 
     python benchmarks/bench_synth.py [--ref 925db11] [--rounds 5] [--items 10] [--frames 32] [--size 64]
 """
@@ -45,11 +46,12 @@ def load_reference(commit: str, tmp: Path):
     return importlib.import_module("marlin._synth_ref.dataset"), importlib.import_module("marlin._synth_ref.clip")
 
 
-def _time(fn, ks) -> float:
-    t0 = time.perf_counter()
+def _time(fn, ks) -> tuple[float, float]:
+    """(wall, CPU) seconds per item of ``fn`` over ``ks``."""
+    t0, c0 = time.perf_counter(), time.process_time()
     for k in ks:
         fn(k)
-    return (time.perf_counter() - t0) / len(ks)
+    return (time.perf_counter() - t0) / len(ks), (time.process_time() - c0) / len(ks)
 
 
 def main() -> None:
@@ -91,10 +93,12 @@ def main() -> None:
                     times[what, name].append(_time(d[name], ks))
     print(f"marlin.synth: seconds per item ({F} frames, {S} px, seed {seed}, {args.items} items x {args.rounds} "
           f"rounds, median; single process; outputs checked equal)")
-    print(f"{'stage':<12} {args.ref + ' (ref)':>18} {'working tree':>14} {'speed-up':>9} {'time saved':>11}")
-    for what in impls:
-        ref, new = (statistics.median(times[what, n]) for n in impls[what])
-        print(f"{what:<12} {ref:>18.4f} {new:>14.4f} {ref / new:>8.2f}x {1 - new / ref:>10.0%}")
+    head = f"{args.ref + ' (ref)':>18} {'working tree':>14} {'speed-up':>9} {'time saved':>11}"
+    print(f"{'stage':<12} {'clock':<5} {head}")
+    for what, names in impls.items():
+        for i, clock in enumerate(("wall", "CPU")):
+            ref, new = (statistics.median(t[i] for t in times[what, n]) for n in names)
+            print(f"{what:<12} {clock:<5} {ref:>18.4f} {new:>14.4f} {ref / new:>8.2f}x {1 - new / ref:>10.0%}")
 
 
 if __name__ == "__main__":
