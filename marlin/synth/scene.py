@@ -20,7 +20,8 @@ _UNIT_CIRCLE = np.stack([np.cos(np.arange(16) * np.pi / 8), np.sin(np.arange(16)
 
 @dataclass
 class Pose:
-    """Head pose in output pixels: ``centre`` (2,) of face space, ``scale`` pixels per face unit."""
+    """Head pose in output pixels: ``centre`` (2,) of face space, ``scale`` pixels per face unit.
+    Not to be changed once used: `head` keeps the rotation it builds on first use (`warp` makes a new pose)."""
 
     centre: np.ndarray
     scale: float
