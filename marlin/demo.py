@@ -229,24 +229,26 @@ RIDGE_PENALTIES = (0.1, 1, 10, 100, 1e3, 1e4, 1e5)
 
 
 def ridge_probe(task, train, val, test) -> np.ndarray:
-    """Closed-form ridge probe on +-1 targets (one-vs-rest for multiclass) over z-scored features: fit on train
-    (X, y) for each of `RIDGE_PENALTIES`, keep the one whose val metric (`task.metric`) is best, return the test
-    scores in `compute_metrics`' layout. Deterministic, closed form; printed beside the check's logistic probe."""
+    """Closed-form ridge probe on +-1 targets (one-vs-rest for multiclass) over z-scored features and a bias
+    (penalised like the weights): fit on train (X, y) for each of `RIDGE_PENALTIES`, keep the one whose val metric
+    (`task.metric`) is best, return the test scores in `compute_metrics`' layout. Deterministic, closed form, in
+    the dual (features may outnumber clips); printed beside the check's logistic probe."""
     from .downstream.metrics import compute_metrics
 
     (xa, ya), (xv, yv), (xt, _) = train, val, test
     mu, sd = xa.mean(0), xa.std(0) + 1e-6
-    xa, xv, xt = [np.c_[(x - mu) / sd, np.ones(len(x))] for x in (xa, xv, xt)]
+    xa, xv, xt = [((x - mu) / sd).astype(np.float64) for x in (xa, xv, xt)]
     targets = np.eye(len(task.labels))[ya] if task.kind == "multiclass" else ya.reshape(len(ya), -1)
     targets = targets * 2.0 - 1
-    gram = xa @ xa.T  # dual form: features may outnumber clips
+    gram = xa @ xa.T + 1.0  # of [X, 1]: (N, N)
     best = None
     for lam in RIDGE_PENALTIES:
-        w = xa.T @ np.linalg.solve(gram + lam * np.eye(len(xa)), targets)
-        s = compute_metrics(task.kind, task.scores(torch.as_tensor(xv @ w)), yv)[task.metric]
+        alpha = np.linalg.solve(gram + lam * np.eye(len(xa)), targets)  # (N, C): weights X^T alpha, bias sum(alpha)
+        w, b = xa.T @ alpha, alpha.sum(0)
+        s = compute_metrics(task.kind, task.scores(torch.as_tensor(xv @ w + b)), yv)[task.metric]
         if best is None or s > best[0]:
-            best = (s, w)
-    return task.scores(torch.as_tensor(xt @ best[1])).numpy()
+            best = (s, w, b)
+    return task.scores(torch.as_tensor(xt @ best[1] + best[2])).numpy()
 
 
 def compare(pre: dict, rnd: dict, probe: str, seed: int = 0) -> dict:

@@ -122,19 +122,42 @@ def fit_logistic(task: Task, X, y, penalty: float, head: nn.Linear | None = None
     return head
 
 
+def row_span(x: torch.Tensor) -> torch.Tensor | None:
+    """An orthonormal basis (D, N) of the span of the N rows of x (N, D) when features outnumber rows, else None.
+
+    An L2-penalised linear model's optimal weights lie in that span (any other component only adds to the
+    penalty), so fitting on x @ basis (N, N) and mapping the weights back by basis.T is the same problem, each
+    step D / N times cheaper (3.8x for the demo's 6144 features of 1600 clips)."""
+    if x.shape[1] <= x.shape[0]:
+        return None
+    return torch.linalg.qr(x.T.double()).Q.float()  # (D, N), float64 Householder: orthonormal to float32 rounding
+
+
 def train_logistic(task: Task, train_X, train_y, val_X, val_y, penalties=LOGISTIC_PENALTIES):
     """`fit_logistic` on train for each L2 penalty (strongest first, warm started); the penalty with the best val
-    metric is kept (ties: the stronger one). Returns (head, penalty, val metrics, {penalty: val metric})."""
+    metric is kept (ties: the stronger one). Returns (head, penalty, val metrics, {penalty: val metric}).
+    With more features than training clips the fits run in the span of the training features (`row_span`)."""
     vy = task.check_targets(val_y, "val targets")
+    x = torch.as_tensor(np.asarray(train_X, dtype=np.float32))
+    vx = torch.as_tensor(np.asarray(val_X, dtype=np.float32))
+    basis = row_span(x)
+    if basis is not None:
+        x, vx = x @ basis, vx @ basis  # (N, N), (Nv, N)
     head, best, by_penalty = None, None, {}
     for penalty in sorted(penalties, reverse=True):
-        head = fit_logistic(task, train_X, train_y, penalty, head)
-        val = compute_metrics(task.kind, task.scores(predict(head, val_X)), vy)
+        head = fit_logistic(task, x, train_y, penalty, head)
+        val = compute_metrics(task.kind, task.scores(predict(head, vx)), vy)
         by_penalty[float(penalty)] = val[task.metric]
         if best is None or val[task.metric] > best[1][task.metric]:
             best = (float(penalty), val, {k: v.detach().clone() for k, v in head.state_dict().items()})
     penalty, val, state = best
     head.load_state_dict(state)
+    if basis is not None:  # back to the original features: W = W' basis^T
+        full = nn.Linear(basis.shape[0], task.num_outputs)
+        with torch.no_grad():
+            full.weight.copy_(head.weight @ basis.T)
+            full.bias.copy_(head.bias)
+        head = full
     return head, penalty, val, by_penalty
 
 

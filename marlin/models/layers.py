@@ -6,6 +6,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float, scale: float) -> Tensor:
+    """SDPA over (B, h, N, d/h). Training on a CPU under bf16 autocast runs it in float32: PyTorch's CPU
+    flash-attention backward is 2-3x slower in bf16 than in float32 at every length measured (32 to 1568 tokens,
+    benchmarks/bench_pretrain_step.py), and float32 is the more exact of the two."""
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_grad_enabled() and q.requires_grad:
+        with torch.autocast("cpu", enabled=False):
+            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=dropout_p, scale=scale)
+        return out.to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with a fused qkv projection; q and v biases only (no k bias), as VideoMAE."""
 
@@ -33,8 +44,7 @@ class Attention(nn.Module):
         b, n, d = x.shape
         qkv = F.linear(x, self.qkv.weight, self.qkv_bias())  # (B, N, 3D)
         q, k, v = qkv.view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)  # 3 x (B, h, N, d/h)
-        x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0,
-                                           scale=self.scale)
+        x = attention(q, k, v, self.attn_drop if self.training else 0.0, self.scale)
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, n, d)))
 
 

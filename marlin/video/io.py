@@ -100,8 +100,11 @@ def iter_frames(path, start: int = 0, step: int = 1) -> Iterator[np.ndarray]:
     ``start``/``step`` select frames ``start, start+step, ...`` by their order in the stream
     (variable frame rate is handled by order, not by timestamps).
     """
+    from av.video.reformatter import VideoReformatter
+
     container = _open(path)
     index = 0
+    to_rgb = VideoReformatter()  # one conversion context for the whole video: a frame's own is rebuilt per frame
     try:
         stream = container.streams.video[0]
         if stream.codec_context.width * stream.codec_context.height >= 256 * 256:
@@ -114,7 +117,7 @@ def iter_frames(path, start: int = 0, step: int = 1) -> Iterator[np.ndarray]:
                     fr = getattr(frame, "rotation", None)  # PyAV >= 13: display-matrix rotation
                     if fr:
                         r = int(fr) % 360
-                    yield _apply_rotation(frame.to_ndarray(format="rgb24"), r)
+                    yield _apply_rotation(to_rgb.reformat(frame, format="rgb24").to_ndarray(), r)
                 index += 1
         except VideoError:
             raise
