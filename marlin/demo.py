@@ -34,7 +34,7 @@ class DemoSettings:
     workers: int = _help("processes generating the synthetic world", 2)
     config: str = _help("pretraining config (shipped name or YAML)", "demo_cpu")
     max_steps: int | None = _help("pretraining iterations, also the cosine schedule's length: the budget, so a run "
-                                  "computes the same encoder however loaded the machine (~8.6 min on 2 free cores)",
+                                  "computes the same encoder however loaded the machine (5-9 min on 2 cores, docs/demo.md)",
                                   8500)
     minutes: float | None = _help("pretraining wall-clock cap on top of max_steps (a safety bound; a run it stops "
                                   "early reports fewer iterations)", 60.0)
@@ -44,8 +44,8 @@ class DemoSettings:
                             "reused); 0: the first world's test split", 3000)
     readout: str = _help("probe features: 'spatial' (token positions kept) or 'pooled' (official clip feature)",
                          "spatial")
-    precision: str = _help("feature extraction precision (marlin.precision): 32, bf16 or auto (bf16 autocast "
-                           "measured no faster than float32 at demo_cpu's size here)", "32")
+    precision: str = _help("feature extraction precision (marlin.precision): 32, bf16 or auto (bf16: the stage ~20 % "
+                           "faster on an AVX512-BF16 host, but it moves the expression margin; docs/demo.md)", "32")
     feature_batch: int = _help("windows per encoder call in feature extraction", 64)
     progress: bool = _help("progress bars", True)
     overrides: dict = _help("extra TrainerSettings for pretraining", factory=dict)
@@ -107,8 +107,8 @@ def encode_videos(models: dict, videos: list, sample_rate: int, readout: str = "
     the next `chunk` of videos decodes in a thread while this one encodes) run through
     `marlin.extract.encode_clips` in batches of `batch_size` windows, then `video_readout` over all
     its windows ("spatial") or the official clip feature averaged over them ("pooled": (N, D)). `precision`
-    ("32", "bf16", "auto": `Marlin.extract_features`) "bf16" runs the encoders under bf16 autocast (features within cosine 0.9999 of float32; at the demo_cpu size
-    on a 2-core AVX512-BF16 host it measured no faster than float32, which 64-window batches speed up instead)."""
+    ("32", "bf16", "auto": `Marlin.extract_features`) "bf16" runs the encoders under bf16 autocast (features within cosine 0.9999 of float32; the
+    stage ~20 % faster on a 2-core AVX512-BF16 host, docs/demo.md)."""
     from tqdm.auto import tqdm
 
     from .extract import encode_clips, video_clips
