@@ -68,6 +68,8 @@ _CURVE_X13_05 = _curve(_X13, 0.5)
 _CURVE_X13_03 = _curve(_X13, 0.3)
 _BOW = 1 - 0.3 * np.exp(-(_X13 / 0.18) ** 2)
 _TOP = np.arccos(-FACE_TOP)
+# the face as a detector boxes it: brow tops (v = FACE_TOP) to chin, cheek to cheek
+_FACE_PHI = np.concatenate([[_TOP, 2 * np.pi - _TOP], _RING64[(_RING64 > _TOP) & (_RING64 < 2 * np.pi - _TOP)]])
 
 
 STATIC_BEFORE_EYES = ("hair_cap", "hair_back", "brow_l_line", "brow_l", "brow_r_line", "brow_r")
@@ -213,15 +215,11 @@ def _key(*xs) -> bytes:
     return np.asarray(xs, float).tobytes()
 
 
-def _outline_parts(idn: Identity, jaw_drop, memo: dict) -> dict:
+def _outline_parts(idn: Identity, jaw_drop) -> dict:
     """Outline, detector-style face region and jaw of a face whose jaw drops by ``jaw_drop``."""
     a = idn.half_width
-    phi = _RING64
-    shapes = {"outline": _flat(*outline_uv(idn, phi, jaw_drop))}
-    # the face as a detector boxes it: brow tops (v = FACE_TOP) to chin, cheek to cheek
-    fphi = _memo(memo, "fphi", lambda: np.concatenate([[_TOP, 2 * np.pi - _TOP],
-                                                       phi[(phi > _TOP) & (phi < 2 * np.pi - _TOP)]]))
-    shapes["face_region"] = _flat(*outline_uv(idn, fphi, jaw_drop))
+    shapes = {"outline": _flat(*outline_uv(idn, _RING64, jaw_drop))}
+    shapes["face_region"] = _flat(*outline_uv(idn, _FACE_PHI, jaw_drop))
     shapes["jaw"] = _with_depth(*outline_uv(idn, _JAW_PHI, jaw_drop), a) * [1, 1, 0]
     return shapes
 
@@ -302,7 +300,7 @@ def face_shapes(idn: Identity, ex: dict, open_l: float, open_r: float, gaze, spe
     shapes: dict[str, np.ndarray] = {}
     opening = max(0.0, ex["open"]) + speech  # pressed lips (open < 0) only thin the lips
     jaw_drop = 0.55 * opening
-    shapes.update(_memo(memo, ("outline", _key(opening)), lambda: _outline_parts(idn, jaw_drop, memo)))
+    shapes.update(_memo(memo, ("outline", _key(opening)), lambda: _outline_parts(idn, jaw_drop)))
     for name in STATIC_BEFORE_EYES:  # same key order as ever: `scene.project` batches the shapes in this order
         if name in st:
             shapes[name] = st[name]

@@ -73,8 +73,8 @@ def paint(img: np.ndarray, parse: np.ndarray | None, prims: list[Prim], ss: int 
         return
     # every point converted to fixed point in one go (elementwise: the same integers as one primitive at a time)
     flat = np.concatenate([p.pts for p in prims])  # (sum N, 2)
-    big = np.rint((flat * ss - 0.5) * _ONE).astype(np.int32).reshape(-1, 1, 2)
-    small = np.rint((flat - 0.5) * _ONE).astype(np.int32).reshape(-1, 1, 2) if parse is not None else None
+    big = _fixed(flat * ss - 0.5)
+    small = _fixed(flat - 0.5) if parse is not None else None
     i, end, n = 0, 0, len(prims)
     while i < n:
         p = prims[i]

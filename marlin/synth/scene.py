@@ -3,7 +3,7 @@ which LaPa class)."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,14 +30,15 @@ class Pose:
     pitch: float
     body_centre: np.ndarray
     body_scale: float
-    _rot: tuple | None = field(default=None, init=False, repr=False, compare=False)  # built on first use
+    @functools.cached_property
+    def _rotation(self) -> tuple:
+        """What every `head` call of this pose shares: `turn(yaw, pitch)` and the scaled roll matrix (2, 2)."""
+        c, s = np.cos(self.roll), np.sin(self.roll)
+        return turn(self.yaw, self.pitch), np.array([[c, -s], [s, c]]) * self.scale
 
     def head(self, pts3: np.ndarray) -> np.ndarray:
         """(N, 3) face-space points -> (N, 2) pixels."""
-        if self._rot is None:  # what every call of this pose shares
-            c, s = np.cos(self.roll), np.sin(self.roll)
-            self._rot = turn(self.yaw, self.pitch), np.array([[c, -s], [s, c]]) * self.scale
-        trig, rot = self._rot
+        trig, rot = self._rotation
         uv = rotate(pts3, self.yaw, self.pitch, trig)
         return uv @ rot.T + self.centre
 

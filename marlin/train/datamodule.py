@@ -76,6 +76,7 @@ class PretrainData(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._dataset(self.val_items, self.cfg.trainer.seed + 1), 0, self.cfg.trainer.val_batches)
 
+
 def _open(spec, split: str, cfg: PretrainConfig):
     """Items of a data folder / item list, or the samples of shards (checked against the model geometry)."""
     if is_shards(spec):
