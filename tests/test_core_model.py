@@ -122,3 +122,22 @@ def test_visible_only_embedding_equals_embedding_then_selecting():
     assert torch.allclose(full, vis, atol=1e-5)
     with pytest.raises(ValueError, match="mask"):
         enc(x, mask[:, :-1])
+
+
+def test_sincos_table_is_built_with_numpy_as_the_official_code(monkeypatch):
+    """torch's multi-threaded float64 sin / cos gave another table (1 ulp at ~40 entries) in some processes, so one
+    seed pretrained two encoders; the table is built with NumPy, as the official code builds it."""
+    from marlin.models.embedding import sincos_table
+
+    expected = sincos_table(128, 192)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the sine-cosine table went through a torch kernel")
+
+    monkeypatch.setattr(torch, "sin", refuse)
+    monkeypatch.setattr(torch, "cos", refuse)
+    table = sincos_table(128, 192)
+    assert table.dtype == torch.float32 and table.shape == (1, 128, 192)
+    assert torch.equal(table, expected)
+    angle = 70 / 10000 ** (2 * (37 // 2) / 192)  # one entry worked out by hand: position 70, channel 37 (cos)
+    assert table[0, 70, 37].item() == pytest.approx(np.cos(angle), abs=1e-7)
