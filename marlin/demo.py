@@ -34,8 +34,8 @@ class DemoSettings:
     workers: int = _help("processes generating the synthetic world", 2)
     config: str = _help("pretraining config (shipped name or YAML)", "demo_cpu")
     max_steps: int | None = _help("pretraining iterations, also the cosine schedule's length: the budget, so a run "
-                                  "computes the same encoder however loaded the machine (5-9 min on 2 cores, docs/demo.md)",
-                                  8500)
+                                  "computes the same encoder however loaded the machine (5-9 min on 2 cores, "
+                                  "docs/demo.md)", 8500)
     minutes: float | None = _help("pretraining wall-clock cap on top of max_steps (a safety bound; a run it stops "
                                   "early reports fewer iterations)", 60.0)
     ablation: bool = _help("also pretrain with each of fasking / tube / random that is not the main strategy", False)
@@ -107,8 +107,8 @@ def encode_videos(models: dict, videos: list, sample_rate: int, readout: str = "
     the next `chunk` of videos decodes in a thread while this one encodes) run through
     `marlin.extract.encode_clips` in batches of `batch_size` windows, then `video_readout` over all
     its windows ("spatial") or the official clip feature averaged over them ("pooled": (N, D)). `precision`
-    ("32", "bf16", "auto": `Marlin.extract_features`) "bf16" runs the encoders under bf16 autocast (features within cosine 0.9999 of float32; the
-    stage ~20 % faster on a 2-core AVX512-BF16 host, docs/demo.md)."""
+    ("32", "bf16", "auto": `Marlin.extract_features`) "bf16" runs the encoders under bf16 autocast (features
+    within cosine 0.9999 of float32; the stage ~20 % faster on a 2-core AVX512-BF16 host, docs/demo.md)."""
     from tqdm.auto import tqdm
 
     from .extract import encode_clips, video_clips

@@ -388,8 +388,8 @@ class FacePipeline:
     def _overlapped(self, source, timer: _Timer, path, encoder: _Encoder | None):
         """Track, and crop + parse each frame once its box is final, on the other threads (and hand the crops to
         ``encoder`` in order). Returns (landmarks, cuts, (H, W), (boxes, found), crops, parse), the final boxes as
-        `_boxes` gives them; crops is None when the plain second pass must follow (the held frames outgrew ``cache_bytes``, or a streamed box differs from the
-        final one)."""
+        `_boxes` gives them; crops is None when the plain second pass must follow (the held frames outgrew
+        ``cache_bytes``, or a streamed box differs from the final one)."""
         tracker, stream = FaceTracker(self.detector, self.landmarker), C.BoxStream(*self._sigmas(source))
         chunks, chunk = _Chunks(self._instances(), self.threads), min(self.chunk, 16)
         pts, cuts, held, nbytes, hw, buf, first, fed = [], [], {}, 0, None, [], 0, 0
