@@ -73,27 +73,30 @@ def _precision(name: str, device) -> str:
         raise MarlinError(f"--precision {name}: {e}") from None
 
 
-def claim_output(out_dir: Path, record: dict) -> None:
-    """Write ``record`` as OUT/features.json, or check the one there: a folder whose features were made with
-    other settings (or hold no record) is refused, so one folder never mixes encoders, windows or precisions."""
+def claim_output(out_dir: Path, record: dict, record_name: str | None = None, outputs: str = "*.npy",
+                 what: str = "features") -> None:
+    """Write ``record`` as OUT/<record_name> (default features.json), or check the one there: a folder whose
+    outputs were made with other settings (or hold no record) is refused, so one folder never mixes encoders,
+    windows or precisions. ``outputs``: the glob of the files the record speaks for."""
     import json
 
     from ..atomic import write_json
     from ..errors import MarlinError
     from ..extract import FEATURES_RECORD, record_differences
 
-    path = out_dir / FEATURES_RECORD
+    record_name = record_name or FEATURES_RECORD
+    path = out_dir / record_name
     if path.is_file():
         try:
             diff = record_differences(json.loads(path.read_text()), record)
         except ValueError as e:
-            raise MarlinError(f"{path}: unreadable feature record ({e})") from None
+            raise MarlinError(f"{path}: unreadable {what} record ({e})") from None
         if diff:
-            raise MarlinError(f"{out_dir}: holds features made with other settings ({'; '.join(diff)}): "
+            raise MarlinError(f"{out_dir}: holds {what} made with other settings ({'; '.join(diff)}): "
                               f"use another --out, or delete that folder")
         return
-    if any(out_dir.rglob("*.npy")):
-        raise MarlinError(f"{out_dir}: holds features without a {FEATURES_RECORD} record, so nothing tells what "
+    if any(out_dir.rglob(outputs)):
+        raise MarlinError(f"{out_dir}: holds {what} without a {record_name} record, so nothing tells what "
                           f"made them: use another --out, or delete them")
     write_json(path, record)
 
