@@ -32,7 +32,9 @@ def read_yaml(path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:  # a binary file (a checkpoint, a video) given as the config
+        raise ConfigError(f"{path}: not a YAML file (not UTF-8 text)") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML ({e})") from None
     if data is None:
@@ -243,7 +245,7 @@ def help_of(field: dataclasses.Field) -> str | None:
 
 def add_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "", skip: Iterable[str] = (),
                   short: bool = False, choices: Mapping[str, Iterable] | None = None,
-                  flags: Mapping[str, str] | None = None) -> None:
+                  flags: Mapping[str, str] | None = None, _nested: bool = False) -> None:
     """One ``--a-b`` flag per leaf field of ``cls`` (key "a.b"; nested sections prefixed by their name, or only
     the field name when ``short``; ``flags`` {key: flag} names some otherwise), default None (= the config's
     value); booleans as ``--x / --no-x``; ``choices`` {key: allowed values}. Plus, once per parser,
@@ -256,7 +258,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "", skip: 
             continue
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            add_arguments(parser, tp, f"{key}.", skip, short, choices, flags)
+            add_arguments(parser, tp, f"{key}.", skip, short, choices, flags, _nested=True)
             continue
         flag = flags.get(key) or "--" + (f.name if short else key).replace(".", "-").replace("_", "-")
         dest = "cfg:" + key
@@ -268,9 +270,22 @@ def add_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "", skip: 
         else:
             parser.add_argument(flag, dest=dest, default=None, metavar=f.name.upper(), choices=choices.get(key),
                                 type=functools.partial(_flag_value, tp, flag), help=text)
-    if not any(a.dest == "set" for a in parser._actions):
+    if not _nested and not any(a.dest == "set" for a in parser._actions):
         parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                            help="override any config key, e.g. --set trainer.batch_size=8 (repeatable)")
+                            help=f"override any config key, e.g. --set {_example(cls, prefix)} "
+                                 f"(repeatable)".replace("%", "%%"))
+
+
+def _example(cls, prefix: str = "") -> str:
+    """``key=value`` of a real field of ``cls`` with its default: the --set example of its help (a fixed example
+    named keys that some commands do not have)."""
+    hints = _hints(cls)
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    for f in fields:
+        if isinstance(f.default, (int, float, str)) and not isinstance(f.default, bool):
+            return f"{prefix}{f.name}={f.default}"
+    sections = [f for f in fields if dataclasses.is_dataclass(hints[f.name])]
+    return _example(hints[sections[0].name], f"{prefix}{sections[0].name}.") if sections else f"{prefix}KEY=VALUE"
 
 
 def _flag_value(tp, flag: str, text: str):

@@ -99,13 +99,11 @@ PRESETS: dict[str, Preset] = {
 
 def config_from_yaml_dict(cfg: dict, source: str = "<dict>") -> MarlinConfig:
     """Architecture from a dict in the official pretraining-YAML layout (keys img_size, clip_frames, encoder: {...}),
-    read through the one alias table of `marlin.config` (other sections, e.g. `trainer:`, are not looked at)."""
-    from ..config import OFFICIAL_PRETRAIN_KEYS, from_official
+    read through the one alias table of `marlin.config`. Every key is checked as pretraining checks it (an unknown
+    or misspelt key is an error naming it, not ignored); our `trainer:` section is allowed and not looked at."""
+    from ..config import from_official
 
-    arch = {k: v for k, v in cfg.items()
-            if any(o == k or o.startswith(k + ".") for o, ours in OFFICIAL_PRETRAIN_KEYS.items()
-                   if ours.startswith("model."))}
-    return MarlinConfig.from_dict(from_official(arch, source, passthrough=()).get("model", {}), source).validate()
+    return MarlinConfig.from_dict(from_official(cfg, source).get("model", {}), source).validate()
 
 
 def read_yaml(path) -> dict:
