@@ -26,6 +26,8 @@ EXTRAS = {
     "lipsync": ("cv2",),
     "demo": ("matplotlib", "lightning", "tensorboard", "torchmetrics", "cv2"),
     "hf": ("huggingface_hub", "transformers"),
+    "onnx": ("onnx", "onnxruntime"),
+    "openvino": ("onnx", "openvino"),
 }
 
 

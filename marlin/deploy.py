@@ -1,0 +1,343 @@
+"""Deploy anywhere: export MARLIN to ONNX / OpenVINO IR, and run exported encoders as extraction backends.
+
+An export is a folder:
+
+- ``model.onnx`` (``--to onnx``) or ``model.xml`` + ``model.bin`` (``--to openvino``, OpenVINO IR);
+- ``marlin_export.json``: the model config, the encoder's identity (the `encoder_record` of the checkpoint it
+  came from, the one `marlin extract` records), the SHA-256 of every model file, the opset, the inputs and
+  outputs, and the parity measured at export time. `load_export` checks the files against it before running.
+
+The feature extractor takes ``clip`` (B, 3, T, H, W) float32 in [0, 1] (batch dynamic) and returns ``tokens``
+(B, N, D), the normed per-token features, and ``pooled`` (B, D), the final norm of the mean over tokens, the two
+outputs of `Marlin.extract_features` from one pass. ``--full`` exports the reconstruction instead: ``clip`` and
+``mask`` (B, N) bool (True = visible, the same count per sample) -> ``reconstruction`` (B, N_masked, 3*t*p*p),
+`Marlin.forward`. Graphs are standard ONNX operators (TorchScript exporter, opset 17), no custom operators.
+
+Backends (`marlin extract --backend`, `extract_video(..., backend=...)`): ``torch`` (the model itself),
+``onnxruntime`` and ``openvino`` (the runtimes of the ``onnx`` and ``openvino`` extras, on the CPU). A model in
+memory is exported once per backend and weights (the runner is kept on the model), an exported folder is run
+as it is. Both runtimes use torch's thread count, so backends compare on equal terms.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .errors import MarlinError, require
+
+BACKENDS = ("torch", "onnxruntime", "openvino")
+TARGETS = ("onnx", "openvino")
+EXPORT_RECORD = "marlin_export.json"
+EXPORT_FORMAT = "marlin-export/1"
+OPSET = 17
+PARITY_TOLERANCE = 1e-4  # max abs difference to torch float32 an export must keep (features are O(1))
+# what each runtime needs: (module, extra); exporting needs `onnx` (torch's ONNX exporter imports it)
+_RUNTIME = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}
+_TARGET_BACKEND = {"onnx": "onnxruntime", "openvino": "openvino"}
+_FILES = {"onnx": ("model.onnx",), "openvino": ("model.xml", "model.bin")}
+
+
+def require_backend(backend: str, what: str | None = None):
+    """The runtime module of ``backend`` (MissingExtraError naming its extra when it is not installed)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "torch":
+        return torch
+    module, extra = _RUNTIME[backend]
+    require("onnx", extra, what or f"the {backend} backend")  # the exporter's; a runtime without it cannot load us
+    return require(module, extra, what or f"the {backend} backend")
+
+
+def _openvino_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin computes bf16 on this host (AMX or AVX512-BF16), as it reports."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def resolve_backend_precision(backend: str, precision: str, device) -> str:
+    """The resolved precision ("32", "bf16" or "16") ``backend`` runs on ``device``; ValueError for one it
+    cannot run. The runtimes run on the CPU: onnxruntime in float32 only, OpenVINO in float32 or in bf16 where
+    its CPU plugin computes bf16 (``auto`` picks bf16 there, float32 elsewhere)."""
+    from .precision import PRECISIONS, resolve_extract_precision
+
+    if backend == "torch":
+        return resolve_extract_precision(precision, device)
+    require_backend(backend)
+    precision = str(precision)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if torch.device(device).type != "cpu":
+        raise ValueError(f"the {backend} backend runs on the CPU (device cpu), got device {device}")
+    if backend == "onnxruntime":
+        if precision in ("bf16", "16"):
+            raise ValueError(f"the onnxruntime backend runs float32 only, got precision {precision!r} "
+                             f"(bf16: the openvino or torch backend)")
+        return "32"
+    if precision == "16":
+        raise ValueError("precision '16' (float16) needs a GPU; on a CPU use 'bf16' or 'auto'")
+    if precision == "auto":
+        return "bf16" if _openvino_bf16() else "32"
+    if precision == "bf16" and not _openvino_bf16():
+        raise ValueError("OpenVINO computes bf16 only on CPUs with AMX or AVX512-BF16, and this one has "
+                         "neither: use precision '32' (or the torch backend, which emulates bf16)")
+    return precision
+
+
+# ---- graphs -------------------------------------------------------------------------------------------
+class FeatureGraph(nn.Module):
+    """The encoder as a feature extractor: clip -> (tokens, pooled), `MarlinEncoder.extract_features` with
+    keep_seq True and False from one pass over the blocks (the pooled vector is the norm of the token mean)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, clip: Tensor) -> tuple[Tensor, Tensor]:
+        emb = self.encoder.embed(clip)
+        for block in self.encoder.blocks:
+            emb = block(emb)
+        return self.encoder.norm(emb), self.encoder.norm(emb.mean(dim=1))
+
+
+class ReconstructionGraph(nn.Module):
+    """The full model: (clip, mask) -> pixel predictions of the masked tubelets (`Marlin.forward`)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, clip: Tensor, mask: Tensor) -> Tensor:
+        return self.model(clip, mask)
+
+
+def _io(full: bool, cfg) -> tuple[dict, dict]:
+    """The inputs and outputs of an exported graph: name -> [dtype, shape] (str entries are dynamic)."""
+    clip = ["float32", ["batch", 3, cfg.n_frames, cfg.img_size, cfg.img_size]]
+    if full:
+        return ({"clip": clip, "mask": ["bool", ["batch", cfg.num_tokens]]},
+                {"reconstruction": ["float32", ["batch", "masked", cfg.patch_dim]]})
+    return {"clip": clip}, {"tokens": ["float32", ["batch", cfg.num_tokens, cfg.encoder_embed_dim]],
+                            "pooled": ["float32", ["batch", cfg.encoder_embed_dim]]}
+
+
+def _example(cfg, batch: int = 2, full: bool = False, seed: int = 0) -> dict[str, Tensor]:
+    """A seeded example input (the parity check's): random clips, and for ``full`` a mask of ~10 % visible."""
+    g = torch.Generator().manual_seed(seed)
+    x = {"clip": torch.rand(batch, 3, cfg.n_frames, cfg.img_size, cfg.img_size, generator=g)}
+    if full:
+        visible = max(1, cfg.num_tokens // 10)
+        order = torch.stack([torch.randperm(cfg.num_tokens, generator=g) for _ in range(batch)])
+        x["mask"] = torch.zeros(batch, cfg.num_tokens, dtype=torch.bool).scatter_(1, order[:, :visible], True)
+    return x
+
+
+def export_onnx(model, path, full: bool = False, opset: int = OPSET) -> Path:
+    """Write ``model`` as one ONNX file (the feature extractor, or with ``full`` the reconstruction)."""
+    require("onnx", "onnx", "ONNX export")
+    if full and model.decoder is None:
+        raise MarlinError("--full needs the decoder, and this model holds only the encoder (export without --full, "
+                          "or convert a *.full.pt / .ckpt)")
+    model = model.cpu().eval()
+    graph = ReconstructionGraph(model) if full else FeatureGraph(model.encoder)
+    inputs, outputs = _io(full, model.config)
+    example = _example(model.config, full=full)
+    axes = {n: {i: d for i, d in enumerate(shape) if isinstance(d, str)}
+            for n, (_, shape) in {**inputs, **outputs}.items()}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings of shape arithmetic: the batch stays dynamic (tested)
+        torch.onnx.export(graph, tuple(example.values()), str(path), dynamo=False, opset_version=opset,
+                          input_names=list(inputs), output_names=list(outputs), dynamic_axes=axes)
+    return Path(path)
+
+
+# ---- runners ------------------------------------------------------------------------------------------
+def _session(backend: str, path: Path, precision: str = "32"):
+    """A callable {input name: array} -> {output name: array} running the model file ``path`` in ``backend``,
+    on torch's thread count; OpenVINO in ``precision`` (its CPU plugin would pick bf16 by itself on AMX hosts)."""
+    threads = torch.get_num_threads()
+    if backend == "onnxruntime":
+        ort = require_backend("onnxruntime")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        return lambda feeds: dict(zip(names, session.run(names, feeds)))
+    ov = require_backend("openvino")
+    hint = {"32": "f32", "bf16": "bf16"}[precision]
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint,
+                                                          "INFERENCE_NUM_THREADS": threads})
+    request = compiled.create_infer_request()
+    return lambda feeds: {k.get_any_name(): np.copy(v) for k, v in request.infer(feeds).items()}
+
+
+class ExportedModel:
+    """An exported MARLIN run by a runtime, with the extraction API of `Marlin` (``config``, ``device``,
+    ``eval``, ``extract_features``), so `marlin.extract.video_features` runs it as it runs a torch model."""
+
+    def __init__(self, record: dict, backend: str, run, precision: str = "32", folder: Path | None = None):
+        from .models.config import MarlinConfig
+
+        self.record, self.backend, self.precision, self.folder, self._run = record, backend, precision, folder, run
+        self.config = MarlinConfig.from_dict(record["config"], str(folder or "export"))
+        self.full = record["parts"] == "full"
+        self.device = torch.device("cpu")
+
+    def eval(self) -> "ExportedModel":
+        return self
+
+    def __call__(self, **inputs) -> dict[str, np.ndarray]:
+        return self._run({k: np.ascontiguousarray(v.numpy() if isinstance(v, Tensor) else v)
+                          for k, v in inputs.items()})
+
+    def extract_features(self, x: Tensor, keep_seq: bool = True, precision: str | None = None) -> Tensor:
+        """(B, 3, T, H, W) float in [0, 1] -> (B, N, D) per-token features, or (B, D) pooled ones."""
+        if self.full:
+            raise MarlinError(f"{self.folder}: a --full export reconstructs; export without --full to extract")
+        if precision not in (None, self.precision):
+            raise ValueError(f"this {self.backend} runner computes in precision {self.precision!r}, "
+                             f"asked for {precision!r}")
+        out = self(clip=x.detach().float().cpu())
+        return torch.from_numpy(out["tokens" if keep_seq else "pooled"])
+
+    def reconstruct(self, x: Tensor, mask: Tensor) -> Tensor:
+        """`Marlin.forward` of a --full export."""
+        if not self.full:
+            raise MarlinError(f"{self.folder}: this export holds the feature extractor only (export with --full)")
+        return torch.from_numpy(self(clip=x.detach().float().cpu(), mask=mask.cpu())["reconstruction"])
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_export_record(folder) -> dict:
+    """The checked record of an export folder: its format, and every model file's SHA-256 as recorded."""
+    folder = Path(folder)
+    path = folder / EXPORT_RECORD
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MarlinError(f"{folder}: not a MARLIN export (no {EXPORT_RECORD}; write one with marlin convert "
+                          f"--to onnx|openvino)") from None
+    except (OSError, ValueError) as e:
+        raise MarlinError(f"{path}: unreadable export record ({e})") from None
+    if not isinstance(record, dict) or record.get("format") != EXPORT_FORMAT:
+        raise MarlinError(f"{path}: not a {EXPORT_FORMAT} record")
+    missing = [k for k in ("target", "parts", "config", "encoder", "files") if k not in record]
+    if missing:
+        raise MarlinError(f"{path}: the export record lacks {', '.join(missing)}")
+    for name, digest in record["files"].items():
+        file = folder / name
+        if not file.is_file():
+            raise MarlinError(f"{file}: missing from the export (its record lists it)")
+        if _sha256(file) != digest:
+            raise MarlinError(f"{file}: differs from the file this export recorded (SHA-256 mismatch): the export "
+                              f"was modified; export again with marlin convert")
+    return record
+
+
+def load_export(folder, backend: str | None = None, precision: str = "32") -> ExportedModel:
+    """Run an export folder in ``backend`` (default: the runtime it was written for; OpenVINO also runs ONNX
+    exports), after checking its files against its record."""
+    folder = Path(folder)
+    record = read_export_record(folder)
+    backend = backend or _TARGET_BACKEND[record["target"]]
+    if backend == "torch" or (backend == "onnxruntime" and record["target"] != "onnx"):
+        raise MarlinError(f"{folder}: a {record['target']} export runs in "
+                          f"{'onnxruntime or openvino' if record['target'] == 'onnx' else 'openvino'}, "
+                          f"not {backend} (the torch backend takes the checkpoint it was exported from)")
+    precision = resolve_backend_precision(backend, precision, "cpu")
+    return ExportedModel(record, backend, _session(backend, folder / _FILES[record["target"]][0], precision),
+                         precision, folder)
+
+
+# ---- export -------------------------------------------------------------------------------------------
+def _parity(model, runner: ExportedModel, full: bool) -> dict:
+    """Max abs difference of ``runner`` to torch float32 on a seeded batch of 2; MarlinError above tolerance."""
+    example = _example(model.config, full=full)
+    with torch.no_grad():
+        if full:
+            diffs = {"reconstruction": (runner.reconstruct(**example) - model(**example)).abs().max().item()}
+        else:
+            tokens, pooled = (model.extract_features(example["clip"], keep_seq=k) for k in (True, False))
+            diffs = {"tokens": (runner.extract_features(example["clip"], keep_seq=True) - tokens).abs().max().item(),
+                     "pooled": (runner.extract_features(example["clip"], keep_seq=False) - pooled).abs().max().item()}
+    worst = max(diffs.values())
+    if not worst <= PARITY_TOLERANCE:  # NaN fails too
+        raise MarlinError(f"the {runner.backend} export differs from torch by {worst:.3g} (max abs, tolerance "
+                          f"{PARITY_TOLERANCE:g}): not written")
+    return {"batch": len(example["clip"]), "tolerance": PARITY_TOLERANCE, "max_abs_diff": diffs}
+
+
+def export(model, out, to: str = "onnx", full: bool = False, encoder: dict | None = None,
+           opset: int = OPSET) -> dict:
+    """Export ``model`` into the folder ``out`` (``to``: onnx | openvino; ``full``: encoder + decoder for
+    reconstruction, else the feature extractor), check it runs within `PARITY_TOLERANCE` of torch, and write its
+    record. ``encoder``: the identity of the weights (an `encoder_record`; default the model's weights hash).
+    The folder appears complete or not at all; an existing non-empty ``out`` is refused. Returns the record."""
+    from ._version import __version__
+    from .atomic import atomic_dir, write_json
+    from .extract import model_record
+
+    if to not in TARGETS:
+        raise ValueError(f"export target must be one of {', '.join(TARGETS)}, got {to!r}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise MarlinError(f"{out}: already exists{' and is not empty' if out.is_dir() else ''}: choose another "
+                          f"OUT, or delete it")
+    if full and model.decoder is None:
+        raise MarlinError(f"{out}: --full needs the decoder, and the input holds only the encoder (export without "
+                          f"--full, or convert a *.full.pt / .ckpt)")
+    backend = _TARGET_BACKEND[to]
+    runtime = require_backend(backend, f"--to {to}")  # before the expensive step
+    model = model.cpu().eval()
+    record = {"format": EXPORT_FORMAT, "target": to, "parts": "full" if full else "encoder",
+              "opset": opset, "config": model.config.to_dict(),
+              "encoder": encoder or model_record(model)}
+    inputs, outputs = _io(full, model.config)
+    record.update(inputs=inputs, outputs=outputs, files={})
+    with atomic_dir(out, replace=False) as tmp:
+        onnx_path = export_onnx(model, tmp / "model.onnx", full, opset)
+        if to == "openvino":
+            runtime.save_model(runtime.convert_model(str(onnx_path)), str(tmp / "model.xml"), compress_to_fp16=False)
+            onnx_path.unlink()
+        record["files"] = {name: _sha256(tmp / name) for name in _FILES[to]}
+        runner = ExportedModel(record, backend, _session(backend, tmp / _FILES[to][0]), "32", out)
+        record["parity"] = _parity(model, runner, full)
+        record["versions"] = {"marlin": __version__, "torch": torch.__version__,
+                              backend: getattr(runtime, "__version__", None)}
+        write_json(tmp / EXPORT_RECORD, record)
+    return record
+
+
+def runtime_model(model, backend: str, precision: str = "32") -> ExportedModel:
+    """``model`` (a Marlin in memory) as a ``backend`` runner of its feature extractor: exported once and kept
+    on the model until its weights change (a parameter replaced or changed in place)."""
+    precision = resolve_backend_precision(backend, precision, model.device)
+    # the weights' storage and version counters: load_state_dict / optimiser steps bump them, nothing else runs
+    weights = tuple((t.data_ptr(), t._version) for t in model.encoder.state_dict().values())
+    cache = model.__dict__.setdefault("_runtime_models", {})
+    key = (backend, precision)
+    if key in cache and cache[key][0] == weights:
+        return cache[key][1]
+    from .extract import model_record
+
+    record = {"format": EXPORT_FORMAT, "target": "onnx", "parts": "encoder", "opset": OPSET,
+              "config": model.config.to_dict(), "encoder": model_record(model)}
+    with tempfile.TemporaryDirectory(prefix="marlin-export-") as tmp:  # the runtimes hold the model once loaded
+        path = export_onnx(model, Path(tmp) / "model.onnx")
+        runner = ExportedModel(record, backend, _session(backend, path, precision), precision)
+    cache[key] = (weights, runner)
+    return runner
