@@ -52,6 +52,20 @@ def video_clips(path, clip_frames: int = 16, sample_rate: int = 2, stride: int =
         raise TruncatedVideoError(path, decoded, total)
 
 
+def face_track_clips(path, clip_frames: int = 16, sample_rate: int = 2, stride: int = 16, cover_tail: bool = False,
+                     size: int = 224, min_track_frames: int = 16) -> list[tuple[str, Iterator[np.ndarray]]]:
+    """Every face of a video (``--faces all``): for each kept face track, its name ("face0", "face1", ...: by
+    first frame, then left to right, see :mod:`marlin.face.tracks`) and its clips (L, S, S, 3) uint8 with the
+    windows of :func:`video_clips` over the track's own frames. The face pipeline runs first (all tracks at
+    once); a video without a face track of ``min_track_frames`` frames raises ``marlin.face.NoFaceError`` naming
+    the file. Per-track metadata (track number, source frame range, boxes): ``marlin.face.face_tracks``."""
+    from .face import face_tracks
+
+    return [(f"face{clip.meta['track']}",
+             iter_clips(iter(clip.frames), clip_indices(len(clip.frames), clip_frames, sample_rate, stride, cover_tail)))
+            for clip in face_tracks(path, size=size, min_track_frames=min_track_frames)]
+
+
 FEATURES_RECORD = "features.json"
 
 

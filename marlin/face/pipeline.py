@@ -20,6 +20,7 @@ from .models import runtime_versions
 from .parse import LandmarkParser, TorchScriptParser
 from .source import open_source
 from .tracker import FaceTracker
+from .tracks import MultiFaceTracker, assemble
 
 VERSION = "marlin-face/1"
 
@@ -488,3 +489,83 @@ class FacePipeline:
                 "no_face_fallback": None if found.any() else "center", **_counts(source, len(lms)),
                 "backends": self.backends()}
         return FaceClip(crops, parse, crop_lms, C.to_xyxy(boxes), found, float(source.fps), meta, encoded)
+
+    def run_tracks(self, path, fps: float = 25.0, min_track_frames: int = 16) -> list[FaceClip]:
+        """Every face of one video (``--faces all``): one FaceClip per kept track (see :mod:`marlin.face.tracks`
+        for the identity rule and the order), holding only the track's frames (its first to its last frame with
+        the face; frames between without it hold the box). ``meta`` adds ``track``, ``frame_range`` ([first, last]
+        source frame) and ``faces: "all"``; ``boxes`` are in source pixels, ``scene_cuts`` relative to the item.
+
+        Raises NoFaceError naming the file when no track has ``min_track_frames`` frames with a face (whatever
+        ``no_face``: a centre crop is no face track)."""
+        if min_track_frames < 1:
+            raise ValueError(f"min_track_frames must be at least 1, not {min_track_frames}")
+        timer = _Timer()
+        source = open_source(path, fps, self.allow_truncated)
+        # a lost face can be resumed for two seconds
+        tracker = MultiFaceTracker(self.detector, self.landmarker, max_gap=max(1, round(2 * float(source.fps))))
+        per_frame, cache, nbytes, hw = [], [], 0, None
+        for frame in self._frames(source, timer):
+            hw = hw or frame.shape[:2]
+            t0 = time.perf_counter()
+            per_frame.append(tracker.step(frame))
+            timer.add("track", time.perf_counter() - t0)
+            if cache is not None:
+                nbytes += frame.nbytes
+                if nbytes <= self.cache_bytes:
+                    cache.append(frame)
+                else:
+                    cache = None
+        if not per_frame:
+            raise VideoError(source.path, "contains no frames")
+        tracks = assemble(per_frame, tracker.cuts, min_track_frames)
+        if not tracks:
+            short = f" ({len(tracker.tracks)} shorter ones: --min-track-frames sets the least)" if tracker.tracks else ""
+            raise NoFaceError(path, f"no face track of at least {min_track_frames} frames with a face{short}")
+        boxes = [C.smooth_boxes(C.raw_boxes(t.landmarks), t.cuts, *self._sigmas(source)) for t in tracks]
+        crops, parse = self._crop_tracks(iter(cache) if cache is not None else self._frames(source, timer),
+                                         tracks, boxes, timer, path)
+        self.timings = timer.t
+        h, w = hw
+        clips = []
+        for t, b, c, p in zip(tracks, boxes, crops, parse):
+            found = t.found
+            meta = {"source": str(path), "fps": float(source.fps), "source_size": [int(w), int(h)], "faces": "all",
+                    "track": t.track, "frame_range": t.frame_range,
+                    "boxes": np.round(C.to_xyxy(b), 2).tolist(), "face_found": found.tolist(),
+                    "face_found_ratio": round(float(found.mean()), 4), "scene_cuts": t.cuts,
+                    "no_face_fallback": None, **_counts(source, len(per_frame)), "backends": self.backends()}
+            clips.append(FaceClip(c, p, C.landmarks_to_crop(t.landmarks, b, self.size), C.to_xyxy(b), found,
+                                  float(source.fps), meta))
+        return clips
+
+    def _crop_tracks(self, frames, tracks, boxes, timer: _Timer, path) -> tuple[list, list]:
+        """Second pass of ``run_tracks``: crop and parse each track's frames with its boxes, in chunks per track.
+        Returns (crops per track, parse per track (None without a parser))."""
+        chunks, owner = _Chunks(self._instances(), self.threads), []
+        bufs = [[] for _ in tracks]
+        n = 0
+        try:
+            for i, frame in enumerate(frames):
+                n = i + 1
+                for k, t in enumerate(tracks):
+                    if not t.start <= i < t.stop:
+                        continue
+                    bufs[k].append(frame)
+                    if len(bufs[k]) == self._chunk_size(t.stop - t.start) or i == t.stop - 1:
+                        a = i + 1 - len(bufs[k]) - t.start
+                        sl = slice(a, i + 1 - t.start)
+                        chunks.submit(self._crop_parse, bufs[k], boxes[k][sl], t.landmarks[sl], timer)
+                        owner.append(k)
+                        bufs[k] = []
+            parts = chunks.results()
+        finally:
+            if hasattr(frames, "close"):
+                frames.close()
+            chunks.close()
+        if n < max(t.stop for t in tracks):
+            raise VideoError(path, f"second decoding pass gave {n} frames, the first more")
+        crops = [np.concatenate([c for (c, _), o in zip(parts, owner) if o == k]) for k in range(len(tracks))]
+        parse = [np.concatenate([p for (_, p), o in zip(parts, owner) if o == k]) if self.parser is not None
+                 else None for k in range(len(tracks))]
+        return crops, parse
