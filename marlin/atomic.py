@@ -31,6 +31,46 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _umask() -> int:
+    """The process's umask (read without changing it where /proc says it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_writable(path, folder: bool = False) -> Path:
+    """Check, before any work, that ``path`` (a file, or a folder when ``folder``) can be written: not a folder
+    where a file goes (or the reverse), and its nearest existing folder accepts a new file. Creates nothing;
+    raises OSError naming the path."""
+    import errno
+    import tempfile
+
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        what = "a folder; give a file name" if path.is_dir() else "a file; give a folder"
+        kind = IsADirectoryError if path.is_dir() else NotADirectoryError
+        raise kind(errno.EISDIR if path.is_dir() else errno.ENOTDIR, f"the output is {what}", str(path))
+    parent = path if folder else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        if not parent.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"cannot write here: {parent} is a file", str(path))
+        fd, probe = tempfile.mkstemp(prefix=".marlin-write-check.", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except NotADirectoryError:
+        raise
+    except OSError as e:
+        raise PermissionError(e.errno or errno.EACCES, f"cannot write the output here ({e.strerror or e})",
+                              str(path)) from None
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix: str | None = None, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path`` atomically, on error it is removed.
@@ -42,6 +82,8 @@ def atomic_path(path, suffix: str | None = None, fsync: bool = False) -> Iterato
     tmp = temp_name(path, path.suffix if suffix is None else suffix)
     try:
         yield tmp
+        if tmp.is_file():  # the mode the umask gives (some writers, e.g. safetensors, create files 0600)
+            os.chmod(tmp, 0o666 & ~_umask())
         if fsync:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())

@@ -12,6 +12,8 @@ from pathlib import Path
 from ..errors import MarlinError
 
 TARGETS = ("official", "hf", "videomae", "safetensors")
+FOLDER_TARGETS = ("hf", "videomae", "onnx", "openvino")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")  # a missing file, not a Hub id
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,6 +33,8 @@ def read_model(source: str, model: str | None = None, revision: str | None = Non
     from ..checkpoints import load_file
     from ..models import Marlin
 
+    if not Path(source).exists() and Path(source).suffix.lower() in CHECKPOINT_SUFFIXES:  # not a Hub id
+        raise MarlinError(f"{source}: checkpoint file does not exist")
     if Path(source).is_file():
         if revision is not None:
             raise MarlinError(f"{source}: --revision applies to Hub ids only")
@@ -62,6 +66,9 @@ def write_model(model, out: str, to: str, license: str | None = None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import check_writable
+
+    check_writable(args.output, folder=args.to in FOLDER_TARGETS)  # before reading anything
     model = read_model(args.input, args.model, args.revision)
     if args.encoder_only and model.decoder is not None:
         from ..models import Marlin
