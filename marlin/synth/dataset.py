@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -139,6 +140,8 @@ def generate_dataset(out_dir, num: int, frames: int = 16, size: int = 96, seed: 
     if num < 0 or frames < 2 or size < 32 or size % 2:
         raise ValueError(f"synth: need num >= 0, frames >= 2 and an even size >= 32 (H.264 needs even sides; "
                          f"got num={num}, frames={frames}, size={size})")
+    if not (math.isfinite(fps) and fps > 0):  # checked before synth.json records it
+        raise ValueError(f"{out_dir}: synth needs a frame rate above 0 (got fps={fps})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_config(out, _config(frames, size, seed, fps))
