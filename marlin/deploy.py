@@ -269,7 +269,8 @@ def _parity(model, runner: ExportedModel, full: bool) -> dict:
     example = _example(model.config, full=full)
     with torch.no_grad():
         if full:
-            diffs = {"reconstruction": (runner.reconstruct(**example) - model(**example)).abs().max().item()}
+            clip, mask = example["clip"], example["mask"]
+            diffs = {"reconstruction": (runner.reconstruct(clip, mask) - model(clip, mask)).abs().max().item()}
         else:
             tokens, pooled = (model.extract_features(example["clip"], keep_seq=k) for k in (True, False))
             diffs = {"tokens": (runner.extract_features(example["clip"], keep_seq=True) - tokens).abs().max().item(),

@@ -1,8 +1,11 @@
-"""`marlin convert IN OUT --to official|hf|videomae|safetensors`: any format the toolkit reads to any it writes.
+"""`marlin convert IN OUT --to official|hf|videomae|safetensors|onnx|openvino`: any format the toolkit reads to any
+it writes, and deployment exports (`marlin.deploy`).
 
 IN: a checkpoint file (official `.encoder.pt` / `.full.pt` / `.ckpt`, VideoMAE, our `.safetensors`) or a Hugging
 Face folder / Hub id (official `ControlNet/marlin_vit_*_ytf` layout, `save_pretrained` folders, transformers
-VideoMAE folders). OUT: `NAME.encoder.pt` / `NAME.full.pt` (official), a folder (hf, videomae), a file (safetensors).
+VideoMAE folders). OUT: `NAME.encoder.pt` / `NAME.full.pt` (official), a folder (hf, videomae, onnx, openvino),
+a file (safetensors). onnx / openvino write the feature extractor, or with --full the reconstruction, checked
+against torch before the folder appears.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from pathlib import Path
 
 from ..errors import MarlinError
 
-TARGETS = ("official", "hf", "videomae", "safetensors")
+TARGETS = ("official", "hf", "videomae", "safetensors", "onnx", "openvino")
 FOLDER_TARGETS = ("hf", "videomae", "onnx", "openvino")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")  # a missing file, not a Hub id
 
@@ -19,13 +22,16 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")  # a miss
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="IN", help="checkpoint file, Hugging Face folder or Hub id")
     p.add_argument("output", metavar="OUT", help="NAME.encoder.pt|NAME.full.pt (official), a folder (hf, videomae) "
-                                                "or NAME.safetensors")
+                                                "or NAME.safetensors; a new folder for onnx / openvino")
     p.add_argument("--to", required=True, choices=TARGETS, help="the format to write")
     p.add_argument("--model", default=None, help="preset name or official-layout YAML, for files that carry no "
                                                  "config (official .pt / .ckpt, VideoMAE checkpoints)")
     p.add_argument("--encoder-only", action="store_true", help="write the encoder only (drop decoder and projection)")
     p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of a Hub id")
     p.add_argument("--license", default=None, help="licence field of the model card (--to hf)")
+    p.add_argument("--full", action="store_true", help="--to onnx|openvino: export encoder + decoder for "
+                                                       "reconstruction (default: the encoder as a feature extractor)")
+    p.add_argument("--opset", type=int, default=None, help="--to onnx|openvino: ONNX opset (default 17)")
 
 
 def read_model(source: str, model: str | None = None, revision: str | None = None):
@@ -65,10 +71,33 @@ def write_model(model, out: str, to: str, license: str | None = None) -> Path:
     return out_path
 
 
+def _source_record(source: str, model_name: str | None, model) -> dict:
+    """The encoder identity an export carries: that of the checkpoint file (what `marlin extract --checkpoint`
+    records for it), or the weights' hash for a folder or Hub id."""
+    from ..extract import model_record
+    from ..models.config import encoder_record
+
+    return encoder_record(model_name, source) if Path(source).is_file() else model_record(model)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..atomic import check_writable
 
     check_writable(args.output, folder=args.to in FOLDER_TARGETS)  # before reading anything
+    deploy = args.to in ("onnx", "openvino")
+    if not deploy and (args.full or args.opset is not None):
+        raise MarlinError(f"{args.output}: --full and --opset apply to --to onnx|openvino")
+    if deploy:
+        from ..deploy import OPSET, export, require_backend
+
+        require_backend("onnxruntime" if args.to == "onnx" else "openvino", f"--to {args.to}")  # before loading
+        model = read_model(args.input, args.model, args.revision)
+        record = export(model, args.output, args.to, full=args.full, opset=args.opset or OPSET,
+                        encoder=_source_record(args.input, args.model, model))
+        worst = max(record["parity"]["max_abs_diff"].values())
+        print(f"wrote {args.output} ({args.to}, opset {record['opset']}, "
+              f"{'encoder + decoder' if args.full else 'feature extractor'}; max abs diff to torch {worst:.2g})")
+        return 0
     model = read_model(args.input, args.model, args.revision)
     if args.encoder_only and model.decoder is not None:
         from ..models import Marlin
