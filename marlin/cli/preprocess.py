@@ -37,6 +37,11 @@ def add_arguments(p) -> None:
     p.add_argument("--allow-truncated", action="store_true",
                    help="keep a video whose stream ends before its declared frame count (a file cut short) "
                         "instead of failing it; its meta.json says truncated: true with both counts")
+    p.add_argument("--faces", choices=("one", "all"), default="one",
+                   help="one: the principal face, OUT/<name>/ (default); all: one item per face track, "
+                        "OUT/<name>/face<k>/ (docs/face_pipeline.md: how tracks keep their identity)")
+    p.add_argument("--min-track-frames", type=positive_int, default=16, metavar="N",
+                   help="--faces all: keep tracks with at least N frames with the face (default 16, one clip)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -60,10 +65,11 @@ def run(args) -> int:
     threads = args.threads if args.threads > 0 else max(1, (os.cpu_count() or 1) // max(1, args.workers))
     opts = Options(size=args.size, parser=args.parser, no_face=args.no_face, threads=threads,
                    as_jpg=(args.layout == "ytf"), fps=args.fps, allow_truncated=args.allow_truncated,
-                   seg_every=args.seg_every)
+                   seg_every=args.seg_every, faces=args.faces, min_track_frames=args.min_track_frames)
     s = preprocess(args.input, args.out, args.layout, args.workers, args.preview, args.splits, opts,
                    progress=not args.quiet, part=part)
-    print(f"{s['total']} inputs: {s['done']} done, {s['skipped_finished']} already finished, "
+    tracks = f" ({s['face_tracks']} face tracks)" if "face_tracks" in s else ""
+    print(f"{s['total']} inputs: {s['done']} done{tracks}, {s['skipped_finished']} already finished, "
           f"{s['failed']} failed; {s['frames']} frames in {s['seconds']} s")
     for name, n in s.get("splits", {}).items():
         print(f"wrote {args.out}/{name} ({n} rows)")

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..atomic import temp_name, write_json, write_text
+from ..atomic import atomic_dir, temp_name, write_json, write_text
 from ..data.layout import is_item, item_dir, load_item, write_item
 from ..errors import MarlinError
 from ..video import VideoError, output_dir, probe
@@ -34,10 +34,15 @@ SUMMARY = "preprocess_summary.json"
 RECORD = "preprocess.json"  # what OUT's items were made with (layout, OUTPUT_OPTIONS); checked by every run into OUT
 PREVIEWS = "previews"
 # options that change the items (threads do not): parts of one dataset must agree on them
-OUTPUT_OPTIONS = ("size", "parser", "no_face", "as_jpg", "fps", "allow_truncated", "seg_every")
+OUTPUT_OPTIONS = ("size", "parser", "no_face", "as_jpg", "fps", "allow_truncated", "seg_every", "faces",
+                  "min_track_frames")
 # options that change the item made from one input (no_face and allow_truncated only decide whether an input
 # without a face / a truncated input gets an item, marked in its meta): a rerun into OUT must agree on them
-ITEM_OPTIONS = ("size", "parser", "as_jpg", "fps", "seg_every")
+ITEM_OPTIONS = ("size", "parser", "as_jpg", "fps", "seg_every", "faces", "min_track_frames")
+# options of --faces all only: left out of the records of --faces one runs (absent = the default), so those stay
+# as they were before the option existed
+ALL_FACES_OPTIONS = ("faces", "min_track_frames")
+FACES_INDEX = "faces.json"  # OUT/<name>/faces.json: the tracks of one video (--faces all); written with them
 
 
 @dataclass
@@ -51,6 +56,8 @@ class Options:
     fps: float = 25.0  # for frame folders (YTF), which carry no rate
     allow_truncated: bool = False  # keep videos that end before their declared frame count (meta: truncated)
     seg_every: int = 1  # person segmentation every k-th frame (built-in parser; changes hair/background pixels)
+    faces: str = "one"  # "one": the principal face (OUT/<name>/); "all": one item per face track (OUT/<name>/face<k>/)
+    min_track_frames: int = 16  # --faces all: least frames with the face for a track to get an item
 
 
 _PIPE: FacePipeline | None = None
@@ -64,13 +71,40 @@ def _init(opts: Options) -> None:
                          allow_truncated=opts.allow_truncated, seg_every=opts.seg_every)
 
 
+def _write_tracks(src, name: str, dest: Path) -> dict:
+    """--faces all: every face track of one video as an item ``dest/face<k>/``, all appearing at once with the
+    video's FACES_INDEX (a folder without the index is not finished). Returns the job's result fields."""
+    clips = _PIPE.run_tracks(src, _OPTS.fps, _OPTS.min_track_frames)
+    t1 = time.perf_counter()
+    index = []
+    with atomic_dir(dest) as tmp:
+        for clip in clips:
+            face = f"face{clip.meta['track']}"
+            write_item(tmp / face, clip.frames, {"name": f"{name}/{face}", **clip.meta}, clip.parse, clip.landmarks,
+                       as_jpg=_OPTS.as_jpg)
+            index.append({"item": face, **{k: clip.meta[k] for k in ("track", "frame_range", "face_found_ratio")}})
+        write_json(tmp / FACES_INDEX, {"source": str(src), "faces": index})
+    return {"frames": sum(len(c.frames) for c in clips), "faces": len(clips), "preview": f"{name}/face0",
+            "face_found": round(sum(c.meta["face_found_ratio"] for c in clips) / len(clips), 4),
+            "truncated": clips[0].meta["truncated"], "timings": {**_PIPE.timings, "write": time.perf_counter() - t1}}
+
+
+def is_finished(dest: Path, faces: str = "one") -> bool:
+    """Whether the output of one input is complete: its item (``--faces one``) or its tracks' folder."""
+    return (dest / FACES_INDEX).is_file() if faces == "all" else is_item(dest)
+
+
 def process_one(job) -> dict:
     """Run the pipeline on one (source, name, out_root) job; never raises."""
     src, name, out = job
     t0 = time.perf_counter()
     dest = item_dir(out, name)
-    encoded = None if _OPTS.as_jpg else temp_name(dest, ".mp4")  # the crops, encoded while the video is processed
+    # --faces one: the crops, encoded while the video is processed
+    encoded = None if _OPTS.as_jpg or _OPTS.faces == "all" else temp_name(dest, ".mp4")
     try:
+        if _OPTS.faces == "all":
+            return {"name": name, "status": "done", **_write_tracks(src, name, dest),
+                    "seconds": time.perf_counter() - t0}
         clip = _PIPE.run(src, _OPTS.fps, encode_to=encoded)
         t1 = time.perf_counter()
         meta = {"name": name, **clip.meta}
@@ -79,7 +113,8 @@ def process_one(job) -> dict:
         return {"name": name, "status": "done", "frames": len(clip.frames), "face_found": meta["face_found_ratio"],
                 "truncated": meta["truncated"], "seconds": time.perf_counter() - t0, "timings": timings}
     except NoFaceError as e:
-        return {"name": name, "status": "failed", "error": f"{e} (--no-face center crops the centre instead)",
+        hint = "" if _OPTS.faces == "all" else " (--no-face center crops the centre instead)"
+        return {"name": name, "status": "failed", "error": f"{e}{hint}",
                 "seconds": time.perf_counter() - t0}
     except VideoError as e:  # the message names the file and the problem (a truncated video included)
         return {"name": name, "status": "failed", "error": str(e), "seconds": time.perf_counter() - t0}
@@ -160,11 +195,34 @@ def _made_with(summary: dict) -> dict:
     return {"layout": summary.get("layout"), "options": _options(summary)}
 
 
+def _as_written(made: dict) -> dict:
+    """A ``_made_with`` record as RECORD holds it: without the --faces all options on a --faces one run."""
+    if made["options"]["faces"] == "all":
+        return made
+    return {**made, "options": {k: v for k, v in made["options"].items() if k not in ALL_FACES_OPTIONS}}
+
+
 def _record_differences(a: dict, b: dict, options=OUTPUT_OPTIONS) -> list[str]:
     """The fields (layout, options.<name> of ``options``) in which two records or summaries differ."""
     a, b = _made_with(a), _made_with(b)
     diff = ["layout"] if a["layout"] != b["layout"] else []
     return diff + [f"options.{k}" for k in options if a["options"][k] != b["options"][k]]
+
+
+def check_faces(opts: Options, layout: str) -> None:
+    """MarlinError for a ``faces`` other than "one" / "all", ``min_track_frames`` below 1, or --faces all with
+    --no-face center (a centre crop is no face track) or the ytf layout (its split files list one item per
+    video)."""
+    if opts.faces not in ("one", "all"):
+        raise MarlinError(f"--faces must be 'one' or 'all', not {opts.faces!r}")
+    if opts.min_track_frames < 1:
+        raise MarlinError(f"--min-track-frames must be at least 1, not {opts.min_track_frames}")
+    if opts.faces == "all" and opts.no_face == "center":
+        raise MarlinError("--faces all keeps face tracks only: --no-face center does not apply (a video without a "
+                          "face is reported and skipped)")
+    if opts.faces == "all" and layout == "ytf":
+        raise MarlinError("--faces all writes OUT/<name>/face<k>/ items, which the ytf split files cannot list: "
+                          "use --layout videos (or --faces one)")
 
 
 def check_record(out: Path, record: dict) -> None:
@@ -175,7 +233,7 @@ def check_record(out: Path, record: dict) -> None:
     source = path if path.is_file() else out / SUMMARY if (out / SUMMARY).is_file() else None
     want = _made_with(record)
     if source is None:
-        write_json(path, want)
+        write_json(path, _as_written(want))
         return
     try:
         have = json.loads(source.read_text())
@@ -187,7 +245,7 @@ def check_record(out: Path, record: dict) -> None:
         what = "; ".join(f"{k}: {_get(_made_with(have), k)!r} there, {_get(want, k)!r} now" for k in diff)
         raise MarlinError(f"{out}: its items were made with other options ({what}; {source.name}): use another "
                           f"output folder, or this folder's options")
-    write_json(path, want)  # no_face / allow_truncated as of the latest run
+    write_json(path, _as_written(want))  # no_face / allow_truncated as of the latest run
 
 
 def _inputs_digest(names) -> str:
@@ -212,13 +270,15 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
     if not jobs:
         raise MarlinError(f"{input_root}: no inputs of the {layout!r} layout found (see docs/face_pipeline.md)")
     record = {"layout": layout, "inputs_total": len(jobs), "inputs_digest": _inputs_digest(n for _, n in jobs),
-              "options": {k: v for k, v in asdict(opts).items() if k in OUTPUT_OPTIONS}}
+              "options": {k: v for k, v in asdict(opts).items() if k in OUTPUT_OPTIONS
+                          and (opts.faces == "all" or k not in ALL_FACES_OPTIONS)}}
     if part is not None:
         jobs = [(src, name) for src, name in jobs if part_of(name, part[1]) == part[0]]
     summary_name, failures_name = part_files(part)
     out = output_dir(out)
     # a bad option or parser file is one error here, not a failure of every worker
     check_options(opts.size, opts.no_face, opts.seg_every, opts.parser)
+    check_faces(opts, layout)
     if opts.parser not in (None, "none", "landmarks"):
         make_parser(opts.parser)
     check_record(out, record)
@@ -227,7 +287,7 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
         dest = item_dir(out, name)
         if is_item(dest) and not opts.allow_truncated and _stale_truncated(src, dest):
             shutil.rmtree(dest)  # made again now: it fails as truncated unless the file was repaired
-        if not is_item(dest):
+        if not is_finished(dest, opts.faces):
             todo.append((src, name))
     skipped = len(jobs) - len(todo)
     args = [(str(src), name, str(out)) for src, name in todo]
@@ -242,7 +302,7 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
                 _log_failure(out / failures_name, r)
                 bar.write(f"failed: {r['error']}")
             elif len(previews) < preview:
-                previews.append(_preview(out, r["name"]))
+                previews.append(_preview(out, r.get("preview", r["name"])))
             bar.update(1)
     finally:
         bar.close()
@@ -251,6 +311,7 @@ def preprocess(input_root, out, layout: str = "videos", workers: int = 1, previe
     summary = {"input": str(input_root), **record, "part": list(part) if part else None,
                "total": len(jobs), "skipped_finished": skipped,
                "done": len(done), "failed": len(failed), "frames": sum(r["frames"] for r in done),
+               **({"face_tracks": sum(r["faces"] for r in done)} if opts.faces == "all" else {}),
                "truncated_kept": [r["name"] for r in done if r.get("truncated")],
                "seconds": round(time.perf_counter() - t0, 2), "previews": previews,
                "failures": [{k: r[k] for k in ("name", "error", "trace") if k in r} for r in failed]}
