@@ -282,6 +282,15 @@ def _parity(model, runner: ExportedModel, full: bool) -> dict:
     return {"batch": len(example["clip"]), "tolerance": PARITY_TOLERANCE, "max_abs_diff": diffs}
 
 
+def check_export_out(out) -> Path:
+    """An export's folder must be new (or empty): an export never replaces or mixes with files already there."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise MarlinError(f"{out}: already exists{' and is not empty' if out.is_dir() else ''}: choose another "
+                          f"OUT, or delete it")
+    return out
+
+
 def export(model, out, to: str = "onnx", full: bool = False, encoder: dict | None = None,
            opset: int = OPSET) -> dict:
     """Export ``model`` into the folder ``out`` (``to``: onnx | openvino; ``full``: encoder + decoder for
@@ -294,10 +303,7 @@ def export(model, out, to: str = "onnx", full: bool = False, encoder: dict | Non
 
     if to not in TARGETS:
         raise ValueError(f"export target must be one of {', '.join(TARGETS)}, got {to!r}")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise MarlinError(f"{out}: already exists{' and is not empty' if out.is_dir() else ''}: choose another "
-                          f"OUT, or delete it")
+    out = check_export_out(out)
     if full and model.decoder is None:
         raise MarlinError(f"{out}: --full needs the decoder, and the input holds only the encoder (export without "
                           f"--full, or convert a *.full.pt / .ckpt)")

@@ -88,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
     if not deploy and (args.full or args.opset is not None):
         raise MarlinError(f"{args.output}: --full and --opset apply to --to onnx|openvino")
     if deploy:
-        from ..deploy import OPSET, export, require_backend
+        from ..deploy import OPSET, check_export_out, export, require_backend
 
+        check_export_out(args.output)
         require_backend("onnxruntime" if args.to == "onnx" else "openvino", f"--to {args.to}")  # before loading
         model = read_model(args.input, args.model, args.revision)
         record = export(model, args.output, args.to, full=args.full, opset=args.opset or OPSET,
