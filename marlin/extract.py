@@ -70,17 +70,19 @@ FEATURES_RECORD = "features.json"
 
 
 def features_record(encoder: dict, sample_rate: int, stride: int, crop_face: bool, keep_seq: bool = False,
-                    reduction: str = "none", cover_tail: bool = False, precision: str = "32") -> dict:
+                    reduction: str = "none", cover_tail: bool = False, precision: str = "32", faces: str = "one") -> dict:
     """Everything that determines a folder of per-video features; written beside them as features.json and
     compared on reuse (`marlin extract` and the downstream feature cache). ``encoder``: an encoder's identity
     (`marlin.models.config.encoder_record` of a file, `model_record` of a model in memory); ``precision``: the
-    resolved one ("32", "bf16" or "16"), never "auto", which means different things on different machines."""
+    resolved one ("32", "bf16" or "16"), never "auto", which means different things on different machines.
+    ``faces``: "all" for per-track features (``DIR/<name>/face<k>.npy``), recorded as ``faces: all``; a record
+    without the key is "one"."""
     if precision not in ("32", "bf16", "16"):
         raise ValueError(f"a feature record needs a resolved precision ('32', 'bf16' or '16'), got {precision!r}")
     return {"format": "marlin-features/1", "encoder": encoder,
             "windows": {"sample_rate": int(sample_rate), "stride": int(stride), "cover_tail": bool(cover_tail)},
             "crop_face": bool(crop_face), "keep_seq": bool(keep_seq), "reduction": reduction,
-            "precision": str(precision)}
+            "precision": str(precision), **({"faces": "all"} if faces == "all" else {})}
 
 
 def model_record(model) -> dict:
@@ -99,10 +101,11 @@ def record_differences(found: dict, expected: dict) -> list[str]:
     needed Y"). Sections (top-level keys) the found record does not hold are not compared (a `marlin extract`
     output has no dataset root), except the identifying ones; inside a section both hold, every key is (a key
     on one side only differs). A record from before precision was recorded counts as float32 (the only
-    precision there was)."""
+    precision there was); one without ``faces`` as "one"."""
     from .config import flatten
 
-    found = {"precision": "32", **found}
+    found = {"precision": "32", "faces": "one", **found}
+    expected = {"faces": "one", **expected}
     have, want = flatten(found), flatten(expected)
     keys = sorted(k for k in set(have) | set(want) if k.split(".")[0] in found and k.split(".")[0] in expected)
     diff = [f"{k}: cached {have.get(k, '<none>')!r}, needed {want.get(k, '<none>')!r}" for k in keys
@@ -153,6 +156,28 @@ def video_features(model, path, crop_face: bool = False, sample_rate: int = 2, s
     model.eval()
     cfg = model.config
     clips = video_clips(path, cfg.n_frames, sample_rate, stride, cover_tail, crop_face, cfg.img_size)
+    return _encode_reduce(model, clips, reduction, keep_seq, batch_size, precision)
+
+
+@torch.no_grad()
+def face_track_features(model, path, sample_rate: int = 2, stride: int = 16, reduction: str = "none",
+                        keep_seq: bool = False, cover_tail: bool = False, batch_size: int = 8, precision: str = "32",
+                        min_track_frames: int = 16) -> list[tuple[str, Tensor]]:
+    """:func:`video_features` of every face track of a video (:func:`face_track_clips`): [("face0", features),
+    ...]; a video without a face track raises ``marlin.face.NoFaceError``."""
+    from .precision import resolve_extract_precision
+
+    if reduction not in ("none", "mean", "max"):
+        raise ValueError(f"reduction must be 'none', 'mean' or 'max', got {reduction!r}")
+    precision = resolve_extract_precision(precision, model.device)
+    model.eval()
+    cfg = model.config
+    tracks = face_track_clips(path, cfg.n_frames, sample_rate, stride, cover_tail, cfg.img_size, min_track_frames)
+    return [(name, _encode_reduce(model, clips, reduction, keep_seq, batch_size, precision)) for name, clips in tracks]
+
+
+def _encode_reduce(model, clips, reduction: str, keep_seq: bool, batch_size: int, precision: str) -> Tensor:
+    """Features of ``clips`` (`encode_clips` through ``model.extract_features``), reduced over clips."""
     out = encode_clips(lambda x: model.extract_features(x, keep_seq=keep_seq, precision=precision), clips,
                        batch_size)
     if reduction == "mean":

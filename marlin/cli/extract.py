@@ -53,6 +53,11 @@ def add_arguments(p):
     p.add_argument("--stride", type=positive_int, default=16, help="frames between window starts (default 16)")
     p.add_argument("--cover-tail", action="store_true", help="add a last window that reaches the end of the video")
     p.add_argument("--crop-face", action="store_true", help="detect, track and crop the face first")
+    p.add_argument("--faces", choices=["one", "all"], default="one",
+                   help="with --crop-face: one (the principal face, OUT/<name>.npy; default) or all (one output per "
+                        "face track: OUT/<name>/face<k>.npy)")
+    p.add_argument("--min-track-frames", type=positive_int, default=16, metavar="N",
+                   help="--faces all: keep face tracks with at least N frames with the face (default 16)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="clips per encoder call")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=["32", "bf16", "16", "auto"], default="32",
@@ -102,12 +107,16 @@ def claim_output(out_dir: Path, record: dict, record_name: str | None = None, ou
 
 
 def run(args) -> int:
-    from ..atomic import save_npy, write_text
-    from ..extract import features_record, model_record, video_features
+    from ..atomic import atomic_dir, save_npy, write_text
+    from ..errors import MarlinError
+    from ..extract import face_track_features, features_record, model_record, video_features
     from ..models import Marlin
     from ..models.config import encoder_record
     from ..video import output_dir, video_names
 
+    faces = getattr(args, "faces", "one")
+    if faces == "all" and not args.crop_face:
+        raise MarlinError("--faces all needs --crop-face (the face tracks come from the face pipeline)")
     jobs = video_names(args.inputs)  # one output name per video; an empty folder or a name clash is an error
     out_dir = output_dir(args.out)
     device = _device(args.device)
@@ -122,18 +131,28 @@ def run(args) -> int:
         encoder = model_record(model)
     model.to(device).eval()
     claim_output(out_dir, features_record(encoder, args.sample_rate, args.stride, args.crop_face, args.keep_seq,
-                                          args.reduction, args.cover_tail, precision))
+                                          args.reduction, args.cover_tail, precision, faces))
 
     done = skipped = 0
     failed: list[str] = []
     bar = tqdm(jobs, desc="extract", unit="video")
     for path, name in bar:
-        out = out_dir / f"{name}.npy"
+        out = out_dir / (name if faces == "all" else f"{name}.npy")  # --faces all: a folder of face<k>.npy
         if out.exists() and not args.overwrite:
             skipped += 1
             continue
         bar.set_postfix_str(name[-40:])
         try:
+            if faces == "all":
+                tracks = face_track_features(model, path, sample_rate=args.sample_rate, stride=args.stride,
+                                             reduction=args.reduction, keep_seq=args.keep_seq,
+                                             cover_tail=args.cover_tail, batch_size=args.batch_size,
+                                             precision=precision, min_track_frames=args.min_track_frames)
+                with atomic_dir(out) as tmp:  # all of a video's tracks appear at once
+                    for face, feats in tracks:
+                        save_npy(tmp / f"{face}.npy", feats.numpy())
+                done += 1
+                continue
             feats = video_features(model, path, crop_face=args.crop_face, sample_rate=args.sample_rate,
                                    stride=args.stride, reduction=args.reduction, keep_seq=args.keep_seq,
                                    cover_tail=args.cover_tail, batch_size=args.batch_size, precision=precision)
