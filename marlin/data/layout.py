@@ -113,6 +113,12 @@ def is_item(path) -> bool:
     return (Path(path) / META).is_file()
 
 
+def item_video(path) -> Path:
+    """The frames of an item folder: its clip.mp4, else its frames/ folder (YouTube Faces layout)."""
+    path = Path(path)
+    return path / CLIP if (path / CLIP).is_file() else path / FRAMES_DIR
+
+
 def load_item(path) -> FaceItem:
     path = Path(path)
     try:

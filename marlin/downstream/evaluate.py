@@ -39,16 +39,19 @@ def evaluate_checkpoint(path, split: str = "test", root=None, out=None, progress
         feats, failures = cached_features(cfg, ds, run_feature_cache(cfg), progress, {})
         report_skipped(out, meta.get("fold", 1), failures, "videos")
         x, y = split_arrays(ds, split, feats, meta["reduction"])
-        metrics = compute_metrics(task.kind, task.scores(predict(head, x)), y, label_names=names)
+        logits, kept = predict(head, x), [s for s in ds.splits[split] if s.key in feats]
+        metrics = compute_metrics(task.kind, task.scores(logits), y, label_names=names)
     else:
         model, _ = classifier_from_checkpoint(path)
         device = pick_device(cfg.device)
         model.to(device)
         reader = ClipReader(cfg, Path(cfg.out) / "segments", model.config.n_frames, model.config.img_size)
-        logits, y, _ = video_logits(model, ds.splits[split], reader, cfg.batch_size_eval, device, progress)
+        logits, y, kept = video_logits(model, ds.splits[split], reader, cfg.batch_size_eval, device, progress)
         report_skipped(out, meta.get("fold", 1), [f"{k}: {v}" for k, v in reader.failures.items()], "videos")
         metrics = compute_metrics(task.kind, task.scores(logits), y, label_names=names)
-    data = {"checkpoint": str(path), "split": split, "root": cfg.root, "task": task.to_dict(), "metrics": metrics}
+    videos = [{"key": s.key, "source": str(s.source), "logits": row} for s, row in zip(kept, logits.tolist())]
+    data = {"checkpoint": str(path), "split": split, "root": cfg.root, "task": task.to_dict(), "metrics": metrics,
+            "videos": videos}  # the per-video logits behind the metrics
     write_json(out / f"eval_{split}.json", data)
     cols = COLUMNS[task.kind]
     md = [f"# Evaluation: {cfg.dataset} / {task.name} ({split}, {metrics['n']} videos)", "",

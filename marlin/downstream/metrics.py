@@ -15,6 +15,7 @@ import torch
 from torchmetrics.functional import classification as C
 
 TASK_TYPES = ("multilabel", "multiclass", "binary")
+DECISION_THRESHOLD = 0.5  # probability at and above which a binary / multi-label output counts as 1
 
 
 def _tensor(x, dtype=None) -> torch.Tensor:
@@ -79,7 +80,8 @@ def _as_probs(scores: torch.Tensor, kind: str) -> torch.Tensor:
     return scores if inside else scores.sigmoid()
 
 
-def compute_metrics(task_type: str, scores, targets, threshold: float = 0.5, label_names=None) -> dict:
+def compute_metrics(task_type: str, scores, targets, threshold: float = DECISION_THRESHOLD,
+                    label_names=None) -> dict:
     """Metrics of predictions against targets.
 
     task_type "binary": scores (N,) or (N, 1), targets (N,) in {0, 1};

@@ -88,7 +88,8 @@ def run_all(cfg: RunConfig, mode: str, prepare: Callable[[Dataset, int, list], T
                     continue
                 run, ckpt, tensors, meta = train(frac, seed)
                 run = {"name": name, "hash": h, "fold": fold, "seed": seed, "few_shot": frac, **run}
-                meta = {"mode": mode, "task": task.to_dict(), "run": cfg.to_dict(),
+                # the encoder's fingerprint, so `marlin predict` can check the weights it finds later
+                meta = {"mode": mode, "task": task.to_dict(), "run": cfg.to_dict(), "encoder": inputs["encoder"],
                         "fold": fold, "seed": seed, "few_shot": frac, **meta}
                 save_downstream_checkpoint(out / name / ckpt, tensors, meta)
                 write_json(done, run)

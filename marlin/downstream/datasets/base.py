@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...data.layout import CLIP, FRAMES_DIR, is_item
+from ...data.layout import is_item, item_video
 from ...video.io import VIDEO_EXTENSIONS
 from ..tasks import Task
 
@@ -80,7 +80,7 @@ def _find_video(name: str, dirs: list[Path]) -> Path | None:
                 return p
         if base.is_dir():
             if is_item(base):
-                return base / CLIP if (base / CLIP).is_file() else base / FRAMES_DIR
+                return item_video(base)
             if any(f.suffix.lower() in IMAGE_EXTENSIONS for f in base.iterdir()):
                 return base
             for ext in VIDEO_EXTENSIONS:  # e.g. an item written without meta.json yet: skip

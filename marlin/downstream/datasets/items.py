@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...data.layout import CLIP, FRAMES_DIR, list_items
+from ...data.layout import item_video, list_items
 from ..tasks import Task
 from .base import Dataset, DatasetError, Sample, split_lists, video_key
 
@@ -62,6 +62,6 @@ def load_items(root, task: str, kind: str | None = None, labels=None, split_dir=
                 ds.skipped.append(f"{name}: no item with labels.{task} below {root}")
                 continue
             it = items[name]
-            video = it.root / CLIP if (it.root / CLIP).is_file() else it.root / FRAMES_DIR
+            video = item_video(it.root)
             ds.splits[split].append(Sample(video_key(video, root), video, targets[name]))
     return ds
