@@ -15,5 +15,4 @@ def run(args) -> int:
 
     cfg = run_config_from_args(args, device=args.device)
     data = run_finetune(cfg, progress=not args.no_progress)
-    print_summary(data, cfg.out)
-    return 0
+    return print_summary(data, cfg.out)

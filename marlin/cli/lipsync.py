@@ -200,7 +200,7 @@ def _evaluate(args) -> int:
     print(json.dumps({k: v for k, v in summary.items() if k != "failed"}))
     for name, err in summary["failed"].items():
         print(f"skipped {name}: {err}", file=sys.stderr)
-    return 0 if res["results"] else 1
+    return 1 if summary["failed"] or not res["results"] else 0  # some inputs failed (listed in summary.json)
 
 
 def _toy(args) -> int:

@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "Lightning reads the ranks from their environment")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda", "mps"])
     p.add_argument("--resume", help="continue a run from its checkpoints/last.ckpt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an OUT that holds a run's checkpoints/last.ckpt (replaced at the first save)")
     p.add_argument("--init", help="initialise weights from a VideoMAE or MARLIN checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     # the model architecture comes from --config (change it with --set model.encoder_depth=...)
@@ -34,17 +36,54 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  choices={"mask_strategy": STRATEGIES, "trainer.strategy": STRATEGIES_DIST})
 
 
+def check_resume(resume: str | None, out: str, overwrite: bool) -> None:
+    """Refuse, before anything starts, a --resume file that is not a `marlin pretrain` checkpoint (read with
+    weights_only=True), and a fresh run into an OUT whose last.ckpt it would overwrite."""
+    from pathlib import Path
+
+    from ..checkpoints import CheckpointError, load_file
+    from ..errors import MarlinError
+
+    if resume is None:
+        last = Path(out) / "checkpoints" / "last.ckpt"
+        if last.exists() and not overwrite:
+            raise MarlinError(f"{last}: this run directory holds a checkpoint: continue it with --resume {last}, "
+                              f"or start over with --overwrite")
+        return
+    ckpt = load_file(resume)  # a missing, empty, random or code-carrying file: CheckpointError naming it
+    if not isinstance(ckpt, dict) or "marlin_pretrain" not in ckpt:
+        raise CheckpointError(f"{resume}: not a `marlin pretrain` checkpoint (checkpoints/last.ckpt of a run); "
+                              f"use --init to start from other weights")
+
+
 def run(args) -> int:
     import logging
+    import signal
 
     from ..config import values_from_args
     from ..train import pretrain, pretrain_config
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = pretrain_config(args.config, overrides=args.set, values=values_from_args(args))
-    result = pretrain(cfg, args.data, args.out, devices=args.devices, nodes=args.nodes,
-                      accelerator=args.accelerator, resume=args.resume, init=args.init,
-                      val_dir=args.val_data, progress=not args.no_progress)
+    check_resume(args.resume, args.out, args.overwrite)
+    # Lightning turns Ctrl-C into sys.exit(1); note it here so that the command exits 130 (interrupted)
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        result = pretrain(cfg, args.data, args.out, devices=args.devices, nodes=args.nodes,
+                          accelerator=args.accelerator, resume=args.resume, init=args.init,
+                          val_dir=args.val_data, progress=not args.no_progress)
+    except SystemExit:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if result.exports:
         print(f"{result.iterations} iterations in {result.seconds:.0f} s (stopped by {result.stopped_by})")
         print(f"checkpoint: {result.checkpoint}")

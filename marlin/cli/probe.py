@@ -17,5 +17,4 @@ def run(args) -> int:
 
     cfg = run_config_from_args(args, features=args.features)
     data = run_probe(cfg, progress=not args.no_progress)
-    print_summary(data, Path(cfg.out))
-    return 0
+    return print_summary(data, Path(cfg.out))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .config import load_run_config, shipped_configs
 
@@ -33,7 +34,8 @@ def run_config_from_args(args, **values):
     return load_run_config(args.config, list(args.set), given)
 
 
-def print_summary(data: dict, out) -> None:
+def print_summary(data: dict, out) -> int:
+    """Print the results; returns the exit code: 1 when some inputs failed (each listed in a skipped_*.txt)."""
     from .report import COLUMNS
 
     kind = data["task"]["kind"]
@@ -41,3 +43,7 @@ def print_summary(data: dict, out) -> None:
         vals = ", ".join(f"{m} {s[m]:.4f}" for m in COLUMNS[kind])
         print(f"{data['task']['name']} ({s['few_shot']:.0%} of the training labels, {s['runs']} run(s)): {vals}")
     print(f"results: {out}/results.md, {out}/metrics.json")
+    failed = max((r.get("failed_inputs", 0) for r in data["runs"]), default=0)
+    if failed:
+        print(f"{failed} input(s) failed and were left out (listed in {out}/skipped_*.txt)", file=sys.stderr)
+    return 1 if failed else 0

@@ -24,9 +24,18 @@ FT_DEFAULTS = dict(lr=1e-4, batch_size=8, max_epochs=30, patience=5, lr_patience
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    """The torch device of ``name`` ("auto": cuda when available, else cpu); a device string torch does not
+    know, or a GPU this machine does not have, is a ValueError (checked before any work)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {name!r}: not a torch device (auto, cpu, cuda or cuda:K)") from None
+    if device.type == "cuda" and (not torch.cuda.is_available()
+                                  or (device.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 class ClipReader:
@@ -148,6 +157,7 @@ def run_finetune(cfg: RunConfig, progress: bool = True) -> dict:
             model, run, reader = finetune_one(cfg, ds, frac, seed, out / "segments", device, progress, state, identity)
             state.unlink(missing_ok=True)
             report_skipped(out, fold, [f"{k}: {v}" for k, v in reader.failures.items()], "videos")
+            run["failed_inputs"] = len(ds.skipped) + len(reader.failures)
             return run, "model.safetensors", model.state_dict(), {"marlin_config": model.config.to_dict()}
         return train
 

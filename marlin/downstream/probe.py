@@ -61,7 +61,7 @@ def run_probe(cfg: RunConfig, progress: bool = True) -> dict:
         def train(frac: float, seed: int):
             idx = few_shot_indices(ytr, frac, task.kind, seed)
             run = {"n_train": int(len(idx)), "n_val": 0 if xva is None else int(len(xva)), "n_test": int(len(xte)),
-                   "solver": cfg.solver}
+                   "solver": cfg.solver, "failed_inputs": len(ds.skipped) + len(failures)}
             if cfg.solver == "logistic":
                 head, penalty, val, by_penalty = train_logistic(task, xtr[idx], ytr[idx], xva, yva)
                 run.update(penalty=penalty, val_by_penalty=by_penalty, monitor=task.metric, val=val)

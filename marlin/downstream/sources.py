@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..extract import video_clips
-from ..video import VideoError, count_frames, iter_frames, probe, read_frames, write_video
+from ..video import TruncatedVideoError, VideoError, count_frames, iter_frames, probe, read_frames, write_video
 from ..video.windows import clip_indices
 from .datasets.base import IMAGE_EXTENSIONS, Sample
 
@@ -88,8 +88,8 @@ def random_clip(source: Path, clip_frames: int, size: int, rng: np.random.Genera
     if files is not None:
         return _read_images([files[i] for i in idx], size)
     frames = read_frames(source, idx)
-    if len(frames) < clip_frames:  # the container overstated its frame count
-        frames = np.concatenate([frames, np.repeat(frames[-1:], clip_frames - len(frames), 0)])
+    if len(frames) < clip_frames:  # the stream ends before its declared count: refused, as extraction does
+        raise TruncatedVideoError(source, sum(1 for _ in iter_frames(source)), total)
     if frames.shape[1:3] != (size, size):
         raise VideoError(source, f"frames are {frames.shape[2]}x{frames.shape[1]} but the model expects "
                                  f"{size}x{size} face crops: run `marlin preprocess` first")

@@ -33,7 +33,7 @@ class SyncTrainConfig:
     steps: int = _h("total optimisation steps", default=10000)
     batch: int = _h("pairs per batch", default=16)
     lr: float = _h("Adam learning rate", default=1e-4)
-    seed: int = _h("random seed of the batches", default=0)
+    seed: int = _h("random seed of the initial weights and the batches", default=0)
     save_every: int = _h("save a checkpoint every this many steps", default=500)
     min_offset: int = _h("negatives shift the audio by at least this many frames", default=2)
 
@@ -43,7 +43,7 @@ class GeneratorTrainConfig:
     steps: int = _h("total optimisation steps", default=10000)
     batch: int = _h("windows per batch", default=16)
     lr: float = _h("Adam learning rate (betas 0.5, 0.999 as Wav2Lip)", default=1e-4)
-    seed: int = _h("random seed of the batches", default=0)
+    seed: int = _h("random seed of the initial weights and the batches", default=0)
     save_every: int = _h("save a checkpoint every this many steps", default=500)
     sync_wt: float = _h("sync loss weight (Wav2Lip: 0.03)", default=SYNC_WT)
     disc_wt: float = _h("visual-quality GAN loss weight (Wav2Lip: 0.07)", default=DISC_WT)

@@ -90,7 +90,7 @@ def read_faces(path, size: int | None) -> np.ndarray:
     import cv2
 
     from ..data.layout import is_item, load_item
-    from ..video import read_frames
+    from ..video import TruncatedVideoError, probe, read_frames
 
     path = Path(path)
     if path.is_dir():
@@ -103,6 +103,9 @@ def read_faces(path, size: int | None) -> np.ndarray:
             frames = np.stack([cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files])
     else:
         frames = read_frames(path)
+        declared = probe(path).num_frames
+        if len(frames) < declared:  # the stream ends early: refused, not used silently (as extraction does)
+            raise TruncatedVideoError(path, len(frames), declared)
     if size is not None and frames.shape[1:3] != (size, size):
         frames = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
     return frames

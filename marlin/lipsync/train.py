@@ -63,7 +63,9 @@ def train_syncnet(store: ClipStore, out, model: SyncNetConfig, train: SyncTrainC
     `SyncTrainConfig()`); returns the per-step losses. ``workers`` > 0 builds batches in that many DataLoader
     processes. Saved every ``train.save_every`` steps and at the end (`marlin.loop.TrainState`)."""
     out, train = Path(out), train or SyncTrainConfig()
-    net = SyncNet(model).to(device)
+    with torch.random.fork_rng(devices=[]):  # the initial weights depend only on the seed
+        torch.manual_seed(train.seed)
+        net = SyncNet(model).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=train.lr)
     state = _train_state(out, "syncnet", "SyncNet", model, {"model": net, "optimizer": opt})
     ck = state.resume() or {"step": 0, "history": []}
@@ -121,8 +123,10 @@ def train_generator(store: ClipStore, out, model: GeneratorConfig, train: Genera
     0 until the expert's loss on the generated windows, averaged over the last 20 steps, falls below this value
     (Wav2Lip: 0.75), then ``train.sync_wt`` applies. Default section: `GeneratorTrainConfig()`."""
     out, train = Path(out), train or GeneratorTrainConfig()
-    gen = Generator(model)
-    disc = make_discriminator(model, train.disc_width) if train.disc_wt > 0 else None
+    with torch.random.fork_rng(devices=[]):  # the initial weights depend only on the seed
+        torch.manual_seed(train.seed)
+        gen = Generator(model)
+        disc = make_discriminator(model, train.disc_width) if train.disc_wt > 0 else None
     if syncnet is None and train.syncnet:
         syncnet = load_syncnet(train.syncnet)
     sync_window = syncnet.window if syncnet is not None else model.window
