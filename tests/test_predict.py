@@ -213,3 +213,24 @@ def test_a_run_without_an_encoder_record_is_refused(world, tmp_path, capsys):
     save_downstream_checkpoint(old, tensors, meta)
     code, err = _predict([_test_items(root)[0], "--run", old, "--out", tmp_path / "o"], capsys)
     assert code == 2 and "does not record its encoder" in err
+
+
+def test_faces_all_gives_one_row_per_face(world, tmp_path):
+    """Two raw synthetic videos side by side: one prediction per face track, each close to the prediction of its
+    video alone (the crops differ a little: the tracks are cut from the composite)."""
+    from marlin.video import read_frames, write_video
+
+    root, runs = world
+    left, right = sorted((root / "items" / "raw").glob("*.mp4"))[:2]
+    a, b = read_frames(left), read_frames(right)
+    write_video(tmp_path / "two.mp4", np.concatenate([a, b], axis=2), fps=25)
+    common = ["--run", runs["ft_expr"], "--crop-face", "--min-track-frames", "4"]
+    assert _predict([tmp_path / "two.mp4", *common, "--faces", "all", "--out", tmp_path / "all"])[0] == 0
+    rows = list(csv.DictReader((tmp_path / "all" / "predictions.csv").open()))
+    assert [(r["name"], r["face"]) for r in rows] == [("two", "face0"), ("two", "face1")]
+    assert _predict([left, right, *common, "--out", tmp_path / "one"])[0] == 0
+    single = list(csv.DictReader((tmp_path / "one" / "predictions.csv").open()))
+    labels = [c for c in rows[0] if c.startswith("prob_")]
+    for face, alone in zip(rows, single):  # face0 is the left one (tracks are named left to right)
+        diff = max(abs(float(face[c]) - float(alone[c])) for c in labels)
+        assert diff < 0.05, (face, alone)

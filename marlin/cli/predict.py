@@ -21,6 +21,8 @@ def add_arguments(p) -> None:
     p.add_argument("--crop-face", action="store_true", help="raw videos: detect, track and crop the face first")
     p.add_argument("--faces", choices=("one", "all"), default="one",
                    help="with --crop-face: one (the main face) or all (one prediction per face track)")
+    p.add_argument("--min-track-frames", type=positive_int, default=16, metavar="N",
+                   help="with --faces all: the shortest face track that gets a prediction (default 16 frames)")
     p.add_argument("--per-clip", action="store_true", help="also write per-clip scores in predictions.json")
     p.add_argument("--precision", choices=("32", "bf16", "16", "auto"), default=None,
                    help="encoder precision (default: the run's); the one used is recorded")
@@ -45,7 +47,7 @@ def run(args) -> int:
         _precision(args.precision, device)  # float16 on a CPU ends here
     predictor = Predictor.from_run(args.run, args.encoder, args.precision, device, args.batch_size)
     res = predict_videos(predictor, args.inputs, args.out, args.crop_face, args.faces, args.per_clip,
-                         args.overwrite, progress=not args.no_progress)
+                         args.overwrite, not args.no_progress, args.min_track_frames)
     out = res["out"]
     print(f"marlin predict: {res['written']} predicted, {res['skipped']} already present, {len(res['failed'])} "
           f"failed -> {out / 'predictions.csv'}")

@@ -218,9 +218,10 @@ class Predictor:
         return eval_clips(path, self.clip_frames, self.size, self.sample_rate, self.stride, crop_face)
 
     def predict_video(self, path, crop_face: bool = False, faces: str = "one", per_clip: bool = False,
-                      name: str | None = None):
+                      name: str | None = None, min_track_frames: int = 16):
         """The :class:`Prediction` of a video file, a preprocessed item folder or a folder of frames; with
-        ``faces="all"`` (needs ``crop_face``) a list, one per face track (names ``face0``, ``face1``, ...)."""
+        ``faces="all"`` (needs ``crop_face``) a list, one per face track of at least ``min_track_frames`` frames
+        (``face0``, ``face1``, ...: `marlin.extract.face_track_clips`)."""
         from ..data.layout import is_item, item_video
 
         path = Path(path)
@@ -236,7 +237,8 @@ class Predictor:
             return self.predict_clips(self._clips(source, crop_face), name, str(path), None, per_clip)
         from ..extract import face_track_clips
 
-        tracks = face_track_clips(source, self.clip_frames, self.sample_rate, self.stride, False, self.size)
+        tracks = face_track_clips(source, self.clip_frames, self.sample_rate, self.stride, False, self.size,
+                                  min_track_frames)
         return [self.predict_clips(clips, name, str(path), face, per_clip) for face, clips in tracks]
 
 
@@ -298,7 +300,8 @@ def _rows(task: Task, predictions: list[Prediction], faces: str) -> tuple[list[s
 
 
 def predict_videos(predictor: Predictor, inputs: Sequence, out, crop_face: bool = False, faces: str = "one",
-                   per_clip: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+                   per_clip: bool = False, overwrite: bool = False, progress: bool = True,
+                   min_track_frames: int = 16) -> dict:
     """Predictions of every video of ``inputs`` into ``out`` (see the module docstring); returns
     {"predictions": [Prediction], "written", "skipped", "failed": ["path: problem"]}."""
     from tqdm.auto import tqdm
@@ -313,7 +316,8 @@ def predict_videos(predictor: Predictor, inputs: Sequence, out, crop_face: bool 
         raise MarlinError("--faces all needs --crop-face: the face pipeline finds the faces")
     jobs = prediction_inputs(inputs)  # a missing input, an empty folder or a name clash ends here
     out = output_dir(out)
-    options = {"crop_face": bool(crop_face), "faces": faces, "per_clip": bool(per_clip)}
+    options = {"crop_face": bool(crop_face), "faces": faces, "per_clip": bool(per_clip),
+               **({"min_track_frames": int(min_track_frames)} if faces == "all" else {})}
     record = {**predictor.record, "options": options}
     claim_output(out, record, RECORD, "predictions.csv", "predictions")
 
@@ -329,7 +333,7 @@ def predict_videos(predictor: Predictor, inputs: Sequence, out, crop_face: bool 
             continue
         bar.set_postfix_str(name[-40:])
         try:
-            got = predictor.predict_video(path, crop_face=crop_face, faces=faces, per_clip=per_clip, name=name)
+            got = predictor.predict_video(path, crop_face, faces, per_clip, name, min_track_frames)
             got = got if isinstance(got, list) else [got]
             write_json(dest, {"predictions": [p.to_dict() for p in got]})
             results[name] = got
