@@ -171,6 +171,8 @@ class Context:
         self.device = pick_device(s.device)
         self.precision = resolve_extract_precision(s.precision, self.device)  # resolved: "auto" differs per machine
         base = pretrain_config(s.config)
+        for source in s.downstream:  # read before any world or pretraining: a bad file stops the run at once
+            _downstream_config(source, self.out / "encoder.safetensors", self.out, 0, s.precision)
         self.datasets, self.videos, self.splits = {}, [], {}
         if s.data == "synthetic":
             size = s.size or base.model.img_size
@@ -247,19 +249,24 @@ def run_arm(ctx: Context, arm: Arm | None, seed: int) -> dict:
     return record
 
 
+def _downstream_config(source: str, weights: Path, folder: Path, seed: int, precision: str):
+    """The `marlin probe` config of a --downstream file for one arm (its encoder weights, seed and folder)."""
+    from .downstream.config import load_run_config
+
+    return load_run_config(source, values={"encoder.model": None, "encoder.weights": str(weights), "seeds": [seed],
+                                           "out": str(folder / "downstream" / Path(source).stem),
+                                           "extract_precision": precision if precision != "16" else "32"})
+
+
 def _downstream(ctx: Context, source: str, encoder, folder: Path, seed: int) -> tuple[str, str, str, float]:
     """`marlin probe`'s run (`marlin.downstream.probe.run_probe`) of a downstream config with the arm's encoder
     (its weights saved as RUN/encoder.safetensors), seed `seed`, output in RUN/downstream/<config name>/;
     returns (dataset/task, kind, metric, the metric's test value averaged over the config's folds)."""
-    from .downstream.config import load_run_config
     from .downstream.probe import run_probe
 
     weights = folder / "encoder.safetensors"
     encoder.save(weights)  # always this arm's weights (a redone pretraining must not probe the old file)
-    stem = Path(source).stem
-    cfg = load_run_config(source, values={"encoder.model": None, "encoder.weights": str(weights), "seeds": [seed],
-                                          "out": str(folder / "downstream" / stem),
-                                          "extract_precision": ctx.s.precision if ctx.s.precision != "16" else "32"})
+    cfg = _downstream_config(source, weights, folder, seed, ctx.s.precision)
     data = run_probe(cfg, progress=ctx.s.progress)
     metric = data["task"]["monitor"]
     values = [r["test"][metric] for r in data["runs"] if r["test"].get(metric) is not None]

@@ -394,6 +394,13 @@ def run_demo(s: DemoSettings) -> dict:
         stage[name] = now - clock[0]
         clock[0] = now
 
+    # everything is checked before the first expensive step (the worlds): config, trainer settings, crop size
+    cfg = pretrain_config(s.config)
+    pretrain_config(cfg, max_minutes=s.minutes, max_steps=s.max_steps, seed=s.seed,
+                    **dict(s.overrides, **({"batch_size": s.batch_size} if s.batch_size else {})))
+    if s.size != cfg.model.img_size:
+        raise ValueError(f"{s.config}: the demo's crop size {s.size} px must match the config's img_size "
+                         f"{cfg.model.img_size} (--size)")
     out = Path(s.out_dir)
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -402,7 +409,6 @@ def run_demo(s: DemoSettings) -> dict:
                                           s.progress, _say)
     lap("synthetic worlds")
 
-    cfg = pretrain_config(s.config)
     strategy = cfg.mask_strategy
     cap = f", at most {s.minutes:g} min" if s.minutes else ""
     _say(f"2/4 pretraining {s.config} ({strategy} masking) for {s.max_steps or 'unbounded'} iterations{cap}")
