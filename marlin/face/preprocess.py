@@ -372,7 +372,8 @@ def merge_parts(out) -> dict:
                              for k in diff)
             raise MarlinError(f"{out}: the parts were made from different inputs or options ({what}): "
                               f"redo the odd parts with the same inputs and options")
-    summary = {k: first[k] for k in ("layout", "inputs_total", "inputs_digest")} | {"options": _options(first)}
+    summary = {k: first[k] for k in ("layout", "inputs_total", "inputs_digest")}
+    summary |= _as_written({"options": _options(first)})
     summary.update({"input": sorted({s["input"] for _, s in parts}), "parts": n,
                     "part_summaries": [f.name for f, _ in parts]})
     summary.update({k: sum(s[k] for _, s in parts) for k in _SUMMED})
