@@ -271,7 +271,7 @@ def prediction_inputs(inputs: Sequence) -> list[tuple[Path, str]]:
             raise MarlinError(f"{owner[name]} and {f} would both be written as {name!r}: rename one of them")
         owner[name] = f
     seen, out = set(), []
-    for f, name in pairs:
+    for f, name in sorted(pairs, key=lambda pair: pair[1]):
         if name not in seen:
             seen.add(name)
             out.append((Path(f), name))
