@@ -349,6 +349,7 @@ def reconstruct_video(model, video, out_dir, strategy: str = "fasking", ratio: f
                         "png": f"clip{k:03d}.png", "loss": rec.loss, "baseline_loss": rec.baseline_loss,
                         "loss_over_baseline": rec.loss / rec.baseline_loss if rec.baseline_loss > 0 else None,
                         "visible_tokens": int(rec.mask.sum()), "masked_tokens": int((~rec.mask).sum()),
+                        "visible": rec.mask.nonzero()[:, 0].tolist(),  # token indices t*H'W' + h*W' + w
                         "heat_scale": rec.heat_scale()})
     record = {"format": FORMAT, "input": str(source.path), "read_as": source.kind, "checkpoint": checkpoint,
               "mask": {"strategy": strategy, "ratio": float(ratio), "seed": int(seed),

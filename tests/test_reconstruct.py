@@ -113,11 +113,11 @@ def tiny_full(tmp_path_factory):
 def test_command_on_items(tmp_path, capsys, tiny_full, one_thread):
     items = make_items(tmp_path / "items", n=2)
     out = tmp_path / "out"
-    args = ["reconstruct", str(items), "--checkpoint", str(tiny_full), "--clips", "2", "--stride", "4", "--out", str(out)]
+    args = ["reconstruct", str(items), "--checkpoint", str(tiny_full), "--clips", "2", "--stride", "4", "--ratio", "0.5", "--out", str(out)]
     assert main(args) == 0
     assert "2 written" in capsys.readouterr().out
     run = json.loads((out / RUN_RECORD).read_text())
-    assert run["mask"] == {"strategy": "fasking", "ratio": 0.9, "seed": 0}
+    assert run["mask"] == {"strategy": "fasking", "ratio": 0.5, "seed": 0}
     model, _ = load_full_model(tiny_full)
     for name in ("v0", "v1"):
         folder = out / name / "clip"  # names as marlin extract: items/*/clip.mp4 -> OUT/<item>/clip
@@ -133,11 +133,15 @@ def test_command_on_items(tmp_path, capsys, tiny_full, one_thread):
             item = items / name
             parse = np.load(item / "parse.npz")["parse"][c["frames"]]
             x = torch.from_numpy(read_frames(item / "clip.mp4", c["frames"])).permute(3, 0, 1, 2)[None].float() / 255
-            mask = clip_mask("fasking", (2, 4, 4), 0.9, 0, parse, 8, 2)[None]
+            mask = clip_mask("fasking", (2, 4, 4), 0.5, 0, parse, 8, 2)[None]
             with torch.no_grad():
                 expected = reconstruction_loss(model(x, mask), masked_targets(x, mask, 8, 2))
             assert c["loss"] == pytest.approx(float(expected), rel=1e-5)
-            assert c["visible_tokens"] == 3 and c["masked_tokens"] == 29
+            assert c["visible_tokens"] == 16 and c["masked_tokens"] == 16
+            assert c["visible"] == mask[0].nonzero()[:, 0].tolist()
+            # fasking keeps background first: every visible tubelet holds background in its first frame
+            background = torch.from_numpy(parse[::2] == 0).view(2, 4, 8, 4, 8).any(4).any(2).reshape(-1)
+            assert background[c["visible"]].all() and not background.all()
     # a rerun skips what is done; other settings are refused, naming the difference
     assert main(args) == 0
     assert "0 written, 2 already present" in capsys.readouterr().out
