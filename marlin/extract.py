@@ -70,19 +70,22 @@ FEATURES_RECORD = "features.json"
 
 
 def features_record(encoder: dict, sample_rate: int, stride: int, crop_face: bool, keep_seq: bool = False,
-                    reduction: str = "none", cover_tail: bool = False, precision: str = "32", faces: str = "one") -> dict:
+                    reduction: str = "none", cover_tail: bool = False, precision: str = "32", faces: str = "one",
+                    backend: str = "torch") -> dict:
     """Everything that determines a folder of per-video features; written beside them as features.json and
     compared on reuse (`marlin extract` and the downstream feature cache). ``encoder``: an encoder's identity
     (`marlin.models.config.encoder_record` of a file, `model_record` of a model in memory); ``precision``: the
     resolved one ("32", "bf16" or "16"), never "auto", which means different things on different machines.
     ``faces``: "all" for per-track features (``DIR/<name>/face<k>.npy``), recorded as ``faces: all``; a record
-    without the key is "one"."""
+    without the key is "one". ``backend``: what ran the encoder (torch, onnxruntime, openvino: `marlin.deploy`)."""
     if precision not in ("32", "bf16", "16"):
         raise ValueError(f"a feature record needs a resolved precision ('32', 'bf16' or '16'), got {precision!r}")
+    if backend not in ("torch", "onnxruntime", "openvino"):
+        raise ValueError(f"backend must be torch, onnxruntime or openvino, got {backend!r}")
     return {"format": "marlin-features/1", "encoder": encoder,
             "windows": {"sample_rate": int(sample_rate), "stride": int(stride), "cover_tail": bool(cover_tail)},
             "crop_face": bool(crop_face), "keep_seq": bool(keep_seq), "reduction": reduction,
-            "precision": str(precision), **({"faces": "all"} if faces == "all" else {})}
+            "precision": str(precision), **({"faces": "all"} if faces == "all" else {}), "backend": backend}
 
 
 def model_record(model) -> dict:
@@ -100,11 +103,11 @@ def record_differences(found: dict, expected: dict) -> list[str]:
     """What differs between a features.json record ``found`` and the record a run ``expected`` ("key: cached X,
     needed Y"). Sections (top-level keys) the found record does not hold are not compared (a `marlin extract`
     output has no dataset root), except the identifying ones; inside a section both hold, every key is (a key
-    on one side only differs). A record from before precision was recorded counts as float32 (the only
-    precision there was); one without ``faces`` as "one"."""
+    on one side only differs). A record from before precision (backend) was recorded counts as float32 (torch),
+    the only one there was; one without ``faces`` as "one"."""
     from .config import flatten
 
-    found = {"precision": "32", "faces": "one", **found}
+    found = {"precision": "32", "faces": "one", "backend": "torch", **found}
     expected = {"faces": "one", **expected}
     have, want = flatten(found), flatten(expected)
     keys = sorted(k for k in set(have) | set(want) if k.split(".")[0] in found and k.split(".")[0] in expected)
@@ -113,6 +116,33 @@ def record_differences(found: dict, expected: dict) -> list[str]:
     return diff + [f"{k}: missing from the record" for k in ("encoder.weights_sha256", "windows.sample_rate",
                                                              "windows.stride", "crop_face")
                    if k in want and k not in have]
+
+
+def claim_output(out_dir: Path, record: dict, record_name: str | None = None, outputs: str = "*.npy",
+                 what: str = "features") -> None:
+    """Write ``record`` as OUT/<record_name> (default features.json), or check the one there: a folder whose
+    outputs were made with other settings (or hold no record) is refused, so one folder never mixes encoders,
+    windows or precisions. ``outputs``: the glob of the files the record speaks for."""
+    import json
+
+    from .atomic import write_json
+    from .errors import MarlinError
+
+    record_name = record_name or FEATURES_RECORD
+    path = out_dir / record_name
+    if path.is_file():
+        try:
+            diff = record_differences(json.loads(path.read_text()), record)
+        except ValueError as e:
+            raise MarlinError(f"{path}: unreadable {what} record ({e})") from None
+        if diff:
+            raise MarlinError(f"{out_dir}: holds {what} made with other settings ({'; '.join(diff)}): "
+                              f"use another --out, or delete that folder")
+        return
+    if any(out_dir.rglob(outputs)):
+        raise MarlinError(f"{out_dir}: holds {what} without a {record_name} record, so nothing tells what "
+                          f"made them: use another --out, or delete them")
+    write_json(path, record)
 
 
 def clips_to_tensor(clips: list[np.ndarray] | np.ndarray) -> Tensor:
@@ -145,14 +175,13 @@ def encode_clips(encode: Callable[[Tensor], Tensor], clips: Iterable[np.ndarray]
 @torch.no_grad()
 def video_features(model, path, crop_face: bool = False, sample_rate: int = 2, stride: int = 16,
                    reduction: str = "none", keep_seq: bool = False, cover_tail: bool = False,
-                   batch_size: int = 8, precision: str = "32") -> Tensor:
+                   batch_size: int = 8, precision: str = "32", backend: str = "torch") -> Tensor:
     """(n_clips, D) float32 features of a video ((n_clips, N, D) with keep_seq); `reduction` mean/max over
-    clips; ``precision`` auto | 32 | bf16 | 16 (GPUs), see `Marlin.extract_features`."""
-    from .precision import resolve_extract_precision
-
+    clips; ``precision`` auto | 32 | bf16 | 16 (GPUs), see `Marlin.extract_features`; ``backend`` torch |
+    onnxruntime | openvino (see `backend_model`)."""
     if reduction not in ("none", "mean", "max"):
         raise ValueError(f"reduction must be 'none', 'mean' or 'max', got {reduction!r}")
-    precision = resolve_extract_precision(precision, model.device)  # once, before any decoding
+    model, precision = backend_model(model, backend, precision)  # once, before any decoding
     model.eval()
     cfg = model.config
     clips = video_clips(path, cfg.n_frames, sample_rate, stride, cover_tail, crop_face, cfg.img_size)
@@ -162,18 +191,32 @@ def video_features(model, path, crop_face: bool = False, sample_rate: int = 2, s
 @torch.no_grad()
 def face_track_features(model, path, sample_rate: int = 2, stride: int = 16, reduction: str = "none",
                         keep_seq: bool = False, cover_tail: bool = False, batch_size: int = 8, precision: str = "32",
-                        min_track_frames: int = 16) -> list[tuple[str, Tensor]]:
+                        min_track_frames: int = 16, backend: str = "torch") -> list[tuple[str, Tensor]]:
     """:func:`video_features` of every face track of a video (:func:`face_track_clips`): [("face0", features),
     ...]; a video without a face track raises ``marlin.face.NoFaceError``."""
-    from .precision import resolve_extract_precision
-
     if reduction not in ("none", "mean", "max"):
         raise ValueError(f"reduction must be 'none', 'mean' or 'max', got {reduction!r}")
-    precision = resolve_extract_precision(precision, model.device)
+    model, precision = backend_model(model, backend, precision)
     model.eval()
     cfg = model.config
     tracks = face_track_clips(path, cfg.n_frames, sample_rate, stride, cover_tail, cfg.img_size, min_track_frames)
     return [(name, _encode_reduce(model, clips, reduction, keep_seq, batch_size, precision)) for name, clips in tracks]
+
+
+def backend_model(model, backend: str = "torch", precision: str = "32"):
+    """(what runs the encoder, the resolved precision) for ``backend``: ``model`` itself for torch, else its
+    export run by that runtime on the CPU (`marlin.deploy.runtime_model`: exported once per weights). An exported
+    model (`marlin.deploy.load_export`) runs in its own runtime ("torch", the default, takes it as it is)."""
+    from .deploy import ExportedModel, resolve_backend_precision, runtime_model
+
+    if isinstance(model, ExportedModel):
+        if backend not in ("torch", model.backend):
+            raise ValueError(f"this exported model runs in {model.backend}, not {backend}")
+        backend = model.backend
+    precision = resolve_backend_precision(backend, precision, model.device)
+    if backend != "torch" and not isinstance(model, ExportedModel):
+        model = runtime_model(model, backend, precision)
+    return model, precision
 
 
 def _encode_reduce(model, clips, reduction: str, keep_seq: bool, batch_size: int, precision: str) -> Tensor:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..extract import claim_output  # noqa: F401  (used by the commands that claim an OUT)
+
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
@@ -64,52 +66,29 @@ def add_arguments(p):
                    help="32 (float32, default) | bf16 (bfloat16 autocast: ~3x faster on AMX CPUs, pooled features "
                         "at cosine >= 0.9999 of float32) | 16 (float16 autocast, GPUs) | auto (bf16 where the "
                         "device computes it natively, else 32); the one used is recorded in OUT/features.json")
+    p.add_argument("--backend", choices=["torch", "onnxruntime", "openvino"], default="torch",
+                   help="what runs the encoder: torch (default) | onnxruntime | openvino (CPU runtimes of the onnx / "
+                        "openvino extras; the model is exported once per run, or --checkpoint is a folder written "
+                        "by marlin convert --to onnx|openvino); recorded in OUT/features.json")
     p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
 
 
-def _precision(name: str, device) -> str:
-    """The resolved precision of ``--precision`` on ``device``; MarlinError for float16 on a CPU."""
+def _precision(name: str, device, backend: str = "torch") -> str:
+    """The resolved precision of ``--precision`` on ``device`` with ``backend``; MarlinError for one they cannot
+    run (float16 on a CPU, bf16 in onnxruntime), MissingExtraError for a runtime that is not installed."""
+    from ..deploy import resolve_backend_precision
     from ..errors import MarlinError
-    from ..precision import resolve_extract_precision
 
     try:
-        return resolve_extract_precision(name, device)
+        return resolve_backend_precision(backend, name, device)
     except ValueError as e:
         raise MarlinError(f"--precision {name}: {e}") from None
-
-
-def claim_output(out_dir: Path, record: dict, record_name: str | None = None, outputs: str = "*.npy",
-                 what: str = "features") -> None:
-    """Write ``record`` as OUT/<record_name> (default features.json), or check the one there: a folder whose
-    outputs were made with other settings (or hold no record) is refused, so one folder never mixes encoders,
-    windows or precisions. ``outputs``: the glob of the files the record speaks for."""
-    import json
-
-    from ..atomic import write_json
-    from ..errors import MarlinError
-    from ..extract import FEATURES_RECORD, record_differences
-
-    record_name = record_name or FEATURES_RECORD
-    path = out_dir / record_name
-    if path.is_file():
-        try:
-            diff = record_differences(json.loads(path.read_text()), record)
-        except ValueError as e:
-            raise MarlinError(f"{path}: unreadable {what} record ({e})") from None
-        if diff:
-            raise MarlinError(f"{out_dir}: holds {what} made with other settings ({'; '.join(diff)}): "
-                              f"use another --out, or delete that folder")
-        return
-    if any(out_dir.rglob(outputs)):
-        raise MarlinError(f"{out_dir}: holds {what} without a {record_name} record, so nothing tells what "
-                          f"made them: use another --out, or delete them")
-    write_json(path, record)
 
 
 def run(args) -> int:
     from ..atomic import atomic_dir, save_npy, write_text
     from ..errors import MarlinError
-    from ..extract import face_track_features, features_record, model_record, video_features
+    from ..extract import backend_model, face_track_features, features_record, model_record, video_features
     from ..models import Marlin
     from ..models.config import encoder_record
     from ..video import output_dir, video_names
@@ -120,8 +99,17 @@ def run(args) -> int:
     jobs = video_names(args.inputs)  # one output name per video; an empty folder or a name clash is an error
     out_dir = output_dir(args.out)
     device = _device(args.device)
-    precision = _precision(args.precision, device)
-    if args.checkpoint:
+    backend = getattr(args, "backend", "torch")
+    precision = _precision(args.precision, device, backend)  # a missing runtime ends the run here
+    if args.checkpoint and Path(args.checkpoint).is_dir():  # a folder of `marlin convert --to onnx|openvino`
+        from ..deploy import load_export
+
+        if backend == "torch" or args.model:
+            raise MarlinError(f"{args.checkpoint}: an exported model runs with --backend onnxruntime|openvino and "
+                              f"carries its config (no --model)")
+        model = load_export(args.checkpoint, backend, precision)  # checked against its record
+        encoder = model.record["encoder"]  # the identity of the checkpoint it was exported from
+    elif args.checkpoint:
         name = args.model or (None if args.checkpoint.endswith(".safetensors") else "marlin_vit_base_ytf")
         model = Marlin.from_file(name, args.checkpoint, full_model=False)
         encoder = encoder_record(name, args.checkpoint)
@@ -129,9 +117,11 @@ def run(args) -> int:
         print("marlin extract: no --checkpoint given, using a randomly initialised model", file=sys.stderr)
         model = Marlin.from_config(args.model or "marlin_vit_base_ytf", full_model=False)
         encoder = model_record(model)
-    model.to(device).eval()
+    if backend == "torch":
+        model.to(device).eval()
+    model = backend_model(model, backend, precision)[0]  # exported once for the whole run
     claim_output(out_dir, features_record(encoder, args.sample_rate, args.stride, args.crop_face, args.keep_seq,
-                                          args.reduction, args.cover_tail, precision, faces))
+                                          args.reduction, args.cover_tail, precision, faces, backend))
 
     done = skipped = 0
     failed: list[str] = []
@@ -147,7 +137,8 @@ def run(args) -> int:
                 tracks = face_track_features(model, path, sample_rate=args.sample_rate, stride=args.stride,
                                              reduction=args.reduction, keep_seq=args.keep_seq,
                                              cover_tail=args.cover_tail, batch_size=args.batch_size,
-                                             precision=precision, min_track_frames=args.min_track_frames)
+                                             precision=precision, min_track_frames=args.min_track_frames,
+                                             backend=backend)
                 with atomic_dir(out) as tmp:  # all of a video's tracks appear at once
                     for face, feats in tracks:
                         save_npy(tmp / f"{face}.npy", feats.numpy())
@@ -155,7 +146,8 @@ def run(args) -> int:
                 continue
             feats = video_features(model, path, crop_face=args.crop_face, sample_rate=args.sample_rate,
                                    stride=args.stride, reduction=args.reduction, keep_seq=args.keep_seq,
-                                   cover_tail=args.cover_tail, batch_size=args.batch_size, precision=precision)
+                                   cover_tail=args.cover_tail, batch_size=args.batch_size, precision=precision,
+                                   backend=backend)
             save_npy(out, feats.numpy())
             done += 1
         except (KeyboardInterrupt, MemoryError, ImportError):  # ImportError: a missing extra ends the run

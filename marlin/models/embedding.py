@@ -34,8 +34,9 @@ class SinCosPositionalEmbedding(nn.Module):
     def at(self, mask: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         """The positions of the tokens where `mask` (B, N) is True, in ascending index: (B, n, D); every row of
         `mask` must hold the same number n of True entries."""
-        pos = self.emb.to(dtype or self.emb.dtype).expand(len(mask), -1, -1)
-        return pos[mask].view(len(mask), -1, pos.shape[-1])
+        # shape[0], not len(): an ONNX export traces it, so the exported batch stays dynamic (marlin.deploy)
+        pos = self.emb.to(dtype or self.emb.dtype).expand(mask.shape[0], -1, -1)
+        return pos[mask].view(mask.shape[0], -1, pos.shape[-1])
 
 
 class PatchEmbedding3d(nn.Module):
@@ -59,6 +60,6 @@ class PatchEmbedding3d(nn.Module):
         (B, N_visible, D), equal to forward(x)[mask] without projecting the masked ones."""
         kt, kh, _ = self.projection.kernel_size
         patches = patchify(x, kh, kt)  # (B, N, C*kt*kh*kw): the order of the Conv3d weight
-        visible = patches[mask].view(len(x), -1, patches.shape[-1])
+        visible = patches[mask].view(x.shape[0], -1, patches.shape[-1])  # shape[0]: traced (see `at`)
         weight = self.projection.weight.reshape(self.projection.out_channels, -1)
         return nn.functional.linear(visible, weight, self.projection.bias)

@@ -66,17 +66,18 @@ class Marlin(nn.Module):
     @torch.no_grad()
     def extract_video(self, video_path, crop_face: bool = False, sample_rate: int = 2, stride: int = 16,
                       reduction: str = "none", keep_seq: bool = False, cover_tail: bool = False,
-                      batch_size: int = 8, precision: str = "32") -> Tensor:
+                      batch_size: int = 8, precision: str = "32", backend: str = "torch") -> Tensor:
         """Features of a whole video with the official sliding windows (see `marlin.video.windows`).
 
         Returns (n_clips, D) (or (n_clips, N, D) with keep_seq); reduction "mean"/"max" reduces over clips;
-        ``precision`` as in `extract_features`.
+        ``precision`` as in `extract_features`; ``backend`` torch | onnxruntime | openvino: the encoder exported
+        once and run by that runtime on the CPU (`marlin.deploy`; the `onnx` / `openvino` extras).
         """
         from ..extract import video_features
 
         return video_features(self, video_path, crop_face=crop_face, sample_rate=sample_rate, stride=stride,
                               reduction=reduction, keep_seq=keep_seq, cover_tail=cover_tail, batch_size=batch_size,
-                              precision=precision)
+                              precision=precision, backend=backend)
 
     # ---- construction and weights -----------------------------------------------------------------
     @classmethod
