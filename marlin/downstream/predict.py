@@ -307,7 +307,7 @@ def predict_videos(predictor: Predictor, inputs: Sequence, out, crop_face: bool 
     from tqdm.auto import tqdm
 
     from ..atomic import to_json, write_json, write_text
-    from ..cli.extract import claim_output
+    from ..extract import claim_output
     from ..video import output_dir
 
     if faces not in FACES:
