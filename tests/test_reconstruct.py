@@ -187,3 +187,29 @@ def test_png_without_opencv(tmp_path, monkeypatch):
     save_png(tmp_path / "a.png", rgb)
     monkeypatch.undo()
     assert (read_frames(tmp_path / "a.png") == rgb).all()
+
+
+def test_objective_of_a_toolkit_pretraining_record(one_thread):
+    """A checkpoint pretrained with normalised targets and weighted facial parts is scored by that objective."""
+    from helpers import toy_frames
+
+    from marlin.masking import feature_pixels
+    from marlin.train.objective import denormalize_predictions, masked_pixel_weights
+
+    torch.manual_seed(0)
+    model = Marlin(tiny_config(patch_size=8), full_model=True).eval()
+    model.training_record = {"config": {"trainer": {"norm_target": True, "part_weight": 3.0}}}
+    frames, parse = toy_frames(0, 4, 32)
+    mask = clip_mask("fasking", (2, 4, 4), 0.75, 0, parse, 8, 2)
+    rec = reconstruct_clip(model, frames, mask, parse)
+    x, m = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 255, mask[None]
+    with torch.no_grad():
+        pred = model(x, m)
+    y = masked_targets(x, m, 8, 2, normalize=True)
+    w = masked_pixel_weights(torch.from_numpy(feature_pixels(parse))[None], m, 8, 2, 3.0)
+    assert rec.loss == pytest.approx(float(reconstruction_loss(pred, y, w)), rel=1e-6)
+    assert rec.loss != pytest.approx(float(reconstruction_loss(pred, y)), rel=1e-3)  # the weights matter here
+    # the picture shows pixels: predictions mapped back with the true patch statistics
+    recon = patchify(torch.from_numpy(rec.views()[2]).permute(3, 0, 1, 2)[None].float(), 8, 2)[0]
+    shown = (denormalize_predictions(pred, x, m, 8, 2)[0].clamp(0, 1) * 255).round()
+    assert (recon[~mask] == shown).all()
