@@ -86,7 +86,7 @@ def _precision(name: str, device, backend: str = "torch") -> str:
 
 
 def run(args) -> int:
-    from ..atomic import atomic_dir, save_npy, write_text
+    from ..atomic import atomic_dir, check_writable, save_npy, write_text
     from ..errors import MarlinError
     from ..extract import backend_model, face_track_features, features_record, model_record, video_features
     from ..models import Marlin
@@ -97,7 +97,7 @@ def run(args) -> int:
     if faces == "all" and not args.crop_face:
         raise MarlinError("--faces all needs --crop-face (the face tracks come from the face pipeline)")
     jobs = video_names(args.inputs)  # one output name per video; an empty folder or a name clash is an error
-    out_dir = output_dir(args.out)
+    check_writable(args.out, folder=True)  # created once the model has loaded: a failure leaves no folder
     device = _device(args.device)
     backend = getattr(args, "backend", "torch")
     precision = _precision(args.precision, device, backend)  # a missing runtime ends the run here
@@ -120,6 +120,7 @@ def run(args) -> int:
     if backend == "torch":
         model.to(device).eval()
     model = backend_model(model, backend, precision)[0]  # exported once for the whole run
+    out_dir = output_dir(args.out)
     claim_output(out_dir, features_record(encoder, args.sample_rate, args.stride, args.crop_face, args.keep_seq,
                                           args.reduction, args.cover_tail, precision, faces, backend))
 
