@@ -213,3 +213,18 @@ def test_objective_of_a_toolkit_pretraining_record(one_thread):
     recon = patchify(torch.from_numpy(rec.views()[2]).permute(3, 0, 1, 2)[None].float(), 8, 2)[0]
     shown = (denormalize_predictions(pred, x, m, 8, 2)[0].clamp(0, 1) * 255).round()
     assert (recon[~mask] == shown).all()
+
+
+def test_folders_and_safetensors_with_and_without_decoder(tmp_path, tiny_full):
+    from marlin.checkpoints import CheckpointError
+
+    full = Marlin.from_file(None, tiny_full)
+    full.save_pretrained(tmp_path / "full")
+    model, record = load_full_model(tmp_path / "full")
+    assert model.decoder is not None and len(record["weights_sha256"]) == 64
+    encoder = Marlin(tiny_config(patch_size=8), full_model=False)
+    encoder.save_pretrained(tmp_path / "encoder")
+    encoder.save(tmp_path / "encoder.safetensors")
+    for path in (tmp_path / "encoder", tmp_path / "encoder.safetensors"):
+        with pytest.raises(CheckpointError, match="encoder only.*needs the decoder"):
+            load_full_model(path)
