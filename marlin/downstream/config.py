@@ -62,11 +62,14 @@ class RunConfig:
                                    "else float32); the resolved one is part of the cache record", "32")
     device: str = _help("fine-tuning: auto (cuda when available) | cpu | cuda[:k]", "auto")
     out: str | None = _help("output folder (default runs/<dataset>_<task>_<lp|ft>)")
-    paper: dict | None = _help("results.md: the paper's values {table, source, rows: {<model>: {row, metrics, "
-                               "few_shot}}}")
+    paper: dict | None = _help("results.md: the paper's values beside the measured ones, per encoder model: "
+                               "{rows: {<model>: {table: 2, row: 'MARLIN (LP)', metrics: {acc: 'appearance acc'}, "
+                               "few_shot: 1.0} or a list}} names cells of the shipped tables (marlin.paper); "
+                               "{table, source, rows: {<model>: {row, metrics: {acc: 0.91}}}} gives values")
 
     def __post_init__(self):
         from .fewshot import parse_fraction
+        from .report import check_paper
         from .train import TrainConfig
 
         self.few_shot = [parse_fraction(f) for f in self.few_shot]
@@ -77,6 +80,7 @@ class RunConfig:
         if self.extract_precision not in ("auto", "32", "bf16"):  # LP extracts on the CPU: no float16
             raise ValueError(f"extract_precision must be 'auto', '32' or 'bf16', got {self.extract_precision!r}")
         TrainConfig.from_dict(self.train)  # unknown or bad training options fail here, not after extraction
+        check_paper(self.paper)  # a paper cell that the shipped tables lack fails here, not after training
 
     def to_dict(self) -> dict:
         return C.to_dict(self)

@@ -15,8 +15,8 @@ COLUMNS = {"multilabel": ("acc", "wacc", "f1", "auc", "auc_label_mean"), "binary
 NAMES = {"acc": "Acc", "wacc": "Weighted acc", "f1": "F1", "auc": "AUC", "auc_label_mean": "AUC (label mean)",
          "macro_f1": "Macro-F1", "war": "WAR", "uar": "UAR", "recall": "Recall"}
 
-__all__ = ["COLUMNS", "NAMES", "fmt_metric", "summarize", "markdown", "paper_comparison", "write_results", "write_json",
-           "write_text"]
+__all__ = ["COLUMNS", "NAMES", "fmt_metric", "summarize", "markdown", "check_paper", "paper_comparison",
+           "write_results", "write_json", "write_text"]
 
 
 def _num(value) -> float:
@@ -49,14 +49,81 @@ def _model_key(model) -> str:
     return "" if model is None else Path(str(model)).stem if str(model).endswith((".yaml", ".yml")) else str(model)
 
 
+PAPER_KEYS = ("table", "source", "rows")
+ENTRY_KEYS = ("table", "row", "metrics", "few_shot")
+
+
+def _resolve_entry(entry, where: str) -> dict:
+    """One entry of ``paper.rows``, checked, with its values resolved: {"row", "few_shot", "table",
+    "metrics": {metric: value on the measured scale}, "cells": {metric: cell}}. An entry with a ``table``
+    names cells of the tables the package ships (`marlin.paper`): ``metrics: {metric: column}``; one without
+    gives the values themselves: ``metrics: {metric: number}``."""
+    from .. import paper as P
+    from .fewshot import parse_fraction
+
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: expected a mapping {{table, row, metrics, few_shot}}, got {entry!r}")
+    unknown = sorted(set(entry) - set(ENTRY_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} (known: {', '.join(ENTRY_KEYS)})")
+    metrics = entry.get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        raise ValueError(f"{where}: 'metrics' must map metric names to the paper's values or columns, "
+                         f"got {metrics!r}")
+    row = str(entry.get("row", ""))
+    out = {"row": row, "few_shot": parse_fraction(entry.get("few_shot", 1.0)), "table": None, "metrics": {},
+           "cells": {}}
+    if entry.get("table") is None:
+        for name, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{where}: metrics.{name}: expected the paper's value (a number) or, with "
+                                 f"'table', a column of that table; got {value!r}")
+            out["metrics"][name] = float(value)
+        return out
+    try:
+        table = P.table_id(entry["table"])
+        for name, column in metrics.items():
+            value = P.paper_value(table, row, str(column))
+            out["metrics"][name] = P.paper_value(table, row, str(column), fraction=True)
+            out["cells"][name] = {"table": table, "row": row, "column": str(column), "printed": value,
+                                  "percent": P.is_percent(table, str(column))}
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    out["table"] = table
+    return out
+
+
+def check_paper(paper, where: str = "paper") -> None:
+    """Raise ValueError when a config's ``paper`` entry is malformed or names a cell the shipped tables do not
+    have (checked when the config loads, before any work)."""
+    if paper is None:
+        return
+    if not isinstance(paper, dict):
+        raise ValueError(f"{where}: expected a mapping {{table, source, rows}}, got {paper!r}")
+    unknown = sorted(set(paper) - set(PAPER_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} (known: {', '.join(PAPER_KEYS)})")
+    rows = paper.get("rows") or {}
+    if not isinstance(rows, dict):
+        raise ValueError(f"{where}.rows: expected a mapping {{<encoder model>: entry or list of entries}}")
+    for model, entries in rows.items():
+        for i, entry in enumerate(entries if isinstance(entries, list) else [entries]):
+            _resolve_entry(entry, f"{where}.rows.{model}" + (f"[{i}]" if isinstance(entries, list) else ""))
+
+
 def paper_comparison(cfg: dict, summary: list[dict]) -> dict | None:
     """The paper's values beside the measured means, for the config's ``paper`` entry and encoder model.
 
-    ``paper``: {"table": "Table 2 ...", "source": "...", "rows": {<encoder model>: {"row": name,
-    "metrics": {metric: value}, "few_shot": 1.0} or a list of such (one per few-shot fraction)}}.
-    Returns None when the config names no paper values; else {"table", "source", "model", "rows": [...]},
-    each row {"row", "few_shot", "metrics": {metric: {"paper", "measured", "std", "difference"}}}, or
-    "missing" (a note) when the config has no row for this model."""
+    ``paper``: {"table": title, "source": citation, "rows": {<encoder model>: entry or a list of entries (one
+    per few-shot fraction)}}; an entry is {"table": 2, "row": "MARLIN (LP)", "metrics": {"acc": "appearance
+    acc"}, "few_shot": 1.0} (a cell of the shipped tables, `marlin.paper`; ``table``/``source`` then default to
+    the tables' titles and the paper's citation) or {"row": name, "metrics": {metric: value}} (values given).
+    Returns None when the config names no paper values; else {"table", "source", "model", "rows": [...]}, each
+    row {"row", "few_shot", "measured" (whether the run has that fraction), "metrics": {metric: {"paper",
+    "measured", "std", "difference"[, "cell"]}}}, or "missing" (a note) when the config has no row for this
+    model."""
+    from .. import paper as P
+
     paper = (cfg or {}).get("paper")
     if not paper:
         return None
@@ -68,22 +135,34 @@ def paper_comparison(cfg: dict, summary: list[dict]) -> dict | None:
                           f"none for the encoder {model or '(from the weights file)'}")
         return out
     by_frac = {s["few_shot"]: s for s in summary}
-    for entry in entries if isinstance(entries, list) else [entries]:
-        frac = float(entry.get("few_shot", 1.0))
-        measured = by_frac.get(frac, {})
+    resolved = [_resolve_entry(e, f"paper.rows.{model}") for e in (entries if isinstance(entries, list) else [entries])]
+    tables = list(dict.fromkeys(e["table"] for e in resolved if e["table"] is not None))
+    if tables:  # cells of the shipped tables: name them and the paper unless the config says otherwise
+        out["table"] = out["table"] or "; ".join(P.table_title(t) for t in tables)
+        out["source"] = out["source"] or P.paper_source()
+    for entry in resolved:
+        measured = by_frac.get(entry["few_shot"], {})
         metrics = {}
-        for name, value in (entry.get("metrics") or {}).items():
+        for name, ref in entry["metrics"].items():
             got = _num(measured.get(name))
-            ref = _num(value)
             metrics[name] = {"paper": ref, "measured": got, "std": _num(measured.get(f"{name}_std")),
-                             "difference": got - ref}
-        out["rows"].append({"row": entry.get("row", ""), "few_shot": frac, "metrics": metrics})
+                             "difference": got - ref, **({"cell": entry["cells"][name]} if name in entry["cells"]
+                                                          else {})}
+        label = f"Table {entry['table']}: {entry['row']}" if entry["table"] else entry["row"]
+        out["rows"].append({"row": label, "few_shot": entry["few_shot"], "measured": bool(measured),
+                            "metrics": metrics})
     return out
 
 
 def _selected(run: dict) -> str:
     """What validation chose: the epoch (SGD probe, fine-tuning) or the L2 penalty (logistic probe)."""
     return f"L2 {run['penalty']:g}" if "penalty" in run else f"epoch {run.get('best_epoch')}"
+
+
+def _paper_value(v: dict) -> str:
+    """The paper's value on the measured scale, and as the paper prints it when that differs (a percentage)."""
+    cell = v.get("cell")
+    return fmt_metric(v["paper"]) + (f" ({cell['printed']:.2f} %)" if cell and cell["percent"] else "")
 
 
 def _paper_lines(paper: dict) -> list[str]:
@@ -93,11 +172,18 @@ def _paper_lines(paper: dict) -> list[str]:
     lines += ["| paper row | train labels | metric | measured (mean ± std) | paper | difference |",
               "|---|---|---|---|---|---|"]
     for row in paper["rows"]:
+        if not row.get("measured", True):
+            continue
         for name, v in row["metrics"].items():
             measured = "not measured" if math.isnan(v["measured"]) else f"{v['measured']:.4f} ± {v['std']:.4f}"
             diff = "" if math.isnan(v["difference"]) else f"{v['difference']:+.4f}"
             lines.append(f"| {row['row']} | {row['few_shot']:.0%} | {NAMES.get(name, name)} | {measured} | "
-                         f"{fmt_metric(v['paper'])} | {diff} |")
+                         f"{_paper_value(v)} | {diff} |")
+    unrun = [r for r in paper["rows"] if not r.get("measured", True)]
+    if unrun:
+        lines += ["", "- paper rows at shares of the training labels this run did not train on (`--few-shot`): "
+                  + "; ".join(f"{r['row']} ({r['few_shot']:.0%}): " + ", ".join(
+                      f"{NAMES.get(n, n)} {_paper_value(v)}" for n, v in r["metrics"].items()) for r in unrun)]
     return lines
 
 
