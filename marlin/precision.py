@@ -15,12 +15,22 @@ def native_bf16(on_gpu: bool) -> bool:
     emulated and slower than float16 or float32), other GPUs (MPS), and CPUs with AVX512-BF16 or AMX."""
     if on_gpu:
         if torch.cuda.is_available():
-            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+            return _cuda_native_bf16()
         return True
     try:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except AttributeError:  # private helpers; a torch without them gets float32
         return False
+
+
+def _cuda_native_bf16() -> bool:
+    """`torch.cuda.is_bf16_supported(including_emulation=False)`. A torch from before that argument (2.1 and 2.2,
+    which `torch>=2.1` allows) raises TypeError on it; the rule it stands for is compute capability 8 or more
+    (or ROCm), which is asked directly there."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:
+        return bool(torch.version.hip) or torch.cuda.get_device_capability()[0] >= 8
 
 
 def resolve_extract_precision(requested: str, device: torch.device | str) -> str:

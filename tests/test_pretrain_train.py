@@ -114,14 +114,47 @@ def test_part_weighted_run_trains(tmp_path):
 def test_precision_auto_uses_bf16_only_where_native(monkeypatch):
     from marlin.train.runner import resolve_precision
 
-    assert resolve_precision(None, on_gpu=False) == "32-true" and resolve_precision(None, on_gpu=True) == "bf16-mixed"
     assert resolve_precision("32-true", on_gpu=True) == "32-true"
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert resolve_precision("auto", on_gpu=False) == "32-true"
-    assert resolve_precision("auto", on_gpu=True) == "bf16-mixed"
+    assert resolve_precision("auto", on_gpu=True) == "bf16-mixed"  # a GPU without CUDA (MPS)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     assert resolve_precision("auto", on_gpu=False) == "bf16-mixed"
+
+
+def _mock_cuda(monkeypatch, major: int, has_argument: bool):
+    """A CUDA device of compute capability `major`.x; `torch.cuda.is_bf16_supported` as torch >= 2.3 has it
+    (True when emulated unless including_emulation=False) or as torch 2.1 / 2.2 have it (no argument)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (major, 0))
+    if has_argument:
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True:
+                            major >= 8 or including_emulation)
+    else:
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: major >= 8)
+
+
+@pytest.mark.parametrize("has_argument", [True, False])
+def test_gpu_default_precision_is_bf16_only_where_native(monkeypatch, has_argument):
+    """No precision given on a GPU means `auto`: bf16-mixed on Ampere and later, float32 on a V100 / T4 (bf16
+    emulated), with or without the `including_emulation` argument of `torch.cuda.is_bf16_supported`."""
+    from marlin.precision import resolve_extract_precision
+    from marlin.train.runner import resolve_precision
+
+    for major, expected in ((7, "32-true"), (8, "bf16-mixed"), (9, "bf16-mixed")):
+        _mock_cuda(monkeypatch, major, has_argument)
+        assert resolve_precision(None, on_gpu=True) == expected, major
+        assert resolve_precision("auto", on_gpu=True) == expected, major
+        assert resolve_extract_precision("auto", "cuda") == ("bf16" if expected == "bf16-mixed" else "32")
+    assert resolve_precision(None, on_gpu=False) == "32-true"
+
+
+def test_unsupported_precision_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="precision 16-mixed is not supported"):
+        _run(make_items(tmp_path / "data", n=2), tmp_path / "run", precision="16-mixed")
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_init_from_official_lightning_checkpoint(fixtures_dir):

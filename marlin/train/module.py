@@ -1,6 +1,7 @@
 """The Lightning module of MARLIN pretraining (manual optimisation of generator and critic, see `step.py`).
 
-Critic gradients are averaged across processes by hand; the generator's by DDP.
+Critic gradients are averaged across processes by hand; the generator's by DDP, or reduce-scattered by FSDP2
+(`configure_model` shards the generator when Lightning's `ModelParallelStrategy` runs the module).
 """
 from __future__ import annotations
 
@@ -45,10 +46,33 @@ class PretrainModule(pl.LightningModule):
         self._micro: dict = {}
         self._first_iteration = 0
         self._t_window = self._t_fit_start = time.perf_counter()
+        self.final_state: dict | None = None  # the generator's full float32 weights at the end (global rank 0)
 
     @property
     def adversarial(self) -> bool:
         return self.cfg.adv_loss
+
+    # ---- sharding ----------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        """FSDP2 under `ModelParallelStrategy` (`--strategy fsdp`): every transformer block of the generator is
+        sharded over all processes, then the generator's remaining weights; the small critic stays whole on every
+        process. Lightning calls this before `configure_optimizers`, so the optimisers hold the sharded weights."""
+        mesh = self._device_mesh
+        if mesh is None or getattr(self.model, "_marlin_sharded", False):
+            return
+        from torch.distributed.fsdp import fully_shard
+
+        from ..models.layers import Block
+
+        dp = mesh["data_parallel"]  # the strategy's mesh is (world, 1): data parallel over every process
+        for block in [m for m in self.model.modules() if isinstance(m, Block)]:
+            fully_shard(block, mesh=dp)
+        fully_shard(self.model, mesh=dp)
+        self.model._marlin_sharded = True
+
+    @property
+    def sharded(self) -> bool:
+        return getattr(self.model, "_marlin_sharded", False)
 
     # ---- optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -58,7 +82,7 @@ class PretrainModule(pl.LightningModule):
 
         # on a CPU the fused kernel: one pass over all parameters instead of a dozen elementwise ops each (the
         # optimiser step was ~15 % of an iteration of the demo's model; benchmarks/bench_pretrain_step.py)
-        fused = {"fused": True} if self.device.type == "cpu" else {}
+        fused = {"fused": True} if self.device.type == "cpu" and not self.sharded else {}
 
         def make(params):
             opt = opt_cls(params, lr=base, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, **fused)
@@ -88,6 +112,8 @@ class PretrainModule(pl.LightningModule):
         g_opt, d_opt = self.optimizers()
         g_sched, d_sched = self.lr_schedulers()
         x = batch["video"].float().div_(255)  # (B, 3, T, H, W) in [0, 1]
+        if self.sharded:  # reduce-scatter the generator's gradients once per iteration, not per micro-batch
+            self.model.set_requires_gradient_sync(last)
         terms = train_iteration(self.model, self.critic, g_opt, d_opt, x, batch["mask"], self.cfg,
                                 seed=self.cfg.trainer.seed * 1_000_003 + self.iteration, last=last, acc=acc,
                                 backward=self.manual_backward, reduce=self._all_reduce_mean,
@@ -180,6 +206,14 @@ class PretrainModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self._val_n:
             self._log_row("val", {k: v / self._val_n for k, v in self._val.items()}, None, None)
+
+    def on_train_end(self) -> None:
+        """Gather the generator's full weights, every process taking part (FSDP2: an all-gather of each shard;
+        DDP: the replica), as float32 on the CPU of global rank 0 for the final picture and the exports."""
+        state = self.trainer.strategy.lightning_module_state_dict()  # FSDP2: full on rank 0, empty elsewhere
+        if self.global_rank == 0:
+            self.final_state = {k[6:]: v.detach().to("cpu", torch.float32, copy=True)
+                                for k, v in state.items() if k.startswith("model.")}
 
     # ---- checkpoints ------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -66,12 +66,16 @@ def _resumed_iteration(path) -> int:
 
 
 def resolve_precision(requested: str | None, on_gpu: bool) -> str:
-    """Lightning precision of a run. None: bf16-mixed on GPUs, 32-true on CPUs; "auto": bf16-mixed wherever the
-    hardware computes bf16 natively (`native_bf16`: ~1.4x the iterations of float32 for `demo_cpu` on an
-    AVX512-BF16 CPU, same loss curve), 32-true elsewhere (emulated bf16 is slower than float32)."""
-    if requested == "auto":
+    """Lightning precision of a run. "auto" (the default on GPUs): bf16-mixed wherever the hardware computes bf16
+    natively (`native_bf16`: Ampere and later GPUs; on an AVX512-BF16 CPU ~1.4x the iterations of float32 for
+    `demo_cpu`, same loss curve), 32-true elsewhere: V100 / T4 only emulate bf16, and float16 would need loss
+    scaling of both the generator's and the critic's steps, which the manual step does not do. None: "auto" on
+    GPUs, 32-true on CPUs (CPU results stay those of float32 on every host)."""
+    if requested is None and not on_gpu:
+        return "32-true"
+    if requested in (None, "auto"):
         return "bf16-mixed" if native_bf16(on_gpu) else "32-true"
-    return requested or ("bf16-mixed" if on_gpu else "32-true")
+    return requested
 
 
 def check_launch(nodes: int, devices: int, env=None) -> str:
@@ -97,25 +101,26 @@ def check_launch(nodes: int, devices: int, env=None) -> str:
     return "local"
 
 
-def make_strategy(name: str, world: int, on_gpu: bool, module):
-    """The Lightning strategy: "auto" for one process; DDP (gloo on CPUs, NCCL on GPUs); or FSDP on GPUs, which
-    shards every transformer block of the generator and leaves the small critic replicated (its gradients are
-    averaged by hand, as with DDP). Lightning detects torchrun / SLURM and sets ranks from their variables."""
+def make_strategy(name: str, world: int, on_gpu: bool):
+    """The Lightning strategy: "auto" for one process; DDP (gloo on CPUs, NCCL on GPUs); or FSDP2 (`fully_shard`
+    through Lightning's `ModelParallelStrategy`: `PretrainModule.configure_model` shards every transformer block
+    of the generator over all processes and leaves the small critic replicated, its gradients averaged by hand as
+    with DDP). FSDP2 hooks the sharded modules instead of wrapping the LightningModule, so the manual generator
+    and critic steps run as with DDP (Lightning's FSDP1 strategy runs `training_step` inside the root module's
+    forward, where a manual backward fails). Checkpoints hold full (gathered) weights and optimiser states, so a
+    run resumes under either strategy and any number of processes. Lightning detects torchrun / SLURM."""
+    backend = None if on_gpu else "gloo"
     if name == "fsdp":
-        if not on_gpu:
-            raise MarlinError("strategy fsdp needs GPUs (CUDA); use ddp on CPUs")
-        from lightning.pytorch.strategies import FSDPStrategy
+        from lightning.pytorch.strategies import ModelParallelStrategy
 
-        from ..models.layers import Block
-
-        return FSDPStrategy(auto_wrap_policy={Block}, ignored_modules=[module.critic], use_orig_params=True,
-                            sharding_strategy="FULL_SHARD", state_dict_type="full")
+        return ModelParallelStrategy(data_parallel_size=world, tensor_parallel_size=1,
+                                     save_distributed_checkpoint=False, process_group_backend=backend)
     if world == 1:
         return "auto"
     from lightning.pytorch.strategies import DDPStrategy
 
     return DDPStrategy(find_unused_parameters=True,  # the critic gets no gradient from DDP
-                       process_group_backend=None if on_gpu else "gloo")
+                       process_group_backend=backend)
 
 
 def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_minutes: float | None = None,
@@ -165,16 +170,17 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
 
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     prec = resolve_precision(tr.precision, on_gpu)
-    if prec in ("16-mixed", "16"):
-        raise ValueError("precision 16-mixed is not supported (the critic step has no loss scaling): "
-                         "use bf16-mixed or 32-true")
+    if prec not in ("32-true", "32", "bf16-mixed", "bf16"):
+        raise ValueError(f"precision {prec} is not supported: use 32-true, bf16-mixed or auto (float16 would "
+                         f"need loss scaling of the critic's and the generator's steps; bf16-true keeps no "
+                         f"float32 weights)")
     launcher = check_launch(int(nodes), int(devices))
     if launcher == "local" and int(nodes) > 1:
         raise MarlinError(f"--nodes {nodes}: start the command on every node, with torchrun (--nnodes {nodes}) or "
                           f"srun under SLURM (see docs/scale.md)")
-    strategy = make_strategy(tr.strategy, world, on_gpu, module)
+    strategy = make_strategy(tr.strategy, world, on_gpu)
     control = RunControl(out / "checkpoints" / "last.ckpt", tr.accumulate, tr.max_steps, tr.max_minutes,
-                         tr.ckpt_every)
+                         tr.ckpt_every, sync_every=tr.log_every)
     callbacks = [control]
     if progress:
         remaining = None if tr.max_steps is None else max(tr.max_steps - (done or 0), 0) * tr.accumulate
@@ -198,11 +204,11 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
 
     pictures = list(module.pictures)
     exports, mask_png = {}, None
-    if trainer.is_global_zero:
+    if trainer.is_global_zero:  # the full float32 weights every process helped gather (`on_train_end`)
+        model = final_model(module)
         if mask_picture:
             mask_png = _write_mask_picture(data, out / "masks.png")
-        pictures.append(_final_picture(module, data, out / "reconstructions" / "final.png"))
-        model = module.model.to("cpu").float()
+        pictures.append(_final_picture(model, cfg, data, out / "reconstructions" / "final.png"))
         exports = export_model(model, cfg, out / "export",
                                training={"iterations": module.iteration, "data": str(data_dir),
                                          "stopped_by": control.stopped_by, "config": cfg.to_dict()})
@@ -231,21 +237,28 @@ def _write_mask_picture(data, path: Path) -> Path | None:
     return None
 
 
+def final_model(module):
+    """A plain float32 `Marlin` on the CPU holding the generator's weights at the end of the run."""
+    from ..models import Marlin
+
+    model = Marlin(module.cfg.model, full_model=True)
+    model.load_state_dict({k: v.float() for k, v in module.final_state.items()})
+    return model.eval()
+
+
 @torch.no_grad()
-def _final_picture(module, data, path: Path) -> Path:
+def _final_picture(model, cfg, data, path: Path) -> Path:
     """Reconstruction of the first validation clip by the final model."""
     from ..data.clips import collate
     from .images import save_reconstruction
     from .objective import denormalize_predictions
 
-    c = module.cfg.model
-    ds = data._dataset(data.val_items, module.cfg.trainer.seed + 1)
+    c = cfg.model
+    ds = data._dataset(data.val_items, cfg.trainer.seed + 1)
     batch = collate([ds[0]])
-    model = module.model.eval()
-    x = batch["video"].to(module.device).float().div_(255)
-    mask = batch["mask"].to(module.device)
+    x = batch["video"].float().div_(255)
+    mask = batch["mask"]
     pred = model(x, mask).float()
-    if module.cfg.trainer.norm_target:
+    if cfg.trainer.norm_target:
         pred = denormalize_predictions(pred, x, mask, c.patch_size, c.tubelet_size)
-    model.train()
     return save_reconstruction(path, x, mask, pred, c.patch_size, c.tubelet_size)

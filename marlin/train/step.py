@@ -56,15 +56,44 @@ def critic_update(critic: nn.Module, opt, fake: Tensor, real: Tensor, cfg: Pretr
             if reduce is not None:
                 reduce([p.grad for p in params])
             if cfg.trainer.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.trainer.grad_clip)
+                clip_grad_norm(params, cfg.trainer.grad_clip)
             opt.step()
             opt.zero_grad(set_to_none=True)
     return out
 
 
+def clip_grad_norm(params, max_norm: float) -> Tensor:
+    """Scale the gradients of ``params`` so that their global L2 norm is at most ``max_norm``; returns the norm
+    before clipping. Sharded gradients (FSDP2 DTensors) count every shard: the squared norms of the local
+    shards are summed over the shard group, so every process clips by the norm of the whole model (not of its
+    own shard). Replicated gradients (one process, DDP after its all-reduce) give the same norm on every rank."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    plain = [g.detach().float().square().sum() for g in grads if not _is_dtensor(g)]
+    shards = [g for g in grads if _is_dtensor(g)]
+    total = torch.stack(plain).sum() if plain else torch.zeros((), device=grads[0].device)
+    if shards:
+        part = torch.stack([g.to_local().detach().float().square().sum() for g in shards]).sum()
+        meshes = {g.device_mesh for g in shards}
+        if len(meshes) != 1:
+            raise RuntimeError("gradient clipping expects every sharded weight on one device mesh (FSDP2)")
+        torch.distributed.all_reduce(part, group=meshes.pop().get_group())
+        total = total + part
+    norm = total.sqrt()
+    coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)  # a tensor: no host synchronisation
+    for g in grads:
+        (g.to_local() if _is_dtensor(g) else g).mul_(coef.to(g.dtype))
+    return norm
+
+
+def _is_dtensor(t: Tensor) -> bool:
+    return type(t).__name__ == "DTensor"
+
+
 def generator_update(model: nn.Module, opt, grad_clip: float) -> None:
     if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], grad_clip)
+        clip_grad_norm(list(model.parameters()), grad_clip)
     opt.step()
     opt.zero_grad(set_to_none=True)
 
