@@ -287,11 +287,12 @@ def open_source(video, crop_face: bool = False, size: int = 224, pipeline=None) 
 
 
 def _read_clip(source: Source, indices: list[int], size: int) -> np.ndarray:
-    from .video import TruncatedVideoError, VideoError
+    from .video import VideoError
 
     frames = source.read(indices)
-    if len(frames) < len(indices):
-        raise TruncatedVideoError(source.path, len(np.unique(frames.shape[0])), max(indices) + 1)
+    if len(frames) < len(indices):  # the stream ended before the frames its container declares
+        raise VideoError(source.path, f"the stream ends before frame {max(indices)} of the {source.total} frames "
+                                      f"its container declares: the file is truncated or corrupt")
     if frames.shape[1:3] != (size, size):
         raise VideoError(source.path, f"frames are {frames.shape[2]}x{frames.shape[1]} but the model expects "
                                       f"{size}x{size} face crops: use --crop-face (crop_face=True) or `marlin "

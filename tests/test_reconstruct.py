@@ -228,3 +228,12 @@ def test_folders_and_safetensors_with_and_without_decoder(tmp_path, tiny_full):
     for path in (tmp_path / "encoder", tmp_path / "encoder.safetensors"):
         with pytest.raises(CheckpointError, match="encoder only.*needs the decoder"):
             load_full_model(path)
+
+
+def test_a_ratio_that_leaves_nothing_visible_is_refused(tmp_path, capsys, tiny_full):
+    items = make_items(tmp_path / "items", n=1)
+    code = main(["reconstruct", str(items), "--checkpoint", str(tiny_full), "--ratio", "0.99", "--out",
+                 str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--ratio 0.99" in err[0] and "32 tubelets" in err[0]
+    assert not list((tmp_path / "out").rglob("*.json"))
