@@ -237,3 +237,15 @@ def test_a_ratio_that_leaves_nothing_visible_is_refused(tmp_path, capsys, tiny_f
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--ratio 0.99" in err[0] and "32 tubelets" in err[0]
     assert not list((tmp_path / "out").rglob("*.json"))
+
+
+def test_command_needs_no_extra(tmp_path, capsys, monkeypatch, one_thread):
+    for name in ("cv2", "lightning", "matplotlib", "torchmetrics"):  # the core install: none of the extras
+        monkeypatch.setitem(sys.modules, name, None)
+    out = tmp_path / "out"
+    code = main(["reconstruct", str(FIXTURES / "cropped05.mp4"), "--mask", "random", "--checkpoint",
+                 str(FIXTURES / "tiny.full.pt"), *TINY, "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    monkeypatch.undo()
+    png = read_frames(out / "cropped05" / "clip000.png")[0]
+    assert png.shape == (4 * 224 + 3 * SEPARATOR, 8 * 224 + 7 * SEPARATOR, 3)
