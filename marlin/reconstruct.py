@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +125,6 @@ class Reconstruction:
     patch_size: int
     tubelet_size: int
     norm_target: bool = False
-    summary: dict = field(default_factory=dict)
 
     def views(self) -> np.ndarray:
         """(4, T, H, W, 3) uint8: the sheet's rows for every frame (see SHEET_ROWS)."""
@@ -147,18 +146,21 @@ class Reconstruction:
         """Error that saturates the heat map: twice the baseline's mean per-patch error on this clip."""
         return 2 * float(self.baseline_patch_error.mean())
 
+    def _per_pixel(self, values: Tensor) -> np.ndarray:
+        """(N,) per-token values -> (T, H, W): each pixel holds its tubelet's value."""
+        k = 3 * self.tubelet_size * self.patch_size ** 2
+        return unpatchify(values.float()[None, :, None].expand(1, -1, k).contiguous(), self.grid, self.patch_size,
+                          self.tubelet_size)[0, 0].numpy()
+
     def _heat(self, original: np.ndarray) -> np.ndarray:
         """(T, H, W, 3) uint8: masked patches coloured by their error (inferno, 0 .. heat_scale), visible
         patches the original in grey (they are not predicted)."""
         level = torch.zeros(self.mask.shape)
         level[~self.mask] = (self.patch_error / max(self.heat_scale(), 1e-12)).clamp(0, 1)
-        k = 3 * self.tubelet_size * self.patch_size ** 2
-        level = unpatchify(level[None, :, None].expand(1, -1, k).contiguous(), self.grid, self.patch_size,
-                           self.tubelet_size)[0, 0].numpy()  # (T, H, W)
+        level = self._per_pixel(level)
         stops = np.linspace(0, 1, len(_HEAT_STOPS))
         colour = np.stack([np.interp(level, stops, _HEAT_STOPS[:, c]) for c in range(3)], -1)
-        visible = unpatchify(self.mask[None, :, None].expand(1, -1, k).float().contiguous(), self.grid,
-                             self.patch_size, self.tubelet_size)[0, 0].numpy().astype(bool)
+        visible = self._per_pixel(self.mask).astype(bool)
         grey = original.astype(np.float64).mean(-1, keepdims=True).repeat(3, -1)
         return np.where(visible[..., None], grey, colour).round().astype(np.uint8)
 
@@ -199,7 +201,8 @@ def reconstruct_clip(model, clip, mask: Tensor, parse: np.ndarray | None = None,
         x=x, mask=mask, pred=pred[0], target=target[0],
         loss=float(reconstruction_loss(pred, target, weight)),
         baseline_loss=float(reconstruction_loss(baseline, target, weight)),
-        patch_error=(pred - target)[0].square().mean(-1), baseline_patch_error=(baseline - target)[0].square().mean(-1),
+        patch_error=(pred - target)[0].square().mean(-1),
+        baseline_patch_error=(baseline - target)[0].square().mean(-1),
         grid=grid, patch_size=p, tubelet_size=t, norm_target=objective["norm_target"])
 
 
