@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.layout import input_names as prediction_inputs  # noqa: F401  (the commands' one inputs rule)
 from ..errors import MarlinError
 from .metrics import DECISION_THRESHOLD
 from .tasks import Task
@@ -240,42 +241,6 @@ class Predictor:
         tracks = face_track_clips(source, self.clip_frames, self.sample_rate, self.stride, False, self.size,
                                   min_track_frames)
         return [self.predict_clips(clips, name, str(path), face, per_clip) for face, clips in tracks]
-
-
-def prediction_inputs(inputs: Sequence) -> list[tuple[Path, str]]:
-    """(input, output name) of every video / item of ``inputs``: files, folders and list files as `marlin
-    extract` takes them (`marlin.video.video_names`, the same names and clash rules), where a folder holding
-    preprocessed items gives its items, each one input named by its path below the common folder."""
-    import os
-
-    from ..data.layout import is_item, list_items
-    from ..video import video_names
-
-    items, videos = [], []
-    for i in inputs:
-        p = Path(i)
-        if p.is_dir() and (is_item(p) or any(p.rglob("meta.json"))):
-            found = [it.root for it in list_items(p)]
-            if not found:
-                raise MarlinError(f"{p}: holds no finished preprocessed item")
-            items += [(f, p if not is_item(p) else p.parent) for f in found]
-        else:
-            videos.append(i)
-    pairs = video_names(videos) if videos else []
-    if items:
-        root = os.path.commonpath([os.path.abspath(a) for _, a in items])
-        pairs += [(f, Path(os.path.relpath(os.path.abspath(f), root)).as_posix()) for f, _ in items]
-    owner: dict[str, Path] = {}
-    for f, name in pairs:
-        if name in owner and os.path.realpath(owner[name]) != os.path.realpath(f):
-            raise MarlinError(f"{owner[name]} and {f} would both be written as {name!r}: rename one of them")
-        owner[name] = f
-    seen, out = set(), []
-    for f, name in sorted(pairs, key=lambda pair: pair[1]):
-        if name not in seen:
-            seen.add(name)
-            out.append((Path(f), name))
-    return out
 
 
 def _rows(task: Task, predictions: list[Prediction], faces: str) -> tuple[list[str], list[dict]]:
