@@ -258,16 +258,18 @@ class Source:
         return self.read_parse is not None
 
 
-def item_of(video: Path):
-    """The preprocessed item whose clip ``video`` is, or None."""
+def item_of(path):
+    """The preprocessed item ``path`` is (its folder, or its clip.mp4), or None."""
     from .data.layout import CLIP, is_item, load_item
 
-    video = Path(video)
-    return load_item(video.parent) if video.name == CLIP and is_item(video.parent) else None
+    path = Path(path)
+    if path.is_dir() and is_item(path):
+        return load_item(path)
+    return load_item(path.parent) if path.name == CLIP and is_item(path.parent) else None
 
 
 def open_source(video, crop_face: bool = False, size: int = 224, pipeline=None) -> Source:
-    """The frames of one input. An item's clip is read with its parse.npz (``crop_face`` does not apply: it is
+    """The frames of one input. An item (folder or clip.mp4) is read with its parse.npz (``crop_face`` does not apply: it is
     cropped already); a video is read as face crops, or with ``crop_face`` run through ``pipeline`` (a
     `marlin.face.FacePipeline` with a parser; one is built when None) for crops and parse maps."""
     from .video import count_frames, probe, read_frames
@@ -317,7 +319,7 @@ def run_record(checkpoint: dict, strategy: str, ratio: float, seed: int, clips: 
 def reconstruct_video(model, video, out_dir, strategy: str = "fasking", ratio: float = 0.9, seed: int = 0,
                       clips: int = 1, sample_rate: int = 2, stride: int = 16, crop_face: bool = False,
                       checkpoint: dict | None = None, pipeline=None, fps: float | None = None) -> dict:
-    """Reconstruct the first ``clips`` official windows of one input (a preprocessed item's clip.mp4, a face-crop
+    """Reconstruct the first ``clips`` official windows of one input (a preprocessed item, a face-crop
     video, or with ``crop_face`` any video) and write, into ``out_dir``, per clip k ``clipK.mp4`` (the four
     views side by side) and ``clipK.png`` (the sheet), then ``reconstruct.json`` (losses, baseline, windows,
     mask, checkpoint). Returns that record. Fasking needs parse maps: an item's parse.npz or ``crop_face``."""

@@ -120,7 +120,7 @@ def test_command_on_items(tmp_path, capsys, tiny_full, one_thread):
     assert run["mask"] == {"strategy": "fasking", "ratio": 0.5, "seed": 0}
     model, _ = load_full_model(tiny_full)
     for name in ("v0", "v1"):
-        folder = out / name / "clip"  # names as marlin extract: items/*/clip.mp4 -> OUT/<item>/clip
+        folder = out / name  # a folder of items gives OUT/<item path>/
         record = json.loads((folder / RECORD).read_text())
         assert record["read_as"] == "item" and record["mask"]["parse"] == "parse.npz"
         assert record["checkpoint"]["sha256"] == run["checkpoint"]["sha256"]
@@ -249,3 +249,11 @@ def test_command_needs_no_extra(tmp_path, capsys, monkeypatch, one_thread):
     monkeypatch.undo()
     png = read_frames(out / "cropped05" / "clip000.png")[0]
     assert png.shape == (4 * 224 + 3 * SEPARATOR, 8 * 224 + 7 * SEPARATOR, 3)
+
+
+def test_one_item_folder_is_named_by_the_item(tmp_path, capsys, tiny_full, one_thread):
+    items = make_items(tmp_path / "items", n=2)
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(items / "v1"), "--checkpoint", str(tiny_full), "--out", str(out)]) == 0
+    record = json.loads((out / "v1" / RECORD).read_text())
+    assert record["read_as"] == "item" and record["input"] == str(items / "v1")

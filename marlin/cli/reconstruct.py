@@ -49,7 +49,7 @@ def add_arguments(p):
                         "already and read as they are")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, type=Path,
-                   help="output folder: OUT/<name>/clipK.mp4, clipK.png, reconstruct.json (names as marlin extract)")
+                   help="output folder: OUT/<name>/clipK.mp4, clipK.png, reconstruct.json (names as marlin predict)")
     p.add_argument("--overwrite", action="store_true", help="redo inputs that already have a reconstruct.json")
 
 
@@ -79,10 +79,12 @@ def _check_ratio(config, ratio: float) -> None:
 def run(args) -> int:
     from ..errors import require
     from ..reconstruct import RECORD, RUN_RECORD, load_full_model, pretraining_objective, reconstruct_video, run_record
-    from ..video import output_dir, video_names
-    from .extract import _device, claim_output
+    from ..data.layout import input_names
+    from ..extract import claim_output
+    from ..video import output_dir
+    from .extract import _device
 
-    jobs = video_names(args.inputs)  # one output name per input; missing inputs and name clashes end here
+    jobs = input_names(args.inputs)  # one output name per input; missing inputs and name clashes end here
     _check_parse(jobs, args.mask, args.crop_face)
     if args.crop_face:
         require("marlin.face", "face", "--crop-face")
