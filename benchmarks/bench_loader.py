@@ -46,7 +46,7 @@ def fake_parse(t: int, s: int):
     return np.repeat(p[None], t, 0)
 
 
-def build(root: Path, n: int, size: int) -> dict:
+def build(root: Path, n: int, size: int, video: Path = SAMPLE) -> dict:
     """Item folders (mp4, jpg) and shard folders (copy of each, raw); returns name -> path."""
     import cv2
 
@@ -54,7 +54,7 @@ def build(root: Path, n: int, size: int) -> dict:
     from marlin.data.shards import write_shards
     from marlin.video import read_frames
 
-    frames = read_frames(SAMPLE)
+    frames = read_frames(video)
     if frames.shape[1] != size:
         frames = [cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames]
     parse = fake_parse(len(frames), size)
@@ -126,6 +126,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=0, help="also time the shard stream with N worker processes")
     p.add_argument("--only", nargs="*", help="variants to time (default all), e.g. 'shards raw uint8'")
     p.add_argument("--keep", help="build the data here and keep it (default: a temporary folder)")
+    p.add_argument("--video", type=Path, default=SAMPLE, help="face video the items are made of (default "
+                   "../shared/samples/cropped01.mp4)")
     args = p.parse_args()
 
     import cv2
@@ -135,8 +137,8 @@ def main() -> None:
     cv2.setNumThreads(1)
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_loader_"))
     t0 = time.perf_counter()
-    paths = build(root, args.items, args.size)
-    print(f"# {args.items} items of 143 frames at {args.size} px (cropped01.mp4), built in "
+    paths = build(root, args.items, args.size, args.video)
+    print(f"# {args.items} items of {args.video.name} at {args.size} px, built in "
           f"{time.perf_counter() - t0:.0f} s; one process, one thread; {os.cpu_count()} cores, load "
           f"{os.getloadavg()[0]:.1f}")
     print("| storage | MB per item (143 frames) | clips/s per core | ms/clip |")

@@ -6,15 +6,19 @@ Prints one markdown report:
    device name) and against the bf16 matmul rate measured in the same run (8192^3);
 2. pretraining: `bench_pretrain.py` (ours vs the official two-forward loop, same clips/masks/weights, each in
    its own process) for marlin_vit_base in bf16 and fp32: s/iteration and peak memory;
-3. the shard loader: `bench_loader.py` (per-core table, and the shard stream with one DataLoader worker per core);
-4. an FSDP smoke run (`marlin pretrain --strategy fsdp`, 3 iterations of tiny_cpu on one GPU).
+3. the shard loader: `bench_loader.py` (per-core table, and the shard stream with one DataLoader worker per core)
+   on a video of the suite's own synthetic world (`marlin synth`: a bare machine needs no data);
+4. an FSDP run (`marlin pretrain --strategy fsdp`, 3 iterations of tiny_cpu on every GPU of the machine), its
+   losses, exports and checkpoint checked.
 
-`--cpu` runs every part tiny on the CPU (ViT-tiny batch 2, tiny_cpu pretraining, 2 loader items, no FSDP) to
-check that the suite runs; its numbers mean nothing.
+`--cpu` runs every part tiny on the CPU (ViT-tiny batch 2, tiny_cpu pretraining, 2 loader items, FSDP over two
+gloo processes) to check that the suite runs; its numbers mean nothing. A part that fails is reported as FAILED
+in its section and in a last "Failed parts" section, the other parts still run, and the exit status is 1.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -107,12 +111,38 @@ def extraction(args, device) -> None:
             torch.cuda.empty_cache()
 
 
-def _run(cmd: list[str], timeout: float) -> str:
+FAILURES: list[str] = []  # "part: why", printed at the end; any makes the exit status 1
+
+
+def _fail(part: str, why: str) -> str:
+    FAILURES.append(f"{part}: {why}")
+    return f"FAILED: {why}"
+
+
+def _run(cmd: list[str], timeout: float, part: str) -> str:
+    """stdout of a command, or "FAILED ..." (recorded in FAILURES) when it fails or times out."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return _fail(part, f"timed out after {timeout:.0f} s: {' '.join(cmd[1:4])} ...")
     if res.returncode:
-        return f"FAILED ({res.returncode}): {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ''}"
+        last = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ""
+        return _fail(part, f"exit status {res.returncode}: {last}")
     return res.stdout
+
+
+def synth_data(args, tmp: str) -> Path:
+    """The suite's own input: a small synthetic talking-face world (`marlin synth`), made once."""
+    out = Path(tmp) / "synth"
+    if not (out / "train.txt").is_file():
+        size, frames = (64, 40) if args.cpu else (224, 143)
+        res = _run([sys.executable, "-m", "marlin.cli", "synth", str(out), "--num", "16", "--size", str(size),
+                    "--frames", str(frames), "--workers", str(min(8, os.cpu_count() or 1)), "--no-progress"],
+                   600, "synth")
+        if res.startswith("FAILED"):
+            raise RuntimeError(f"marlin synth {res}")
+    return out
 
 
 def pretraining(args) -> None:
@@ -122,33 +152,53 @@ def pretraining(args) -> None:
         cmd = [sys.executable, str(HERE / "bench_pretrain.py"), "--preset", args.preset, "--batch",
                str(args.pretrain_batch), "--iters", str(args.iters), "--warmup", "2",
                "--device", "cpu" if args.cpu else "cuda"] + (["--bf16"] if bf16 else [])
-        out = _run(cmd, 600)
+        out = _run(cmd, 600, f"pretrain {'bf16' if bf16 else 'fp32'}")
         print(f"### {'bf16 autocast' if bf16 else 'fp32'}\n")
         print("\n".join(ln for ln in out.splitlines() if ln.startswith(("|", "#", "FAILED")) or "speed" in ln))
         print(flush=True)
 
 
-def loader(args) -> None:
+def loader(args, tmp: str) -> None:
     cores = os.cpu_count() or 1
     workers = 2 if args.cpu else max(1, cores - 2)
-    print(f"\n## Shard loader ({cores} cores; DataLoader with {workers} workers)\n")
+    video = sorted(synth_data(args, tmp).glob("*/clip.mp4"))[0]
+    print(f"\n## Shard loader ({cores} cores; DataLoader with {workers} workers; synthetic face video)\n")
     cmd = [sys.executable, str(HERE / "bench_loader.py"), "--items", "2" if args.cpu else "16", "--clips",
-           "8" if args.cpu else "96", "--workers", str(workers)] + (["--size", "64"] if args.cpu else [])
-    print(_run(cmd, 900), flush=True)
+           "8" if args.cpu else "96", "--workers", str(workers), "--video", str(video)] + \
+        (["--size", "64"] if args.cpu else [])
+    print(_run(cmd, 900, "loader"), flush=True)
 
 
-def fsdp(args) -> None:
-    print("\n## FSDP smoke run (tiny_cpu, 3 iterations, one GPU)\n")
-    with tempfile.TemporaryDirectory() as tmp:
-        synth = _run([sys.executable, "-m", "marlin.cli", "synth", f"{tmp}/data", "--num", "16", "--size", "64",
-                      "--frames", "40", "--no-progress"], 300)
-        if synth.startswith("FAILED"):
-            print(f"synth {synth}")
-            return
-        out = _run([sys.executable, "-m", "marlin.cli", "pretrain", "--config", "tiny_cpu", "--data", f"{tmp}/data",
-                    "--out", f"{tmp}/run", "--strategy", "fsdp", "--max-steps", "3", "--accelerator", "gpu",
-                    "--devices", "1", "--no-progress", "--num-workers", "2"], 300)
-        print(out.strip().splitlines()[0] if not out.startswith("FAILED") else out)
+def fsdp(args, tmp: str) -> None:
+    """`marlin pretrain --strategy fsdp` over every GPU (two gloo processes with --cpu): 3 iterations, finite
+    losses in history.csv, a resumable checkpoint and exports that load."""
+    import torch
+
+    devices = 2 if args.cpu else max(torch.cuda.device_count(), 1)
+    print(f"\n## FSDP run (tiny_cpu, 3 iterations, {devices} {'CPU processes' if args.cpu else 'GPUs'})\n")
+    run = Path(tmp) / "fsdp"
+    t = time.perf_counter()
+    out = _run([sys.executable, "-m", "marlin.cli", "pretrain", "--config", "tiny_cpu", "--data",
+                str(synth_data(args, tmp)), "--out", str(run), "--strategy", "fsdp", "--max-steps", "3",
+                "--log-every", "1", "--accelerator", "cpu" if args.cpu else "gpu", "--devices", str(devices),
+                "--no-progress", "--num-workers", "2"], 600, "fsdp")
+    if out.startswith("FAILED"):
+        print(out)
+        return
+    from marlin import Marlin
+    from marlin.train.history import read_history
+
+    rows = [r for r in read_history(run / "history.csv") if r["kind"] == "train"]
+    losses = [r["rec_loss"] for r in rows]
+    if [r["iteration"] for r in rows] != [1, 2, 3] or not all(math.isfinite(x) for x in losses):
+        print(_fail("fsdp", f"history.csv: iterations {[r['iteration'] for r in rows]}, rec_loss {losses}"))
+        return
+    Marlin.from_file(None, next((run / "export").glob("*.safetensors")))
+    if not (run / "checkpoints" / "last.ckpt").is_file():
+        print(_fail("fsdp", "no checkpoints/last.ckpt"))
+        return
+    print(f"3 iterations in {time.perf_counter() - t:.0f} s (process start included); rec_loss "
+          f"{', '.join(f'{x:.4f}' for x in losses)}; export and checkpoint written")
 
 
 def main() -> None:
@@ -167,7 +217,6 @@ def main() -> None:
     if args.cpu:
         args.models, args.batch, args.reps = ["tiny"], 2, 1
         args.preset, args.pretrain_batch, args.iters = "tiny_cpu", 2, 2
-        args.parts = [x for x in args.parts if x != "fsdp"]
     elif not torch.cuda.is_available():
         sys.exit("no CUDA device: run on a GPU machine, or use --cpu to check that the suite runs")
     device = torch.device("cpu" if args.cpu else "cuda")
@@ -175,11 +224,19 @@ def main() -> None:
     print(f"# MARLIN GPU suite, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, "
           f"{torch.cuda.get_device_name(0) if device.type == 'cuda' else 'CPU (--cpu check run)'}, "
           f"{os.cpu_count()} CPU cores")
-    for part, fn in (("extract", lambda: extraction(args, device)), ("pretrain", lambda: pretraining(args)),
-                     ("loader", lambda: loader(args)), ("fsdp", lambda: fsdp(args))):
-        if part in args.parts:
-            fn()
+    with tempfile.TemporaryDirectory() as tmp:
+        for part, fn in (("extract", lambda: extraction(args, device)), ("pretrain", lambda: pretraining(args)),
+                         ("loader", lambda: loader(args, tmp)), ("fsdp", lambda: fsdp(args, tmp))):
+            if part in args.parts:
+                try:
+                    fn()
+                except Exception as e:  # noqa: BLE001 - the other parts still run; the exit status says it
+                    print(_fail(part, f"{type(e).__name__}: {e}"), flush=True)
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
+    if FAILURES:
+        print("\n## Failed parts\n")
+        print("\n".join(f"- {f}" for f in FAILURES))
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """`--strategy fsdp` (FSDP2 through Lightning's ModelParallelStrategy) on CPU with gloo, 2 processes, through the
-real `marlin pretrain`: the losses of one process over the same global batch, with gradient clipping active (a
-clip by each shard's own norm differs), the weights of a DDP run, and a restart that resumes exactly.
+real `marlin pretrain`: the losses of one process over the same global batch, the weights of a DDP run, and a
+restart that resumes exactly; gradient clipping is active in every step.
 
-Tolerances: the two processes reduce gradients in another order than one process sums them (float32 rounding,
-~1e-7 relative per step), so losses agree to 1e-5 and exported weights to 1e-6."""
+Tolerances: the two processes reduce gradients in another order than one process sums them (float32 rounding),
+so losses agree to 1e-5 and the exported weights of FSDP and DDP to 1e-6 (seen: 1e-7). Clipping each shard by its
+own norm instead of the model's moves the exported weights by ~8e-5 after 3 steps (seen) but the losses by
+only ~5e-7 (Adam undoes most of a uniform gradient scale), so the export comparison is what guards the clipping."""
 import copy
 import os
 import subprocess

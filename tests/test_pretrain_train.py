@@ -181,3 +181,39 @@ def test_init_from_another_architecture_names_the_matching_preset(fixtures_dir, 
                             warmup_steps=1)
     with pytest.raises(CheckpointError, match=r"matches preset marlin_vit_small_ytf"):
         load_init(module, tmp_path / "s.encoder.pt")
+
+
+def test_checkpoint_rename_is_fsynced(tmp_path, monkeypatch):
+    """last.ckpt appears complete under its name, flushed to disk (file and folder) before and after the rename."""
+    import os
+    from types import SimpleNamespace
+
+    from marlin.train.callbacks import save_run_checkpoint
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    trainer = SimpleNamespace(is_global_zero=True, strategy=SimpleNamespace(barrier=lambda name=None: None),
+                              save_checkpoint=lambda p, weights_only=False: open(p, "wb").write(b"weights"))
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    save_run_checkpoint(trainer, path)
+    assert path.read_bytes() == b"weights" and [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+    assert events[:2] == ["fsync", "replace"] and events.count("fsync") == 2, events
+
+
+def test_time_budget_is_agreed_every_sync_every_iterations(tmp_path):
+    """The stop decision of `max_minutes` costs one broadcast per `sync_every` iterations, not one per step."""
+    from types import SimpleNamespace
+
+    from marlin.train.callbacks import RunControl
+
+    calls = []
+    strategy = SimpleNamespace(broadcast=lambda obj, src: (calls.append(obj), obj)[1])
+    trainer = SimpleNamespace(strategy=strategy, should_stop=False)
+    control = RunControl(tmp_path / "last.ckpt", 1, None, 1e-9, ckpt_every=0, sync_every=10)
+    for it in range(1, 21):
+        control.on_train_batch_end(trainer, SimpleNamespace(iteration=it), None, None, it - 1)
+        if it < 10:
+            assert not trainer.should_stop
+    assert calls == ["max_minutes", "max_minutes"] and trainer.should_stop and control.stopped_by == "max_minutes"

@@ -38,15 +38,15 @@ class TrainerSettings:
     seed: int = _help("seed of weights, data order and masks", default=0)
     shuffle_buffer: int = _help("samples in each process's shuffle buffer when reading shards (`marlin shard`)",
                                 default=1000)
-    strategy: str = _help("several processes: ddp (weights replicated) or fsdp (weights, gradients and "
-                          "optimiser states sharded over the processes)", default="ddp")
+    strategy: str = _help("several processes: ddp (weights replicated) or fsdp (FSDP2: the generator's weights, "
+                          "gradients and optimiser states sharded over the processes)", default="ddp")
     val_every: int = _help("iterations between validations (and reconstruction PNGs)", default=500)
     val_batches: int = _help("validation batches per validation", default=2)
     ckpt_every: int = _help("iterations between resumable checkpoints", default=1000)
     log_every: int = _help("iterations per history.csv row", default=10)
     precision: str | None = _help("32-true, bf16-mixed, or auto (bf16-mixed where the hardware computes bf16 "
-                                  "natively: GPUs, AVX512-BF16 / AMX CPUs); default: bf16-mixed on GPUs, 32-true "
-                                  "on CPUs", default=None)
+                                  "natively: Ampere and later GPUs, AVX512-BF16 / AMX CPUs; 32-true on V100 / T4); "
+                                  "default: auto on GPUs, 32-true on CPUs", default=None)
 
 
 @dataclass

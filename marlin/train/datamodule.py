@@ -66,7 +66,7 @@ class PretrainData(pl.LightningDataModule):
             return DataLoader(stream, batch_size=None, **common)
         sampler = PositionSampler(tr.batch_size, rank, world, start=start, limit=limit)
         return DataLoader(dataset, batch_size=tr.batch_size, sampler=sampler, collate_fn=collate,
-                          persistent_workers=False, **common)
+                          persistent_workers=tr.num_workers > 0, **common)  # validation: not re-spawned each time
 
     def train_dataloader(self) -> DataLoader:
         done = self.trainer.lightning_module.iteration if self.trainer is not None else 0

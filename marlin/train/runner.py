@@ -174,6 +174,11 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
         raise ValueError(f"precision {prec} is not supported: use 32-true, bf16-mixed or auto (float16 would "
                          f"need loss scaling of the critic's and the generator's steps; bf16-true keeps no "
                          f"float32 weights)")
+    # TF32 matmuls on GPUs (Ampere on): pretraining's float32 parts lose nothing that matters to the loss; exact
+    # float32 extraction (`marlin extract --precision 32`) never sets it. Recorded in the exports' metadata.
+    tf32 = on_gpu and torch.cuda.is_available()
+    if tf32:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     launcher = check_launch(int(nodes), int(devices))
     if launcher == "local" and int(nodes) > 1:
         raise MarlinError(f"--nodes {nodes}: start the command on every node, with torchrun (--nnodes {nodes}) or "
@@ -211,7 +216,9 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
         pictures.append(_final_picture(model, cfg, data, out / "reconstructions" / "final.png"))
         exports = export_model(model, cfg, out / "export",
                                training={"iterations": module.iteration, "data": str(data_dir),
-                                         "stopped_by": control.stopped_by, "config": cfg.to_dict()})
+                                         "stopped_by": control.stopped_by, "precision": prec, "tf32": tf32,
+                                         "strategy": tr.strategy if world > 1 else "single",
+                                         "config": cfg.to_dict()})
     hist_path = out / "history.csv"
     return PretrainResult(out, exports, out / "checkpoints" / "last.ckpt", hist_path,
                           read_history(hist_path) if hist_path.exists() else [], pictures, mask_png,
