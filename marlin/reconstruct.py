@@ -257,6 +257,15 @@ class Source:
     def has_parse(self) -> bool:
         return self.read_parse is not None
 
+    def clips(self, windows: list[list[int]]):
+        """The clips (L, S, S, 3) uint8 of ``windows``; a video is decoded once, as a stream."""
+        if self.kind != "video":
+            return (self.read(w) for w in windows)
+        from .video import iter_frames
+        from .video.windows import iter_clips
+
+        return iter_clips(iter_frames(self.path), windows)
+
 
 def item_of(path):
     """The preprocessed item ``path`` is (its folder, or its clip.mp4), or None."""
@@ -291,11 +300,11 @@ def open_source(video, crop_face: bool = False, size: int = 224, pipeline=None) 
                   lambda idx: read_frames(video, idx), None)
 
 
-def _read_clip(source: Source, indices: list[int], size: int) -> np.ndarray:
+def _checked(source: Source, frames: np.ndarray | None, indices: list[int], size: int) -> np.ndarray:
+    """A clip of ``indices`` as read (None: the stream ended first), checked against the model's input size."""
     from .video import VideoError
 
-    frames = source.read(indices)
-    if len(frames) < len(indices):  # the stream ended before the frames its container declares
+    if frames is None or len(frames) < len(indices):
         raise VideoError(source.path, f"the stream ends before frame {max(indices)} of the {source.total} frames "
                                       f"its container declares: the file is truncated or corrupt")
     if frames.shape[1:3] != (size, size):
@@ -322,10 +331,10 @@ def reconstruct_video(model, video, out_dir, strategy: str = "fasking", ratio: f
     """Reconstruct the first ``clips`` official windows of one input (a preprocessed item, a face-crop
     video, or with ``crop_face`` any video) and write, into ``out_dir``, per clip k ``clipK.mp4`` (the four
     views side by side) and ``clipK.png`` (the sheet), then ``reconstruct.json`` (losses, baseline, windows,
-    mask, checkpoint). Returns that record. Fasking needs parse maps: an item's parse.npz or ``crop_face``."""
+    mask, checkpoint). Returns that record. Fasking needs parse maps: an item's parse.npz or ``crop_face``.
+    ``checkpoint``: the record of `load_full_model`; ``pipeline``: a `marlin.face.FacePipeline` to reuse;
+    ``fps``: the frame rate to assume for the input instead of its own (the mp4s play at fps / sample rate)."""
     from .atomic import write_json
-    from .images import save_png
-    from .video import write_video
     from .video.windows import clip_indices
 
     cfg = model.config
@@ -339,24 +348,19 @@ def reconstruct_video(model, video, out_dir, strategy: str = "fasking", ratio: f
     if not windows:
         raise MarlinError(f"{source.path}: no frames")
     out_dir = Path(out_dir)
-    entries = []
-    for k, indices in enumerate(windows):
-        frames = _read_clip(source, indices, cfg.img_size)
-        parse = source.read_parse(indices) if source.has_parse() else None
-        mask = clip_mask(strategy, (cfg.n_frames // cfg.tubelet_size, cfg.img_size // cfg.patch_size,
-                                    cfg.img_size // cfg.patch_size), ratio, seed, parse, cfg.patch_size,
-                         cfg.tubelet_size)
-        rec = reconstruct_clip(model, frames, mask, parse, objective)
-        views = rec.views()
-        step = max(1, indices[1] - indices[0]) if len(indices) > 1 else 1
-        write_video(out_dir / f"clip{k:03d}.mp4", movie_frames(views), fps=(fps or source.fps) / step)
-        save_png(out_dir / f"clip{k:03d}.png", sheet(views, cfg.tubelet_size))
-        entries.append({"clip": k, "frames": [int(i) for i in indices], "mp4": f"clip{k:03d}.mp4",
-                        "png": f"clip{k:03d}.png", "loss": rec.loss, "baseline_loss": rec.baseline_loss,
-                        "loss_over_baseline": rec.loss / rec.baseline_loss if rec.baseline_loss > 0 else None,
-                        "visible_tokens": int(rec.mask.sum()), "masked_tokens": int((~rec.mask).sum()),
-                        "visible": rec.mask.nonzero()[:, 0].tolist(),  # token indices t*H'W' + h*W' + w
-                        "heat_scale": rec.heat_scale()})
+    grid = (cfg.n_frames // cfg.tubelet_size, cfg.img_size // cfg.patch_size, cfg.img_size // cfg.patch_size)
+    entries, read = [], source.clips(windows)
+    try:
+        for k, indices in enumerate(windows):
+            frames = _checked(source, next(read, None), indices, cfg.img_size)
+            parse = source.read_parse(indices) if source.has_parse() else None
+            mask = clip_mask(strategy, grid, ratio, seed, parse, cfg.patch_size, cfg.tubelet_size)
+            rec = reconstruct_clip(model, frames, mask, parse, objective)
+            step = max(1, indices[1] - indices[0]) if len(indices) > 1 else 1  # the sample rate of the window
+            entries.append({"clip": k, "frames": [int(i) for i in indices],
+                            **_write_clip(rec, out_dir, f"clip{k:03d}", (fps or source.fps) / step)})
+    finally:
+        read.close()  # a video's decoder, when a clip failed
     record = {"format": FORMAT, "input": str(source.path), "read_as": source.kind, "checkpoint": checkpoint,
               "mask": {"strategy": strategy, "ratio": float(ratio), "seed": int(seed),
                        "parse": None if strategy not in PARSE_STRATEGIES else
@@ -367,6 +371,21 @@ def reconstruct_video(model, video, out_dir, strategy: str = "fasking", ratio: f
               "baseline_loss": float(np.mean([e["baseline_loss"] for e in entries])), "clips": entries}
     write_json(out_dir / RECORD, record)
     return record
+
+
+def _write_clip(rec: Reconstruction, out_dir: Path, stem: str, fps: float) -> dict:
+    """Write ``stem``.mp4 and ``stem``.png of one clip; returns its entry of reconstruct.json."""
+    from .images import save_png
+    from .video import write_video
+
+    views = rec.views()
+    write_video(out_dir / f"{stem}.mp4", movie_frames(views), fps=fps)
+    save_png(out_dir / f"{stem}.png", sheet(views, rec.tubelet_size))
+    return {"mp4": f"{stem}.mp4", "png": f"{stem}.png", "loss": rec.loss, "baseline_loss": rec.baseline_loss,
+            "loss_over_baseline": rec.loss / rec.baseline_loss if rec.baseline_loss > 0 else None,
+            "visible_tokens": int(rec.mask.sum()), "masked_tokens": int((~rec.mask).sum()),
+            "visible": rec.mask.nonzero()[:, 0].tolist(),  # token indices t*H'W' + h*W' + w
+            "heat_scale": rec.heat_scale()}
 
 
 def parse_needed(path, strategy: str) -> str:
