@@ -188,3 +188,48 @@ def test_reproduce_commands_run_as_written(tmp_path, monkeypatch):
     fewshot = _strict_json(Path(f"runs/celebvhq_appearance_fewshot_lp/{env['MODEL']}/metrics.json"))
     assert [s["few_shot"] for s in fewshot["summary"]] == [1.0, 0.5, 0.1, 0.01]
     assert all(s["runs"] == 3 for s in fewshot["summary"])
+
+
+def _paper_rows(text: str):
+    """(table, row, {column: quoted text}) for each row of the page's tables headed 'paper row' (code blocks,
+    which show results.md, left out) whose first cell names a cell 'Table N: row'."""
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    for table in re.findall(r"((?:^\|.*\|\n)+)", text, re.M):
+        lines = table.strip().splitlines()
+        head = [c.strip() for c in lines[0].strip("|").split("|")]
+        if head[0] != "paper row":
+            continue
+        for line in lines[2:]:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            m = re.fullmatch(r"Table (\d): (.+)", cells[0])
+            assert m, f"docs/reproduce.md: a paper row that names no table cell: {line}"
+            yield m.group(1), m.group(2), dict(zip(head[2:], cells[2:]))
+
+
+def test_reproduce_quotes_the_papers_values_from_the_shipped_tables():
+    """Every value the page quotes as the paper's equals the cell of marlin/data/paper_tables.json it names, as
+    the paper prints it; every cell a shipped config names is quoted; the page's `paper` examples load."""
+    import yaml
+
+    from marlin.downstream.config import load_run_config, shipped_configs
+    from marlin.paper import columns, is_percent, paper_value
+
+    text = (ROOT / "docs" / "reproduce.md").read_text()
+    quoted = set()
+    for table, row, cells in _paper_rows(text):
+        assert cells and set(cells) <= set(columns(table)), (table, row, cells)
+        for column, value in cells.items():
+            paper = paper_value(table, row, column)
+            digits = 2 if is_percent(table, column) else 3 if table == "5" else 4
+            assert value == f"{paper:.{digits}f}", f"Table {table}, {row}, {column}: page {value}, paper {paper}"
+            quoted.add((table, row, column))
+    named = set()
+    for name in shipped_configs():
+        for entries in (load_run_config(name).paper or {}).get("rows", {}).values():
+            for e in entries if isinstance(entries, list) else [entries]:
+                named |= {(str(e["table"]), e["row"], c) for c in e["metrics"].values()}
+    assert named - quoted == set()
+    example = yaml.safe_load(re.search(r"```yaml\n(paper:.*?)```", text, re.S).group(1))
+    load_run_config("mosei_sentiment7_lp", values={"paper": example["paper"]})
+    override = re.search(r"`--set '(paper=.*?)'`", text).group(1)
+    assert load_run_config("celebvhq_appearance_lp", [override]).paper["rows"]["marlin_vit_base_ytf"]["table"] == 2
