@@ -278,9 +278,9 @@ def item_of(path):
 
 
 def open_source(video, crop_face: bool = False, size: int = 224, pipeline=None) -> Source:
-    """The frames of one input. An item (folder or clip.mp4) is read with its parse.npz (``crop_face`` does not apply: it is
-    cropped already); a video is read as face crops, or with ``crop_face`` run through ``pipeline`` (a
-    `marlin.face.FacePipeline` with a parser; one is built when None) for crops and parse maps."""
+    """The frames of one input. An item (its folder or clip.mp4) is read with its parse.npz (``crop_face`` does
+    not apply: it is cropped already); a video is read as face crops, or with ``crop_face`` run through
+    ``pipeline`` (a `marlin.face.FacePipeline` with a parser; one is built when None) for crops and parse maps."""
     from .video import count_frames, probe, read_frames
 
     video = Path(video)

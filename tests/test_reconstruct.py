@@ -113,7 +113,8 @@ def tiny_full(tmp_path_factory):
 def test_command_on_items(tmp_path, capsys, tiny_full, one_thread):
     items = make_items(tmp_path / "items", n=2)
     out = tmp_path / "out"
-    args = ["reconstruct", str(items), "--checkpoint", str(tiny_full), "--clips", "2", "--stride", "4", "--ratio", "0.5", "--out", str(out)]
+    args = ["reconstruct", str(items), "--checkpoint", str(tiny_full), "--clips", "2", "--stride", "4", "--ratio", "0.5",
+            "--out", str(out)]
     assert main(args) == 0
     assert "2 written" in capsys.readouterr().out
     run = json.loads((out / RUN_RECORD).read_text())
