@@ -5,7 +5,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import MarlinConfig
-from .embedding import SinCosPositionalEmbedding
+from .embedding import SinCosPositionalEmbedding, TokenIndex
 from .layers import init_weights, make_blocks
 
 
@@ -23,9 +23,10 @@ class MarlinDecoder(nn.Module):
         self.apply(init_weights)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        pos_visible = self.pos_embedding.at(mask, x.dtype)    # (B, N_visible, Dd)
-        pos_masked = self.pos_embedding.at(~mask, x.dtype)    # (B, N_masked, Dd)
+    def forward(self, x: Tensor, mask: Tensor | TokenIndex) -> Tensor:
+        visible, masked = mask if isinstance(mask, TokenIndex) else (mask, ~mask)
+        pos_visible = self.pos_embedding.at(visible, x.dtype)    # (B, N_visible, Dd)
+        pos_masked = self.pos_embedding.at(masked, x.dtype)      # (B, N_masked, Dd)
         x = torch.cat([x + pos_visible, self.mask_token.to(x.dtype) + pos_masked], dim=1)  # visible first, then masked
         for block in self.blocks:
             x = block(x)

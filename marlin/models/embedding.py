@@ -1,6 +1,8 @@
 """Tubelet patch embedding and the fixed sine-cosine positional table."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -33,10 +35,38 @@ class SinCosPositionalEmbedding(nn.Module):
 
     def at(self, mask: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         """The positions of the tokens where `mask` (B, N) is True, in ascending index: (B, n, D); every row of
-        `mask` must hold the same number n of True entries."""
+        `mask` must hold the same number n of True entries. `mask` may also be token indices (B, n) int64
+        (a field of `TokenIndex`): then they are gathered, with no device synchronisation."""
         # shape[0], not len(): an ONNX export traces it, so the exported batch stays dynamic (marlin.deploy)
         pos = self.emb.to(dtype or self.emb.dtype).expand(mask.shape[0], -1, -1)
+        if mask.dtype != torch.bool:
+            return select_tokens(pos, mask)
         return pos[mask].view(mask.shape[0], -1, pos.shape[-1])
+
+
+class TokenIndex(NamedTuple):
+    """A mask as token indices: `visible` (B, Nv) and `masked` (B, Nm) int64, each row ascending. Made once on
+    the host (`token_index`), it lets a training step select tokens with `gather`: boolean indexing has a
+    data-dependent shape, so on a GPU it waits for the device to report the count, several times a step."""
+
+    visible: Tensor
+    masked: Tensor
+
+
+def token_index(mask: Tensor) -> TokenIndex:
+    """The `TokenIndex` of a bool mask (B, N), True = visible, with the same count per row (ValueError if not)."""
+    counts = mask.sum(1)
+    if mask.dtype != torch.bool or mask.ndim != 2 or not bool((counts == counts[:1]).all()):
+        raise ValueError(f"a mask is bool (B, N) with the same number of visible tokens per row, got {mask.dtype} "
+                         f"{tuple(mask.shape)}, counts {counts.tolist()}")
+    n = int(counts[0]) if len(mask) else 0
+    order = torch.argsort((~mask).to(torch.uint8), dim=1, stable=True)  # visible first, each part ascending
+    return TokenIndex(order[:, :n].contiguous(), order[:, n:].contiguous())
+
+
+def select_tokens(x: Tensor, index: Tensor) -> Tensor:
+    """x (B, N, K), index (B, n) int64 -> (B, n, K): the rows of each sample at its indices."""
+    return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
 
 
 class PatchEmbedding3d(nn.Module):
@@ -56,10 +86,14 @@ class PatchEmbedding3d(nn.Module):
         return self.projection(x).flatten(2).transpose(1, 2)
 
     def forward_visible(self, x: Tensor, mask: Tensor) -> Tensor:
-        """Embeds only the visible tubelets: (B, 3, T, H, W), bool (B, N) with the same count per row ->
-        (B, N_visible, D), equal to forward(x)[mask] without projecting the masked ones."""
+        """Embeds only the visible tubelets: (B, 3, T, H, W), bool (B, N) with the same count per row (or the
+        visible indices (B, N_visible) of a `TokenIndex`) -> (B, N_visible, D), equal to forward(x)[mask] without
+        projecting the masked ones."""
         kt, kh, _ = self.projection.kernel_size
         patches = patchify(x, kh, kt)  # (B, N, C*kt*kh*kw): the order of the Conv3d weight
-        visible = patches[mask].view(x.shape[0], -1, patches.shape[-1])  # shape[0]: traced (see `at`)
+        if mask.dtype != torch.bool:  # visible token indices (B, N_visible), `TokenIndex.visible`
+            visible = select_tokens(patches, mask)
+        else:
+            visible = patches[mask].view(x.shape[0], -1, patches.shape[-1])  # shape[0]: traced (see `at`)
         weight = self.projection.weight.reshape(self.projection.out_channels, -1)
         return nn.functional.linear(visible, weight, self.projection.bias)

@@ -5,7 +5,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import MarlinConfig
-from .embedding import PatchEmbedding3d, SinCosPositionalEmbedding
+from .embedding import PatchEmbedding3d, SinCosPositionalEmbedding, TokenIndex
 from .layers import init_weights, make_blocks
 
 
@@ -44,13 +44,16 @@ class MarlinEncoder(nn.Module):
         if not x.is_floating_point():
             raise TypeError(f"expected a float clip in [0, 1], got dtype {x.dtype} (divide uint8 frames by 255)")
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | TokenIndex | None = None) -> Tensor:
         """Visible tokens only (ascending index) after the final norm: (B, N_visible, D)."""
         if mask is None:
             emb = self.embed(x)
         else:  # project only the visible tubelets (a quarter or a tenth of them in pretraining)
             self._check_clip(x)
-            check_mask(mask, len(x), self.config.num_tokens)
+            if isinstance(mask, TokenIndex):  # indices made on the host (training): gathered, no device sync
+                mask = mask.visible
+            else:
+                check_mask(mask, len(x), self.config.num_tokens)
             emb = self.patch_embedding.forward_visible(x, mask) + self.pos_embedding.at(mask, x.dtype)
         for block in self.blocks:
             emb = block(emb)

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from ..data.clips import PositionSampler, PretrainClips, collate, open_items
 from ..data.shards import ShardClips, ShardSamples, ShardStream, is_shards, open_samples
+from ..models.embedding import token_index
 from .config import PretrainConfig
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,12 @@ class PretrainData(pl.LightningDataModule):
         sampler = PositionSampler(tr.batch_size, rank, world, start=start, limit=limit)
         return DataLoader(dataset, batch_size=tr.batch_size, sampler=sampler, collate_fn=collate,
                           persistent_workers=tr.num_workers > 0, **common)  # validation: not re-spawned each time
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """The mask's token indices, made on the host before the batch goes to the device: the step selects tokens
+        by `gather` and never waits for the device (`marlin.models.embedding.TokenIndex`)."""
+        batch["tokens"] = token_index(batch["mask"])
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         done = self.trainer.lightning_module.iteration if self.trainer is not None else 0

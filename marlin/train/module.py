@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 
 from ..models import Critic, Marlin
+from ..models.embedding import token_index
 from .config import PretrainConfig
 from .history import History
 from .images import save_reconstruction
@@ -21,6 +22,12 @@ from .schedule import lr_at, scaled_lrs
 from .step import forward_losses, train_iteration
 
 TERMS = ("rec_loss", "adv_loss", "g_loss", "d_loss", "d_fake", "d_real", "gp", "mask_fallback")
+
+
+def _tokens(batch: dict):
+    """The batch's `TokenIndex`, made on the host by `PretrainData.on_before_batch_transfer` (batches from elsewhere:
+    made here, which on a GPU waits for the device)."""
+    return batch["tokens"] if "tokens" in batch else token_index(batch["mask"])
 
 
 class PretrainModule(pl.LightningModule):
@@ -114,7 +121,7 @@ class PretrainModule(pl.LightningModule):
         x = batch["video"].float().div_(255)  # (B, 3, T, H, W) in [0, 1]
         if self.sharded:  # reduce-scatter the generator's gradients once per iteration, not per micro-batch
             self.model.set_requires_gradient_sync(last)
-        terms = train_iteration(self.model, self.critic, g_opt, d_opt, x, batch["mask"], self.cfg,
+        terms = train_iteration(self.model, self.critic, g_opt, d_opt, x, _tokens(batch), self.cfg,
                                 seed=self.cfg.trainer.seed * 1_000_003 + self.iteration, last=last, acc=acc,
                                 backward=self.manual_backward, reduce=self._all_reduce_mean,
                                 features=batch.get("features"))
@@ -180,7 +187,7 @@ class PretrainModule(pl.LightningModule):
         c, cfg = self.cfg.model, self.cfg
         x = batch["video"].float().div_(255)
         mask = batch["mask"]
-        pred, y, rec = forward_losses(self.model, x, mask, cfg, batch.get("features"))
+        pred, y, rec = forward_losses(self.model, x, _tokens(batch), cfg, batch.get("features"))
         terms = {"rec_loss": rec}
         if self.adversarial:
             d_loss, d_fake, d_real = critic_loss(self.critic, pred, y)

@@ -5,11 +5,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..models.embedding import TokenIndex, select_tokens
 from ..models.patches import patchify
 
 
-def masked_targets(x: Tensor, mask: Tensor, patch_size: int, tubelet_size: int, normalize: bool = False) -> Tensor:
-    """True pixels of the masked tubelets, ascending token order: x (B, 3, T, H, W), mask (B, N) -> (B, Nm, K).
+def masked_targets(x: Tensor, mask: Tensor | TokenIndex, patch_size: int, tubelet_size: int,
+                   normalize: bool = False) -> Tensor:
+    """True pixels of the masked tubelets, ascending token order: x (B, 3, T, H, W), mask (B, N) or its
+    `TokenIndex` -> (B, Nm, K).
 
     `normalize` standardises each patch per colour channel (VideoMAE's per-patch normalised targets).
     """
@@ -18,6 +21,8 @@ def masked_targets(x: Tensor, mask: Tensor, patch_size: int, tubelet_size: int, 
         b, n, k = y.shape
         yc = y.view(b, n, 3, k // 3)
         y = ((yc - yc.mean(-1, keepdim=True)) / (yc.var(-1, unbiased=True, keepdim=True).sqrt() + 1e-6)).view(b, n, k)
+    if isinstance(mask, TokenIndex):  # gather: no device synchronisation
+        return select_tokens(y, mask.masked)
     b, _, k = y.shape
     return y[~mask].view(b, -1, k)
 

@@ -23,8 +23,9 @@ from .objective import (
 )
 
 
-def forward_losses(model: nn.Module, x: Tensor, mask: Tensor, cfg: PretrainConfig, features: Tensor | None = None):
-    """pred (B, Nm, K), targets (B, Nm, K) and the reconstruction loss for x (B, 3, T, H, W), mask (B, N);
+def forward_losses(model: nn.Module, x: Tensor, mask, cfg: PretrainConfig, features: Tensor | None = None):
+    """pred (B, Nm, K), targets (B, Nm, K) and the reconstruction loss for x (B, 3, T, H, W), mask (B, N) or its
+    `TokenIndex` (the training step's: no device synchronisation);
     facial-feature pixels `features` (B, T, H, W) weigh `trainer.part_weight` in the loss when given."""
     c = cfg.model
     pred = model(x, mask)
