@@ -136,8 +136,8 @@ def synth_data(args, tmp: str) -> Path:
     """The suite's own input: a small synthetic talking-face world (`marlin synth`), made once."""
     out = Path(tmp) / "synth"
     if not (out / "train.txt").is_file():
-        size, frames = (64, 40) if args.cpu else (224, 143)
-        res = _run([sys.executable, "-m", "marlin.cli", "synth", str(out), "--num", "16", "--size", str(size),
+        size, frames = (64, 40) if args.cpu else (224, 64)
+        res = _run([sys.executable, "-m", "marlin.cli", "synth", str(out), "--num", "8", "--size", str(size),
                     "--frames", str(frames), "--workers", str(min(8, os.cpu_count() or 1)), "--no-progress"],
                    600, "synth")
         if res.startswith("FAILED"):
