@@ -107,8 +107,8 @@ def make_strategy(name: str, world: int, on_gpu: bool):
     of the generator over all processes and leaves the small critic replicated, its gradients averaged by hand as
     with DDP). FSDP2 hooks the sharded modules instead of wrapping the LightningModule, so the manual generator
     and critic steps run as with DDP (Lightning's FSDP1 strategy runs `training_step` inside the root module's
-    forward, where a manual backward fails). Checkpoints hold full (gathered) weights and optimiser states, so a
-    run resumes under either strategy and any number of processes. Lightning detects torchrun / SLURM."""
+    forward, where a manual backward fails). Checkpoints hold full (gathered) weights and optimiser states in one
+    file written by global rank 0. Lightning detects torchrun / SLURM."""
     backend = None if on_gpu else "gloo"
     if name == "fsdp":
         from lightning.pytorch.strategies import ModelParallelStrategy
