@@ -1,6 +1,7 @@
 """`pretrain(...)`: the whole pretraining run (data, module, Lightning trainer, checkpoints, exports)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -154,6 +155,12 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
     out = Path(out_dir)
     world = int(devices) * int(nodes)
     global_batch = tr.batch_size * world * tr.accumulate
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    prec = resolve_precision(tr.precision, on_gpu)
+    if prec not in ("32-true", "32", "bf16-mixed", "bf16"):
+        raise ValueError(f"precision {prec} is not supported: use 32-true, bf16-mixed or auto (float16 would "
+                         f"need loss scaling of the critic's and the generator's steps; bf16-true keeps no "
+                         f"float32 weights)")
     data = PretrainData(data_dir, cfg, val_dir)
     per_epoch = math.ceil(len(data.train_items) / global_batch)
     total = tr.schedule_steps or tr.max_steps or tr.max_epochs * per_epoch
@@ -168,17 +175,8 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
     if init and not resume:
         load_init(module, init)
 
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    prec = resolve_precision(tr.precision, on_gpu)
-    if prec not in ("32-true", "32", "bf16-mixed", "bf16"):
-        raise ValueError(f"precision {prec} is not supported: use 32-true, bf16-mixed or auto (float16 would "
-                         f"need loss scaling of the critic's and the generator's steps; bf16-true keeps no "
-                         f"float32 weights)")
-    # TF32 matmuls on GPUs (Ampere on): pretraining's float32 parts lose nothing that matters to the loss; exact
-    # float32 extraction (`marlin extract --precision 32`) never sets it. Recorded in the exports' metadata.
+    # TF32 matmuls on GPUs (Ampere on) during training only (`_allow_tf32`); recorded in the exports' metadata
     tf32 = on_gpu and torch.cuda.is_available()
-    if tf32:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     launcher = check_launch(int(nodes), int(devices))
     if launcher == "local" and int(nodes) > 1:
         raise MarlinError(f"--nodes {nodes}: start the command on every node, with torchrun (--nnodes {nodes}) or "
@@ -203,8 +201,8 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
 
         save_resolved(cfg, out)  # the resolved settings beside the run's outputs
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None,
-                weights_only=True)
+    with _allow_tf32(tf32):
+        trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
     seconds = time.perf_counter() - t0
 
     pictures = list(module.pictures)
@@ -217,7 +215,7 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
         exports = export_model(model, cfg, out / "export",
                                training={"iterations": module.iteration, "data": str(data_dir),
                                          "stopped_by": control.stopped_by, "precision": prec, "tf32": tf32,
-                                         "strategy": tr.strategy if world > 1 else "single",
+                                         "strategy": type(trainer.strategy).__name__,
                                          "config": cfg.to_dict()})
     hist_path = out / "history.csv"
     return PretrainResult(out, exports, out / "checkpoints" / "last.ckpt", hist_path,
@@ -242,6 +240,20 @@ def _write_mask_picture(data, path: Path) -> Path | None:
             continue
         return save_mask_picture(path, frames, parse, m.patch_size, m.tubelet_size, data.cfg.mask_ratio)
     return None
+
+
+@contextlib.contextmanager
+def _allow_tf32(on: bool):
+    """TF32 matmuls and convolutions while training on a GPU: pretraining's float32 parts lose nothing that
+    matters to the loss. The previous settings come back after, so float32 extraction in the same process
+    (`marlin demo`, `marlin ablate`) stays exact float32."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    if on:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def final_model(module):
