@@ -54,7 +54,7 @@ def _config(world, tmp_path, name, **extra):
 def test_probe_end_to_end_resumes_and_skips_bad_video(world, tmp_path, capsys):
     cfg = _config(world, tmp_path, "lp", train={"lr": 1e-2, "batch_size": None, "max_epochs": 300,
                                                 "eval_every": 10, "patience": 10})
-    assert main(["probe", str(cfg), "--few-shot", "100%", "50%", "--no-progress"]) == 0
+    assert main(["probe", str(cfg), "--few-shot", "100%", "50%", "--no-progress"]) == 1
     out = tmp_path / "lp"
     data = json.loads((out / "metrics.json").read_text())
     full = next(r for r in data["runs"] if r["few_shot"] == 1.0)
@@ -69,7 +69,7 @@ def test_probe_end_to_end_resumes_and_skips_bad_video(world, tmp_path, capsys):
     n_clips = np.load(feats).shape
     assert n_clips == (3, 32)  # 10 frames, official windows of 4 at stride 2: starts 0, 2, 4 (< 10 - 4)
     stamp = feats.stat().st_mtime_ns
-    assert main(["probe", str(cfg), "--few-shot", "100%", "50%", "--no-progress"]) == 0  # resumes
+    assert main(["probe", str(cfg), "--few-shot", "100%", "50%", "--no-progress"]) == 1  # resumes
     assert feats.stat().st_mtime_ns == stamp
     assert json.loads((out / "metrics.json").read_text())["runs"][0]["test"] == full["test"]
     # evaluate the saved head
@@ -90,7 +90,7 @@ def test_feature_cache_is_keyed_by_the_encoder(world, tmp_path):
     for name, weights in (("a", world / "tiny.safetensors"), ("b", other)):
         cfg = _config(world, tmp_path, name, features=str(shared), solver="logistic",
                       encoder={"model": None, "weights": str(weights)})
-        assert main(["probe", str(cfg), "--no-progress"]) == 0
+        assert main(["probe", str(cfg), "--no-progress"]) == 1
     folders = sorted(p.parent.parent for p in shared.glob("*/videos/v00.npy"))
     assert len(folders) == 2
     a, b = (np.load(f / "videos" / "v00.npy") for f in folders)
@@ -124,7 +124,7 @@ def capsys_text(fn, argv) -> str:
 
 def test_probe_with_the_logistic_solver(world, tmp_path):
     cfg = _config(world, tmp_path, "lbfgs", solver="logistic")
-    assert main(["probe", str(cfg), "--no-progress"]) == 0
+    assert main(["probe", str(cfg), "--no-progress"]) == 1
     out = tmp_path / "lbfgs"
     run = json.loads((out / "metrics.json").read_text())["runs"][0]
     assert run["solver"] == "logistic" and "best_epoch" not in run
@@ -139,7 +139,7 @@ def test_probe_with_the_logistic_solver(world, tmp_path):
 
 def test_finetune_end_to_end(world, tmp_path):
     cfg = _config(world, tmp_path, "ft", train={"lr": 1e-3, "batch_size": 7, "max_epochs": 4, "patience": 4})
-    assert main(["finetune", str(cfg), "--no-progress", "--device", DEVICE]) == 0
+    assert main(["finetune", str(cfg), "--no-progress", "--device", DEVICE]) == 1
     out = tmp_path / "ft"
     run = json.loads((out / "fold1_fs100pct_seed0" / "metrics.json").read_text())
     assert len(run["history"]) == 4 and run["n_test"] == 6
@@ -158,7 +158,7 @@ def test_finetune_interrupted_resumes_in_its_out_folder(world, tmp_path, monkeyp
 
     train = {"lr": 1e-3, "batch_size": 7, "max_epochs": 4, "patience": 4}
     assert main(["finetune", str(_config(world, tmp_path, "ref", train=train)), "--no-progress", "--device",
-                 DEVICE]) == 0
+                 DEVICE]) == 1
     cfg = _config(world, tmp_path, "ft", train=train)
     real, calls, stop = ft.video_logits, [], True
 
@@ -179,7 +179,7 @@ def test_finetune_interrupted_resumes_in_its_out_folder(world, tmp_path, monkeyp
     assert "train_state.safetensors: exists with another training config (train.lr: checkpoint 0.001, this run " \
            "0.002)" in capsys.readouterr().err
     assert main(["finetune", str(_config(world, tmp_path, "ft", train=train)), "--no-progress", "--device",
-                 DEVICE]) == 0
+                 DEVICE]) == 1
     assert len(calls) == 2 + 1  # validation of epochs 3 and 4, then the test split
     run, ref = (json.loads((tmp_path / n / "fold1_fs100pct_seed0" / "metrics.json").read_text()) for n in ("ft", "ref"))
     assert run == ref and len(run["history"]) == 4
@@ -201,7 +201,7 @@ def test_gradcam_png_and_complementary_binary_maps(world, tmp_path):
     from marlin.downstream.model import classifier_from_checkpoint
 
     cfg = _config(world, tmp_path, "cam", train={"lr": 1e-2, "batch_size": None, "max_epochs": 50, "patience": 5})
-    assert main(["probe", str(cfg), "--no-progress"]) == 0
+    assert main(["probe", str(cfg), "--no-progress"]) == 1
     ckpt = tmp_path / "cam" / "fold1_fs100pct_seed0" / "head.safetensors"
     out = tmp_path / "png"
     assert main(["gradcam", str(ckpt), str(world / "videos" / "v01.mp4"), "--clips", "all", "--out", str(out),
@@ -258,7 +258,7 @@ def test_finetune_is_deterministic_under_a_seed(world, tmp_path):
 
 def test_finetune_bf16_autocast_runs_and_evaluates(world, tmp_path):
     cfg = _config(world, tmp_path, "bf16", precision="bf16", train={"lr": 1e-3, "batch_size": 7, "max_epochs": 1})
-    assert main(["finetune", str(cfg), "--no-progress", "--device", DEVICE, "--few-shot", "50%"]) == 0
+    assert main(["finetune", str(cfg), "--no-progress", "--device", DEVICE, "--few-shot", "50%"]) == 1
     ckpt = tmp_path / "bf16" / "fold1_fs50pct_seed0" / "model.safetensors"
     run = json.loads((ckpt.parent / "metrics.json").read_text())
     assert np.isfinite(run["history"][0]["train_loss"]) and run["n_test"] == 6
@@ -295,7 +295,7 @@ def test_probe_runs_are_redone_when_the_weights_or_the_precision_change(world, t
     run = tmp_path / "lp" / "fold1_fs100pct_seed0" / "metrics.json"
 
     def hash_after(*extra):
-        assert main(["probe", str(cfg), "--no-progress", *extra]) == 0
+        assert main(["probe", str(cfg), "--no-progress", *extra]) == 1
         return json.loads(run.read_text())["hash"]
 
     first = hash_after()

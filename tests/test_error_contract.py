@@ -303,7 +303,7 @@ def test_truncated_video_is_refused_by_fine_tuning_and_lipsync(bad):
         read_faces(bad["truncated"], 32)
 
 
-def test_lipsync_training_is_reproducible_at_one_seed(tmp_path, capsys):
+def test_lipsync_training_is_seeded_and_evaluate_exits_1_on_failed_inputs(tmp_path, capsys):
     """defect 5: train-syncnet left its initial weights unseeded (step-1 losses 0.876 and 0.754)."""
     import torch
 
@@ -316,9 +316,18 @@ def test_lipsync_training_is_reproducible_at_one_seed(tmp_path, capsys):
         assert main(["lipsync", "train-syncnet", "--data", str(tmp_path / "lrs2 ü"), "--out", str(out),
                      "--face-size", "32", "--width", "8", "--stages", "3", "--embed-dim", "16", "--steps", "1",
                      "--batch", "2", "--no-progress"]) == 0
-        losses.append(out.read_bytes())
-    capsys.readouterr()
+        losses.append(capsys.readouterr().out.split(" steps ")[1])  # "loss: first 1 steps 0.6931 -> ..."
     assert losses[0] == losses[1]
+
+    # defect 7: `lipsync evaluate` exited 0 although inputs failed
+    broken = tmp_path / "broken ü.mp4"
+    broken.write_text("not a video")
+    good = sorted((tmp_path / "lrs2 ü" / "main").rglob("*.mp4"))[0]
+    code = main(["lipsync", "evaluate", "--syncnet", str(tmp_path / "sync 0.pt"), "--videos", str(good), str(broken),
+                 "--out", str(tmp_path / "ev"), "--vshift", "2"])
+    captured = capsys.readouterr()
+    assert code == 1 and str(broken) in captured.err and "LSE-D" in captured.out
+    assert "Traceback" not in captured.err
 
 
 def test_outputs_follow_the_umask(tmp_path, capsys):
