@@ -159,7 +159,7 @@ def export_onnx(model, path, full: bool = False, opset: int = OPSET) -> Path:
 
 
 # ---- runners ------------------------------------------------------------------------------------------
-def _session(backend: str, path: Path, precision: str = "32"):
+def runtime_session(backend: str, path: Path, precision: str = "32"):
     """A callable {input name: array} -> {output name: array} running the model file ``path`` in ``backend``,
     on torch's thread count; OpenVINO in ``precision`` (its CPU plugin would pick bf16 by itself on AMX hosts)."""
     threads = torch.get_num_threads()
@@ -259,7 +259,7 @@ def load_export(folder, backend: str | None = None, precision: str = "32") -> Ex
                           f"{'onnxruntime or openvino' if record['target'] == 'onnx' else 'openvino'}, "
                           f"not {backend} (the torch backend takes the checkpoint it was exported from)")
     precision = resolve_backend_precision(backend, precision, "cpu")
-    return ExportedModel(record, backend, _session(backend, folder / _FILES[record["target"]][0], precision),
+    return ExportedModel(record, backend, runtime_session(backend, folder / _FILES[record["target"]][0], precision),
                          precision, folder)
 
 
@@ -321,7 +321,7 @@ def export(model, out, to: str = "onnx", full: bool = False, encoder: dict | Non
             runtime.save_model(runtime.convert_model(str(onnx_path)), str(tmp / "model.xml"), compress_to_fp16=False)
             onnx_path.unlink()
         record["files"] = {name: _sha256(tmp / name) for name in _FILES[to]}
-        runner = ExportedModel(record, backend, _session(backend, tmp / _FILES[to][0]), "32", out)
+        runner = ExportedModel(record, backend, runtime_session(backend, tmp / _FILES[to][0]), "32", out)
         record["parity"] = _parity(model, runner, full)
         record["versions"] = {"marlin": __version__, "torch": torch.__version__,
                               backend: getattr(runtime, "__version__", None)}
@@ -345,6 +345,6 @@ def runtime_model(model, backend: str, precision: str = "32") -> ExportedModel:
               "config": model.config.to_dict(), "encoder": model_record(model)}
     with tempfile.TemporaryDirectory(prefix="marlin-export-") as tmp:  # the runtimes hold the model once loaded
         path = export_onnx(model, Path(tmp) / "model.onnx")
-        runner = ExportedModel(record, backend, _session(backend, path, precision), precision)
+        runner = ExportedModel(record, backend, runtime_session(backend, path, precision), precision)
     cache[key] = (weights, runner)
     return runner

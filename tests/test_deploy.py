@@ -148,6 +148,9 @@ def test_marlin_extract_backends_match_the_official_features_and_are_recorded(fi
                  "--backend", "openvino", "--out", str(out)]) == 0
     assert np.abs(np.load(out / "cropped01.npy") - official).max() < TOL
     assert json.loads((out / "features.json").read_text()) == records["openvino"]
+    assert main(["extract", str(fixtures_dir / "cropped01.mp4"), "--checkpoint", str(exports["onnx", True]),
+                 "--backend", "onnxruntime", "--out", str(tmp_path / "full")]) == 2  # a reconstruction graph
+    assert not (tmp_path / "full" / "features.json").exists()
     # backends are never mixed in one folder, not even with --overwrite
     capsys.readouterr()
     assert _extract(fixtures_dir, tmp_path / "onnxruntime", "--backend", "torch", "--overwrite") == 2

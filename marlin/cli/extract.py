@@ -108,6 +108,9 @@ def run(args) -> int:
             raise MarlinError(f"{args.checkpoint}: an exported model runs with --backend onnxruntime|openvino and "
                               f"carries its config (no --model)")
         model = load_export(args.checkpoint, backend, precision)  # checked against its record
+        if model.full:
+            raise MarlinError(f"{args.checkpoint}: a --full export reconstructs; extract with an export made "
+                              f"without --full")
         encoder = model.record["encoder"]  # the identity of the checkpoint it was exported from
     elif args.checkpoint:
         name = args.model or (None if args.checkpoint.endswith(".safetensors") else "marlin_vit_base_ytf")
