@@ -79,6 +79,7 @@ def _check_ratio(config, ratio: float) -> None:
 def run(args) -> int:
     from ..errors import require
     from ..reconstruct import RECORD, RUN_RECORD, load_full_model, pretraining_objective, reconstruct_video, run_record
+    from ..atomic import check_writable
     from ..data.layout import input_names
     from ..extract import claim_output
     from ..video import output_dir
@@ -88,12 +89,13 @@ def run(args) -> int:
     _check_parse(jobs, args.mask, args.crop_face)
     if args.crop_face:
         require("marlin.face", "face", "--crop-face")
-    out_dir = output_dir(args.out)
+    check_writable(args.out, folder=True)  # created once the model has loaded: a failure leaves no folder
     device = _device(args.device)
     pipeline = None
     model, checkpoint = load_full_model(args.checkpoint, args.model)
     model.to(device)
     _check_ratio(model.config, args.ratio)
+    out_dir = output_dir(args.out)
     claim_output(out_dir, run_record(checkpoint, args.mask, args.ratio, args.seed, args.clips, args.sample_rate,
                                      args.stride, args.crop_face, pretraining_objective(model)),
                  record_name=RUN_RECORD, outputs=RECORD, what="reconstructions")
