@@ -12,7 +12,6 @@ space of the objective: raw pixels, or per-patch normalised pixels for a checkpo
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -394,8 +393,3 @@ def parse_needed(path, strategy: str) -> str:
     what = "a preprocessed item without parse.npz" if item is not None else "a video, not a preprocessed item"
     return (f"{path}: mask {strategy!r} needs parse maps, and this is {what}: add --crop-face (the face pipeline "
             f"parses it on the spot), give the item of `marlin preprocess`, or choose --mask tube|random|frame")
-
-
-def read_record(path) -> dict:
-    """A reconstruct.json (strict JSON)."""
-    return json.loads(Path(path).read_text())
