@@ -186,6 +186,11 @@ ROWS = {
         ("config binary", ["probe", "{binary}", "--out", "{out}"], 2, ["{binary}"]),  # defect 8
         ("--set unknown key", ["probe", "items_lp", "--root", "{items}", "--out", "{out}", "--set", "trian.lr=1"], 2,
          ["trian"]),
+        # defect 9: these left OUT/config.yaml behind
+        ("missing data root", ["probe", "items_lp", "--root", "{missing}", "--weights", "random", "--out", "{out}"],
+         2, ["{missing}"]),
+        ("missing weights", ["probe", "items_lp", "--root", "{items}", "--weights", "{missing_pt}", "--out",
+                             "{out}"], 2, ["{missing_pt}"]),
     ],
     "finetune": [
         ("missing config", ["finetune", "{missing}", "--out", "{out}"], 2, ["{missing}"]),
@@ -196,6 +201,8 @@ ROWS = {
          ["cuda:7"]),
         ("--device bogus", ["finetune", "items_ft", "--root", "{items}", "--out", "{out}", "--device", "bogus"], 2,
          ["bogus"]),
+        ("missing data root", ["finetune", "items_ft", "--root", "{missing}", "--weights", "random", "--out",
+                               "{out}"], 2, ["{missing}"]),  # defect 9
     ],
     "evaluate": [
         ("missing checkpoint", ["evaluate", "{missing_pt}", "--out", "{out}"], 2, ["{missing_pt}"]),

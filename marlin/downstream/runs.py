@@ -68,12 +68,17 @@ def run_all(cfg: RunConfig, mode: str, prepare: Callable[[Dataset, int, list], T
     title, suffix = TITLES[mode]
     out = Path(cfg.out or f"runs/{cfg.dataset}_{cfg.task or 'default'}_{suffix}")
     cfg.out = str(out)
-    save_resolved(cfg, out)
     folds = cfg.folds or list(range(1, num_folds(cfg.dataset) + 1))
     inputs = run_inputs(cfg, mode)
+
+    def dataset(fold: int) -> Dataset:
+        return load_dataset(cfg.dataset, cfg.root, cfg.task, fold=fold, **cfg.dataset_options)
+
+    first = dataset(folds[0])  # the data and the encoder's weights are checked before OUT is written
+    save_resolved(cfg, out)
     runs, notes, task = [], [], None
     for fold in folds:
-        ds = load_dataset(cfg.dataset, cfg.root, cfg.task, fold=fold, **cfg.dataset_options)
+        ds = first if fold == folds[0] else dataset(fold)
         task = ds.task
         print(f"fold {fold}: {ds.summary()}", file=sys.stderr)
         report_skipped(out, fold, ds.skipped, "samples")
