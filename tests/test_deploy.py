@@ -203,3 +203,13 @@ def test_a_missing_runtime_is_named_with_exit_3(runtime, extra, fixtures_dir, tm
     assert main(["convert", str(fixtures_dir / "tiny.encoder.pt"), str(tmp_path / "e"), "--to", to,
                  "--model", str(fixtures_dir / "tiny.yaml")]) == 3
     assert f"'{extra}' extra" in capsys.readouterr().err and not (tmp_path / "e").exists()
+
+
+def test_an_export_that_leaves_torch_is_not_written(fixtures_dir, tmp_path, monkeypatch, capsys):
+    import marlin.deploy
+
+    monkeypatch.setattr(marlin.deploy, "PARITY_TOLERANCE", 0.0)  # float32 runtimes differ from torch by ~1e-6
+    assert main(["convert", str(fixtures_dir / "tiny.encoder.pt"), str(tmp_path / "e"), "--to", "onnx",
+                 "--model", str(fixtures_dir / "tiny.yaml")]) == 2
+    assert "differs from torch by" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists() and not list(tmp_path.iterdir())
