@@ -375,3 +375,22 @@ def test_set_help_examples_are_real_keys():
             pretrain_config("tiny_cpu", overrides=[example])
         else:
             load(settings, None, [example])  # raises ConfigError for an unknown key
+
+
+def test_quiet_keeps_lightning_info_off_stderr(tmp_path, capfd):
+    """defect 9: Lightning's INFO lines ("GPU available ...") reached stderr under `marlin demo --quiet`."""
+    import logging
+
+    import lightning.pytorch as pl
+
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    try:
+        assert main(["demo", "--quiet", "--size", "96", "--out", str(tmp_path / "demo")]) == 2  # stops early
+        capfd.readouterr()
+        pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False)
+        err = capfd.readouterr().err
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+    assert "GPU available" not in err and "Tip" not in err, err

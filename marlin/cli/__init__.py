@@ -6,6 +6,7 @@ returns the exit code of :mod:`marlin.errors` (``--debug`` anywhere before ``--`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import sys
@@ -89,6 +90,17 @@ def main(argv=None) -> int:
     except BaseException as e:  # noqa: BLE001 - the one place where errors end
         code, message = errors.classify(e, extra)
         return _report(label, code, message, e, debug)
+
+
+def quiet_libraries() -> None:
+    """``--quiet``: libraries' INFO lines (Lightning's "GPU available ..." and tips) stay off stderr; warnings and
+    errors still show. Lightning sets its loggers to INFO when imported, so they are imported first."""
+    import logging
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _report(label: str, code: int, message: str, err: BaseException, debug: bool) -> int:

@@ -23,6 +23,9 @@ def run(args) -> int:
     values.pop("study", None)
     values["studies"] = list(dict.fromkeys(args.study))
     if args.quiet:
+        from . import quiet_libraries
+
         values["progress"] = False
+        quiet_libraries()
     run_ablation(load(AblateSettings, None, args.set, values, where="marlin ablate"))
     return 0

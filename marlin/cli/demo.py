@@ -25,7 +25,10 @@ def run(args) -> int:
 
     values = values_from_args(args)
     if args.quiet:
+        from . import quiet_libraries
+
         values["progress"] = False
+        quiet_libraries()
     report = run_demo(load(DemoSettings, None, args.set, values, where="marlin demo"))
     if args.strict and not report["pretrained_beats_random_on_every_task"]:
         return 1
