@@ -119,6 +119,9 @@ def videomae_head_order(patch_size: int = 16, tubelet_size: int = 2) -> Tensor:
     return torch.arange(3 * t * p * p).view(t, p, p, 3).permute(3, 0, 1, 2).reshape(-1)
 
 
+OUR_LIGHTNING_PREFIXES = ("model.", "critic.")  # `marlin.train.module.PretrainModule`: generator, critic
+
+
 def split_checkpoint(raw: dict, source="<checkpoint>") -> tuple[dict, dict, dict]:
     """Any supported checkpoint -> (model state dict, critic state dict, info).
 
@@ -141,6 +144,10 @@ def split_checkpoint(raw: dict, source="<checkpoint>") -> tuple[dict, dict, dict
         info.update(kind="lightning", hyper_parameters=raw.get("hyper_parameters"),
                     global_step=raw.get("global_step"))
         sd = raw["state_dict"]
+        if any(k.startswith(OUR_LIGHTNING_PREFIXES) for k in sd):  # `marlin pretrain`'s own last.ckpt
+            info["kind"] = "lightning-ours"
+            sd = {("discriminator." + k[len("critic."):] if k.startswith("critic.") else k[len("model."):]): v
+                  for k, v in sd.items() if k.startswith(OUR_LIGHTNING_PREFIXES)}
     elif "model" in raw and isinstance(raw["model"], dict):
         info["kind"] = "videomae"
         sd = convert_videomae(raw["model"])

@@ -215,3 +215,25 @@ def test_the_checkpoint_layer_does_not_import_the_model(tmp_path):
     with pytest.raises(CheckpointError, match=r"encoder embed_dim 384, depth 12; 1568 tokens \(matches preset "
                                               r"marlin_vit_small_ytf\)"):
         Marlin.from_file(tiny_config(), tmp_path / "s.encoder.pt")
+
+
+def test_our_own_lightning_checkpoint_loads(tmp_path):
+    """`marlin pretrain`'s checkpoints/last.ckpt (generator under `model.`, critic under `critic.`) loads with
+    `Marlin.from_file` like an official Lightning checkpoint: the weights are the run's export, the critic is
+    split off for resuming."""
+    import yaml
+
+    from marlin.train import pretrain
+
+    helpers.make_items(tmp_path / "items", n=2, t=20, s=32)
+    res = pretrain(helpers.TINY_PRETRAIN, tmp_path / "items", tmp_path / "out", max_steps=1, progress=False,
+                   tensorboard=False, mask_picture=False)
+    yaml_path = tmp_path / "t.yaml"
+    yaml_path.write_text(yaml.safe_dump({k: v for k, v in helpers.TINY_PRETRAIN.items() if k != "trainer"}))
+    model = Marlin.from_file(str(yaml_path), res.checkpoint)
+    exported = Marlin.from_file(None, res.exports["safetensors"])
+    assert model.decoder is not None
+    for (k, a), (_, b) in zip(sorted(model.state_dict().items()), sorted(exported.state_dict().items())):
+        assert torch.equal(a, b), k
+    _, critic, info = split_checkpoint(load_file(res.checkpoint))
+    assert info["kind"] == "lightning-ours" and critic and all(not k.startswith("critic.") for k in critic)
