@@ -213,3 +213,40 @@ def test_an_export_that_leaves_torch_is_not_written(fixtures_dir, tmp_path, monk
                  "--model", str(fixtures_dir / "tiny.yaml")]) == 2
     assert "differs from torch by" in capsys.readouterr().err
     assert not (tmp_path / "e").exists() and not list(tmp_path.iterdir())
+
+
+def test_extract_parts_and_a_merge_equal_one_run(tmp_path, capsys):
+    """`marlin extract --part i/N` on many machines, then `--merge`: the same files as one run (issue 28, 4)."""
+    from helpers import tiny_config
+
+    from marlin.video import write_video
+
+    ckpt = tmp_path / "tiny.safetensors"
+    torch.manual_seed(0)
+    Marlin(tiny_config(), full_model=False).save(ckpt)
+    videos = tmp_path / "videos"
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        write_video(videos / f"sub{i % 2}" / f"v{i}.mp4", rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
+    (videos / "bad.mp4").write_bytes(b"not a video")
+    run = ["extract", str(videos), "--checkpoint", str(ckpt)]
+    assert main([*run, "--out", str(tmp_path / "whole")]) == 1  # bad.mp4 fails, the rest is written
+    parts = tmp_path / "parts"
+    for i in range(2):
+        assert main([*run, "--part", f"{i}/2", "--out", str(parts)]) in (0, 1)
+    records = [json.loads((parts / f"extract.part-000{i}-of-0002.json").read_text()) for i in range(2)]
+    assert all(r["names"] for r in records)  # both parts got videos
+    assert main(["extract", "--merge", "--out", str(parts)]) == 1
+    files = {p.relative_to(tmp_path / "whole") for p in (tmp_path / "whole").rglob("*") if p.is_file()}
+    assert files == {p.relative_to(parts) for p in parts.rglob("*") if p.is_file() and ".part-" not in p.name}
+    for f in files:
+        if f.suffix == ".npy":
+            assert np.array_equal(np.load(tmp_path / "whole" / f), np.load(parts / f))
+        elif f.suffix == ".json":
+            assert json.loads((tmp_path / "whole" / f).read_text()) == json.loads((parts / f).read_text())
+    assert "bad.mp4" in (parts / "failed.txt").read_text()
+    # an incomplete split is refused, naming the part
+    (parts / "extract.part-0001-of-0002.json").unlink()
+    capsys.readouterr()
+    assert main(["extract", "--merge", "--out", str(parts)]) == 2
+    assert "parts 1 of 2 are missing" in capsys.readouterr().err

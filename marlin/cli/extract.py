@@ -40,7 +40,7 @@ def _device(name: str):
 
 
 def add_arguments(p):
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="video files, directories (recursive; mp4/avi/mov/mkv/webm) or .txt files listing paths")
     p.add_argument("--out", required=True, type=Path,
                    help="output folder: OUT/<name>.npy, the name mirroring the inputs' tree (see README)")
@@ -68,9 +68,16 @@ def add_arguments(p):
                         "device computes it natively, else 32); the one used is recorded in OUT/features.json")
     p.add_argument("--backend", choices=["torch", "onnxruntime", "openvino"], default="torch",
                    help="what runs the encoder: torch (default) | onnxruntime | openvino (CPU runtimes of the onnx / "
-                        "openvino extras; the model is exported once per run, or --checkpoint is a folder written "
-                        "by marlin convert --to onnx|openvino); recorded in OUT/features.json")
+                        "openvino extras; the model is exported once per run, or --checkpoint is an onnx / openvino "
+                        "folder exported by marlin convert); recorded in OUT/features.json")
     p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
+    p.add_argument("--part", metavar="I/N", default=None,
+                   help="run part I of N (0 <= I < N, e.g. $SLURM_ARRAY_TASK_ID/8): the videos whose output name "
+                        "hashes to it (the hash of marlin preprocess --part); parts share OUT, each with its own "
+                        "record OUT/extract.part-I-of-N.json")
+    p.add_argument("--merge", action="store_true",
+                   help="`marlin extract --merge --out OUT`: check that all N parts are in OUT, made from the same "
+                        "inputs, with every output present; write OUT/failed.txt of all parts")
 
 
 def _precision(name: str, device, backend: str = "torch") -> str:
@@ -85,18 +92,90 @@ def _precision(name: str, device, backend: str = "torch") -> str:
         raise MarlinError(f"--precision {name}: {e}") from None
 
 
+def _names_digest(names) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
+
+
+def merge_parts(out: Path) -> int:
+    """`marlin extract --merge --out OUT`: check that OUT holds all N parts of one split, made from the same inputs
+    (each part claimed OUT/features.json, so their settings agree), with the output of every video that did not
+    fail; write OUT/failed.txt of all parts (removed when none failed). Exit 1 when videos failed."""
+    import json
+
+    from ..atomic import write_text
+    from ..errors import MarlinError
+    from ..extract import FEATURES_RECORD
+    from ..parts import part_tag
+
+    found = sorted(Path(out).glob("extract.part-*-of-*.json"))
+    if not found:
+        raise MarlinError(f"{out}: no part records (extract.part-*-of-*.json) to merge: run `marlin extract ... "
+                          f"--part i/N --out {out}` first")
+    try:
+        parts = {f: json.loads(f.read_text()) for f in found}
+    except (OSError, ValueError) as e:
+        raise MarlinError(f"{out}: unreadable part record ({e})") from None
+    counts = {p["part"][1] for p in parts.values()}
+    if len(counts) > 1:
+        raise MarlinError(f"{out}: parts of different splits ({', '.join(f'of {n}' for n in sorted(counts))}): "
+                          f"remove the records of the old split")
+    n = counts.pop()
+    missing = sorted(set(range(n)) - {p["part"][0] for p in parts.values()})
+    if missing:
+        raise MarlinError(f"{out}: parts {', '.join(map(str, missing))} of {n} are missing (no "
+                          f"extract.{part_tag((missing[0], n))}.json): run them before merging")
+    (first_file, first), *rest = parts.items()
+    for f, p in rest:
+        if (p["inputs_total"], p["inputs_digest"]) != (first["inputs_total"], first["inputs_digest"]):
+            raise MarlinError(f"{out}: {f.name} and {first_file.name} were made from different inputs "
+                              f"({p['inputs_total']} vs {first['inputs_total']} videos): redo the odd parts")
+    record = json.loads((Path(out) / FEATURES_RECORD).read_text())
+    names = [name for p in parts.values() for name in p["names"]]
+    failed = {name for p in parts.values() for name in p["failed"]}
+    ext = "" if record.get("faces") == "all" else ".npy"
+    absent = [name for name in names if name not in failed and not (Path(out) / f"{name}{ext}").exists()]
+    if len(names) != first["inputs_total"] or absent:
+        raise MarlinError(f"{out}: the parts list {len(names)} of {first['inputs_total']} videos"
+                          + (f", and {len(absent)} outputs are missing (first {absent[0]}{ext})" if absent else "")
+                          + ": rerun the parts")
+    logs = [Path(out) / f"failed.{part_tag(tuple(p['part']))}.txt" for p in parts.values()]
+    text = "".join(log.read_text() for log in logs if log.is_file())
+    log = Path(out) / "failed.txt"
+    print(f"marlin extract: merged {n} parts: {len(names) - len(failed)} videos with features, "
+          f"{len(failed)} failed -> {out}")
+    if text:
+        write_text(log, text)
+        print(f"failures listed in {log}", file=sys.stderr)
+        return 1
+    log.unlink(missing_ok=True)
+    return 0
+
+
 def run(args) -> int:
-    from ..atomic import atomic_dir, check_writable, save_npy, write_text
+    from ..atomic import atomic_dir, check_writable, save_npy, write_json, write_text
     from ..errors import MarlinError
     from ..extract import backend_model, face_track_features, features_record, model_record, video_features
     from ..models import Marlin
     from ..models.config import encoder_record
+    from ..parts import parse_part, part_of, part_tag
     from ..video import output_dir, video_names
 
+    if getattr(args, "merge", False):
+        if args.inputs:
+            raise MarlinError("--merge takes only --out: `marlin extract --merge --out OUT`")
+        return merge_parts(args.out)
+    if not args.inputs:
+        raise MarlinError("no INPUT given: video files, folders or .txt lists (or --merge --out OUT)")
     faces = getattr(args, "faces", "one")
     if faces == "all" and not args.crop_face:
         raise MarlinError("--faces all needs --crop-face (the face tracks come from the face pipeline)")
     jobs = video_names(args.inputs)  # one output name per video; an empty folder or a name clash is an error
+    part = parse_part(args.part) if getattr(args, "part", None) else None
+    if part is not None:  # names over all inputs first, so every part names every video alike
+        inputs = {"inputs_total": len(jobs), "inputs_digest": _names_digest(name for _, name in jobs)}
+        jobs = [(path, name) for path, name in jobs if part_of(name, part[1]) == part[0]]
     check_writable(args.out, folder=True)  # created once the model has loaded: a failure leaves no folder
     device = _device(args.device)
     backend = getattr(args, "backend", "torch")
@@ -109,8 +188,8 @@ def run(args) -> int:
                               f"carries its config (no --model)")
         model = load_export(args.checkpoint, backend, precision)  # checked against its record
         if model.full:
-            raise MarlinError(f"{args.checkpoint}: a --full export reconstructs; extract with an export made "
-                              f"without --full")
+            raise MarlinError(f"{args.checkpoint}: this export is the full model (reconstruction); extract with "
+                              f"an export of the encoder (marlin convert without its full flag)")
         encoder = model.record["encoder"]  # the identity of the checkpoint it was exported from
     elif args.checkpoint:
         name = args.model or (None if args.checkpoint.endswith(".safetensors") else "marlin_vit_base_ytf")
@@ -129,6 +208,7 @@ def run(args) -> int:
 
     done = skipped = 0
     failed: list[str] = []
+    failed_names: list[str] = []
     bar = tqdm(jobs, desc="extract", unit="video")
     for path, name in bar:
         out = out_dir / (name if faces == "all" else f"{name}.npy")  # --faces all: a folder of face<k>.npy
@@ -159,10 +239,15 @@ def run(args) -> int:
         except Exception as e:  # one bad video never ends a run of thousands
             msg = str(e) if str(e).startswith(str(path)) else f"{path}: {type(e).__name__}: {e}"
             failed.append(msg.replace("\n", " "))
+            failed_names.append(name)
             tqdm.write(f"FAILED {failed[-1]}", file=sys.stderr)
             if getattr(args, "debug", False) or not isinstance(e, (OSError, ValueError, RuntimeError)):
                 traceback.print_exc()  # an unexpected error: a bug to report
-    log = out_dir / "failed.txt"
+    log = out_dir / ("failed.txt" if part is None else f"failed.{part_tag(part)}.txt")
+    if part is not None:
+        write_json(out_dir / f"extract.{part_tag(part)}.json",
+                   {"part": list(part), **inputs, "names": [name for _, name in jobs], "failed": failed_names,
+                    "done": done, "skipped": skipped})
     print(f"marlin extract: {done} written, {skipped} already present, {len(failed)} failed -> {out_dir}")
     if failed:
         write_text(log, "".join(f"{m}\n" for m in failed))

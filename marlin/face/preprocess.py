@@ -23,6 +23,7 @@ from pathlib import Path
 from ..atomic import atomic_dir, temp_name, write_json, write_text
 from ..data.layout import is_item, item_dir, load_item, write_item
 from ..errors import MarlinError
+from ..parts import parse_part, part_of, part_tag  # noqa: F401  (parse_part: marlin.cli.preprocess imports it here)
 from ..video import VideoError, output_dir, probe
 from . import layouts
 from .jobs import run_jobs
@@ -159,28 +160,11 @@ def _log_failure(path: Path, r: dict) -> None:
         f.write(f"{stamp}\t{r['name']}\t{r['error']}\n")
 
 
-def part_of(name: str, parts: int) -> int:
-    """The part (0 .. parts-1) of the input with relative item name ``name``: a hash of the name, so every
-    machine puts every input in the same part whatever order it lists them in."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") % parts
-
-
-def parse_part(text: str) -> tuple[int, int]:
-    """"i/n" (0 <= i < n, e.g. ``$SLURM_ARRAY_TASK_ID/8``) -> (i, n); a MarlinError otherwise."""
-    try:
-        i, n = (int(x) for x in str(text).split("/"))
-    except ValueError:
-        raise MarlinError(f"--part {text!r}: expected i/N with integers, e.g. 0/8") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise MarlinError(f"--part {text!r}: need 0 <= i < N (parts are numbered from 0, like Slurm array ids)")
-    return i, n
-
-
 def part_files(part: tuple[int, int] | None) -> tuple[str, str]:
     """(summary, failures log) file names of a part (the plain names for a whole run)."""
     if part is None:
         return SUMMARY, FAILURES
-    tag = f"part-{part[0]:04d}-of-{part[1]:04d}"
+    tag = part_tag(part)
     return f"preprocess_summary.{tag}.json", f"failures.{tag}.log"
 
 
