@@ -26,7 +26,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -86,7 +85,8 @@ def bench_model(name: str, batches, reps: int, rate: MatmulRate, compile_torch: 
         onnx_path = export_onnx(model, Path(tmp) / "model.onnx")
         paths = _paths(model, onnx_path, _quantize(onnx_path), compile_torch)
         for batch in batches:
-            x = torch.rand(batch, 3, cfg.n_frames, cfg.img_size, cfg.img_size, generator=torch.Generator().manual_seed(1))
+            g = torch.Generator().manual_seed(1)
+            x = torch.rand(batch, 3, cfg.n_frames, cfg.img_size, cfg.img_size, generator=g)
             runnable = {k: v for k, v in paths.items() if not isinstance(v, str)}
             outs = {k: fn(x) for k, (_, fn) in runnable.items()}  # warm-up, and the accuracy
             best = dict.fromkeys(runnable, float("inf"))
@@ -124,7 +124,8 @@ def bench_video(video: Path, reps: int):
     torch.manual_seed(0)
     model = Marlin.from_config(NAMES["B"], full_model=False).eval()
     print(f"\nend to end, ViT-B, extract_video({video.name}), best of {reps}:\n")
-    print("| backend | precision | s / clip | vs torch fp32 | pooled max abs diff / min cosine |\n|---|---|---|---|---|")
+    print("| backend | precision | s / clip | vs torch fp32 | pooled max abs diff / min cosine |\n"
+          "|---|---|---|---|---|")
     ref = model.extract_video(video)
     times = {}
     for backend, precision in (("torch", "32"), ("torch", "auto"), ("onnxruntime", "32"), ("openvino", "32"),
@@ -171,7 +172,8 @@ def main():
           "min cosine to torch fp32 |\n|---|---|---|---|---|---|---|", flush=True)
     for name in args.models:
         bench_model(name, args.batches, args.reps, rate, args.compile)
-    print(f"\nmatmul {args.matmul_n}^3, best of the run, GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in rate.peak.items()))
+    peaks = ", ".join(f"{k} {v:.0f}" for k, v in rate.peak.items())
+    print(f"\nmatmul {args.matmul_n}^3, best of the run, GFLOP/s: {peaks}")
     if args.video:
         bench_video(args.video, args.reps)
 
