@@ -80,6 +80,7 @@ def main(argv=None) -> int:
         module.add_arguments(cmd_parser)
         _add_debug(cmd_parser)
         args = cmd_parser.parse_args(argv[1:])
+        args.debug = debug  # popped from argv above, wherever it stood
         if isinstance(getattr(args, "action", None), str):  # subcommands with actions: `marlin lipsync train`
             label = f"{label} {args.action}"
         return int(module.run(args) or 0)

@@ -33,25 +33,18 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import sys
-
+    from ..data.layout import input_names
+    from ..downstream.predict import Predictor, predict_videos
     from ..errors import MarlinError
-    from ..downstream.predict import Predictor, predict_videos, prediction_inputs
     from .extract import _device, _precision
 
     if args.faces == "all" and not args.crop_face:
         raise MarlinError("--faces all needs --crop-face: the face pipeline finds the faces")
-    prediction_inputs(args.inputs)  # missing inputs and name clashes end here, before the model loads
+    input_names(args.inputs)  # missing inputs and name clashes end here, before the model loads
     device = _device(args.device)
     if args.precision is not None:
         _precision(args.precision, device)  # float16 on a CPU ends here
     predictor = Predictor.from_run(args.run, args.encoder, args.precision, device, args.batch_size)
-    res = predict_videos(predictor, args.inputs, args.out, args.crop_face, args.faces, args.per_clip,
-                         args.overwrite, not args.no_progress, args.min_track_frames)
-    out = res["out"]
-    print(f"marlin predict: {res['written']} predicted, {res['skipped']} already present, {len(res['failed'])} "
-          f"failed -> {out / 'predictions.csv'}")
-    if res["failed"]:
-        print(f"failures listed in {out / 'failed.txt'}", file=sys.stderr)
-        return 1
-    return 0
+    _, result = predict_videos(predictor, args.inputs, args.out, args.crop_face, args.faces, args.per_clip,
+                               args.overwrite, not args.no_progress, args.min_track_frames, args.debug)
+    return result.report("predict", "predicted")

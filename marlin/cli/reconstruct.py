@@ -2,11 +2,7 @@
 an mp4 and a PNG sheet, and reconstruct.json (the pretraining loss beside a mean-patch baseline's)."""
 from __future__ import annotations
 
-import sys
-import traceback
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from .extract import positive_int
 
@@ -80,6 +76,7 @@ def run(args) -> int:
     from ..errors import require
     from ..reconstruct import RECORD, RUN_RECORD, load_full_model, pretraining_objective, reconstruct_video, run_record
     from ..atomic import check_writable
+    from ..batch import run_batch
     from ..data.layout import input_names
     from ..extract import claim_output
     from ..video import output_dir
@@ -104,38 +101,15 @@ def run(args) -> int:
 
         pipeline = FacePipeline(size=model.config.img_size, parser="landmarks")
 
-    done = skipped = 0
-    failed: list[str] = []
     rows = []
-    bar = tqdm(jobs, desc="reconstruct", unit="input")
-    for path, name in bar:
-        target = out_dir / name
-        if (target / RECORD).exists() and not args.overwrite:
-            skipped += 1
-            continue
-        bar.set_postfix_str(name[-40:])
-        try:
-            record = reconstruct_video(model, path, target, args.mask, args.ratio, args.seed, args.clips,
-                                       args.sample_rate, args.stride, args.crop_face, checkpoint, pipeline)
-            rows.append(f"{name}: loss {record['loss']:.4g}, mean-patch baseline {record['baseline_loss']:.4g}")
-            done += 1
-        except (KeyboardInterrupt, MemoryError, ImportError):  # ImportError: a missing extra ends the run
-            raise
-        except Exception as e:  # one bad video never ends the run
-            msg = str(e) if str(e).startswith(str(path)) else f"{path}: {type(e).__name__}: {e}"
-            failed.append(msg.replace("\n", " "))
-            tqdm.write(f"FAILED {failed[-1]}", file=sys.stderr)
-            if getattr(args, "debug", False) or not isinstance(e, (OSError, ValueError, RuntimeError)):
-                traceback.print_exc()  # an unexpected error: a bug to report
+
+    def work(path, name):
+        record = reconstruct_video(model, path, out_dir / name, args.mask, args.ratio, args.seed, args.clips,
+                                   args.sample_rate, args.stride, args.crop_face, checkpoint, pipeline)
+        rows.append(f"{name}: loss {record['loss']:.4g}, mean-patch baseline {record['baseline_loss']:.4g}")
+
+    result = run_batch(jobs, work, lambda name: (out_dir / name / RECORD).exists() and not args.overwrite, out_dir,
+                       "reconstruct", debug=args.debug)
     for row in rows:
         print(row)
-    log = out_dir / "failed.txt"
-    print(f"marlin reconstruct: {done} written, {skipped} already present, {len(failed)} failed -> {out_dir}")
-    if failed:
-        from ..atomic import write_text
-
-        write_text(log, "".join(f"{m}\n" for m in failed))
-        print(f"failures listed in {log}", file=sys.stderr)
-        return 1
-    log.unlink(missing_ok=True)
-    return 0
+    return result.report("reconstruct")

@@ -21,8 +21,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
-import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.layout import input_names as prediction_inputs  # noqa: F401  (the commands' one inputs rule)
+from ..batch import BatchResult
+from ..data.layout import input_names
 from ..errors import MarlinError
 from .metrics import DECISION_THRESHOLD
 from .tasks import Task
@@ -266,12 +265,11 @@ def _rows(task: Task, predictions: list[Prediction], faces: str) -> tuple[list[s
 
 def predict_videos(predictor: Predictor, inputs: Sequence, out, crop_face: bool = False, faces: str = "one",
                    per_clip: bool = False, overwrite: bool = False, progress: bool = True,
-                   min_track_frames: int = 16) -> dict:
-    """Predictions of every video of ``inputs`` into ``out`` (see the module docstring); returns
-    {"predictions": [Prediction], "written", "skipped", "failed": ["path: problem"]}."""
-    from tqdm.auto import tqdm
-
+                   min_track_frames: int = 16, debug: bool = False) -> tuple[list[Prediction], BatchResult]:
+    """Predictions of every video of ``inputs`` into ``out`` (see the module docstring); returns them (in name
+    order) and the run's `BatchResult` (written, skipped, failed "path: problem")."""
     from ..atomic import to_json, write_json, write_text
+    from ..batch import run_batch
     from ..extract import claim_output
     from ..video import output_dir
 
@@ -279,40 +277,24 @@ def predict_videos(predictor: Predictor, inputs: Sequence, out, crop_face: bool 
         raise MarlinError(f"--faces {faces}: expected one of {', '.join(FACES)}")
     if faces == "all" and not crop_face:
         raise MarlinError("--faces all needs --crop-face: the face pipeline finds the faces")
-    jobs = prediction_inputs(inputs)  # a missing input, an empty folder or a name clash ends here
+    jobs = input_names(inputs)  # a missing input, an empty folder or a name clash ends here
     out = output_dir(out)
     options = {"crop_face": bool(crop_face), "faces": faces, "per_clip": bool(per_clip),
                **({"min_track_frames": int(min_track_frames)} if faces == "all" else {})}
     record = {**predictor.record, "options": options}
     claim_output(out, record, RECORD, "predictions.csv", "predictions")
 
-    done = skipped = 0
-    failed: list[str] = []
-    results: dict[str, list[Prediction]] = {}
-    bar = tqdm(jobs, desc="predict", unit="video", disable=not progress)
-    for path, name in bar:
-        dest = out / PER_VIDEO / f"{name}.json"
-        if dest.is_file() and not overwrite:
-            results[name] = [Prediction(**p) for p in json.loads(dest.read_text())["predictions"]]
-            skipped += 1
-            continue
-        bar.set_postfix_str(name[-40:])
-        try:
-            got = predictor.predict_video(path, crop_face, faces, per_clip, name, min_track_frames)
-            got = got if isinstance(got, list) else [got]
-            write_json(dest, {"predictions": [p.to_dict() for p in got]})
-            results[name] = got
-            done += 1
-        except (KeyboardInterrupt, MemoryError, ImportError):  # ImportError: a missing extra ends the run
-            raise
-        except Exception as e:  # one bad video never ends a run of thousands
-            msg = str(e) if str(e).startswith(str(path)) else f"{path}: {type(e).__name__}: {e}"
-            failed.append(msg.replace("\n", " "))
-            tqdm.write(f"FAILED {failed[-1]}", file=sys.stderr)
-            if not isinstance(e, (OSError, ValueError, RuntimeError)):
-                traceback.print_exc()  # an unexpected error: a bug to report
+    def dest(name: str) -> Path:
+        return out / PER_VIDEO / f"{name}.json"
 
-    predictions = [p for _, name in jobs if name in results for p in results[name]]
+    def work(path: Path, name: str) -> None:
+        got = predictor.predict_video(path, crop_face, faces, per_clip, name, min_track_frames)
+        write_json(dest(name), {"predictions": [p.to_dict() for p in (got if isinstance(got, list) else [got])]})
+
+    result = run_batch(jobs, work, lambda name: dest(name).is_file() and not overwrite, out, "predict", progress,
+                       debug)
+    predictions = [Prediction(**p) for _, name in jobs if dest(name).is_file()
+                   for p in json.loads(dest(name).read_text())["predictions"]]
     columns, rows = _rows(predictor.task, predictions, faces)
     text = io.StringIO()
     writer = csv.DictWriter(text, columns + ["run", "encoder_sha256", "options"], extrasaction="ignore",
@@ -325,9 +307,4 @@ def predict_videos(predictor: Predictor, inputs: Sequence, out, crop_face: bool 
     write_text(out / "predictions.csv", text.getvalue())
     write_json(out / "predictions.json", {**record, "predictions": [
         {k: v for k, v in p.to_dict().items() if per_clip or k != "clips"} for p in predictions]})
-    log = out / "failed.txt"
-    if failed:
-        write_text(log, "".join(f"{m}\n" for m in failed))
-    else:
-        log.unlink(missing_ok=True)
-    return {"predictions": predictions, "written": done, "skipped": skipped, "failed": failed, "out": out}
+    return predictions, result
