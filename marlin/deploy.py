@@ -169,13 +169,18 @@ def runtime_session(backend: str, path: Path, precision: str = "32"):
         options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]
-        return lambda feeds: dict(zip(names, session.run(names, feeds)))
+        run = lambda feeds: dict(zip(names, session.run(names, feeds)))  # noqa: E731
+        run.inputs = {i.name: [d if isinstance(d, int) else None for d in i.shape] for i in session.get_inputs()}
+        return run
     ov = require_backend("openvino")
     hint = {"32": "f32", "bf16": "bf16"}[precision]
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint,
                                                           "INFERENCE_NUM_THREADS": threads})
     request = compiled.create_infer_request()
-    return lambda feeds: {k.get_any_name(): np.copy(v) for k, v in request.infer(feeds).items()}
+    run = lambda feeds: {k.get_any_name(): np.copy(v) for k, v in request.infer(feeds).items()}  # noqa: E731
+    run.inputs = {i.get_any_name(): [d.get_length() if d.is_static else None for d in i.get_partial_shape()]
+                  for i in compiled.inputs}
+    return run
 
 
 class ExportedModel:
@@ -259,8 +264,15 @@ def load_export(folder, backend: str | None = None, precision: str = "32") -> Ex
                           f"{'onnxruntime or openvino' if record['target'] == 'onnx' else 'openvino'}, "
                           f"not {backend} (the torch backend takes the checkpoint it was exported from)")
     precision = resolve_backend_precision(backend, precision, "cpu")
-    return ExportedModel(record, backend, runtime_session(backend, folder / _FILES[record["target"]][0], precision),
-                         precision, folder)
+    run = runtime_session(backend, folder / _FILES[record["target"]][0], precision)
+    runner = ExportedModel(record, backend, run, precision, folder)
+    # the graph takes the clips its recorded config describes (a config edited in the record would not)
+    expected = {k: [d if isinstance(d, int) else None for d in shape] for k, (_, shape) in
+                _io(runner.full, runner.config)[0].items()}
+    if run.inputs != expected:
+        raise MarlinError(f"{folder / EXPORT_RECORD}: its config describes inputs {expected}, but the graph "
+                          f"takes {run.inputs}: the record does not belong to this model")
+    return runner
 
 
 # ---- export -------------------------------------------------------------------------------------------

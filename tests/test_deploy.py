@@ -109,6 +109,12 @@ def test_the_export_record_is_checked(exports, tmp_path, fixtures_dir, capsys):
                  "--out", str(tmp_path / "f")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model.onnx" in err[0] and "SHA-256" in err[0]
+    shutil.copy(exports["onnx", False] / "model.onnx", bad / "model.onnx")  # the graph again, its record edited
+    record = json.loads((bad / "marlin_export.json").read_text())
+    record["config"]["img_size"] = 112
+    (bad / "marlin_export.json").write_text(json.dumps(record))
+    with pytest.raises(MarlinError, match="the record does not belong"):
+        load_export(bad)
     (bad / "marlin_export.json").unlink()
     with pytest.raises(MarlinError, match="not a MARLIN export"):
         load_export(bad)
