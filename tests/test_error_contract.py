@@ -125,6 +125,11 @@ ROWS = {
         ("output is a file", ["extract", *X, "{truncated}", "--out", "{file}"], 2, ["{file}"]),
         ("output cannot be written", ["extract", *X, "{truncated}", "--out", "{unwritable}"], 2, ["{unwritable}"]),
     ],
+    "preprocess": [
+        ("missing input", ["preprocess", "{missing}", "{out}"], 2, ["{missing}"]),
+        ("folder without videos", ["preprocess", "{folder}", "{out}"], 2, ["{folder}"]),
+        ("output is a file", ["preprocess", "{truncated}", "{file}"], 2, ["{file}"]),
+    ],
     "convert": [
         # defect 8: said "--model applies to checkpoint files only"
         ("missing input", ["convert", "{missing_pt}", "{out}.safetensors", "--to", "safetensors"], 2,
@@ -165,6 +170,8 @@ ROWS = {
                                  "--resume", "{empty_ckpt}"], 2, ["{empty_ckpt}"]),
         ("--resume text file", ["pretrain", "--config", "{pretrain_yaml}", "--data", "{items}", "--out", "{out}",
                                 "--resume", "{text_ckpt}"], 2, ["{text_ckpt}"]),
+        ("output is a file", ["pretrain", "--config", "{pretrain_yaml}", "--data", "{items}", "--out", "{file}"], 2,
+         ["{file}"]),
         ("--resume a model checkpoint", ["pretrain", "--config", "{pretrain_yaml}", "--data", "{items}", "--out",
                                          "{out}", "--resume", "{encoder}"], 2, ["{encoder}", "--init"]),
     ],
@@ -180,6 +187,7 @@ ROWS = {
         ("--set unknown key", ["shard", "{items}", "{out}", "--set", "shard_sise=1MB"], 2, ["shard_sise"]),
         ("config binary", ["shard", "{items}", "{out}", "--config", "{binary}"], 2, ["{binary}"]),  # defect 8
         ("config unknown key", ["shard", "{items}", "{out}", "--config", "{unknown_key}"], 2, ["{unknown_key}"]),
+        ("output is a file", ["shard", "{items}", "{file}"], 2, ["{file}"]),
     ],
     "probe": [
         ("missing config", ["probe", "{missing}", "--out", "{out}"], 2, ["{missing}"]),
@@ -259,6 +267,26 @@ def test_every_command_has_rows():
 
     covered = {c.split()[0] for c in ROWS}
     assert set(COMMANDS) - covered <= {"preprocess", "predict", "reconstruct"}
+
+
+def test_extract_reports_lists_and_skips_bad_videos(bad, tmp_path, capsys):
+    """A batch with an empty file, a text file and a truncated video: each reported and listed in failed.txt, the
+    good video written, exit 1; no traceback."""
+    import shutil
+
+    good = tmp_path / "in ü" / "good clip.mp4"
+    good.parent.mkdir()
+    shutil.copy(FIXTURES / "cropped01.mp4", good)
+    for name in ("empty", "text", "truncated"):
+        shutil.copy(bad[name], good.parent / Path(bad[name]).name)
+    out = tmp_path / "out ü"
+    code, _, err = run(capsys, ["extract", *[a.format(tiny_yaml=TINY_YAML, encoder=ENCODER) for a in X],
+                                good.parent, "--out", out, "--reduction", "mean"])
+    assert code == 1 and "Traceback" not in err
+    failed = (out / "failed.txt").read_text()
+    for name in ("empty.mp4", "text.mp4", "cut clip.mp4"):
+        assert name in failed and name in err
+    assert sorted(p.name for p in out.glob("*.npy")) == ["good clip.npy"]
 
 
 # ---- defects that need more than one bad argument ------------------------------------------------------------

@@ -60,11 +60,13 @@ def run(args) -> int:
     import logging
     import signal
 
+    from ..atomic import check_writable
     from ..config import values_from_args
     from ..train import pretrain, pretrain_config
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = pretrain_config(args.config, overrides=args.set, values=values_from_args(args))
+    check_writable(args.out, folder=True)
     check_resume(args.resume, args.out, args.overwrite)
     # Lightning turns Ctrl-C into sys.exit(1); note it here so that the command exits 130 (interrupted)
     interrupted = []
