@@ -130,17 +130,18 @@ def test_extract_faces_all(composite, tmp_path, capsys):
 
 
 # --faces one: digests of the items `marlin preprocess` wrote from the sample videos before --faces existed
-# (commit a9a3bf0): clip.mp4 bytes, the parse / landmarks arrays (npz files carry a time stamp), meta.json
-# without its "source" path
+# (commit a9a3bf0), with the tested library builds of scripts/constraints.txt (the crops, parse maps and landmarks
+# depend on OpenCV's build; meta.json records the versions): clip.mp4 bytes, the parse / landmarks arrays (npz
+# files carry a time stamp), meta.json without its "source" path
 BEFORE = {
-    "video01": {"clip.mp4": "726c77f62adcdf773699eefdb9bf47195b4351b02287a6a4c045caa2323beab0",
-                "parse.npz": "11073148931557945f292e447e29467c379b7ab39a0c380239ccb154cfda539e",
-                "landmarks.npz": "62f2c70f4f1a0c1fe2e326dd99d03a0634642aa7984b484835da4ba4b11694ab",
-                "meta.json": "d7f262546020487f1eb4f2d52ef2dfdc8a116638953cde3c3dbab0bee40b70b7"},
-    "video05": {"clip.mp4": "322ef754933c9802a758d2623b8ebeac8b31a39e96641b792164ddbef3eec14d",
-                "parse.npz": "197b4cc6e5dd21798478f28a8d0f19ed9c5a51cf2bcdb2cfcc08ecd96a8ef342",
-                "landmarks.npz": "d4588b5aa93f9d100d77aa8220f4815222b372c2e3eca8503351a0ec131152a1",
-                "meta.json": "2d99b1cac5d2d2afaece8831ef07278cd4d0e54825c1dfa0b8f2f8435ddd8d60"},
+    "video01": {"clip.mp4": "68fa072dce5689cb2a94dc58ace7c21f674cf6b19948b6488045431654c2b5a8",
+                "parse.npz": "87a092436311a99740c5c1efc28757b427d667ca6b770571de7fabcc3da3ba47",
+                "landmarks.npz": "95a9729a2b96ee217ebe785f6ed80aa1e0aece60d1528a8f3c81c2f98b033d6a",
+                "meta.json": "658da9c5fc73eede2dc9ed5ed93cca90d0001cde8f171535d620c29be7ddc4e8"},
+    "video05": {"clip.mp4": "03f05e4b7873107c9ff90128d16f11d9e1b90f6d2f602cd4afc92bf4c697c3d4",
+                "parse.npz": "81e1534b5d92d8fc82b5f5ea429382fe3620ec9002d60fc23e3ebb50e5c86d35",
+                "landmarks.npz": "dad7aba710af5fa28d1b79c00a5bcd59efba69ff61f936428e9fdc3dd1d5b5ca",
+                "meta.json": "5dfb020fce7636a44f04ee3fbfd60feb31f191d7174daa8e0d851fda0e442797"},
 }
 RECORD_BEFORE = {"layout": "videos", "options": {"size": 224, "parser": "landmarks", "no_face": "error",
                                                  "as_jpg": False, "fps": 25.0, "allow_truncated": False,

@@ -7,7 +7,8 @@ them for the code on sys.path). Hashed: the arrays `render_item` returns (before
 of clip.mp4 (and of the raw video), parse.npz, landmarks.npz and meta.json (less its library versions), plus a
 fingerprint of the float64 display lists (every painted point of every frame), which a change of 1e-9 pixels in
 any coordinate computation moves even where no pixel changes. The pixels depend on the OpenCV and PyAV (x264)
-builds they were recorded with (`RECORDED_WITH`); with others only the geometry is compared.
+builds they were recorded with (`RECORDED_WITH`), which scripts/install.sh installs (scripts/constraints.txt); with
+other builds the test fails, naming them.
 """
 import hashlib
 import json
@@ -136,10 +137,23 @@ def test_items_are_those_of_the_original_generator(case, tmp_path):
     # float64 display lists: equal up to what another machine's sin/cos may round differently (~1e-12)
     assert abs(got.pop("geometry") - want["geometry"]) < 1e-9, "painted coordinates moved"
     builds = _builds()
-    if builds != RECORDED_WITH:  # other drawing / encoding libraries draw other pixels: only the geometry compares
-        pytest.skip(f"pixel digests were recorded with {RECORDED_WITH}, this is {builds}")
+    assert builds == RECORDED_WITH, (f"pixel digests were recorded with {RECORDED_WITH}, this is {builds}: install "
+                                     f"with scripts/install.sh (scripts/constraints.txt), or record them anew")
     wrong = {n: (got[n], want[n]) for n in got if got[n] != want[n]}
     assert not wrong, f"the world changed: {wrong}"
+
+
+def test_the_install_pins_the_builds_the_digests_were_recorded_with():
+    """scripts/install.sh installs with scripts/constraints.txt; its OpenCV and PyAV are those of the digests, so
+    a fresh clone draws the recorded world (and the README's demo numbers), and a new pin needs new digests."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    pins = dict(line.split("==") for line in (root / "scripts" / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert pins["opencv-python-headless"].startswith(RECORDED_WITH["opencv"] + ".")
+    assert pins["av"] == RECORDED_WITH["av"]
+    assert "-c scripts/constraints.txt" in (root / "scripts" / "install.sh").read_text()
 
 
 if __name__ == "__main__":  # print the table for the code on sys.path (how EXPECTED was made, with 925db11)
