@@ -15,7 +15,7 @@ With --video, also end to end: `extract_video` of that (224x224 cropped) video p
 Every runtime uses torch's thread count (--threads).
 
     python benchmarks/bench_backends.py [--models S B L] [--batches 1 8] [--reps 3] [--threads 2] [--compile]
-        [--video ../shared/fixtures/official/tiny224/cropped01.mp4]
+        [--video ../shared/fixtures/official/tiny224/cropped01.mp4 [--video-model S|B|L]]
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model import NAMES, MatmulRate, encoder_flops  # noqa: E402  (one matmul-rate and FLOP count)
 
 from marlin import Marlin  # noqa: E402
-from marlin.deploy import (ExportedModel, _openvino_bf16, export_onnx, runtime_model,  # noqa: E402
-                           runtime_session)
+from marlin.deploy import (ExportedModel, _openvino_bf16, export_onnx, resolve_backend_precision,  # noqa: E402
+                           runtime_model, runtime_session)
 
 RATE_OF = {"fp32": "fp32", "bf16": "bf16", "int8": "int8"}
 
@@ -119,11 +119,11 @@ def _print_rows(rows):
                   f"{r['pct']:.0f}% | {r['diff']:.1e} / {r['cos']:.6f} |", flush=True)
 
 
-def bench_video(video: Path, reps: int):
-    """End to end: seconds per clip of `extract_video` per backend (ViT-B, random weights)."""
+def bench_video(video: Path, reps: int, name: str = "B"):
+    """End to end: seconds per clip of `extract_video` per backend (random weights)."""
     torch.manual_seed(0)
-    model = Marlin.from_config(NAMES["B"], full_model=False).eval()
-    print(f"\nend to end, ViT-B, extract_video({video.name}), best of {reps}:\n")
+    model = Marlin.from_config(NAMES[name], full_model=False).eval()
+    print(f"\nend to end, ViT-{name}, extract_video({video.name}), best of {reps}:\n")
     print("| backend | precision | s / clip | vs torch fp32 | pooled max abs diff / min cosine |\n"
           "|---|---|---|---|---|")
     ref = model.extract_video(video)
@@ -143,20 +143,22 @@ def bench_video(video: Path, reps: int):
             continue
         times[backend, precision] = best / len(out)
         cos = torch.nn.functional.cosine_similarity(out, ref, dim=-1).min().item()
-        print(f"| {backend} | {precision} | {best / len(out):.3f} | {times['torch', '32'] * len(out) / best:.2f}x | "
+        resolved = resolve_backend_precision(backend, precision, "cpu")
+        print(f"| {backend} | {precision} ({resolved}) | {best / len(out):.3f} | {times['torch', '32'] * len(out) / best:.2f}x | "
               f"{(out - ref).abs().max().item():.1e} / {cos:.6f} |", flush=True)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["S", "B", "L"], choices=list(NAMES))
+    p.add_argument("--models", nargs="*", default=["S", "B", "L"], choices=list(NAMES))
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--compile", action="store_true", help="add torch.compile fp32")
     p.add_argument("--matmul-n", type=int, default=2048, help="size of the reference matmul (smaller: a quick check "
                                                                "on a CPU that emulates bf16)")
-    p.add_argument("--video", type=Path, default=None, help="also time extract_video end to end (ViT-B)")
+    p.add_argument("--video", type=Path, default=None, help="also time extract_video end to end")
+    p.add_argument("--video-model", default="B", choices=list(NAMES), help="the model of --video (default B)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -170,12 +172,12 @@ def main():
     rate.measure()
     print("\n| model | batch | path | clips/s | vs torch fp32 | % of its matmul rate | pooled max abs diff / "
           "min cosine to torch fp32 |\n|---|---|---|---|---|---|---|", flush=True)
-    for name in args.models:
+    for name in args.models:  # --models with no name: the end-to-end table only
         bench_model(name, args.batches, args.reps, rate, args.compile)
     peaks = ", ".join(f"{k} {v:.0f}" for k, v in rate.peak.items())
     print(f"\nmatmul {args.matmul_n}^3, best of the run, GFLOP/s: {peaks}")
     if args.video:
-        bench_video(args.video, args.reps)
+        bench_video(args.video, args.reps, args.video_model)
 
 
 if __name__ == "__main__":
