@@ -369,6 +369,9 @@ def test_lipsync_training_is_seeded_and_evaluate_exits_1_on_failed_inputs(tmp_pa
                      "--batch", "2", "--no-progress"]) == 0
         losses.append(capsys.readouterr().out.split(" steps ")[1])  # "loss: first 1 steps 0.6931 -> ..."
     assert losses[0] == losses[1]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "sync 0.pt").stat().st_mode & 0o777 == 0o666 & ~umask  # defect 9: was 0600
 
     # defect 7: `lipsync evaluate` exited 0 although inputs failed
     broken = tmp_path / "broken ü.mp4"
