@@ -76,6 +76,10 @@ def bad(tmp_path_factory):
     p["truncated_frames"] = _cut_video(whole, p["truncated"])
     assert 0 < p["truncated_frames"] < 8
     p["items"] = make_items(d / "items ü", n=3, t=20, s=32)
+    p["not_items"] = d / "not items"
+    p["other_meta"] = p["not_items"] / "x" / "meta.json"  # another tool's meta.json
+    p["other_meta"].parent.mkdir(parents=True)
+    p["other_meta"].write_text('{"source": "elsewhere"}')
     p["pretrain_yaml"] = d / "tiny pretrain.yaml"
     p["pretrain_yaml"].write_text(yaml.safe_dump(TINY_PRETRAIN))
     return p
@@ -158,6 +162,8 @@ ROWS = {
     "pretrain": [
         ("missing data", ["pretrain", "--config", "{pretrain_yaml}", "--data", "{missing}", "--out", "{out}"], 2,
          ["{missing}"]),
+        ("data with another tool's meta.json", ["pretrain", "--config", "{pretrain_yaml}", "--data",
+                                                "{not_items}", "--out", "{out}"], 2, ["{other_meta}"]),
         ("yaml unknown key", ["pretrain", "--config", "{unknown_key}", "--data", "{items}", "--out", "{out}"], 2,
          ["{unknown_key}", "did you mean"]),
         ("yaml binary", ["pretrain", "--config", "{binary}", "--data", "{items}", "--out", "{out}"], 2,

@@ -127,6 +127,8 @@ def load_item(path) -> FaceItem:
         raise FileNotFoundError(f"{path}: not a preprocessed face item (no {META})") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path / META}: invalid JSON ({e})") from None
+    if not isinstance(meta, dict) or "num_frames" not in meta:  # another tool's meta.json, not an item's
+        raise ValueError(f"{path / META}: not the meta.json of a preprocessed face item (no num_frames)")
     return FaceItem(path, meta)
 
 
