@@ -71,13 +71,17 @@ FEATURES_RECORD = "features.json"
 
 def features_record(encoder: dict, sample_rate: int, stride: int, crop_face: bool, keep_seq: bool = False,
                     reduction: str = "none", cover_tail: bool = False, precision: str = "32", faces: str = "one",
-                    backend: str = "torch") -> dict:
+                    backend: str = "torch", device=None) -> dict:
     """Everything that determines a folder of per-video features; written beside them as features.json and
     compared on reuse (`marlin extract` and the downstream feature cache). ``encoder``: an encoder's identity
     (`marlin.models.config.encoder_record` of a file, `model_record` of a model in memory); ``precision``: the
     resolved one ("32", "bf16" or "16"), never "auto", which means different things on different machines.
     ``faces``: "all" for per-track features (``DIR/<name>/face<k>.npy``), recorded as ``faces: all``; a record
-    without the key is "one". ``backend``: what ran the encoder (torch, onnxruntime, openvino: `marlin.deploy`)."""
+    without the key is "one". ``backend``: what ran the encoder (torch, onnxruntime, openvino: `marlin.deploy`).
+    ``device``: where it ran, recorded as ``devices`` (`device_label`), provenance that is not compared on reuse
+    (`PROVENANCE`): float32 features of a CPU and a GPU agree to rounding (no TF32 at "32", see
+    `marlin.precision.precision_context`), so a folder begun on one machine is completed on another, and every
+    device that wrote into it is listed (`claim_output`)."""
     if precision not in ("32", "bf16", "16"):
         raise ValueError(f"a feature record needs a resolved precision ('32', 'bf16' or '16'), got {precision!r}")
     if backend not in ("torch", "onnxruntime", "openvino"):
@@ -85,7 +89,30 @@ def features_record(encoder: dict, sample_rate: int, stride: int, crop_face: boo
     return {"format": "marlin-features/1", "encoder": encoder,
             "windows": {"sample_rate": int(sample_rate), "stride": int(stride), "cover_tail": bool(cover_tail)},
             "crop_face": bool(crop_face), "keep_seq": bool(keep_seq), "reduction": reduction,
-            "precision": str(precision), **({"faces": "all"} if faces == "all" else {}), "backend": backend}
+            "precision": str(precision), **({"faces": "all"} if faces == "all" else {}), "backend": backend,
+            **({"devices": [device_label(device)]} if device is not None else {})}
+
+
+PROVENANCE = ("devices",)  # record keys that say how features were made without changing what they are
+
+
+def device_label(device) -> str:
+    """A feature record's name of a device: "cpu", or "cuda (<GPU name>)"."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def merge_provenance(path: Path, found: dict, record: dict) -> None:
+    """Rewrite the record ``found`` at ``path`` with the devices of ``record`` it does not list yet (a folder
+    completed on another machine lists both); nothing is written when it lists them all."""
+    from .atomic import write_json
+
+    devices = list(found.get("devices", []))
+    new = [d for d in record.get("devices", []) if d not in devices]
+    if new:
+        write_json(path, {**found, "devices": devices + new})
 
 
 def model_record(model) -> dict:
@@ -109,6 +136,7 @@ def record_differences(found: dict, expected: dict) -> list[str]:
 
     found = {"precision": "32", "faces": "one", "backend": "torch", **found}
     expected = {"faces": "one", **expected}
+    found, expected = ({k: v for k, v in r.items() if k not in PROVENANCE} for r in (found, expected))
     have, want = flatten(found), flatten(expected)
     keys = sorted(k for k in set(have) | set(want) if k.split(".")[0] in found and k.split(".")[0] in expected)
     diff = [f"{k}: cached {have.get(k, '<none>')!r}, needed {want.get(k, '<none>')!r}" for k in keys
@@ -132,12 +160,14 @@ def claim_output(out_dir: Path, record: dict, record_name: str | None = None, ou
     path = out_dir / record_name
     if path.is_file():
         try:
-            diff = record_differences(json.loads(path.read_text()), record)
+            found = json.loads(path.read_text())
+            diff = record_differences(found, record)
         except ValueError as e:
             raise MarlinError(f"{path}: unreadable {what} record ({e})") from None
         if diff:
             raise MarlinError(f"{out_dir}: holds {what} made with other settings ({'; '.join(diff)}): "
                               f"use another --out, or delete that folder")
+        merge_provenance(path, found, record)
         return
     if any(out_dir.rglob(outputs)):
         raise MarlinError(f"{out_dir}: holds {what} without a {record_name} record, so nothing tells what "
@@ -145,28 +175,102 @@ def claim_output(out_dir: Path, record: dict, record_name: str | None = None, ou
     write_json(path, record)
 
 
-def clips_to_tensor(clips: list[np.ndarray] | np.ndarray) -> Tensor:
-    """(B, L, H, W, 3) uint8 -> (B, 3, L, H, W) float32 in [0, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(np.stack(clips) if isinstance(clips, list) else clips))
+def clips_to_tensor(clips: list[np.ndarray] | np.ndarray | Tensor, device=None) -> Tensor:
+    """(B, L, H, W, 3) uint8 -> (B, 3, L, H, W) float32 in [0, 1] on ``device`` (default: the CPU). To a CUDA
+    device the clips travel as uint8 (a quarter of float32's bytes) from pinned memory, asynchronously, and are
+    converted there: the same values as converting on the CPU (x / 255 rounds alike on both)."""
+    if isinstance(clips, Tensor):  # e.g. a batch `encode_clips` stacked into pinned memory
+        x = clips
+    else:
+        x = torch.from_numpy(np.ascontiguousarray(np.stack(clips) if isinstance(clips, list) else clips))
+    if device is not None and torch.device(device).type == "cuda":
+        x = (x if x.is_pinned() else x.pin_memory()).to(device, non_blocking=True)
     return x.permute(0, 4, 1, 2, 3).float().div_(255)
 
 
+def prefetch(items: Iterable, depth: int = 2) -> Iterator:
+    """``items`` made by a background thread up to ``depth`` ahead, so that decoding (PyAV releases the GIL)
+    overlaps the GPU's work; the order is kept, an exception raised making them is raised here, and a consumer
+    that stops early stops (and closes) the producer."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(depth)
+    stop, end = threading.Event(), object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        it = iter(items)
+        try:
+            for item in it:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as e:  # handed to the consumer, raised there
+            put((end, e))
+        finally:
+            if hasattr(it, "close"):
+                it.close()
+
+    worker = threading.Thread(target=produce, name="marlin-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = q.get()
+            if item is end:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+def _clip_batches(clips: Iterable[np.ndarray], batch_size: int, pin: bool = False) -> Iterator:
+    """Clips (L, H, W, 3) uint8 in (B, L, H, W, 3) batches, stacked (and in pinned memory with ``pin``)."""
+    batch = []
+    for clip in clips:
+        batch.append(clip)
+        if len(batch) == batch_size:
+            yield _stack(batch, pin)
+            batch = []
+    if batch:
+        yield _stack(batch, pin)
+
+
+def _stack(batch: list[np.ndarray], pin: bool):
+    if not pin:
+        return batch
+    return torch.from_numpy(np.stack(batch)).pin_memory()
+
+
 @torch.no_grad()
-def encode_clips(encode: Callable[[Tensor], Tensor], clips: Iterable[np.ndarray], batch_size: int = 8) -> Tensor:
+def encode_clips(encode: Callable[[Tensor], Tensor], clips: Iterable[np.ndarray], batch_size: int = 8,
+                 device=None) -> Tensor:
     """Run ``encode`` ((B, 3, L, H, W) float in [0, 1] -> (B, ...)) over clips (L, H, W, 3) uint8 in batches of
     ``batch_size``, the clips consumed as a stream; returns (n_clips, ...) float32 on the CPU.
+
+    ``device``: where ``encode`` runs. For a CUDA device a background thread decodes and stacks the next batches
+    into pinned memory while the GPU works (`prefetch`), and batches travel as uint8 (`clips_to_tensor`); other
+    devices get the batches in this thread, as they come.
 
     The one clip-batching loop of the toolkit: extraction, the feature cache, the demo and fine-tuning evaluation."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    out, batch = [], []
-    for clip in clips:
-        batch.append(clip)
-        if len(batch) == batch_size:
-            out.append(encode(clips_to_tensor(batch)).float().cpu())
-            batch = []
-    if batch:
-        out.append(encode(clips_to_tensor(batch)).float().cpu())
+    cuda = device is not None and torch.device(device).type == "cuda"
+    batches = _clip_batches(clips, batch_size, pin=cuda)
+    if cuda:
+        batches = prefetch(batches)
+    out = [encode(clips_to_tensor(batch, device)).float().cpu() for batch in batches]
     if not out:
         raise ValueError("no clips to encode")
     return torch.cat(out)
@@ -222,7 +326,7 @@ def backend_model(model, backend: str = "torch", precision: str = "32"):
 def _encode_reduce(model, clips, reduction: str, keep_seq: bool, batch_size: int, precision: str) -> Tensor:
     """Features of ``clips`` (`encode_clips` through ``model.extract_features``), reduced over clips."""
     out = encode_clips(lambda x: model.extract_features(x, keep_seq=keep_seq, precision=precision), clips,
-                       batch_size)
+                       batch_size, getattr(model, "device", None))
     if reduction == "mean":
         return out.mean(0)
     if reduction == "max":

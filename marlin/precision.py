@@ -49,10 +49,23 @@ def resolve_extract_precision(requested: str, device: torch.device | str) -> str
 
 
 def precision_context(precision: str, device: torch.device | str):
-    """The context that runs the encoder in a resolved ``precision`` on ``device`` (float32: none)."""
+    """The context that runs the encoder in a resolved ``precision`` on ``device``. Float32 on a CPU: none; on a
+    CUDA device: TF32 off for matmuls and convolutions (cuDNN allows it by default, for the patch embedding's
+    Conv3d), so "32" is float32 on every device and features agree across machines to rounding."""
     dtypes = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
     if precision not in dtypes:
         raise ValueError(f"not a resolved precision: {precision!r} (resolve 'auto' with `resolve_extract_precision`)")
     if dtypes[precision] is None:
-        return contextlib.nullcontext()
+        return _no_tf32() if torch.device(device).type == "cuda" else contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtypes[precision])
+
+
+@contextlib.contextmanager
+def _no_tf32():
+    """TF32 off (matmul and cuDNN) inside, the settings before restored after."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

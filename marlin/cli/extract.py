@@ -23,12 +23,15 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _device(name: str):
-    """The torch.device of ``--device``; MarlinError when it is unknown or not available on this machine."""
+def _device(name: str, backend: str = "torch"):
+    """The torch.device of ``--device`` ("auto": cuda when available, else cpu; the CPU for the onnxruntime /
+    openvino backends, which run there); MarlinError when it is unknown or not available on this machine."""
     import torch
 
     from ..errors import MarlinError
 
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() and backend == "torch" else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError as e:
@@ -61,7 +64,9 @@ def add_arguments(p):
     p.add_argument("--min-track-frames", type=positive_int, default=16, metavar="N",
                    help="--faces all: keep face tracks with at least N frames with the face (default 16)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="clips per encoder call")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto",
+                   help="auto (default: cuda when available, else cpu) | cpu | cuda[:k]; where it ran is listed in "
+                        "OUT/features.json (devices), which does not keep another device from adding to OUT")
     p.add_argument("--precision", choices=["32", "bf16", "16", "auto"], default="32",
                    help="32 (float32, default) | bf16 (bfloat16 autocast: ~3x faster on AMX CPUs, pooled features "
                         "at cosine >= 0.9999 of float32) | 16 (float16 autocast, GPUs) | auto (bf16 where the "
@@ -177,8 +182,8 @@ def run(args) -> int:
         inputs = {"inputs_total": len(jobs), "inputs_digest": _names_digest(name for _, name in jobs)}
         jobs = [(path, name) for path, name in jobs if part_of(name, part[1]) == part[0]]
     check_writable(args.out, folder=True)  # created once the model has loaded: a failure leaves no folder
-    device = _device(args.device)
     backend = getattr(args, "backend", "torch")
+    device = _device(args.device, backend)
     precision = _precision(args.precision, device, backend)  # a missing runtime ends the run here
     if args.checkpoint and Path(args.checkpoint).is_dir():  # a folder of `marlin convert --to onnx|openvino`
         from ..deploy import load_export
@@ -204,7 +209,7 @@ def run(args) -> int:
     model = backend_model(model, backend, precision)[0]  # exported once for the whole run
     out_dir = output_dir(args.out)
     claim_output(out_dir, features_record(encoder, args.sample_rate, args.stride, args.crop_face, args.keep_seq,
-                                          args.reduction, args.cover_tail, precision, faces, backend))
+                                          args.reduction, args.cover_tail, precision, faces, backend, device))
 
     done = skipped = 0
     failed: list[str] = []

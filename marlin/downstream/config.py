@@ -60,7 +60,8 @@ class RunConfig:
     extract_precision: str = _help("LP feature extraction (the feature cache): '32' | 'bf16' (bfloat16 autocast, "
                                    "~3x faster on AMX CPUs) | 'auto' (bf16 where the CPU computes it natively, "
                                    "else float32); the resolved one is part of the cache record", "32")
-    device: str = _help("fine-tuning: auto (cuda when available) | cpu | cuda[:k]", "auto")
+    device: str = _help("fine-tuning and LP feature extraction: auto (cuda when available) | cpu | cuda[:k]",
+                        "auto")
     out: str | None = _help("output folder (default runs/<dataset>_<task>_<lp|ft>)")
     paper: dict | None = _help("results.md: the paper's values beside the measured ones, per encoder model: "
                                "{rows: {<model>: {table: 2, row: 'MARLIN (LP)', metrics: {acc: 'appearance acc'}, "

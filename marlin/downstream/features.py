@@ -17,14 +17,22 @@ import numpy as np
 import torch
 
 from ..atomic import save_npy, write_json
-from ..extract import FEATURES_RECORD, encode_clips, features_record, record_differences, video_features
+from ..extract import (FEATURES_RECORD, PROVENANCE, device_label, encode_clips, features_record, merge_provenance,
+                       record_differences, video_features)
 from ..extract import model_record  # noqa: F401  (here since the feature cache began; marlin.downstream.probe uses it)
 from ..models.config import encoder_record
 from ..video import VideoError
 from .datasets.base import DatasetError, Sample
 from .sources import eval_clips, materialize
 
-LP_DEVICE = torch.device("cpu")  # the probe's frozen encoder extracts on the CPU (`model.load_encoder`)
+
+
+def lp_device(cfg) -> torch.device:
+    """Where a probe run's frozen encoder computes the features its cache lacks: the run config's ``device``
+    (auto: cuda when available, else cpu), as fine-tuning (`marlin.downstream.finetune.pick_device`)."""
+    from .finetune import pick_device
+
+    return pick_device(cfg.device)
 
 
 def check_record(folder: Path, expected: dict) -> None:
@@ -51,13 +59,13 @@ def dataset_record(encoder: dict, sample_rate: int, stride: int, crop_face: bool
 
 
 def run_record(cfg) -> dict:
-    """The features.json record a `RunConfig` needs (its ``extract_precision`` resolved for the CPU)."""
+    """The features.json record a `RunConfig` needs (its ``extract_precision`` resolved for `lp_device`)."""
     from ..precision import resolve_extract_precision
 
     enc = cfg.encoder
     if enc.weights is None:
         raise ValueError("encoder.weights is required: a checkpoint file, or 'random'")
-    precision = resolve_extract_precision(cfg.extract_precision, LP_DEVICE)
+    precision = resolve_extract_precision(cfg.extract_precision, lp_device(cfg))
     return dataset_record(encoder_record(enc.model, enc.weights, enc.seed), cfg.windows.sample_rate,
                           cfg.windows.stride, cfg.crop_face, cfg.dataset, cfg.root, cfg.dataset_options, precision)
 
@@ -73,7 +81,8 @@ def feature_cache(base, record: dict, label: str = "encoder") -> Path:
         raise DatasetError(base, "holds features without a features.json record, so nothing tells which encoder, "
                                  "windows and crop made them: delete them, or re-extract with `marlin extract` "
                                  "(which writes the record)")
-    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
+    identity = {k: v for k, v in record.items() if k not in PROVENANCE}  # the same folder on every device
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     leaf = base / f"{label}-{digest}"
     if (leaf / FEATURES_RECORD).is_file():
         check_record(leaf, record)
@@ -96,6 +105,15 @@ def record_precision(cache_dir: Path) -> str:
         return str(json.loads(path.read_text()).get("precision", "32"))
     except (OSError, ValueError) as e:
         raise DatasetError(path, f"unreadable feature record ({e})") from None
+
+
+def note_device(cache_dir: Path, device) -> bool:
+    """List ``device`` in the ``devices`` of a cache folder's record (provenance, not compared: a cache begun on
+    a CPU is completed on a GPU and the other way round, see `marlin.extract.features_record`)."""
+    path = Path(cache_dir) / FEATURES_RECORD
+    if path.is_file():
+        merge_provenance(path, json.loads(path.read_text()), {"devices": [device_label(device)]})
+    return True
 
 
 def feature_path(cache_dir: Path, key: str) -> Path:
@@ -129,20 +147,21 @@ def compute_features(model, source: Path, crop_face: bool = False, sample_rate: 
     cfg = model.config
     clips = eval_clips(source, cfg.n_frames, cfg.img_size, sample_rate, stride)
     return encode_clips(lambda x: model.extract_features(x, keep_seq=False, precision=precision), clips,
-                        batch_size).numpy()
+                        batch_size, model.device).numpy()
 
 
 def dataset_features(samples: list[Sample], cache_dir: Path, model=None, crop_face: bool = False,
                      sample_rate: int = 2, stride: int = 16, batch_size: int = 8,
                      progress: bool = True) -> tuple[dict[str, np.ndarray], list[str]]:
     """key -> (n_clips, D) for every sample; cached files are reused, missing ones computed with ``model``
-    (none: they are reported) in the precision of the folder's record (`feature_cache` wrote it). Returns
-    (features, failures as "path: problem") - a bad video is skipped."""
+    (none: they are reported) on the model's device, in the precision of the folder's record (`feature_cache`
+    wrote it), which lists the device once it has computed one (`note_device`). Returns (features, failures as
+    "path: problem") - a bad video is skipped."""
     from tqdm.auto import tqdm
 
     dim = model.config.encoder_embed_dim if model is not None else None
     precision = record_precision(cache_dir) if (Path(cache_dir) / FEATURES_RECORD).is_file() else "32"
-    out, failures = {}, []
+    out, failures, noted = {}, [], False
     for s in tqdm(samples, desc="features", disable=not progress, leave=False):
         if s.key in out:
             continue
@@ -155,6 +174,8 @@ def dataset_features(samples: list[Sample], cache_dir: Path, model=None, crop_fa
                 raise DatasetError(path, "no cached features and no model to compute them")
             feats = compute_features(model, materialize(s, cache_dir), crop_face, sample_rate, stride, batch_size,
                                      precision)
+            if not noted:
+                noted = note_device(cache_dir, model.device)
             save_npy(path, feats.astype(np.float32))
             out[s.key] = feats.astype(np.float32)
         except (VideoError, DatasetError, OSError, ValueError) as e:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..extract import clips_to_tensor, encode_clips
+from ..extract import clips_to_tensor, encode_clips, prefetch
 from ..video import VideoError
 from .config import RunConfig
 from .datasets import Dataset, Sample
@@ -66,13 +66,22 @@ class ClipReader:
 
 def train_batches(samples: list[Sample], reader: ClipReader, batch_size: int, device: torch.device,
                   workers: int = 4):
-    """One epoch of (clips (B, 3, L, S, S), targets) in a seeded random order, one random window each.
+    """One epoch of (clips (B, 3, L, S, S) on ``device``, targets) in a seeded random order, one random window
+    each.
 
     The clips of a batch are decoded by ``workers`` threads; each sample has its own seeded generator, so
-    the result does not depend on the number of threads."""
+    the result does not depend on the number of threads. On a CUDA device the next batches are decoded while
+    the GPU trains (`marlin.extract.prefetch`) and travel as uint8 from pinned memory (`clips_to_tensor`)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    cuda = device.type == "cuda"
+
     def epoch(gen: torch.Generator):
+        batches = prefetch(host_batches(gen)) if cuda else host_batches(gen)
+        for clips, targets in batches:  # to the device in this thread, in the order of the steps
+            yield clips_to_tensor(clips, device), targets
+
+    def host_batches(gen: torch.Generator):
         order = torch.randperm(len(samples), generator=gen).tolist()
         seeds = torch.randint(2 ** 31, (len(order),), generator=gen).tolist()
         with ThreadPoolExecutor(max(1, workers)) as pool:
@@ -82,7 +91,8 @@ def train_batches(samples: list[Sample], reader: ClipReader, batch_size: int, de
                                       seeds[i:i + batch_size]))
                 picked = [(s, c) for s, c in zip(batch, clips) if c is not None]
                 if picked:
-                    yield (clips_to_tensor([c for _, c in picked]).to(device),
+                    clips = np.stack([c for _, c in picked])
+                    yield (torch.from_numpy(clips).pin_memory() if cuda else clips,
                            np.stack([np.asarray(s.target) for s, _ in picked]))
     return epoch
 
@@ -99,7 +109,7 @@ def video_logits(model: VideoClassifier, samples: list[Sample], reader: ClipRead
         clips = reader.windows(s)
         if not clips:
             continue
-        out = encode_clips(lambda x: model(x.to(device)), clips, batch_size)
+        out = encode_clips(lambda x: model(x.to(device)), clips, batch_size, device)
         logits.append(out.mean(0))
         kept.append(s)
     if not kept:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .datasets import Dataset
 from .config import RunConfig
-from .features import (dataset_features, dataset_record, feature_cache, feature_path, model_record,
+from .features import (dataset_features, dataset_record, feature_cache, feature_path, lp_device, model_record,
                        run_feature_cache)
 from .fewshot import few_shot_indices
 from .linear import predict, reduce_clips, train_linear, train_logistic
@@ -28,11 +28,11 @@ def split_arrays(ds: Dataset, split: str, feats: dict, reduction: str) -> tuple[
 
 
 def cached_features(cfg: RunConfig, ds: Dataset, cache: Path, progress: bool, state: dict):
-    """Features of every sample of ``ds`` for a run config; the encoder is loaded (once, into ``state``) only
-    when some cache file is missing."""
+    """Features of every sample of ``ds`` for a run config; the encoder is loaded (once, into ``state``, on the
+    run's device: `lp_device`) only when some cache file is missing."""
     samples = [s for split in ds.splits.values() for s in split]
     if state.get("model") is None and not all(feature_path(cache, s.key).is_file() for s in samples):
-        state["model"] = load_encoder(cfg.encoder)
+        state["model"] = load_encoder(cfg.encoder).to(lp_device(cfg))
     return dataset_features(samples, cache, state.get("model"), cfg.crop_face, cfg.windows.sample_rate,
                             cfg.windows.stride, cfg.batch_size_eval, progress)
 

@@ -34,12 +34,12 @@ def run_inputs(cfg: RunConfig, mode: str) -> dict:
     differs between machines)."""
     from ..models.config import encoder_record
     from ..precision import resolve_extract_precision
-    from .features import LP_DEVICE
+    from .features import lp_device
 
     enc = cfg.encoder
     inputs = {"encoder": encoder_record(enc.model, enc.weights, enc.seed) if enc.weights is not None else None}
     if mode == "probe":
-        inputs["extract_precision"] = resolve_extract_precision(cfg.extract_precision, LP_DEVICE)
+        inputs["extract_precision"] = resolve_extract_precision(cfg.extract_precision, lp_device(cfg))
     return inputs
 
 
