@@ -65,16 +65,21 @@ def _score(metrics: dict, loss: float, monitor: str) -> float:
 
 
 def _train_epoch(model: nn.Module, task: Task, loss_fn, opt, batches) -> float:
-    """One pass over ``batches``; returns the mean training loss."""
+    """One pass over ``batches``; returns the mean training loss. The step losses stay on the device and are
+    read once at the end (no synchronisation per step), then summed on the host as each step's value would be."""
     model.train()
-    total, count = 0.0, 0
+    losses, sizes = [], []
     for x, y in batches:
         logits = model(x)
-        loss = loss_fn(logits, task.target_tensor(y).to(logits.device))
+        loss = loss_fn(logits, task.target_tensor(y).to(logits.device, non_blocking=True))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        total, count = total + float(loss.detach()) * len(x), count + len(x)
+        losses.append(loss.detach())
+        sizes.append(len(x))
+    total, count = 0.0, 0
+    for value, n in zip(torch.stack(losses).tolist() if losses else [], sizes):
+        total, count = total + value * n, count + n
     return total / max(count, 1)
 
 

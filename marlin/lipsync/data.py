@@ -234,11 +234,12 @@ class _BatchStream(torch.utils.data.IterableDataset):
             yield self.make(self.store, rng=np.random.default_rng([self.seed, i]))
 
 
-def batch_stream(store: ClipStore, make, seed: int, start: int = 0, workers: int = 0):
+def batch_stream(store: ClipStore, make, seed: int, start: int = 0, workers: int = 0, pin_memory: bool = False):
     """Endless batches from ``make`` (e.g. ``functools.partial(sync_batch, batch=16, window=5)``), batch ``start``
     on (a resumed run), built in this process when ``workers`` is 0, else by that many DataLoader processes (each
-    with its own decode cache)."""
+    with its own decode cache). ``pin_memory`` (training on a CUDA device): the worker processes' batches come in
+    pinned memory, so that they travel to the GPU asynchronously."""
     stream = _BatchStream(store, make, seed, start)
     if workers <= 0:
         return iter(stream)
-    return iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers))
+    return iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=pin_memory))

@@ -27,6 +27,8 @@ from .syncnet import SyncNet, SyncNetConfig, sync_loss
 
 log = logging.getLogger(__name__)
 
+LOG_EVERY = 25  # steps between reads of the losses from the device (and progress bar updates); saves read too
+
 
 def _train_state(out: Path, network: str, label: str, model, parts: dict) -> TrainState:
     """The resumable state of a lipsync loop at ``out``: a resume needs the same network config ``model`` (a
@@ -71,20 +73,26 @@ def train_syncnet(store: ClipStore, out, model: SyncNetConfig, train: SyncTrainC
     ck = state.resume() or {"step": 0, "history": []}
     step, history = ck["step"], ck["history"]
     batches = batch_stream(store, partial(sync_batch, batch=train.batch, window=model.window,
-                                          min_offset=train.min_offset), train.seed, step, workers)
+                                          min_offset=train.min_offset), train.seed, step, workers,
+                           pin_memory=torch.device(device).type == "cuda")
     net.train()
+    pending = []  # the losses of the steps since the last read, on the device
     with progress_bar(train.steps, "syncnet", step, progress) as bar:
         while step < train.steps:
-            faces, mels, labels = (x.to(device) for x in next(batches))
+            faces, mels, labels = (x.to(device, non_blocking=True) for x in next(batches))
             loss = sync_loss(*net(faces, mels), labels)
             opt.zero_grad()
             loss.backward()
             opt.step()
             step += 1
-            history.append(loss.item())
+            pending.append(loss.detach())
             bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(history[-20:]):.4f}")
-            if due(step, train.save_every, train.steps):
+            saving = due(step, train.save_every, train.steps)
+            if saving or step % LOG_EVERY == 0:  # one synchronisation for all of them
+                history.extend(torch.stack(pending).tolist())
+                pending.clear()
+                bar.set_postfix(loss=f"{np.mean(history[-20:]):.4f}")
+            if saving:
                 state.save(step, history, training=to_dict(train))
     return history
 
@@ -155,34 +163,45 @@ def train_generator(store: ClipStore, out, model: GeneratorConfig, train: Genera
     sync_on = sync_on or bool(ck.get("sync_on", False))
     make = partial(generator_batch, batch=train.batch, window=model.window, sync_window=sync_window,
                    chunk_before=model.chunk_before(training=True))
-    batches = batch_stream(store, make, train.seed, step, workers)
+    batches = batch_stream(store, make, train.seed, step, workers, pin_memory=torch.device(device).type == "cuda")
     gen.train()
+    pending = []  # (losses on the device, sync weight) of the steps since the last read
+
+    def read():  # one synchronisation for all pending steps; the history as if each step were read at once
+        values = torch.stack([v for v, _ in pending]).tolist()
+        history.extend({**dict(zip(names, row)), "sync_wt": w} for row, (_, w) in zip(values, pending))
+        pending.clear()
+
     with progress_bar(train.steps, f"generator ({model.encoder})", step, progress) as bar:
         while step < train.steps:
-            inputs, chunks, sync_mels, target = (x.to(device) for x in next(batches))
+            inputs, chunks, sync_mels, target = (x.to(device, non_blocking=True) for x in next(batches))
             pred = gen(inputs, chunks)
             w = train.sync_wt if sync_on else 0.0
             losses = generator_losses(pred, target, sync_mels, syncnet, disc, w, train.disc_wt)
             opt.zero_grad()
             losses["total"].backward()
             opt.step()
-            rec = {k: float(v.detach()) for k, v in losses.items()}
+            names, values = list(losses), [v.detach().float() for v in losses.values()]
             if disc is not None:
                 dloss = discriminator_loss(disc, pred, target)
                 dopt.zero_grad()
                 dloss.backward()
                 dopt.step()
-                rec["disc"] = float(dloss.detach())
+                names, values = names + ["disc"], values + [dloss.detach().float()]
             step += 1
-            history.append({**rec, "sync_wt": w})
+            pending.append((torch.stack(values), w))
+            bar.update(1)
+            saving = due(step, train.save_every, train.steps)
+            # until the sync term is on, Wav2Lip's schedule decides on the last 20 sync losses after every step
+            if saving or not sync_on or step % LOG_EVERY == 0:
+                read()
+                bar.set_postfix(l1=f"{np.mean([h['l1'] for h in history[-20:]]):.4f}")
             if (not sync_on and len(history) >= 20
                     and np.mean([h["sync"] for h in history[-20:]]) < train.sync_after):
                 sync_on = True
                 log.info("step %d: expert sync loss below %g, sync weight %g from now on", step, train.sync_after,
                          train.sync_wt)
-            bar.update(1)
-            bar.set_postfix(l1=f"{np.mean([h['l1'] for h in history[-20:]]):.4f}")
-            if due(step, train.save_every, train.steps):
+            if saving:
                 _sample_png(out, inputs[0], pred[0], target[0])
                 state.save(step, history, training=to_dict(train), sync_on=sync_on)
     return history
