@@ -58,8 +58,8 @@ class RunConfig:
     workers: int = _help("fine-tuning: threads decoding the training clips of a batch", 4)
     precision: str = _help("fine-tuning: '32' or 'bf16' (bfloat16 autocast of the encoder)", "32")
     extract_precision: str = _help("LP feature extraction (the feature cache): '32' | 'bf16' (bfloat16 autocast, "
-                                   "~3x faster on AMX CPUs) | 'auto' (bf16 where the CPU computes it natively, "
-                                   "else float32); the resolved one is part of the cache record", "32")
+                                   "~3x faster on AMX CPUs) | 'auto' (bf16 where the extraction device computes it "
+                                   "natively, else float32); the resolved one is part of the cache record", "32")
     device: str = _help("fine-tuning and LP feature extraction: auto (cuda when available) | cpu | cuda[:k]",
                         "auto")
     out: str | None = _help("output folder (default runs/<dataset>_<task>_<lp|ft>)")
