@@ -345,6 +345,32 @@ def test_pretrain_ctrl_c_exits_130(bad, tmp_path):
     check_error(proc.returncode, err, 130, "pretrain", ["interrupted"])
 
 
+def test_synth_ctrl_c_exits_130_and_resumes(tmp_path):
+    """Ctrl-C during a long `marlin synth`: exit 130, one line; only whole items and no temporaries are left, and a
+    rerun keeps them (the documented resume rule)."""
+    out = tmp_path / "world ü"
+    argv = [sys.executable, "-m", "marlin.cli", "synth", str(out), "--num", "500", "--frames", "8", "--size", "64",
+            "--no-progress"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(out.glob("*/meta.json"))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    check_error(proc.returncode, err, 130, "synth", ["interrupted"])
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no half-written item
+    kept = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/meta.json")}
+    assert 2 <= len(kept) < 500
+    first = sorted(kept)[:2]
+    assert main(["synth", str(out), "--num", "2", "--frames", "8", "--size", "64", "--no-progress"]) == 0
+    assert {n: (out / n / "meta.json").stat().st_mtime_ns for n in first} == {n: kept[n] for n in first}  # kept
+
+
 def test_truncated_video_is_refused_by_fine_tuning_and_lipsync(bad):
     """defect 3: fine-tuning padded short reads (downstream.sources), `lipsync infer` / training used the frames
     that decode; extract, probe and gradcam refuse them."""
