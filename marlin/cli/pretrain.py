@@ -5,6 +5,9 @@ with ``--set key=value``; the resolved configuration is written to OUT/config.ya
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import threading
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,9 +59,32 @@ def check_resume(resume: str | None, out: str, overwrite: bool) -> None:
                               f"use --init to start from other weights")
 
 
+@contextlib.contextmanager
+def ctrl_c_exits_130():
+    """Lightning turns Ctrl-C into sys.exit(1); a Ctrl-C seen here turns that exit back into KeyboardInterrupt,
+    which the command reports as interrupted (exit 130). Signals are only handled in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    except SystemExit:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run(args) -> int:
     import logging
-    import signal
 
     from ..atomic import check_writable
     from ..config import values_from_args
@@ -68,24 +94,10 @@ def run(args) -> int:
     cfg = pretrain_config(args.config, overrides=args.set, values=values_from_args(args))
     check_writable(args.out, folder=True)
     check_resume(args.resume, args.out, args.overwrite)
-    # Lightning turns Ctrl-C into sys.exit(1); note it here so that the command exits 130 (interrupted)
-    interrupted = []
-
-    def on_sigint(signum, frame):
-        interrupted.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
+    with ctrl_c_exits_130():
         result = pretrain(cfg, args.data, args.out, devices=args.devices, nodes=args.nodes,
                           accelerator=args.accelerator, resume=args.resume, init=args.init,
                           val_dir=args.val_data, progress=not args.no_progress)
-    except SystemExit:
-        if interrupted:
-            raise KeyboardInterrupt from None
-        raise
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if result.exports:
         print(f"{result.iterations} iterations in {result.seconds:.0f} s (stopped by {result.stopped_by})")
         print(f"checkpoint: {result.checkpoint}")
