@@ -473,3 +473,13 @@ def test_quiet_keeps_lightning_info_off_stderr(tmp_path, capfd):
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
     assert "GPU available" not in err and "Tip" not in err, err
+
+
+def test_face_models_keep_litert_info_off_stderr():
+    """defect 9: LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." reached stderr (`marlin
+    preprocess --quiet` too); it is printed once per process, hence a fresh one."""
+    code = ("import numpy as np; from marlin.face.models import TFLiteModel; m = TFLiteModel('face_detection'); "
+            "m(np.zeros(m.input_shape[1:], np.float32)); print('ran')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ran", done.stderr
+    assert "XNNPACK" not in done.stderr and "INFO" not in done.stderr, done.stderr

