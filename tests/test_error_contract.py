@@ -249,6 +249,17 @@ ROWS = {
         ("corrupt checkpoint", ["lipsync", "infer", "--checkpoint", "{pt}", "--face", "{truncated}",
                                 "--audio", "{truncated}", "--out", "{out}.mp4"], 2, ["{pt}"]),
     ],
+    "lipsync train-syncnet": [
+        ("missing data", ["lipsync", "train-syncnet", "--data", "{missing}", "--out", "{out}.pt"], 2, ["{missing}"]),
+        ("yaml unknown key", ["lipsync", "train-syncnet", "--config", "{unknown_key}", "--data", "{folder}", "--out",
+                              "{out}.pt"], 2, ["{unknown_key}"]),
+    ],
+    "lipsync evaluate": [
+        ("corrupt syncnet", ["lipsync", "evaluate", "--syncnet", "{pt}", "--videos", "{truncated}", "--out",
+                             "{out}"], 2, ["{pt}"]),
+        ("missing video list", ["lipsync", "evaluate", "--syncnet", "{pt}", "--videos", "{missing}", "--out",
+                                "{out}"], 2, ["{missing}"]),
+    ],
     "lipsync train": [
         ("config binary", ["lipsync", "train", "--config", "{binary}", "--data", "{folder}", "--out", "{out}.pt"], 2,
          ["{binary}"]),
