@@ -7,7 +7,6 @@ CUDA is mocked where a path only branches on it: `torch.cuda.is_available`, and 
 `Tensor.to(cuda)` recorded and kept on the CPU."""
 import json
 import threading
-import time
 from collections import Counter
 
 import numpy as np
@@ -19,7 +18,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from helpers import tiny_config
 from marlin import Marlin
 from marlin.cli import main
-from marlin.extract import (clips_to_tensor, encode_clips, features_record, prefetch, record_differences)
+from marlin.extract import clips_to_tensor, encode_clips, features_record, prefetch, record_differences
 from marlin.video import write_video
 
 aten = torch.ops.aten
@@ -371,12 +370,57 @@ def test_generator_reads_losses_every_log_every_steps_once_the_sync_term_is_on(l
                         lambda *a, **k: steps.append(generator_losses(*a, **k)) or steps[-1])
     monkeypatch.setattr(lt, "LOG_EVERY", 5)
     reads = _loop_reads(monkeypatch, lt)
-    h = lt.train_generator(lrs2_store, tmp_path / "g.pt", GeneratorConfig("cnn", 5, 32, width=8, audio_dim=32), GeneratorTrainConfig(steps=31, batch=1, disc_wt=0.07,
-                                                                                  sync_after=100.0, save_every=100),
-                           syncnet=sync, progress=False)
+    model = GeneratorConfig("cnn", 5, 32, width=8, audio_dim=32)
+    train = GeneratorTrainConfig(steps=31, batch=1, disc_wt=0.07, sync_after=100.0, save_every=100)
+    h = lt.train_generator(lrs2_store, tmp_path / "g.pt", model, train, syncnet=sync, progress=False)
     assert [x["sync_wt"] for x in h] == [0.0] * 20 + [0.03] * 11
     assert reads["read"] == 20 + 3  # 20 steps read one by one, then steps 25, 30 and the last (31)
     assert len(h) == len(steps) == 31
     for rec, losses in zip(h, steps):
         assert {k: rec[k] for k in losses} == {k: float(v.detach()) for k, v in losses.items()}
         assert set(rec) == {*losses, "disc", "sync_wt"}
+
+
+# ---- DDP: the generator only, no graph walk, one all-reduce per iteration -----------------------------------------
+def test_ddp_ignores_the_critic_and_syncs_the_last_micro_batch_only(tmp_path, monkeypatch):
+    """`--strategy ddp` wraps the generator's weights only (find_unused_parameters=False: no walk of the graph in
+    every backward; the critic's gradients are averaged by hand) and, under gradient accumulation, all-reduces on
+    the last micro-batch only (`no_sync` on the others). One gloo process through the real `pretrain()`; the
+    2-process runs (tests/test_pretrain_ddp.py, test_pretrain_fsdp.py) check the losses and exports."""
+    import copy
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from helpers import TINY_PRETRAIN, make_items
+    from marlin.train import pretrain, runner
+    from marlin.train.module import PretrainModule
+
+    monkeypatch.setattr(runner, "make_strategy", lambda name, world, on_gpu: runner.generator_ddp("gloo"))
+    synced, wrapped = [], []
+    no_sync, step = DistributedDataParallel.no_sync, PretrainModule.training_step
+
+    def counted_no_sync(self):
+        synced[-1] = False
+        return no_sync(self)
+
+    def recorded_step(self, batch, batch_idx):
+        synced.append(True)
+        if not wrapped:
+            wrapped.append(self.trainer.strategy.model)
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(DistributedDataParallel, "no_sync", counted_no_sync)
+    monkeypatch.setattr(PretrainModule, "training_step", recorded_step)
+    try:
+        pretrain(copy.deepcopy(TINY_PRETRAIN), make_items(tmp_path / "data", n=4), tmp_path / "run", max_steps=2,
+                 accumulate=2, progress=False, accelerator="cpu", tensorboard=False, mask_picture=False)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    ddp = wrapped[0]
+    assert isinstance(ddp, DistributedDataParallel) and not ddp.find_unused_parameters
+    critic = {n for n, _ in ddp.module.named_parameters() if n.split(".")[0] == "critic"}
+    assert critic and critic <= set(ddp.parameters_to_ignore)
+    assert not any(n.startswith("model.") for n in ddp.parameters_to_ignore)
+    assert synced == [False, True, False, True]  # micro-batches 0 and 2 accumulate locally

@@ -5,12 +5,14 @@ Critic gradients are averaged across processes by hand; the generator's by DDP, 
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Callable
 
 import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from ..models import Critic, Marlin
 from ..models.embedding import token_index
@@ -121,10 +123,13 @@ class PretrainModule(pl.LightningModule):
         x = batch["video"].float().div_(255)  # (B, 3, T, H, W) in [0, 1]
         if self.sharded:  # reduce-scatter the generator's gradients once per iteration, not per micro-batch
             self.model.set_requires_gradient_sync(last)
-        terms = train_iteration(self.model, self.critic, g_opt, d_opt, x, _tokens(batch), self.cfg,
-                                seed=self.cfg.trainer.seed * 1_000_003 + self.iteration, last=last, acc=acc,
-                                backward=self.manual_backward, reduce=self._all_reduce_mean,
-                                features=batch.get("features"))
+        ddp = self.trainer.strategy.model
+        with ddp.no_sync() if isinstance(ddp, DistributedDataParallel) and not last else contextlib.nullcontext():
+            # DDP: all-reduce the generator's gradients once per iteration, on the last micro-batch
+            terms = train_iteration(self.model, self.critic, g_opt, d_opt, x, _tokens(batch), self.cfg,
+                                    seed=self.cfg.trainer.seed * 1_000_003 + self.iteration, last=last, acc=acc,
+                                    backward=self.manual_backward, reduce=self._all_reduce_mean,
+                                    features=batch.get("features"))
         terms["mask_fallback"] = batch["mask_fallback"].float().mean()
         for k, v in terms.items():  # mean over the micro-batches of this iteration
             self._micro[k] = self._micro.get(k, 0.0) + v / acc

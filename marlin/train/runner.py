@@ -118,10 +118,28 @@ def make_strategy(name: str, world: int, on_gpu: bool):
                                      save_distributed_checkpoint=False, process_group_backend=backend)
     if world == 1:
         return "auto"
-    from lightning.pytorch.strategies import DDPStrategy
+    return generator_ddp(backend)
 
-    return DDPStrategy(find_unused_parameters=True,  # the critic gets no gradient from DDP
-                       process_group_backend=backend)
+
+def generator_ddp(backend: str | None = None):
+    """Lightning's DDP over the generator's weights only, with ``find_unused_parameters=False`` (no walk of the
+    autograd graph in every backward). The critic's gradients never come from DDP: `critic_update` takes them
+    with autograd.grad and averages them by hand, and the generator's adversarial term calls the critic with
+    detached weights; so DDP ignores the critic's weights, and every weight it keeps gets a gradient in every
+    generator backward. Under gradient accumulation `PretrainModule.training_step` skips DDP's all-reduce on all
+    but the last micro-batch (`no_sync`)."""
+    from lightning.pytorch.strategies import DDPStrategy
+    from torch.nn.parallel import DistributedDataParallel
+
+    class GeneratorDDP(DDPStrategy):
+        def _setup_model(self, model):
+            critic = self.lightning_module.critic
+            ids = {id(t) for t in [*critic.parameters(), *critic.buffers()]}
+            ignored = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if id(t) in ids]
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, ignored)
+            return super()._setup_model(model)
+
+    return GeneratorDDP(find_unused_parameters=False, process_group_backend=backend)
 
 
 def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_minutes: float | None = None,
