@@ -303,14 +303,18 @@ class FacePipeline:
     def track(self, source, timer: _Timer):
         """Pass 1. Returns (landmarks (T, 468, 3) NaN-filled, cuts, (H, W), cached frames or None)."""
         tracker = FaceTracker(self.detector, self.landmarker)
-        pts, cuts, cache, nbytes, hw = [], [], [], 0, None
+        steps, hw, cache = self._each_frame(source, timer, lambda frame: self._step(tracker, frame))
+        cuts = [i for i, (_, cut) in enumerate(steps) if cut]
+        return np.stack([p for p, _ in steps]), cuts, hw, cache
+
+    def _each_frame(self, source, timer: _Timer, step) -> tuple[list, tuple, list | None]:
+        """``step(frame)`` of every decoded frame (timed as "track"); returns the results, the frame size (H, W)
+        and the frames themselves while they fit ``cache_bytes`` (None beyond: pass 2 decodes again)."""
+        results, cache, nbytes, hw = [], [], 0, None
         for frame in self._frames(source, timer):
             hw = hw or frame.shape[:2]
             t0 = time.perf_counter()
-            p, cut = self._step(tracker, frame)
-            if cut:
-                cuts.append(len(pts))
-            pts.append(p)
+            results.append(step(frame))
             timer.add("track", time.perf_counter() - t0)
             if cache is not None:
                 nbytes += frame.nbytes
@@ -318,9 +322,9 @@ class FacePipeline:
                     cache.append(frame)
                 else:
                     cache = None
-        if not pts:
+        if not results:
             raise VideoError(source.path, "contains no frames")
-        return np.stack(pts), cuts, hw, cache
+        return results, hw, cache
 
     def _boxes(self, lms: np.ndarray, cuts: list, source, hw, path) -> tuple[np.ndarray, np.ndarray]:
         """(T, 3) smoothed boxes (cx, cy, side) and (T,) found, or NoFaceError / the centre fallback."""
@@ -504,20 +508,7 @@ class FacePipeline:
         source = open_source(path, fps, self.allow_truncated)
         # a lost face can be resumed for two seconds
         tracker = MultiFaceTracker(self.detector, self.landmarker, max_gap=max(1, round(2 * float(source.fps))))
-        per_frame, cache, nbytes, hw = [], [], 0, None
-        for frame in self._frames(source, timer):
-            hw = hw or frame.shape[:2]
-            t0 = time.perf_counter()
-            per_frame.append(tracker.step(frame))
-            timer.add("track", time.perf_counter() - t0)
-            if cache is not None:
-                nbytes += frame.nbytes
-                if nbytes <= self.cache_bytes:
-                    cache.append(frame)
-                else:
-                    cache = None
-        if not per_frame:
-            raise VideoError(source.path, "contains no frames")
+        per_frame, hw, cache = self._each_frame(source, timer, tracker.step)
         tracks = assemble(per_frame, tracker.cuts, min_track_frames)
         if not tracks:
             short = f" ({len(tracker.tracks)} shorter ones: --min-track-frames sets the least)" if tracker.tracks else ""
