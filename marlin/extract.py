@@ -236,21 +236,18 @@ def prefetch(items: Iterable, depth: int = 2) -> Iterator:
 
 
 def _clip_batches(clips: Iterable[np.ndarray], batch_size: int, pin: bool = False) -> Iterator:
-    """Clips (L, H, W, 3) uint8 in (B, L, H, W, 3) batches, stacked (and in pinned memory with ``pin``)."""
+    """Clips (L, H, W, 3) uint8 in lists of ``batch_size``, or with ``pin`` stacked into pinned (B, L, H, W, 3)."""
+    def done(batch):
+        return torch.from_numpy(np.stack(batch)).pin_memory() if pin else batch
+
     batch = []
     for clip in clips:
         batch.append(clip)
         if len(batch) == batch_size:
-            yield _stack(batch, pin)
+            yield done(batch)
             batch = []
     if batch:
-        yield _stack(batch, pin)
-
-
-def _stack(batch: list[np.ndarray], pin: bool):
-    if not pin:
-        return batch
-    return torch.from_numpy(np.stack(batch)).pin_memory()
+        yield done(batch)
 
 
 @torch.no_grad()
