@@ -78,7 +78,7 @@ class RunConfig:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
-        if self.extract_precision not in ("auto", "32", "bf16"):  # LP extracts on the CPU: no float16
+        if self.extract_precision not in ("auto", "32", "bf16"):  # float16 is not offered for the cache (GPU-only)
             raise ValueError(f"extract_precision must be 'auto', '32' or 'bf16', got {self.extract_precision!r}")
         TrainConfig.from_dict(self.train)  # unknown or bad training options fail here, not after extraction
         check_paper(self.paper)  # a paper cell that the shipped tables lack fails here, not after training
