@@ -22,13 +22,15 @@ class BatchResult:
     written: int = 0
     skipped: int = 0
     failed: list[str] = field(default_factory=list)
+    failed_names: list[str] = field(default_factory=list)  # the output names of the failed inputs
+    failures: str = FAILURES  # the file in ``out`` that lists them
 
     def report(self, command: str, what: str = "written") -> int:
         """Print the summary line (and where the failures are listed); return the command's exit code."""
         print(f"marlin {command}: {self.written} {what}, {self.skipped} already present, {len(self.failed)} "
               f"failed -> {self.out}")
         if self.failed:
-            print(f"failures listed in {self.out / FAILURES}", file=sys.stderr)
+            print(f"failures listed in {self.out / self.failures}", file=sys.stderr)
             return SOME_FAILED
         return OK
 
@@ -41,17 +43,17 @@ def failure_message(path, err: Exception) -> str:
 
 def run_batch(jobs: Sequence[tuple[Path, str]], work: Callable[[Path, str], None],
               finished: Callable[[str], bool], out: Path, desc: str, progress: bool = True,
-              debug: bool = False) -> BatchResult:
+              debug: bool = False, failures: str = FAILURES) -> BatchResult:
     """``work(path, name)`` for every (input, output name) of ``jobs`` whose output is not ``finished(name)``.
 
-    A failing input is reported on stderr and listed in ``out/failed.txt`` (removed when a rerun has none); an
+    A failing input is reported on stderr and listed in ``out/<failures>`` (removed when a rerun has none); an
     error that is not a bad input (anything but OSError, ValueError, RuntimeError) also prints its traceback, as
     does ``debug``. Ctrl-C, MemoryError and ImportError (a missing extra) end the run."""
     from tqdm.auto import tqdm
 
     from .atomic import write_text
 
-    result = BatchResult(Path(out))
+    result = BatchResult(Path(out), failures=failures)
     bar = tqdm(jobs, desc=desc, unit="video", disable=not progress)
     for path, name in bar:
         if finished(name):
@@ -65,10 +67,11 @@ def run_batch(jobs: Sequence[tuple[Path, str]], work: Callable[[Path, str], None
             raise
         except Exception as e:  # one bad video never ends a run of thousands
             result.failed.append(failure_message(path, e))
+            result.failed_names.append(name)
             tqdm.write(f"FAILED {result.failed[-1]}", file=sys.stderr)
             if debug or not isinstance(e, (OSError, ValueError, RuntimeError)):
                 traceback.print_exc()  # an unexpected error: a bug to report
-    log = result.out / FAILURES
+    log = result.out / failures
     if result.failed:
         write_text(log, "".join(f"{m}\n" for m in result.failed))
     else:

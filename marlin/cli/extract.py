@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import sys
-import traceback
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from ..extract import claim_output  # noqa: F401  (used by the commands that claim an OUT)
 
@@ -159,7 +156,8 @@ def merge_parts(out: Path) -> int:
 
 
 def run(args) -> int:
-    from ..atomic import atomic_dir, check_writable, save_npy, write_json, write_text
+    from ..atomic import atomic_dir, check_writable, save_npy, write_json
+    from ..batch import run_batch
     from ..errors import MarlinError
     from ..extract import backend_model, face_track_features, features_record, model_record, video_features
     from ..models import Marlin
@@ -211,52 +209,30 @@ def run(args) -> int:
     claim_output(out_dir, features_record(encoder, args.sample_rate, args.stride, args.crop_face, args.keep_seq,
                                           args.reduction, args.cover_tail, precision, faces, backend, device))
 
-    done = skipped = 0
-    failed: list[str] = []
-    failed_names: list[str] = []
-    bar = tqdm(jobs, desc="extract", unit="video")
-    for path, name in bar:
-        out = out_dir / (name if faces == "all" else f"{name}.npy")  # --faces all: a folder of face<k>.npy
-        if out.exists() and not args.overwrite:
-            skipped += 1
-            continue
-        bar.set_postfix_str(name[-40:])
-        try:
-            if faces == "all":
-                tracks = face_track_features(model, path, sample_rate=args.sample_rate, stride=args.stride,
-                                             reduction=args.reduction, keep_seq=args.keep_seq,
-                                             cover_tail=args.cover_tail, batch_size=args.batch_size,
-                                             precision=precision, min_track_frames=args.min_track_frames,
-                                             backend=backend)
-                with atomic_dir(out) as tmp:  # all of a video's tracks appear at once
-                    for face, feats in tracks:
-                        save_npy(tmp / f"{face}.npy", feats.numpy())
-                done += 1
-                continue
-            feats = video_features(model, path, crop_face=args.crop_face, sample_rate=args.sample_rate,
-                                   stride=args.stride, reduction=args.reduction, keep_seq=args.keep_seq,
-                                   cover_tail=args.cover_tail, batch_size=args.batch_size, precision=precision,
-                                   backend=backend)
-            save_npy(out, feats.numpy())
-            done += 1
-        except (KeyboardInterrupt, MemoryError, ImportError):  # ImportError: a missing extra ends the run
-            raise
-        except Exception as e:  # one bad video never ends a run of thousands
-            msg = str(e) if str(e).startswith(str(path)) else f"{path}: {type(e).__name__}: {e}"
-            failed.append(msg.replace("\n", " "))
-            failed_names.append(name)
-            tqdm.write(f"FAILED {failed[-1]}", file=sys.stderr)
-            if getattr(args, "debug", False) or not isinstance(e, (OSError, ValueError, RuntimeError)):
-                traceback.print_exc()  # an unexpected error: a bug to report
-    log = out_dir / ("failed.txt" if part is None else f"failed.{part_tag(part)}.txt")
+    def target(name: str) -> Path:
+        return out_dir / (name if faces == "all" else f"{name}.npy")  # --faces all: a folder of face<k>.npy
+
+    def work(path: Path, name: str) -> None:
+        if faces == "all":
+            tracks = face_track_features(model, path, sample_rate=args.sample_rate, stride=args.stride,
+                                         reduction=args.reduction, keep_seq=args.keep_seq,
+                                         cover_tail=args.cover_tail, batch_size=args.batch_size,
+                                         precision=precision, min_track_frames=args.min_track_frames,
+                                         backend=backend)
+            with atomic_dir(target(name)) as tmp:  # all of a video's tracks appear at once
+                for face, feats in tracks:
+                    save_npy(tmp / f"{face}.npy", feats.numpy())
+            return
+        feats = video_features(model, path, crop_face=args.crop_face, sample_rate=args.sample_rate,
+                               stride=args.stride, reduction=args.reduction, keep_seq=args.keep_seq,
+                               cover_tail=args.cover_tail, batch_size=args.batch_size, precision=precision,
+                               backend=backend)
+        save_npy(target(name), feats.numpy())
+
+    result = run_batch(jobs, work, lambda name: target(name).exists() and not args.overwrite, out_dir, "extract",
+                       debug=args.debug, failures="failed.txt" if part is None else f"failed.{part_tag(part)}.txt")
     if part is not None:
         write_json(out_dir / f"extract.{part_tag(part)}.json",
-                   {"part": list(part), **inputs, "names": [name for _, name in jobs], "failed": failed_names,
-                    "done": done, "skipped": skipped})
-    print(f"marlin extract: {done} written, {skipped} already present, {len(failed)} failed -> {out_dir}")
-    if failed:
-        write_text(log, "".join(f"{m}\n" for m in failed))
-        print(f"failures listed in {log}", file=sys.stderr)
-        return 1
-    log.unlink(missing_ok=True)
-    return 0
+                   {"part": list(part), **inputs, "names": [name for _, name in jobs], "failed": result.failed_names,
+                    "done": result.written, "skipped": result.skipped})
+    return result.report("extract")

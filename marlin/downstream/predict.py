@@ -139,19 +139,19 @@ class Predictor:
         self.sample_rate, self.stride = int(windows.get("sample_rate", 2)), int(windows.get("stride", 16))
 
     @classmethod
-    def from_run(cls, run, encoder=None, precision: str | None = None, device="cpu",
+    def from_run(cls, run, encoder=None, precision: str | None = None, device="auto",
                  batch_size: int | None = None) -> "Predictor":
         """The model of RUN (a `marlin probe` / `marlin finetune` output folder holding one run, or its
         head.safetensors / model.safetensors). ``encoder``: the probe's encoder weights at another path (checked
-        by SHA-256); ``precision``: auto | 32 | bf16 | 16 (GPUs), default the run's; ``batch_size``: clips per
-        forward, default the run's."""
+        by SHA-256); ``precision``: auto | 32 | bf16 | 16 (GPUs), default the run's; ``device``: auto (CUDA when
+        available) | cpu | cuda[:k]; ``batch_size``: clips per forward, default the run's."""
         from ..checkpoints import file_sha256
         from ..extract import encode_clips
         from ..precision import resolve_extract_precision
         from .linear import reduce_clips
         from .model import classifier_from_checkpoint, load_downstream_checkpoint
 
-        device = torch.device(device)
+        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
         ckpt = find_run_checkpoint(run)
         tensors, meta = load_downstream_checkpoint(ckpt)
         mode = meta.get("mode")
@@ -169,8 +169,8 @@ class Predictor:
             reduction = meta.get("reduction", meta["run"].get("reduction", "mean"))
 
             def scorer(clips):
-                feats = encode_clips(lambda x: marlin.extract_features(x.to(device), keep_seq=False,
-                                                                       precision=resolved), clips, bs)
+                feats = encode_clips(lambda x: marlin.extract_features(x, keep_seq=False, precision=resolved),
+                                     clips, bs, device)
                 with torch.no_grad():
                     video = head(torch.from_numpy(reduce_clips([feats.numpy()], reduction)))[0]
                     return head(feats), video
@@ -186,7 +186,7 @@ class Predictor:
                       "fine_tuned_from": meta.get("encoder")}
 
             def scorer(clips):
-                logits = encode_clips(lambda x: model(x.to(device)), clips, bs)
+                logits = encode_clips(model, clips, bs, device)
                 return logits, logits.mean(0)
             cfg = model.config
         return cls(task, mode, scorer, ckpt, meta, record, resolved, cfg.n_frames, cfg.img_size, bs)
