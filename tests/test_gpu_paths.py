@@ -6,6 +6,7 @@ per-step host synchronisation in the downstream and lip-sync training loops (sam
 CUDA is mocked where a path only branches on it: `torch.cuda.is_available`, and for the transfer, `pin_memory` /
 `Tensor.to(cuda)` recorded and kept on the CPU."""
 import json
+import os
 import threading
 from collections import Counter
 
@@ -412,12 +413,16 @@ def test_ddp_ignores_the_critic_and_syncs_the_last_micro_batch_only(tmp_path, mo
 
     monkeypatch.setattr(DistributedDataParallel, "no_sync", counted_no_sync)
     monkeypatch.setattr(PretrainModule, "training_step", recorded_step)
+    launch_env = {k: os.environ.get(k) for k in runner.LAUNCH_ENV}
     try:
         pretrain(copy.deepcopy(TINY_PRETRAIN), make_items(tmp_path / "data", n=4), tmp_path / "run", max_steps=2,
                  accumulate=2, progress=False, accelerator="cpu", tensorboard=False, mask_picture=False)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    # Lightning's launch variables do not outlive the run: a later multi-process run started from this process
+    # (the 2-process tests) took itself for a launched child (LOCAL_RANK) and waited for peers until its timeout
+    assert {k: os.environ.get(k) for k in runner.LAUNCH_ENV} == launch_env
     ddp = wrapped[0]
     assert isinstance(ddp, DistributedDataParallel) and not ddp.find_unused_parameters
     critic = {n for n, _ in ddp.module.named_parameters() if n.split(".")[0] == "critic"}

@@ -219,7 +219,7 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
 
         save_resolved(cfg, out)  # the resolved settings beside the run's outputs
     t0 = time.perf_counter()
-    with _allow_tf32(tf32):
+    with _allow_tf32(tf32), _launcher_env():
         trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
     seconds = time.perf_counter() - t0
 
@@ -258,6 +258,28 @@ def _write_mask_picture(data, path: Path) -> Path | None:
             continue
         return save_mask_picture(path, frames, parse, m.patch_size, m.tubelet_size, data.cfg.mask_ratio)
     return None
+
+
+# what Lightning's launcher writes into os.environ for the processes it starts (and torchrun / SLURM set for theirs)
+LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "RANK", "GROUP_RANK",
+              "LOCAL_WORLD_SIZE")
+
+
+@contextlib.contextmanager
+def _launcher_env():
+    """The launch variables as they were before training: left behind, a later run in this process (or any process
+    it starts) would take itself for a launched child (LOCAL_RANK) and wait for peers that never come."""
+    import os
+
+    saved = {k: os.environ.get(k) for k in LAUNCH_ENV}
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @contextlib.contextmanager
