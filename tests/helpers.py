@@ -43,3 +43,50 @@ def make_items(root, n=3, t=20, s=32, parse=True):
         frames, p = toy_frames(i, t, s)
         write_item(root / f"v{i}", frames, {"fps": 25.0, "source": f"toy{i}"}, parse=p if parse else None)
     return root
+
+
+def sync_counter():
+    """A TorchDispatchMode counting the operations that make the host wait for the device or have data-dependent
+    shapes (``.ops``: "nonzero", "masked_select", "_local_scalar_dense" (`.item()`, `float(tensor)`), "item",
+    "boolean indexing") while not ``.paused``."""
+    from collections import Counter
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    aten = torch.ops.aten
+    syncing = {aten.nonzero.default: "nonzero", aten.masked_select.default: "masked_select",
+               aten._local_scalar_dense.default: "_local_scalar_dense", aten.item.default: "item"}
+    indexing = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default, aten._index_put_impl_.default}
+
+    class SyncCounter(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops: Counter = Counter()
+            self.paused = False
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not self.paused:
+                if func in syncing:
+                    self.ops[syncing[func]] += 1
+                elif func in indexing and any(i is not None and i.dtype in (torch.bool, torch.uint8)
+                                              for i in args[1]):
+                    self.ops["boolean indexing"] += 1
+            return func(*args, **(kwargs or {}))
+
+    return SyncCounter()
+
+
+def pause_in_optimiser(monkeypatch, counter, cls) -> None:
+    """``counter`` pauses inside ``cls.step``: the step counters of torch's optimisers are host tensors on a GPU (not
+    `capturable`), so their reads never wait for the device."""
+    step = cls.step
+
+    def paused(self, *args, **kwargs):
+        counter.paused = True
+        try:
+            return step(self, *args, **kwargs)
+        finally:
+            counter.paused = False
+
+    monkeypatch.setattr(cls, "step", paused)

@@ -14,43 +14,14 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from helpers import tiny_config
+from helpers import pause_in_optimiser, sync_counter, tiny_config
 from marlin import Marlin
 from marlin.cli import main
 from marlin.extract import clips_to_tensor, encode_clips, features_record, prefetch, record_differences
 from marlin.video import write_video
 
-aten = torch.ops.aten
 CFG = tiny_config()
-
-
-class Syncs(TorchDispatchMode):
-    """Counts `_local_scalar_dense` (`.item()`, `float(tensor)`: a host read that waits for the device)."""
-
-    def __init__(self):
-        super().__init__()
-        self.n, self.paused = 0, False
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is aten._local_scalar_dense.default and not self.paused:
-            self.n += 1
-        return func(*args, **(kwargs or {}))
-
-
-def _optimiser_unseen(monkeypatch, counter: Syncs, cls=torch.optim.Adam):
-    """Adam's step counters are host tensors on a GPU (not `capturable`): their reads never wait for the device."""
-    step = cls.step
-
-    def paused(self, *a, **k):
-        counter.paused = True
-        try:
-            return step(self, *a, **k)
-        finally:
-            counter.paused = False
-
-    monkeypatch.setattr(cls, "step", paused)
 
 
 class FakeCuda:
@@ -269,8 +240,8 @@ def test_downstream_epoch_reads_the_losses_once(monkeypatch):
 
     def run(n_batches):
         torch.manual_seed(0)
-        counter, model = Syncs(), Net(3, 1)
-        _optimiser_unseen(monkeypatch, counter)
+        counter, model = sync_counter(), Net(3, 1)
+        pause_in_optimiser(monkeypatch, counter, torch.optim.Adam)
         steps.clear()
 
         def batches(gen):
@@ -279,7 +250,7 @@ def test_downstream_epoch_reads_the_losses_once(monkeypatch):
 
         res = fit(model, task, batches, lambda m: (m(data[0][0]), data[0][1]),
                   TrainConfig(lr=0.1, max_epochs=1, batch_size=4), progress=False)
-        return counter.n, res.history[0]["train_loss"], steps[:n_batches]
+        return counter.ops["_local_scalar_dense"], res.history[0]["train_loss"], steps[:n_batches]
 
     (n1, _, _), (n3, loss, per_step) = run(1), run(3)
     assert n1 == n3 == 0  # before: one read per step

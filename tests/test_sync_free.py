@@ -10,37 +10,14 @@ from collections import Counter
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from helpers import TINY_PRETRAIN, make_items
+from helpers import TINY_PRETRAIN, make_items, pause_in_optimiser, sync_counter
 from marlin.train import pretrain
 from marlin.train.module import PretrainModule
 
-aten = torch.ops.aten
-SYNCING = {aten.nonzero.default: "nonzero", aten.masked_select.default: "masked_select",
-           aten._local_scalar_dense.default: "_local_scalar_dense", aten.item.default: "item"}
-INDEXING = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default, aten._index_put_impl_.default}
-
-
-class SyncCounter(TorchDispatchMode):
-    """Counts synchronising / data-dependent-shape operations while not `paused`."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops: Counter = Counter()
-        self.paused = False
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not self.paused:
-            if func in SYNCING:
-                self.ops[SYNCING[func]] += 1
-            elif func in INDEXING and any(i is not None and i.dtype in (torch.bool, torch.uint8) for i in args[1]):
-                self.ops["boolean indexing"] += 1
-        return func(*args, **(kwargs or {}))
-
 
 def test_the_counter_sees_what_it_counts():
-    with SyncCounter() as c:
+    with sync_counter() as c:
         x = torch.arange(4.0)
         x[x > 1]
         x.nonzero()
@@ -51,7 +28,7 @@ def test_the_counter_sees_what_it_counts():
 @pytest.mark.parametrize("accumulate", [1, 2])
 def test_training_iterations_do_not_synchronise_outside_logging_steps(tmp_path, monkeypatch, accumulate):
     counts = {}  # micro-batch -> Counter
-    counter = SyncCounter()
+    counter = sync_counter()
     step = PretrainModule.training_step
 
     def counted_step(self, batch, batch_idx):
@@ -60,17 +37,8 @@ def test_training_iterations_do_not_synchronise_outside_logging_steps(tmp_path, 
             step(self, batch, batch_idx)
         counts[batch_idx] = counter.ops
 
-    opt_step = torch.optim.AdamW.step
-
-    def paused_step(self, *args, **kwargs):
-        counter.paused = True
-        try:
-            return opt_step(self, *args, **kwargs)
-        finally:
-            counter.paused = False
-
     monkeypatch.setattr(PretrainModule, "training_step", counted_step)
-    monkeypatch.setattr(torch.optim.AdamW, "step", paused_step)
+    pause_in_optimiser(monkeypatch, counter, torch.optim.AdamW)
     pretrain(copy.deepcopy(TINY_PRETRAIN), make_items(tmp_path / "data", n=4), tmp_path / "run", max_steps=4,
              log_every=4, accumulate=accumulate, progress=False, accelerator="cpu", tensorboard=False,
              mask_picture=False)
