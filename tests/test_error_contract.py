@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import FIXTURES, ROOT
-from helpers import TINY_PRETRAIN, make_items, tiny_config
+from helpers import TINY_PRETRAIN, make_items
 from marlin.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -49,7 +49,8 @@ def run(args) -> int:
     import os
 
     from ..errors import MarlinError
-    from ..face.preprocess import Options, merge_parts, parse_part, part_files, preprocess
+    from ..face.preprocess import Options, merge_parts, part_files, preprocess
+    from ..parts import parse_part
 
     if args.merge:
         if args.out is not None or args.part is not None:

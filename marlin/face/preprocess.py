@@ -23,7 +23,7 @@ from pathlib import Path
 from ..atomic import atomic_dir, temp_name, write_json, write_text
 from ..data.layout import is_item, item_dir, load_item, write_item
 from ..errors import MarlinError
-from ..parts import parse_part, part_of, part_tag  # noqa: F401  (parse_part: marlin.cli.preprocess imports it here)
+from ..parts import part_of, part_tag
 from ..video import VideoError, output_dir, probe
 from . import layouts
 from .jobs import run_jobs
