@@ -94,64 +94,25 @@ def _precision(name: str, device, backend: str = "torch") -> str:
         raise MarlinError(f"--precision {name}: {e}") from None
 
 
-def _names_digest(names) -> str:
-    import hashlib
-
-    return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
-
-
 def merge_parts(out: Path) -> int:
     """`marlin extract --merge --out OUT`: check that OUT holds all N parts of one split, made from the same inputs
     (each part claimed OUT/features.json, so their settings agree), with the output of every video that did not
-    fail; write OUT/failed.txt of all parts (removed when none failed). Exit 1 when videos failed."""
+    fail (`marlin.parts.check_parts`); write OUT/failed.txt of all parts (removed when none failed). Exit 1 when
+    videos failed."""
     import json
 
-    from ..atomic import write_text
-    from ..errors import MarlinError
     from ..extract import FEATURES_RECORD
-    from ..parts import part_tag
+    from ..parts import check_parts, merge_failures
 
-    found = sorted(Path(out).glob("extract.part-*-of-*.json"))
-    if not found:
-        raise MarlinError(f"{out}: no part records (extract.part-*-of-*.json) to merge: run `marlin extract ... "
-                          f"--part i/N --out {out}` first")
-    try:
-        parts = {f: json.loads(f.read_text()) for f in found}
-    except (OSError, ValueError) as e:
-        raise MarlinError(f"{out}: unreadable part record ({e})") from None
-    counts = {p["part"][1] for p in parts.values()}
-    if len(counts) > 1:
-        raise MarlinError(f"{out}: parts of different splits ({', '.join(f'of {n}' for n in sorted(counts))}): "
-                          f"remove the records of the old split")
-    n = counts.pop()
-    missing = sorted(set(range(n)) - {p["part"][0] for p in parts.values()})
-    if missing:
-        raise MarlinError(f"{out}: parts {', '.join(map(str, missing))} of {n} are missing (no "
-                          f"extract.{part_tag((missing[0], n))}.json): run them before merging")
-    (first_file, first), *rest = parts.items()
-    for f, p in rest:
-        if (p["inputs_total"], p["inputs_digest"]) != (first["inputs_total"], first["inputs_digest"]):
-            raise MarlinError(f"{out}: {f.name} and {first_file.name} were made from different inputs "
-                              f"({p['inputs_total']} vs {first['inputs_total']} videos): redo the odd parts")
-    record = json.loads((Path(out) / FEATURES_RECORD).read_text())
-    names = [name for p in parts.values() for name in p["names"]]
-    failed = {name for p in parts.values() for name in p["failed"]}
-    ext = "" if record.get("faces") == "all" else ".npy"
-    absent = [name for name in names if name not in failed and not (Path(out) / f"{name}{ext}").exists()]
-    if len(names) != first["inputs_total"] or absent:
-        raise MarlinError(f"{out}: the parts list {len(names)} of {first['inputs_total']} videos"
-                          + (f", and {len(absent)} outputs are missing (first {absent[0]}{ext})" if absent else "")
-                          + ": rerun the parts")
-    logs = [Path(out) / f"failed.{part_tag(tuple(p['part']))}.txt" for p in parts.values()]
-    text = "".join(log.read_text() for log in logs if log.is_file())
-    log = Path(out) / "failed.txt"
-    print(f"marlin extract: merged {n} parts: {len(names) - len(failed)} videos with features, "
-          f"{len(failed)} failed -> {out}")
-    if text:
-        write_text(log, text)
-        print(f"failures listed in {log}", file=sys.stderr)
+    record = Path(out) / FEATURES_RECORD
+    all_faces = record.is_file() and json.loads(record.read_text()).get("faces") == "all"
+    n, parts = check_parts(out, "extract", "extract",
+                           lambda name: (Path(out) / (name if all_faces else f"{name}.npy")).exists())
+    total, failed = parts[0]["inputs_total"], sum(len(p["failed"]) for p in parts)
+    print(f"marlin extract: merged {n} parts: {total - failed} videos with features, {failed} failed -> {out}")
+    if merge_failures(out, parts):
+        print(f"failures listed in {Path(out) / 'failed.txt'}", file=sys.stderr)
         return 1
-    log.unlink(missing_ok=True)
     return 0
 
 
@@ -162,7 +123,7 @@ def run(args) -> int:
     from ..extract import backend_model, face_track_features, features_record, model_record, video_features
     from ..models import Marlin
     from ..models.config import encoder_record
-    from ..parts import parse_part, part_of, part_tag
+    from ..parts import parse_part, part_record, part_tag, select_part
     from ..video import output_dir, video_names
 
     if getattr(args, "merge", False):
@@ -176,9 +137,8 @@ def run(args) -> int:
         raise MarlinError("--faces all needs --crop-face (the face tracks come from the face pipeline)")
     jobs = video_names(args.inputs)  # one output name per video; an empty folder or a name clash is an error
     part = parse_part(args.part) if getattr(args, "part", None) else None
-    if part is not None:  # names over all inputs first, so every part names every video alike
-        inputs = {"inputs_total": len(jobs), "inputs_digest": _names_digest(name for _, name in jobs)}
-        jobs = [(path, name) for path, name in jobs if part_of(name, part[1]) == part[0]]
+    if part is not None:
+        jobs, inputs = select_part(jobs, part)
     check_writable(args.out, folder=True)  # created once the model has loaded: a failure leaves no folder
     backend = getattr(args, "backend", "torch")
     device = _device(args.device, backend)
@@ -232,7 +192,5 @@ def run(args) -> int:
     result = run_batch(jobs, work, lambda name: target(name).exists() and not args.overwrite, out_dir, "extract",
                        debug=args.debug, failures="failed.txt" if part is None else f"failed.{part_tag(part)}.txt")
     if part is not None:
-        write_json(out_dir / f"extract.{part_tag(part)}.json",
-                   {"part": list(part), **inputs, "names": [name for _, name in jobs], "failed": result.failed_names,
-                    "done": result.written, "skipped": result.skipped})
+        write_json(out_dir / f"extract.{part_tag(part)}.json", part_record(part, inputs, jobs, result))
     return result.report("extract")
