@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import enum
 import functools
 import types
 import typing
@@ -117,6 +118,12 @@ def _coerce(tp, value, where: str):
         return from_dict(tp, value, where)
     if tp is typing.Any:
         return value
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):  # a typed choice (e.g. `MaskStrategy`): one of its values
+        try:
+            return tp(value)
+        except ValueError:
+            choices = ", ".join(str(m.value) for m in tp)
+            raise ConfigError(f"{where}: expected one of {choices}, got {value!r}") from None
     if tp is Path:
         if not isinstance(value, (str, Path)):
             raise ConfigError(f"{where}: expected a path, got {value!r}")
@@ -191,6 +198,8 @@ def to_dict(obj) -> dict:
             return {k: plain(x) for k, x in v.items()}
         if isinstance(v, Path):
             return str(v)
+        if isinstance(v, enum.Enum):
+            return v.value
         return v
     return plain(obj)
 
