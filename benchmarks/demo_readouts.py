@@ -7,7 +7,7 @@ Probes are closed-form ridge regressions on +-1 targets (one-vs-rest for express
 split of --world, the penalty chosen on its validation split, and scored on every clip of --held-out (a world
 made with another seed: `marlin demo` writes one to OUT/data_test, or `marlin synth OUT --num 1000 --frames 32
 --size 64 --seed 1`), so a 1000-clip held-out world gives about +-0.015. Every item is read as the demo reads it:
-16-frame windows at --sample-rate covering the whole video (`marlin.demo.windows`, the shared rule of `marlin.video.windows`). Readouts, from the normed
+16-frame windows at --sample-rate covering the whole video (`marlin.downstream.probes.windows`, the shared rule of `marlin.video.windows`). Readouts, from the normed
 output of the given blocks: "spatial" (the demo's default: mean and std over the time slots of all windows per
 spatial position), "pooled" (mean over tokens and windows) and, for several windows, "spatial-per-window". An
 encoder is a checkpoint path or `random:CONFIG` (a randomly initialised encoder of that pretraining config).
@@ -24,7 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from marlin.data import list_items, load_item  # noqa: E402
-from marlin.demo import ridge_probe, spatial_readout, task_datasets, video_readout, windows  # noqa: E402
+from marlin.apps.worlds import task_datasets  # noqa: E402
+from marlin.downstream.probes import ridge_probe, spatial_readout, video_readout, windows  # noqa: E402
 from marlin.downstream.metrics import compute_metrics  # noqa: E402
 from marlin.extract import clips_to_tensor  # noqa: E402
 from marlin.synth.labels import ACTION, APPEARANCE  # noqa: E402

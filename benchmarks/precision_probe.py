@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from marlin import Marlin
-from marlin.demo import encode_videos, task_datasets
+from marlin.apps.worlds import task_datasets
+from marlin.downstream.probes import encode_videos
 from marlin.downstream.metrics import paired_bootstrap
 
 

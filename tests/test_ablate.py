@@ -84,7 +84,7 @@ def test_ablate_ratio_end_to_end_and_resume(tmp_path, monkeypatch):
 
 
 def test_study_arms_and_errors():
-    from marlin.ablate import AblateSettings, study_arms
+    from marlin.apps.ablate import AblateSettings, study_arms
     from marlin.errors import MarlinError
 
     s = AblateSettings(studies=["modules", "masking"])
@@ -101,7 +101,7 @@ def test_study_arms_and_errors():
 
 def test_shared_arms_have_one_folder(tmp_path):
     """The masking study's tube arm and the modules study's VideoMAE arm are one configuration: one run."""
-    from marlin.ablate import AblateSettings, arm_config, arm_dir, study_arms
+    from marlin.apps.ablate import AblateSettings, arm_config, arm_dir, study_arms
 
     s = AblateSettings(studies=["modules", "masking"])
     mods = {a.name: arm_dir(tmp_path, arm_config(s, a, 0), "d") for a in study_arms("modules", s)[0]}
@@ -113,7 +113,7 @@ def test_shared_arms_have_one_folder(tmp_path):
 
 
 def test_pool_readout_averages_blocks_of_positions():
-    from marlin.ablate import pool_readout
+    from marlin.apps.ablate import pool_readout
 
     h = w = 3
     x = np.arange(2 * h * w * 1, dtype=np.float32).reshape(1, -1)  # (1, 2*3*3*1): [mean grid, std grid]
@@ -167,7 +167,7 @@ def test_ablate_with_a_downstream_config_on_other_data(tmp_path):
 def test_pooled_seeds_score_the_mean_of_the_per_seed_metrics(kind, metric, width):
     """The pooled problem's metric on the full sample is the mean over seeds of each seed's metric, so the
     interval of the difference is around the reported mean difference."""
-    from marlin.ablate import pooled
+    from marlin.apps.ablate import pooled
     from marlin.downstream.metrics import compute_metrics, resampled_metric
 
     rng = np.random.default_rng(0)

@@ -90,7 +90,7 @@ def test_demo_settings_come_from_the_config_layer(capsys):
 
     from marlin.cli import demo as cli
     from marlin.config import load, values_from_args
-    from marlin.demo import DemoSettings
+    from marlin.apps.demo import DemoSettings
 
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
@@ -110,7 +110,7 @@ def test_demo_settings_come_from_the_config_layer(capsys):
 
 def test_task_datasets_read_the_items_labels_and_take_the_first_test_items(tmp_path):
     from marlin.data import load_item
-    from marlin.demo import task_datasets
+    from marlin.apps.worlds import task_datasets
     from marlin.synth import generate_dataset
 
     generate_dataset(tmp_path / "a", 10, frames=4, size=32, seed=0, progress=False)
@@ -128,7 +128,7 @@ def test_task_datasets_read_the_items_labels_and_take_the_first_test_items(tmp_p
 
 
 def test_demo_windows_are_the_shared_rule():
-    from marlin.demo import windows
+    from marlin.downstream.probes import windows
     from marlin.video.windows import clip_indices
 
     assert windows(32, 16, 1) == [list(range(16)), list(range(16, 32))]
@@ -156,7 +156,7 @@ def tiny_videos(tmp_path_factory):
 def test_encode_videos_reads_every_window_and_pools_over_all_of_them(tmp_path, tiny_videos):
     import torch
 
-    from marlin.demo import encode_videos, spatial_readout
+    from marlin.downstream.probes import encode_videos, spatial_readout
     from marlin.extract import clips_to_tensor
     from marlin.models import Marlin
 
@@ -212,7 +212,7 @@ def test_paired_bootstrap_metrics_match_compute_metrics_and_bracket_the_margin()
 
 
 def test_ridge_probe_recovers_a_linear_rule_and_not_noise():
-    from marlin.demo import ridge_probe
+    from marlin.downstream.probes import ridge_probe
     from marlin.downstream.metrics import compute_metrics
     from marlin.downstream.tasks import Task
 

@@ -449,11 +449,11 @@ def test_set_help_examples_are_real_keys():
     import importlib
     import re
 
-    from marlin.ablate import AblateSettings
+    from marlin.apps.ablate import AblateSettings
     from marlin.cli import COMMANDS
     from marlin.config import load
     from marlin.data.shards import ShardSettings
-    from marlin.demo import DemoSettings
+    from marlin.apps.demo import DemoSettings
     from marlin.train import pretrain_config
 
     for name, settings in (("demo", DemoSettings), ("ablate", AblateSettings), ("shard", ShardSettings),

@@ -79,7 +79,7 @@ def test_logistic_in_the_row_span_is_the_full_fit(kind):
 
 
 def test_ridge_probe_equals_the_primal_solution():
-    from marlin.demo import RIDGE_PENALTIES, ridge_probe
+    from marlin.downstream.probes import RIDGE_PENALTIES, ridge_probe
     from marlin.downstream.metrics import compute_metrics
 
     rng = np.random.default_rng(1)

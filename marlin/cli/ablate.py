@@ -1,13 +1,13 @@
 """`marlin ablate STUDY...`: the paper's ablations (modules, masking, ratio, encoder) on synthetic worlds or items.
 
-Its flags are generated from `marlin.ablate.AblateSettings` (the config layer); any field also with ``--set``."""
+Its flags are generated from `marlin.apps.ablate.AblateSettings` (the config layer); any field also with ``--set``."""
 from __future__ import annotations
 
 FLAGS = {"out_dir": "--out", "minutes": "--budget"}
 
 
 def add_arguments(p):
-    from ..ablate import STUDIES, AblateSettings
+    from ..apps.ablate import STUDIES, AblateSettings
     from ..config import add_arguments as config_flags
 
     p.add_argument("study", nargs="+", choices=STUDIES, help="the studies to run (arms they share run once)")
@@ -16,7 +16,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..ablate import AblateSettings, run_ablation
+    from ..apps.ablate import AblateSettings, run_ablation
     from ..config import load, values_from_args
 
     values = values_from_args(args)

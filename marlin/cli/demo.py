@@ -1,6 +1,6 @@
 """`marlin demo`: synthetic world -> pretraining -> features -> linear probes vs a random encoder -> report.
 
-Its flags are generated from `marlin.demo.DemoSettings` (the config layer); any field also with ``--set``."""
+Its flags are generated from `marlin.apps.demo.DemoSettings` (the config layer); any field also with ``--set``."""
 from __future__ import annotations
 
 # historic flag names of some settings
@@ -9,7 +9,7 @@ FLAGS = {"out_dir": "--out", "num_items": "--num", "test_items": "--test-num"}
 
 def add_arguments(p):
     from ..config import add_arguments as config_flags
-    from ..demo import PRECISIONS, READOUTS, DemoSettings
+    from ..apps.demo import PRECISIONS, READOUTS, DemoSettings
 
     config_flags(p, DemoSettings, skip={"overrides", "progress"}, flags=FLAGS,
                  choices={"readout": READOUTS, "precision": PRECISIONS})
@@ -21,7 +21,7 @@ def add_arguments(p):
 
 def run(args) -> int:
     from ..config import load, values_from_args
-    from ..demo import DemoSettings, run_demo
+    from ..apps.demo import DemoSettings, run_demo
 
     values = values_from_args(args)
     if args.quiet:

@@ -1,25 +1,27 @@
 """`marlin demo`: the whole system end to end on the synthetic talking-face world, on a CPU, in minutes.
 
-A thin composition of the public APIs: `marlin.synth.generate_dataset` (a world to train and probe on, and a
-second world to score on) -> `marlin.train.pretrain` (a tiny MARLIN within a time budget) -> the `items` dataset
-adapter (`marlin.downstream.datasets.items.load_items`, the labels of the items' meta.json) -> features of every
-video with the pretrained encoder and a random one of the same size (`marlin.extract.video_clips` windows through
-`marlin.extract.encode_clips`) -> the downstream probes (`train_logistic`, `train_linear`) and metrics
-(`compute_metrics`, `paired_bootstrap`) -> a report (Markdown + JSON, loss curve, reconstructions, masks).
+A thin composition of the public APIs: `marlin.apps.worlds.synthetic_worlds` (a world to train and probe on, and
+a second world to score on) -> `marlin.train.pretrain` (a tiny MARLIN within a time budget) -> the `items` dataset
+adapter (`marlin.apps.worlds.task_datasets`: the labels of the items' meta.json) -> features of every video with
+the pretrained encoder and a random one of the same size (`marlin.downstream.probes.encode_videos`: windows through
+`marlin.extract.encode_clips`) -> the downstream probes (`marlin.downstream.probes.probe_all`: `train_logistic`,
+`train_linear`, ridge) and metrics (`compute_metrics`, `paired_bootstrap`) -> a report (Markdown + JSON, loss curve,
+reconstructions, masks).
 """
 from __future__ import annotations
 
 import dataclasses
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .config import setting as _help  # a section field with its help text
+from ..config import setting as _help  # a section field with its help text
+from ..downstream.probes import PROBES, READOUTS, encode_videos, probe_all
+from .worlds import synthetic_worlds, task_datasets, task_metric
 
 
 @dataclass
@@ -61,201 +63,15 @@ def _say(msg: str) -> None:
     print(f"[marlin demo] {msg}", flush=True)
 
 
-# The metric each synthetic task is judged by (the check's and the report's), by task kind: accuracy for the
-# 7 expressions, the mean of the per-label AUCs for the multi-label tasks, AUC for manipulation.
-METRIC = {"multiclass": "acc", "multilabel": "auc_label_mean", "binary": "auc"}
-READOUTS = ("spatial", "pooled")
+CHECK = "logistic"  # the check's probe, decided before it was measured on any demo features (docs/demo.md)
 PRECISIONS = ("32", "bf16", "auto")  # extraction precisions the demo offers (marlin.precision; "16" is GPU-only)
-
-
-def task_metric(task: str) -> str:
-    """The metric key (of `compute_metrics`) that judges a synthetic task."""
-    from .synth import TASKS
-
-    return METRIC[TASKS[task][0]]
-
-
-def windows(total: int, clip_frames: int, sample_rate: int) -> list[list[int]]:
-    """Frame indices of the windows the demo reads from a video: the shared rule of `marlin.video.windows`
-    with windows back to back (stride = one window) and the tail covered, so every sampled frame is read."""
-    from .video.windows import clip_indices
-
-    return clip_indices(total, clip_frames, sample_rate, stride=clip_frames, cover_tail=True)
-
-
-def spatial_readout(tokens, grid: tuple[int, int, int]):
-    """Normed tokens (B, N, D) of one clip -> (B, 2 * H' * W' * D): the mean and the standard deviation over time
-    of every spatial token position, so a linear probe sees where on the face a feature is and how much it moves."""
-    t, h, w = grid
-    x = tokens.reshape(len(tokens), t, h * w, -1)                # (B, T', H'W', D)
-    return torch.cat([x.mean(1).flatten(1), x.std(1).flatten(1)], 1)
-
-
-def video_readout(window_tokens, grid: tuple[int, int, int]):
-    """Normed tokens (W, N, D) of the W windows of one video -> (2 * H' * W' * D,): `spatial_readout` over the
-    time slots of all windows together, so the feature has the same size for any video length."""
-    t, h, w = grid
-    return spatial_readout(window_tokens.reshape(1, -1, window_tokens.shape[-1]), (len(window_tokens) * t, h, w))[0]
-
-
-@torch.no_grad()
-def encode_videos(models: dict, videos: list, sample_rate: int, readout: str = "spatial", batch_size: int = 64,
-                  precision: str = "32", progress: bool = True, desc: str = "features",
-                  chunk: int = 32) -> dict[str, np.ndarray]:
-    """{name: (N, F) probe features} of the N video files for every encoder of `models` (same clip and token
-    grid), each video decoded once for all of them: its `windows` at `sample_rate` (`marlin.extract.video_clips`;
-    the next `chunk` of videos decodes in a thread while this one encodes) run through
-    `marlin.extract.encode_clips` in batches of `batch_size` windows, then `video_readout` over all
-    its windows ("spatial") or the official clip feature averaged over them ("pooled": (N, D)). `precision`
-    ("32", "bf16", "auto": `Marlin.extract_features`) "bf16" runs the encoders under bf16 autocast (features
-    within cosine 0.9999 of float32; the stage ~20 % faster on a 2-core AVX512-BF16 host, docs/demo.md)."""
-    from tqdm.auto import tqdm
-
-    from .extract import encode_clips, video_clips
-
-    if readout not in READOUTS:
-        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
-    cfg = next(iter(models.values())).config
-    for m in models.values():
-        if (m.config.n_frames, m.config.grid, m.config.img_size) != (cfg.n_frames, cfg.grid, cfg.img_size):
-            raise ValueError("encode_videos: every model must read the same clip length, size and token grid")
-        m.eval()
-    pooled = readout == "pooled"
-
-    def encode(x):
-        return torch.stack([m.extract_features(x, keep_seq=not pooled, precision=precision).float()
-                            for m in models.values()], 1)
-
-    def read(part: list) -> tuple[list, list]:
-        """The windows of a chunk of videos and the index (in the chunk) of the video each belongs to."""
-        clips, owners = [], []
-        for k, path in enumerate(part):
-            for clip in video_clips(path, cfg.n_frames, sample_rate, stride=cfg.n_frames, cover_tail=True,
-                                    size=cfg.img_size):
-                clips.append(clip)
-                owners.append(k)
-        return clips, owners
-
-    out = {name: [] for name in models}
-    parts = [videos[i:i + chunk] for i in range(0, len(videos), chunk)]  # a chunk at a time bounds the memory
-    bar = tqdm(total=len(videos), desc=desc, unit="clip", disable=not progress, leave=False)
-    with ThreadPoolExecutor(1) as pool:  # the next chunk decodes (PyAV, without the GIL) while this one encodes
-        pending = pool.submit(read, parts[0]) if parts else None
-        for i, part in enumerate(parts):
-            clips, owners = pending.result()
-            if i + 1 < len(parts):
-                pending = pool.submit(read, parts[i + 1])
-            tokens = encode_clips(encode, clips, batch_size)  # (W, M, N, D) or (W, M, D)
-            own = torch.tensor(owners)
-            for k in range(len(part)):
-                mine = tokens[own == k]
-                for j, name in enumerate(models):
-                    out[name].append((mine[:, j].mean(0) if pooled else video_readout(mine[:, j], cfg.grid)).numpy())
-            bar.update(len(part))
-    bar.close()
-    return {name: np.stack(feats) for name, feats in out.items()}
-
-
-def task_datasets(data_dir, test_dir=None, test_items: int = 0) -> dict:
-    """{task: `marlin.downstream` Dataset} of every synthetic task, read by the `items` adapter from the items'
-    meta.json and the world's split lists; with `test_dir`, the test split is items 0..test_items-1 of that
-    world instead (all of its splits). Each task is judged by `task_metric` (its validation monitor too)."""
-    from .downstream.datasets.items import load_items
-    from .synth import TASKS, item_id
-
-    keep = {item_id(k) for k in range(test_items)}
-    out = {}
-    for task, (kind, names) in TASKS.items():
-        labels = names if kind == "multilabel" else tuple(str(i) for i in range(len(names))) \
-            if kind == "multiclass" else None  # class ids as in meta.json, every class even if a world lacks one
-        ds = load_items(data_dir, task, kind, labels)
-        ds.task = dataclasses.replace(ds.task, monitor=METRIC[kind])
-        if test_dir is not None:
-            other = load_items(test_dir, task, kind, labels)
-            ds.splits["test"] = sorted((s for split in other.splits.values() for s in split
-                                        if Path(s.key).parts[0] in keep), key=lambda s: s.key)
-        out[task] = ds
-    return out
-
-
-# The demo's probes: name -> what the report calls it. "logistic" is the check (decided before it was measured
-# on any demo features, see docs/demo.md); the other two are printed beside it.
-PROBES = {
-    "logistic": "L2-regularised logistic regression (L-BFGS to convergence, penalty chosen on val)",
-    "sgd": "the toolkit's SGD linear probe (paper LP settings: Adam, no weight decay, early stopping on val)",
-    "ridge": "closed-form ridge on +-1 targets (penalty chosen on val)",
-}
-CHECK = "logistic"
-
-
-def probe_task(task, x: dict, y: dict, seed: int = 0, probes=tuple(PROBES)) -> dict:
-    """The `probes` (default: every one of `PROBES`) on one task (a `marlin.downstream` Task) with features
-    x[split] (N, F) and targets y[split]: {probe: {"test": metrics, "val": ...}, "scores": {probe: test scores},
-    "targets": test targets}."""
-    from .downstream.linear import LP_DEFAULTS, predict, train_linear, train_logistic
-    from .downstream.metrics import compute_metrics
-    from .downstream.train import TrainConfig
-
-    out, scores = {}, {}
-    if "logistic" in probes:
-        head, penalty, val, by_penalty = train_logistic(task, x["train"], y["train"], x["val"], y["val"])
-        scores["logistic"] = task.scores(predict(head, x["test"])).numpy()
-        out["logistic"] = {"val": val, "penalty": penalty, "val_by_penalty": by_penalty}
-    if "sgd" in probes:
-        sgd, fitted = train_linear(task, x["train"], y["train"], x["val"], y["val"],
-                                   TrainConfig(**{**LP_DEFAULTS, "seed": seed}))
-        scores["sgd"] = task.scores(predict(sgd, x["test"])).numpy()
-        out["sgd"] = {"val": fitted.val_metrics, "best_epoch": fitted.best_epoch}
-    if "ridge" in probes:
-        scores["ridge"] = ridge_probe(task, *[(x[s], y[s]) for s in ("train", "val", "test")])
-        out["ridge"] = {}
-    for name, s in scores.items():
-        out[name] = {"test": compute_metrics(task.kind, s, y["test"]), **out[name]}
-    return {**out, "scores": scores, "targets": y["test"]}
-
-
-def probe_all(datasets: dict, feats: dict, seed: int = 0, probes=tuple(PROBES)) -> dict:
-    """Probe every task of `datasets` ({task: Dataset}) on z-scored features (statistics of the training split);
-    `feats` maps each split to {video path: feature}. Returns {task: `probe_task` result}."""
-    x = {s: np.stack([feats[str(smp.source)] for smp in samples])
-         for s, samples in next(iter(datasets.values())).splits.items()}
-    mu, sd = x["train"].mean(0), x["train"].std(0) + 1e-6
-    z = {s: (v - mu) / sd for s, v in x.items()}
-    return {name: probe_task(ds.task, z, {s: ds.targets(s) for s in z}, seed, probes)
-            for name, ds in datasets.items()}
-
-
-RIDGE_PENALTIES = (0.1, 1, 10, 100, 1e3, 1e4, 1e5)
-
-
-def ridge_probe(task, train, val, test) -> np.ndarray:
-    """Closed-form ridge probe on +-1 targets (one-vs-rest for multiclass) over z-scored features and a bias
-    (penalised like the weights): fit on train (X, y) for each of `RIDGE_PENALTIES`, keep the one whose val metric
-    (`task.metric`) is best, return the test scores in `compute_metrics`' layout. Deterministic, closed form, in
-    the dual (features may outnumber clips); printed beside the check's logistic probe."""
-    from .downstream.metrics import compute_metrics
-
-    (xa, ya), (xv, yv), (xt, _) = train, val, test
-    mu, sd = xa.mean(0), xa.std(0) + 1e-6
-    xa, xv, xt = [((x - mu) / sd).astype(np.float64) for x in (xa, xv, xt)]
-    targets = np.eye(len(task.labels))[ya] if task.kind == "multiclass" else ya.reshape(len(ya), -1)
-    targets = targets * 2.0 - 1
-    gram = xa @ xa.T + 1.0  # of [X, 1]: (N, N)
-    best = None
-    for lam in RIDGE_PENALTIES:
-        alpha = np.linalg.solve(gram + lam * np.eye(len(xa)), targets)  # (N, C): weights X^T alpha, bias sum(alpha)
-        w, b = xa.T @ alpha, alpha.sum(0)
-        s = compute_metrics(task.kind, task.scores(torch.as_tensor(xv @ w + b)), yv)[task.metric]
-        if best is None or s > best[0]:
-            best = (s, w, b)
-    return task.scores(torch.as_tensor(xt @ best[1] + best[2])).numpy()
 
 
 def compare(pre: dict, rnd: dict, probe: str, seed: int = 0) -> dict:
     """Pretrained − random margins of one probe on every task, their 95 % paired-bootstrap intervals over the
     test clips (`marlin.downstream.metrics.paired_bootstrap`, 1000 resamples) and the verdict."""
-    from .downstream.metrics import paired_bootstrap
-    from .synth import TASKS
+    from ..downstream.metrics import paired_bootstrap
+    from ..synth import TASKS
 
     margins = {t: pre[t][probe]["test"][task_metric(t)] - rnd[t][probe]["test"][task_metric(t)] for t in pre}
     intervals = {t: paired_bootstrap(TASKS[t][0], task_metric(t), rnd[t]["scores"][probe], pre[t]["scores"][probe],
@@ -271,7 +87,7 @@ def plot_losses(history: list[dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .atomic import atomic_path
+    from ..atomic import atomic_path
 
     rows = [r for r in history if r.get("kind") == "train" and "rec_loss" in r]
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -292,7 +108,7 @@ def plot_losses(history: list[dict], path: Path) -> Path:
 
 
 def _pretrain(s: DemoSettings, cfg, data_dir: Path, out: Path):
-    from .train import pretrain
+    from ..train import pretrain
 
     overrides = dict(s.overrides)
     if s.batch_size:
@@ -303,7 +119,7 @@ def _pretrain(s: DemoSettings, cfg, data_dir: Path, out: Path):
 
 def _random_twin(result, seed: int):
     """A randomly initialised encoder of the same configuration, built as pretraining starts it."""
-    from .models import Marlin
+    from ..models import Marlin
 
     torch.manual_seed(seed)
     return Marlin(result.config.model, full_model=False)
@@ -363,28 +179,11 @@ def _markdown(s: DemoSettings, report: dict, datasets: dict, main, names: list[s
     return lines
 
 
-def synthetic_worlds(out: Path, num_items: int, test_items: int, frames: int, size: int, seed: int = 0,
-                     workers: int = 1, progress: bool = True, say=_say) -> tuple[Path, Path | None]:
-    """The demo's two synthetic worlds under `out` (generated or resumed, `marlin.synth.generate_dataset`): OUT/data,
-    `num_items` clips of world `seed` (pretraining and the probes' train / val splits), and OUT/data_test,
-    `test_items` clips of world `seed + 1` to score on (None when `test_items` is 0). Returns both folders."""
-    from .synth import generate_dataset
-
-    data_dir, test_dir = out / "data", (out / "data_test" if test_items else None)
-    say(f"1/4 synthetic world: {num_items} clips of {frames} frames at {size}px -> {data_dir}")
-    generate_dataset(data_dir, num_items, frames=frames, size=size, seed=seed, workers=workers, progress=progress)
-    if test_dir is not None:  # a second world (another seed): more test clips, and identities pretraining never saw
-        say(f"    test world: {test_items} clips, seed {seed + 1} -> {test_dir}")
-        generate_dataset(test_dir, test_items, frames=frames, size=size, seed=seed + 1, workers=workers,
-                         progress=progress)
-    return data_dir, test_dir
-
-
 def run_demo(s: DemoSettings) -> dict:
     """Run the demo; returns the report dict (also written to OUT/report/report.json and report.md)."""
-    from .atomic import write_json, write_text
-    from .models import Marlin
-    from .train import pretrain_config
+    from ..atomic import write_json, write_text
+    from ..models import Marlin
+    from ..train import pretrain_config
 
     t0 = time.perf_counter()
     stage, clock = {}, [t0]
@@ -424,7 +223,7 @@ def run_demo(s: DemoSettings) -> dict:
     _say(f"    {main.iterations} iterations in {main.seconds / 60:.1f} min (stopped by {main.stopped_by})")
     lap("pretraining")
 
-    from .precision import resolve_extract_precision
+    from ..precision import resolve_extract_precision
 
     precision = resolve_extract_precision(s.precision, "cpu")  # recorded resolved ("auto" differs per machine)
     _say(f"3/4 features ({precision}) + linear probes: pretrained vs random encoder of the same size")

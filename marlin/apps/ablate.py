@@ -1,9 +1,10 @@
 """`marlin ablate`: the paper's ablations (Table 7, Figure 3) as one command, a thin composition of public APIs.
 
-Synthetic worlds (`marlin.demo.synthetic_worlds`) -> one pretraining per arm and seed (`marlin.train.pretrain`:
+Synthetic worlds (`marlin.apps.worlds.synthetic_worlds`) -> one pretraining per arm and seed (`marlin.train.pretrain`:
 same data, data order, iteration budget and seed for every arm; resumable; a finished arm is never rerun) ->
-features of every video (`marlin.demo.encode_videos`: `video_clips` windows through `encode_clips`, the spatial
-readout) -> the logistic probe of every task (`marlin.demo.probe_all` on the `items` adapter's datasets, the
+features of every video (`marlin.downstream.probes.encode_videos`: `video_clips` windows through `encode_clips`, the
+spatial readout) -> the logistic probe of every task (`marlin.downstream.probes.probe_all` on the `items` adapter's
+datasets, the
 downstream API's `train_logistic` and `compute_metrics`) -> `ablation.md` / `ablation.json` (mean +- spread
 over seeds, `marlin.downstream.metrics.paired_bootstrap` intervals of each arm against the reference arm) and
 plots. Arms are stored by what they are (their resolved pretraining config), so studies that share an arm (the
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import setting
-from .errors import MarlinError
+from ..config import setting
+from ..errors import MarlinError
 
 STUDIES = ("modules", "masking", "ratio", "encoder")
 RANDOM = "random init"  # the floor row: an untrained encoder of the reference arm's configuration
@@ -90,8 +91,8 @@ def _say(msg: str) -> None:
 
 def encoder_sizes(source: str | None) -> dict:
     """{name: {embed_dim, depth, num_heads}} from a YAML, or the encoders of the ViT-S / B / L presets."""
-    from .config import read_yaml
-    from .train.config import CONFIG_DIR
+    from ..config import read_yaml
+    from ..train.config import CONFIG_DIR
 
     if source:
         sizes = read_yaml(source)
@@ -127,7 +128,7 @@ def _digest(data) -> str:
 
 def arm_config(s: AblateSettings, arm: Arm, seed: int):
     """The resolved `PretrainConfig` of an arm and seed (base config + the arm's values + budget + seed)."""
-    from .train import pretrain_config
+    from ..train import pretrain_config
 
     trainer = {f"trainer.{k}": v for k, v in s.overrides.items()}
     return pretrain_config(s.config, values={**arm.values, **trainer, "trainer.seed": seed,
@@ -162,10 +163,10 @@ class Context:
     """What every arm of a run shares: the settings, the task datasets, the videos and the data's identity."""
 
     def __init__(self, s: AblateSettings):
-        from .demo import synthetic_worlds, task_datasets
-        from .downstream.finetune import pick_device
-        from .precision import resolve_extract_precision
-        from .train import pretrain_config
+        from .worlds import synthetic_worlds, task_datasets
+        from ..downstream.finetune import pick_device
+        from ..precision import resolve_extract_precision
+        from ..train import pretrain_config
 
         self.s, self.out = s, Path(s.out_dir)
         self.device = pick_device(s.device)
@@ -213,7 +214,7 @@ def run_arm(ctx: Context, arm: Arm | None, seed: int) -> dict:
     """Pretrain (or resume) one arm at one seed, extract its features and probe every task; returns its record
     (RUN/result.json). `arm` None: the random-init floor of the reference configuration. A run whose record
     exists with the same key is not rerun; an interrupted pretraining resumes from its last checkpoint."""
-    from .atomic import write_json
+    from ..atomic import write_json
 
     s = ctx.s
     cfg = arm_config(s, arm or Arm(RANDOM, {}), seed)
@@ -230,7 +231,7 @@ def run_arm(ctx: Context, arm: Arm | None, seed: int) -> dict:
     record = {"key": key, "what": cfg.to_dict(), "random_init": random, "seed": seed, "pretraining": pre,
               "splits": ctx.splits, "metrics": {}, "tasks": {}, "val": {}, "penalty": {}}
     if ctx.datasets:
-        from .demo import probe_all
+        from ..downstream.probes import probe_all
 
         feats = _features(ctx, encoder, cfg, folder, _digest(what_features))  # not keyed by --downstream
         t2 = time.perf_counter()
@@ -251,7 +252,7 @@ def run_arm(ctx: Context, arm: Arm | None, seed: int) -> dict:
 
 def _downstream_config(source: str, weights: Path, folder: Path, seed: int, precision: str):
     """The `marlin probe` config of a --downstream file for one arm (its encoder weights, seed and folder)."""
-    from .downstream.config import load_run_config
+    from ..downstream.config import load_run_config
 
     return load_run_config(source, values={"encoder.model": None, "encoder.weights": str(weights), "seeds": [seed],
                                            "out": str(folder / "downstream" / Path(source).stem),
@@ -262,7 +263,7 @@ def _downstream(ctx: Context, source: str, encoder, folder: Path, seed: int) -> 
     """`marlin probe`'s run (`marlin.downstream.probe.run_probe`) of a downstream config with the arm's encoder
     (its weights saved as RUN/encoder.safetensors), seed `seed`, output in RUN/downstream/<config name>/;
     returns (dataset/task, kind, metric, the metric's test value averaged over the config's folds)."""
-    from .downstream.probe import run_probe
+    from ..downstream.probe import run_probe
 
     weights = folder / "encoder.safetensors"
     encoder.save(weights)  # always this arm's weights (a redone pretraining must not probe the old file)
@@ -275,7 +276,7 @@ def _downstream(ctx: Context, source: str, encoder, folder: Path, seed: int) -> 
 
 
 def _save_scores(path: Path, probed: dict) -> None:
-    from .atomic import atomic_path
+    from ..atomic import atomic_path
 
     arrays = {}
     for task, r in probed.items():
@@ -290,9 +291,9 @@ def _encoder(ctx: Context, cfg, folder: Path, random: bool, seed: int):
     """The arm's encoder: pretrained (resumed / reused) or randomly initialised; and its pretraining summary."""
     import torch
 
-    from .atomic import write_json
-    from .models import Marlin
-    from .train import pretrain
+    from ..atomic import write_json
+    from ..models import Marlin
+    from ..train import pretrain
 
     if random:
         torch.manual_seed(seed)  # as pretraining initialises its weights
@@ -321,8 +322,8 @@ def _encoder(ctx: Context, cfg, folder: Path, random: bool, seed: int):
 
 def _features(ctx: Context, encoder, cfg, folder: Path, key: str) -> np.ndarray:
     """(N, F) probe features of every video (cached in RUN/features.npy, recorded with the arm's key)."""
-    from .atomic import save_npy, write_json
-    from .demo import encode_videos
+    from ..atomic import save_npy, write_json
+    from ..downstream.probes import encode_videos
 
     path, rec = folder / "features.npy", folder / "features.json"
     meta = _read_json(rec)
@@ -362,8 +363,8 @@ def pooled(kind: str, metric: str, scores: list, targets: list) -> tuple[str, st
 
 def record_tasks(record: dict) -> dict:
     """{task: (kind, metric)} of a run's record (records without "tasks" hold the synthetic world's tasks)."""
-    from .demo import task_metric
-    from .synth import TASKS
+    from .worlds import task_metric
+    from ..synth import TASKS
 
     return record.get("tasks") or {t: (TASKS[t][0], task_metric(t)) for t in record["metrics"]}
 
@@ -373,7 +374,7 @@ def summarize(study: str, arms: list[Arm], reference: str, runs: dict, tasks: di
     over the seeds done, and the paired-bootstrap interval of (arm - reference) over the test clips of all seeds
     both have, pooled (each seed's test scores and targets stacked); per-seed intervals too (tasks with test
     scores only). runs: {arm name: {seed: (record, folder)}}."""
-    from .downstream.metrics import paired_bootstrap
+    from ..downstream.metrics import paired_bootstrap
 
     rows = {}
     for name, by_seed in runs.items():
@@ -455,7 +456,7 @@ def plot(summary: dict, study: str, tasks: list[str], folder: Path) -> list[Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .atomic import atomic_path
+    from ..atomic import atomic_path
 
     rows, task_metric = summary["rows"], summary["metrics"].get
     names = [n for n in rows if rows[n][tasks[0]]["mean"] is not None]
@@ -489,8 +490,8 @@ def plot(summary: dict, study: str, tasks: list[str], folder: Path) -> list[Path
 
 def report(ctx: Context, study: str, arms: list[Arm], reference: str, runs: dict) -> dict:
     """Write OUT/<study>/ablation.md, ablation.json and the plots from the runs done so far."""
-    from .atomic import write_json, write_text
-    from .config import save_resolved
+    from ..atomic import write_json, write_text
+    from ..config import save_resolved
 
     s = ctx.s
     folder = ctx.out / study
