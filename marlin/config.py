@@ -272,7 +272,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "", skip: 
         flag = flags.get(key) or "--" + (f.name if short else key).replace(".", "-").replace("_", "-")
         dest = "cfg:" + key
         default = f.default if f.default is not dataclasses.MISSING else None
-        shown = str(default) if isinstance(default, Path) else repr(default.value if isinstance(default, enum.Enum) else default)
+        default = default.value if isinstance(default, enum.Enum) else default  # a typed choice: its name
+        shown = str(default) if isinstance(default, Path) else repr(default)
         text = f"{help_of(f) or key} [{key}; built-in default {shown}]".replace("%", "%%")
         if tp is bool:
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
