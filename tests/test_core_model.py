@@ -108,15 +108,29 @@ def test_bad_shapes_and_dtypes_are_named():
         Marlin(model.config, full_model=False)(x, uneven)
 
 
+def test_forward_and_extract_features_share_one_block_pass(fixtures_dir, inputs):
+    """`forward_features` is the encoder's one loop over the blocks: `forward` norms its tokens, `extract_features`
+    norms them or their mean; so the three agree to the bit, with and without a mask."""
+    x, mask = inputs
+    enc = Marlin.from_file(fixtures_dir / "tiny.yaml", fixtures_dir / "tiny.encoder.pt").encoder.eval()
+    with torch.no_grad():
+        tokens = enc.forward_features(x)
+        assert tokens.shape == (1, 1568, 48) and not torch.equal(tokens, enc.norm(tokens))  # before the norm
+        assert torch.equal(enc(x), enc.norm(tokens))
+        assert torch.equal(enc.extract_features(x, keep_seq=True), enc.norm(tokens))
+        assert torch.equal(enc.extract_features(x, keep_seq=False), enc.norm(tokens.mean(1)))
+        assert torch.equal(enc(x, mask), enc.norm(enc.forward_features(x, mask)))
+
+
 def test_visible_only_embedding_equals_embedding_then_selecting():
-    from marlin.masking import make_masks
+    from marlin.masking import MaskSpec, make_masks
 
     torch.manual_seed(0)
     cfg = MarlinConfig(img_size=32, patch_size=8, n_frames=8, tubelet_size=2, encoder_embed_dim=24,
                        encoder_depth=1, encoder_num_heads=2)
     enc = Marlin(cfg, full_model=False).encoder
     x = torch.rand(3, 3, 8, 32, 32)
-    mask = make_masks("random", 3, cfg.grid, 0.75)
+    mask = make_masks(MaskSpec("random", 0.75), 3, cfg.grid)
     full = enc.embed(x)[mask].view(3, -1, 24)
     vis = enc.patch_embedding.forward_visible(x, mask) + enc.pos_embedding.emb.expand(3, -1, -1)[mask].view(3, -1, 24)
     assert torch.allclose(full, vis, atol=1e-5)

@@ -44,8 +44,9 @@ class MarlinEncoder(nn.Module):
         if not x.is_floating_point():
             raise TypeError(f"expected a float clip in [0, 1], got dtype {x.dtype} (divide uint8 frames by 255)")
 
-    def forward(self, x: Tensor, mask: Tensor | TokenIndex | None = None) -> Tensor:
-        """Visible tokens only (ascending index) after the final norm: (B, N_visible, D)."""
+    def forward_features(self, x: Tensor, mask: Tensor | TokenIndex | None = None) -> Tensor:
+        """The one pass over the blocks: token features before the final norm, (B, N, D), or (B, N_visible, D)
+        (ascending index) with a mask. `forward` norms every token; `extract_features` may pool first."""
         if mask is None:
             emb = self.embed(x)
         else:  # project only the visible tubelets (a quarter or a tenth of them in pretraining)
@@ -57,16 +58,18 @@ class MarlinEncoder(nn.Module):
             emb = self.patch_embedding.forward_visible(x, mask) + self.pos_embedding.at(mask, x.dtype)
         for block in self.blocks:
             emb = block(emb)
-        return self.norm(emb)
+        return emb
+
+    def forward(self, x: Tensor, mask: Tensor | TokenIndex | None = None) -> Tensor:
+        """Visible tokens only (ascending index) after the final norm: (B, N_visible, D)."""
+        return self.norm(self.forward_features(x, mask))
 
     def extract_features(self, x: Tensor, keep_seq: bool = True) -> Tensor:
         """keep_seq: (B, N, D) normed tokens; else (B, D) = norm(mean over tokens) as the official code.
 
         Under a bf16/fp16 autocast the pooling and the final norm still run in the weights' float32 (they cost
         nothing and shrink the pooled error: docs/performance.md)."""
-        emb = self.embed(x)
-        for block in self.blocks:
-            emb = block(emb)
+        emb = self.forward_features(x)
         with torch.autocast(x.device.type, enabled=False):
             emb = emb.to(self.norm.weight.dtype)  # float32 unless the model itself was cast
             if not keep_seq:
