@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import ROOT
 from helpers import tiny_config
 from marlin import Marlin
 from marlin.cli import main
 from marlin.video import write_video
 
 CFG = tiny_config()
-MARLIN = Path(__file__).resolve().parents[1] / "marlin"
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ PATHS = {
 def test_hints_name_real_options(command):
     options = _parser_options(command) | {"--help"}
     for rel in PATHS[command]:
-        unknown = _options_named(MARLIN / rel) - options
+        unknown = _options_named(ROOT / "marlin" / rel) - options
         assert not unknown, f"marlin/{rel} names {sorted(unknown)}, which `marlin {command}` does not have"
 
 

@@ -5,16 +5,15 @@ tests/data/face_crop_official.npz (written by ``benchmarks/crop_calibration.py -
 landmarks and the official crop box (cx, cy, side), both relative to the landmark centroid.
 """
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import DATA, SAMPLES
 from marlin.face import crop as C
 from marlin.face.detector import iou
 
-FIXTURE = Path(__file__).parent / "data" / "face_crop_official.npz"
-SAMPLES = Path("../shared/samples")
+FIXTURE = DATA / "face_crop_official.npz"
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,10 @@ import torch
 
 from helpers import tiny_config
 from marlin.lipsync.config import GeneratorTrainConfig
-from marlin.lipsync.data import ClipStore, generator_batch, lrs2_entries
+from marlin.lipsync.data import generator_batch
 from marlin.lipsync.generator import Discriminator, Generator, GeneratorConfig, load_marlin_encoder
 from marlin.lipsync.losses import discriminator_loss, generator_losses
 from marlin.lipsync.syncnet import SyncNet, SyncNetConfig
-from marlin.lipsync.toy import write_toy_lrs2
 from marlin.lipsync.train import load_lipsync_checkpoint, load_generator, train_generator
 from marlin.models import Marlin
 
@@ -19,14 +18,7 @@ CNN = GeneratorConfig("cnn", 5, 32, width=8, audio_dim=32)
 VIT = GeneratorConfig("vit", 16, 32, width=8, audio_dim=32, decoder_width=32, marlin=TINY_VIT.to_dict())
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lrs2")
-    write_toy_lrs2(root, speakers=1, per_speaker=3, n_frames=50, size=32)
-    return ClipStore(lrs2_entries(root, "train"), 32, min_frames=16)
+pytestmark = pytest.mark.lrs2(per_speaker=3, n_frames=50, min_frames=16)  # `store`: ViT windows of 16 frames
 
 
 @pytest.mark.parametrize("cfg", [CNN, GeneratorConfig("cnn", 5, 48, width=4, audio_dim=16), VIT],
@@ -108,23 +100,16 @@ def test_training_lowers_l1(store, tmp_path, cfg, steps):
     assert np.mean([h["l1"] for h in hist[-4:]]) < np.mean([h["l1"] for h in hist[:4]])
 
 
-FIXTURE = "../shared/fixtures/official/tiny224"
-
-
-def test_official_marlin_checkpoint_gives_the_official_token_maps():
+def test_official_marlin_checkpoint_gives_the_official_token_maps(fixtures_dir):
     """MARLIN from an official-format .pt: the per-frame maps are the official encoder tokens (fixture)."""
-    from pathlib import Path
-
-    if not Path(FIXTURE).is_dir():
-        pytest.skip("shared official fixtures not present")
-    model = Marlin.from_file(f"{FIXTURE}/tiny.yaml", f"{FIXTURE}/tiny.encoder.pt", full_model=False)
+    model = Marlin.from_file(fixtures_dir / "tiny.yaml", fixtures_dir / "tiny.encoder.pt", full_model=False)
     cfg = GeneratorConfig("marlin", 16, 224, width=4, audio_dim=8, decoder_width=8, marlin=model.config.to_dict())
     gen = Generator(cfg)
-    load_marlin_encoder(gen, f"{FIXTURE}/tiny.encoder.pt", f"{FIXTURE}/tiny.yaml")
-    clip = torch.from_numpy(np.load(f"{FIXTURE}/clip.npy")).float() / 255  # (1, 3, 16, 224, 224)
+    load_marlin_encoder(gen, fixtures_dir / "tiny.encoder.pt", fixtures_dir / "tiny.yaml")
+    clip = torch.from_numpy(np.load(fixtures_dir / "clip.npy")).float() / 255  # (1, 3, 16, 224, 224)
     with torch.no_grad():
         maps = gen.face.frame_maps(clip.transpose(1, 2))  # (16, 48, 14, 14)
-    official = torch.from_numpy(np.load(f"{FIXTURE}/features_seq.npy")).view(8, 14, 14, 48)
+    official = torch.from_numpy(np.load(fixtures_dir / "features_seq.npy")).view(8, 14, 14, 48)
     for frame in (0, 5, 15):
         torch.testing.assert_close(maps[frame].permute(1, 2, 0), official[frame // 2], atol=1e-4, rtol=1e-4)
 

@@ -14,9 +14,9 @@ from marlin.downstream.config import load_run_config, shipped_configs
 from marlin.downstream.report import COLUMNS, write_results
 from marlin.paper import paper_source, paper_tables, paper_value, row_names
 
-from conftest import ROOT, SHARED
+from conftest import PAPER, ROOT
 
-TABLES_MD = SHARED / "paper" / "tables.md"
+TABLES_MD = PAPER / "tables.md"
 # the task kind of each (dataset, task) a shipped config names (marlin/downstream/datasets)
 KINDS = {("celebvhq", "appearance"): "multilabel", ("celebvhq", "action"): "multilabel",
          ("mosei", "emotion"): "multilabel", ("mosei", "sentiment7"): "multiclass",
