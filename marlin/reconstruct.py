@@ -21,14 +21,14 @@ import torch
 from torch import Tensor
 
 from .errors import MarlinError
-from .masking import STRATEGIES, make_masks, token_parts
+from .masking import MaskSpec, MaskStrategy, make_masks, token_parts
 from .models.patches import patchify, scatter_tokens, unpatchify
 from .train.objective import denormalize_predictions, masked_pixel_weights, masked_targets, reconstruction_loss
 
 FORMAT = "marlin-reconstruct/1"
 RECORD = "reconstruct.json"  # per input: OUT/<name>/reconstruct.json
 RUN_RECORD = "reconstruct_run.json"  # per output folder: the settings every input of it was made with
-PARSE_STRATEGIES = ("fasking", "fasking_opp")  # the strategies that need parse maps
+PARSE_STRATEGIES = tuple(s for s in MaskStrategy if s.needs_parts)  # the strategies that need parse maps
 SHEET_ROWS = ("original", "masked input", "reconstruction (visible patches pasted back)", "per-patch error")
 MASK_FILL = 128  # grey of the hidden patches in the masked-input row
 FULL_FILES = ("an official *.full.pt, a Lightning *.ckpt, a full .safetensors (Marlin.save of a model with its "
@@ -89,14 +89,13 @@ def clip_mask(strategy: str, grid: tuple[int, int, int], ratio: float = 0.9, see
               parse: np.ndarray | None = None, patch_size: int = 16, tubelet_size: int = 2) -> Tensor:
     """(N,) bool mask, True = visible, of one clip as pretraining draws it (`marlin.masking.make_masks`, one
     generator seeded ``seed``); ``parse`` (T, S, S) LaPa maps of the clip's frames, needed by fasking."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown mask strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    spec = MaskSpec(strategy, ratio)  # checks both
     parts = None
-    if strategy in PARSE_STRATEGIES:
+    if spec.strategy.needs_parts:
         if parse is None:
             raise ValueError(f"mask {strategy!r} needs the clip's parse maps (facial parts are masked first)")
         parts = [token_parts(parse[::tubelet_size][:grid[0]], patch_size)]
-    return make_masks(strategy, 1, grid, ratio, parts, torch.Generator().manual_seed(int(seed)))[0]
+    return make_masks(spec, 1, grid, parts, torch.Generator().manual_seed(int(seed)))[0]
 
 
 def _as_video(clip) -> Tensor:
@@ -181,7 +180,7 @@ def reconstruct_clip(model, clip, mask: Tensor, parse: np.ndarray | None = None,
     if tuple(x.shape[1:]) != (cfg.n_frames, cfg.img_size, cfg.img_size):
         raise ValueError(f"clip of {x.shape[1]} frames of {x.shape[3]}x{x.shape[2]}; the model takes "
                          f"{cfg.n_frames} frames of {cfg.img_size}x{cfg.img_size}")
-    grid = (cfg.n_frames // t, cfg.img_size // p, cfg.img_size // p)
+    grid = cfg.grid
     mask = mask.reshape(-1).bool().cpu()
     if mask.numel() != grid[0] * grid[1] * grid[2] or not mask.any() or mask.all():
         raise ValueError(f"a mask needs {grid[0] * grid[1] * grid[2]} tokens with some visible and some masked, "
@@ -347,7 +346,7 @@ def reconstruct_video(model, video, out_dir, strategy: str = "fasking", ratio: f
     if not windows:
         raise MarlinError(f"{source.path}: no frames")
     out_dir = Path(out_dir)
-    grid = (cfg.n_frames // cfg.tubelet_size, cfg.img_size // cfg.patch_size, cfg.img_size // cfg.patch_size)
+    grid = cfg.grid
     entries, read = [], source.clips(windows)
     try:
         for k, indices in enumerate(windows):

@@ -1,12 +1,19 @@
-"""Mask strategies: exact counts, part-first order on hand-made parse maps, tube/frame shapes, reproducibility."""
+"""Mask strategies: exact counts, part-first order on hand-made parse maps, tube/frame shapes, reproducibility;
+`MaskSpec`, the one place the strategy and ratio are checked and the visible count is rounded."""
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from marlin.masking import STRATEGIES, make_masks, num_visible, token_parts
+from marlin.masking import MaskSpec, MaskStrategy, make_masks, token_parts
 from marlin.masking.parts import PART_GROUPS
 
 GRID = (8, 14, 14)
+
+
+def masks(strategy, batch, grid=GRID, ratio=0.9, parts=None, generator=None):
+    return make_masks(MaskSpec(strategy, ratio), batch, grid, parts, generator)
 
 
 def face_parse(t=8, s=224, bg_rows=2):
@@ -28,18 +35,16 @@ def groups_of(mask_row, parts):
 
 
 def test_num_visible_official():
-    assert num_visible(1568, 0.9) == 156
-    assert num_visible(1568, 0.75) == 392
-    with pytest.raises(ValueError):
-        num_visible(1568, 1.0)
+    assert MaskSpec(ratio=0.9).num_visible(1568) == 156  # floor(156.8), as the official code
+    assert MaskSpec(ratio=0.75).num_visible(1568) == 392
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", list(MaskStrategy))
 def test_counts_shapes_and_seed(strategy):
     parts = token_parts(face_parse(), 16)
-    a = make_masks(strategy, 3, GRID, 0.9, [parts] * 3, torch.Generator().manual_seed(5))
-    b = make_masks(strategy, 3, GRID, 0.9, [parts] * 3, torch.Generator().manual_seed(5))
-    c = make_masks(strategy, 3, GRID, 0.9, [parts] * 3, torch.Generator().manual_seed(6))
+    a = masks(strategy, 3, parts=[parts] * 3, generator=torch.Generator().manual_seed(5))
+    b = masks(strategy, 3, parts=[parts] * 3, generator=torch.Generator().manual_seed(5))
+    c = masks(strategy, 3, parts=[parts] * 3, generator=torch.Generator().manual_seed(6))
     assert a.dtype == torch.bool and a.shape == (3, 1568)
     assert a.sum(1).tolist() == [156, 156, 156]
     assert torch.equal(a, b)
@@ -58,7 +63,7 @@ def test_token_parts_any_pixel():
 def test_fasking_keeps_background_then_skin_and_masks_parts():
     parse = face_parse(bg_rows=2)  # 2 rows x 14 = 28 background tokens per tubelet -> 224 > 156
     parts = token_parts(parse, 16)
-    m = make_masks("fasking", 4, GRID, 0.9, [parts] * 4, torch.Generator().manual_seed(0))
+    m = masks("fasking", 4, parts=[parts] * 4, generator=torch.Generator().manual_seed(0))
     for row in m:
         counts = groups_of(row.numpy(), parts)
         assert counts[6] == 156  # all visible tokens touch background
@@ -66,7 +71,7 @@ def test_fasking_keeps_background_then_skin_and_masks_parts():
     parse = face_parse(bg_rows=1)  # 112 background tokens < 156: all of them visible, then skin
     parts = token_parts(parse, 16)
     bg = parts[6].reshape(-1)
-    m = make_masks("fasking", 4, GRID, 0.9, [parts] * 4, torch.Generator().manual_seed(1))
+    m = masks("fasking", 4, parts=[parts] * 4, generator=torch.Generator().manual_seed(1))
     face = parts[:4].reshape(4, -1).any(0)  # eyes, nose, mouth
     for row in m.numpy():
         assert row[bg].all()
@@ -77,7 +82,7 @@ def test_fasking_follows_parts_per_tubelet():
     parse = face_parse(bg_rows=3)
     parse[4:, :, :] = np.roll(parse[4:], 48, axis=2)  # the face moves right in the second half
     parts = token_parts(parse, 16)
-    m = make_masks("fasking", 2, GRID, 0.9, [parts] * 2, torch.Generator().manual_seed(2)).view(2, *GRID)
+    m = masks("fasking", 2, parts=[parts] * 2, generator=torch.Generator().manual_seed(2)).view(2, *GRID)
     eye = parts[0] | parts[1]  # (T', H', W')
     assert eye[0].sum() > 0 and not np.array_equal(eye[0], eye[7])
     assert not (m.numpy() & eye[None]).any()
@@ -87,7 +92,7 @@ def test_fasking_opp_keeps_parts_first():
     parse = face_parse()
     parse[parse == 10] = 1  # no hair: the part groups hold 8 tubelets x (2+2+2+4) = 80 tokens < 156
     parts = token_parts(parse, 16)
-    m = make_masks("fasking_opp", 4, GRID, 0.9, [parts] * 4, torch.Generator().manual_seed(3))
+    m = masks("fasking_opp", 4, parts=[parts] * 4, generator=torch.Generator().manual_seed(3))
     face = parts[:4].reshape(4, -1).any(0)
     for row in m.numpy():
         assert row[face].all()
@@ -95,23 +100,23 @@ def test_fasking_opp_keeps_parts_first():
 
 def test_tube_and_frame_shapes():
     g = torch.Generator().manual_seed(0)
-    tube = make_masks("tube", 2, GRID, 0.9, None, g).view(2, 8, 196)
+    tube = masks("tube", 2, parts=None, generator=g).view(2, 8, 196)
     for row in tube:
-        assert row.any(0).sum() <= 20  # one spatial set of ceil(196 * 0.1) positions for all tubelets
+        assert row.any(0).sum() == 20  # one spatial set of ceil(156 / 8) positions for all tubelets
         assert (row.sum(1) >= 16).all()  # 8 x 20 = 160 trimmed at random to 156
-    frame = make_masks("frame", 2, GRID, 0.9, None, g).view(2, 8, 196)
+    frame = masks("frame", 2, parts=None, generator=g).view(2, 8, 196)
     for row in frame:
-        assert row.any(1).sum() == 1  # one whole tubelet (ceil(8 * 0.1)), 156 of its 196 tokens
+        assert row.any(1).sum() == 1  # one whole tubelet (ceil(156 / 196)), 156 of its 196 tokens
 
 
 def test_fasking_without_parse_is_random():
-    m = make_masks("fasking", 2, GRID, 0.9, [None, None], torch.Generator().manual_seed(0))
+    m = masks("fasking", 2, parts=[None, None], generator=torch.Generator().manual_seed(0))
     assert m.sum(1).tolist() == [156, 156]
 
 
 def test_unknown_strategy():
-    with pytest.raises(ValueError, match="unknown mask strategy"):
-        make_masks("bogus", 1, GRID)
+    with pytest.raises(ValueError, match="unknown mask strategy 'bogus'; choose one of fasking, fasking_opp"):
+        MaskSpec("bogus", 0.9)
 
 
 def test_mask_picture(tmp_path):
@@ -120,8 +125,65 @@ def test_mask_picture(tmp_path):
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, (16, 64, 64, 3), dtype=np.uint8)
     parse = np.repeat(face_parse(8, 64, 1)[:, :64, :64] * 0 + 1, 2, axis=0)
-    path = save_mask_picture(tmp_path / "m.png", frames, parse, patch_size=8)
+    from marlin.models.config import MarlinConfig
+
+    path = save_mask_picture(tmp_path / "m.png", frames, parse, MarlinConfig(img_size=64, patch_size=8))
     import cv2
 
     img = cv2.imread(str(path))
     assert img is not None and img.shape[0] > 5 * 64 and img.shape[1] > 4 * 64
+
+
+@pytest.mark.parametrize("ratio", [1.0, 1.5, -0.1, True, "0.9", None])
+def test_spec_refuses_a_ratio_outside_0_1(ratio):
+    """The ratio's one check (the config, `marlin reconstruct` and the API make a MaskSpec; nothing inward checks)."""
+    with pytest.raises(ValueError, match=r"mask ratio must be in \[0, 1\)"):
+        MaskSpec("random", ratio)
+
+
+def test_spec_is_typed():
+    spec = MaskSpec("tube", 0.75)
+    assert spec.strategy is MaskStrategy.TUBE and spec == MaskSpec(MaskStrategy.TUBE, 0.75)
+    assert [s for s in MaskStrategy if s.needs_parts] == [MaskStrategy.FASKING, MaskStrategy.FASKING_OPP]
+
+
+# (T', H', W') and ratios of the shipped configs: the presets and ablate14_cpu (the ratio study's ratios), tiny_cpu,
+# demo_cpu, and the tests' tiny grids
+SHIPPED = [((8, 14, 14), r) for r in (0.5, 0.75, 0.85, 0.9, 0.95)] + [((8, 8, 8), 0.9), ((8, 4, 4), 0.75),
+                                                                        ((4, 4, 4), 0.75), ((8, 2, 2), 0.75)]
+
+
+@pytest.mark.parametrize("grid, ratio", SHIPPED)
+def test_one_rounding_rule_gives_the_official_counts_at_the_shipped_configs(grid, ratio):
+    """The official code keeps ceil(H'W'(1-r)) tube positions / ceil(T'(1-r)) tubelets, then trims to floor(N(1-r))
+    (round up, then down). The one rule (the fewest whole groups that hold floor(N(1-r))) gives the same counts,
+    and so the same masks, at every shipped configuration."""
+    t, h, w = grid
+    spec, n = MaskSpec("tube", ratio), t * h * w
+    assert spec.num_groups(n, t) == math.ceil(h * w * (1 - ratio))
+    assert spec.num_groups(n, h * w) == math.ceil(t * (1 - ratio))
+
+
+def test_one_rounding_rule_where_the_official_counts_differ():
+    """Where round-up-then-down kept more groups than the visible tokens need, the masks were not made of whole
+    groups: 8 x 2 x 2 at 0.85 kept ceil(8 x 0.15) = 2 tubelets for 4 visible tokens; now 1 whole tubelet."""
+    spec = MaskSpec("frame", 0.85)
+    assert spec.num_visible(32) == 4 and spec.num_groups(32, 4) == 1 and math.ceil(8 * 0.15) == 2
+    row = make_masks(spec, 1, (8, 2, 2), generator=torch.Generator().manual_seed(0))[0].view(8, 4)
+    assert row.all(1).sum() == 1 and row.sum() == 4
+
+
+@pytest.mark.parametrize("grid, ratio", SHIPPED + [((8, 14, 14), 0.01), ((8, 2, 2), 0.85), ((4, 4, 4), 0.3)])
+@pytest.mark.parametrize("strategy", list(MaskStrategy))
+def test_every_strategy_keeps_num_visible_on_num_groups(strategy, grid, ratio):
+    """Each strategy's visible count is `num_visible`; tube and frame spread it over exactly `num_groups` whole
+    spatial positions / tubelets."""
+    t, h, w = grid
+    spec, n = MaskSpec(strategy, ratio), t * h * w
+    parts = token_parts(np.ones((t, h * 2, w * 2), np.uint8), 2)
+    m = make_masks(spec, 4, grid, [parts] * 4, torch.Generator().manual_seed(1)).view(4, t, h * w)
+    assert m.sum((1, 2)).tolist() == [spec.num_visible(n)] * 4
+    if strategy is MaskStrategy.TUBE:
+        assert m.any(1).sum(1).tolist() == [spec.num_groups(n, t)] * 4
+    if strategy is MaskStrategy.FRAME:
+        assert m.any(2).sum(1).tolist() == [spec.num_groups(n, h * w)] * 4

@@ -8,13 +8,14 @@ import torch
 
 from helpers import make_items, toy_frames
 from marlin.data.clips import PositionSampler, PretrainClips, _read_frames, sample_clip_indices, collate, open_items
-from marlin.masking import feature_pixels, token_parts
+from marlin.masking import MaskSpec, MaskStrategy, feature_pixels, token_parts
+from marlin.models.config import MarlinConfig
 
-def dataset(root, **kw):
-    args = dict(clip_frames=8, sample_rate=2, img_size=32, patch_size=8, tubelet_size=2, ratio=0.75,
-                strategy="fasking", seed=0)
-    args.update(kw)
-    return PretrainClips(open_items(root), **args)
+GEOMETRY = MarlinConfig(img_size=32, patch_size=8, n_frames=8, tubelet_size=2)
+
+
+def dataset(root, strategy="fasking", **kw):
+    return PretrainClips(open_items(root), GEOMETRY, MaskSpec(strategy, 0.75), **{"sample_rate": 2, "seed": 0, **kw})
 
 
 def test_positions_are_deterministic_and_aligned(tmp_path):
@@ -38,7 +39,7 @@ def test_positions_are_deterministic_and_aligned(tmp_path):
 
 def test_resizes_items_and_reads_frames_at_stride(tmp_path):
     make_items(tmp_path, n=1, t=40, s=48)
-    ds = dataset(tmp_path, img_size=32)
+    ds = dataset(tmp_path)  # GEOMETRY: 32 px
     frames, parts, _ = ds.load(0, np.random.default_rng(1))
     assert frames.shape == (8, 32, 32, 3) and parts.shape == (7, 4, 4, 4)
     _, parse = ds._resize(frames[:0], ds.items[0].read_parse([0, 1]))
@@ -97,7 +98,7 @@ def test_ytf_layout(tmp_path):
     (tmp_path / "train_set.csv").write_text("path,len\nSome_One/0,20\n")
     items = open_items(tmp_path, "train")
     assert len(items) == 1 and items[0].num_frames == 20
-    ds = PretrainClips(items, 8, 2, 32, 8, 2, 0.75, "fasking", 0)
+    ds = PretrainClips(items, GEOMETRY, MaskSpec(MaskStrategy.FASKING, 0.75), 2, 0)
     s = ds[0]
     assert not s["mask_fallback"] and s["video"].shape == (3, 8, 32, 32)
     p = items[0].read_parse([2, 3])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from marlin.checkpoints import load_file, load_into, split_checkpoint
-from marlin.masking import make_masks
+from marlin.masking import MaskSpec, make_masks
 from marlin.models import Critic, Marlin
 from marlin.train import pretrain_config
 from marlin.train.objective import (
@@ -25,6 +25,8 @@ from marlin.train.step import train_iteration
 TINY = {"img_size": 32, "patch_size": 8, "clip_frames": 8, "tubelet_size": 2,
         "encoder": {"embed_dim": 32, "depth": 1, "num_heads": 2},
         "decoder": {"embed_dim": 32, "depth": 1, "num_heads": 2}}
+
+RANDOM_75 = MaskSpec("random", 0.75)
 
 
 def test_fixture_parity(fixtures_dir):
@@ -59,7 +61,7 @@ def test_adversarial_loss_gives_critic_no_gradient():
 
 def test_normalised_targets_and_gradient_penalty():
     x = torch.rand(2, 3, 8, 32, 32)
-    mask = make_masks("random", 2, (4, 4, 4), 0.75, generator=torch.Generator().manual_seed(0))
+    mask = make_masks(RANDOM_75, 2, (4, 4, 4), generator=torch.Generator().manual_seed(0))
     y = masked_targets(x, mask, 8, 2, normalize=True)
     assert y.shape == (2, 48, 384)
     per_channel = y.view(2, 48, 3, 128)
@@ -87,7 +89,7 @@ def test_one_forward_step_equals_official_loop(d_steps):
     g = torch.Generator().manual_seed(1)
     for _ in range(3):
         x = torch.rand(2, 3, 8, 32, 32, generator=g)
-        mask = make_masks("random", 2, (4, 4, 4), 0.75, generator=g)
+        mask = make_masks(RANDOM_75, 2, (4, 4, 4), generator=g)
         a = train_iteration(*ours, *o1, x, mask, cfg)
         b = official_iteration(*theirs, *o2, x, mask, cfg)
         assert abs(a["rec_loss"].item() - b["rec_loss"].item()) < 1e-6
@@ -115,7 +117,7 @@ def test_reconstruction_sheet_shows_a_visible_frame_under_frame_masking():
     import numpy as np
     import torch
 
-    from marlin.masking.strategies import make_masks
+    from marlin.models.config import MarlinConfig
     from marlin.train.images import _shown_frames, reconstruction_sheet
 
     # 8 tubelets, only tubelet 3 visible: evenly spaced picks (0, 2, 5, 7) get the nearest one swapped for 3
@@ -124,9 +126,9 @@ def test_reconstruction_sheet_shows_a_visible_frame_under_frame_masking():
     x = torch.rand(3, 16, 32, 32)
     mask = torch.zeros(32, dtype=torch.bool)
     mask[12:20] = True  # frame masking with tubelets 3 and 4 visible (evenly spaced picks would be 0, 2, 5, 7)
-    assert make_masks("frame", 1, (8, 2, 2), 0.75)[0].reshape(8, 4).all(1).sum() == 2  # what frame masking keeps
+    assert make_masks(MaskSpec("frame", 0.75), 1, (8, 2, 2))[0].reshape(8, 4).all(1).sum() == 2  # what frame masking keeps
     pred = torch.rand(int((~mask).sum()), 3 * 2 * 16 * 16)
-    sheet = reconstruction_sheet(x, mask, pred, 16, 2)
+    sheet = reconstruction_sheet(x, mask, pred, MarlinConfig(img_size=32, patch_size=16, n_frames=16))
     rows = np.split(sheet, 4, 0)  # 4 rows of original | masked | reconstruction, each tile padded by 1 px x5
     side = sheet.shape[1] // 3
     masked = [r[5:side - 5, side + 5:2 * side - 5].astype(int) for r in rows]
@@ -136,7 +138,7 @@ def test_reconstruction_sheet_shows_a_visible_frame_under_frame_masking():
 
 def test_part_weighted_loss_weighs_the_feature_pixels():
     x = torch.rand(2, 3, 8, 32, 32)
-    mask = make_masks("random", 2, (4, 4, 4), 0.75, generator=torch.Generator().manual_seed(0))
+    mask = make_masks(RANDOM_75, 2, (4, 4, 4), generator=torch.Generator().manual_seed(0))
     y = masked_targets(x, mask, 8, 2)
     features = torch.zeros(2, 8, 32, 32, dtype=torch.bool)
     features[:, :, 8:12, 4:20] = True  # a band of "mouth" pixels in every frame

@@ -20,9 +20,12 @@ from marlin.data.shards import (
     write_shards,
 )
 from marlin.errors import MarlinError
+from marlin.masking import MaskSpec, MaskStrategy
+from marlin.models.config import MarlinConfig
 
-CLIPS = dict(clip_frames=8, sample_rate=2, img_size=32, patch_size=8, tubelet_size=2, ratio=0.75,
-             strategy="fasking", seed=0)
+GEOMETRY = MarlinConfig(img_size=32, patch_size=8, n_frames=8, tubelet_size=2)
+MASK = MaskSpec(MaskStrategy.FASKING, 0.75)
+CLIPS = dict(geometry=GEOMETRY, mask=MASK, sample_rate=2, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +46,7 @@ def data(tmp_path_factory):
 def test_round_trip_equals_the_folder_reader(data, tmp_path, video):
     record = write_shards(data, tmp_path / "sh", "30KB", img_size=32, patch_size=8, video=video, progress=False)
     assert len(record["shards"]) >= 2 and record["samples"] == 7 and record["complete"]
-    ds = shard_dataset(tmp_path / "sh", CLIPS)
+    ds = shard_dataset(tmp_path / "sh", **CLIPS)
     ref = PretrainClips(open_items(data), **CLIPS, feature_pixels=True)
     ds.feature_pixels = True
     where = {it.root.relative_to(data).as_posix(): i for i, it in enumerate(ref.items)}
@@ -83,7 +86,7 @@ def test_ranks_and_workers_cover_every_sample_once_per_epoch(data, tmp_path):
 
 def test_stream_is_the_same_for_any_number_of_workers_and_resumes_exactly(data, tmp_path):
     write_shards(data, tmp_path / "sh", "10KB", img_size=32, patch_size=8, progress=False)
-    ds = shard_dataset(tmp_path / "sh", CLIPS)
+    ds = shard_dataset(tmp_path / "sh", **CLIPS)
 
     def batches(start, workers, n):
         loader = DataLoader(ShardStream(ds, 2, rank=1, world=2, start=start, buffer=3), batch_size=None,
@@ -113,7 +116,7 @@ def test_stale_or_mismatched_shards_are_refused(data, tmp_path, capsys):
     assert "config.patch_size: 8 recorded, 4 now" in capsys.readouterr().err
     # shards of another geometry than the model
     with pytest.raises(MarlinError, match="patch_size: 8 in the shards, 16 in the config"):
-        shard_dataset(out, {**CLIPS, "patch_size": 16})
+        shard_dataset(out, **{**CLIPS, "geometry": MarlinConfig(img_size=32, patch_size=16, n_frames=8)})
     # a shard changed after it was recorded
     record = json.loads((out / "shards.json").read_text())
     victim = out / record["shards"][1]["name"]
@@ -151,7 +154,7 @@ def test_pretrain_reads_shards_and_resumes_exactly(data, tmp_path):
 
 def test_jpg_shards_hold_every_frame_as_jpeg(data, tmp_path):
     write_shards(data, tmp_path / "sh", "1MB", img_size=32, patch_size=8, video="jpg", progress=False)
-    ds = shard_dataset(tmp_path / "sh", CLIPS)
+    ds = shard_dataset(tmp_path / "sh", **CLIPS)
     ref = {it.root.relative_to(data).as_posix(): it for it in open_items(data)}
     for i in range(len(ds.items)):
         item = ds.items[i]

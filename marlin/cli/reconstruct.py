@@ -65,10 +65,10 @@ def _check_parse(jobs, strategy: str, crop_face: bool) -> None:
 def _check_ratio(config, ratio: float) -> None:
     """A ratio that leaves no tubelet visible (a tiny model at 0.9) is refused before any input is read."""
     from ..errors import MarlinError
-    from ..masking import num_visible
+    from ..masking import MaskSpec
 
-    n = (config.n_frames // config.tubelet_size) * (config.img_size // config.patch_size) ** 2
-    if num_visible(n, ratio) < 1:
+    n = config.num_tokens
+    if MaskSpec(ratio=ratio).num_visible(n) < 1:
         raise MarlinError(f"--ratio {ratio}: leaves none of the model's {n} tubelets visible; lower it")
 
 

@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import NoUsableDataError
-from ..masking import feature_pixels, make_masks, token_parts
+from ..masking import MaskSpec, feature_pixels, make_masks, token_parts
+from ..models.config import MarlinConfig
 from .layout import is_item, list_items, load_item
 from .ytf import is_ytf, list_ytf
 
@@ -73,19 +74,19 @@ class PretrainClips(Dataset):
     """position -> {"video": uint8 (3, T, S, S), "mask": bool (N,), "mask_fallback": bool, "position": int}, plus
     "features": bool (T, S, S) with `feature_pixels` (all False for an item without parse maps).
 
-    "mask_fallback" is True when the strategy needs parse maps (Fasking) and the item has none."""
+    ``geometry``: the model's clip and token grid (n_frames, img_size, patch_size, tubelet_size; `MarlinConfig`);
+    ``mask``: the checked mask setting. "mask_fallback" is True when the strategy needs parse maps (Fasking) and
+    the item has none."""
 
-    def __init__(self, items: Sequence, clip_frames: int = 16, sample_rate: int = 2, img_size: int = 224,
-                 patch_size: int = 16, tubelet_size: int = 2, ratio: float = 0.9, strategy: str = "fasking",
-                 seed: int = 0, cache_mb: float = 0, feature_pixels: bool = False):
+    def __init__(self, items: Sequence, geometry: MarlinConfig, mask: MaskSpec, sample_rate: int = 2, seed: int = 0,
+                 cache_mb: float = 0, feature_pixels: bool = False):
         if not items:
             raise ValueError("no items to sample clips from")
         self.items = items if hasattr(items, "__getitem__") else list(items)  # shard samples: read on demand
-        self.clip_frames, self.sample_rate = clip_frames, sample_rate
-        self.img_size, self.patch_size, self.tubelet_size = img_size, patch_size, tubelet_size
-        self.ratio, self.strategy, self.seed = ratio, strategy, seed
+        self.geometry, self.mask, self.sample_rate, self.seed = geometry, mask, sample_rate, seed
+        self.clip_frames, self.img_size = geometry.n_frames, geometry.img_size
+        self.patch_size, self.tubelet_size = geometry.patch_size, geometry.tubelet_size
         self.feature_pixels = feature_pixels  # also return each frame's facial-feature pixels (part-weighted loss)
-        self.grid = (clip_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
         self._perm_epoch, self._perm = -1, None
         self._bad: set[int] = set()
         self._bits: dict[int, np.ndarray | None] = {}
@@ -191,7 +192,7 @@ class PretrainClips(Dataset):
         when the strategy needs none or the item has no parse maps, facial-feature pixels (T, S, S) bool or None
         when not asked for)."""
         idx, frames = self.read_clip(index, rng)
-        groups = self.clip_groups(index, idx) if self.strategy.startswith("fasking") else None
+        groups = self.clip_groups(index, idx) if self.mask.strategy.needs_parts else None
         features = self.clip_features(index, idx) if self.feature_pixels else None
         return frames, groups, features
 
@@ -215,10 +216,10 @@ class PretrainClips(Dataset):
         else:
             raise NoUsableDataError("no readable item left in the dataset (each was reported when skipped)")
         g = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
-        mask = make_masks(self.strategy, 1, self.grid, self.ratio, [parts], g)[0]
+        mask = make_masks(self.mask, 1, self.geometry.grid, [parts], g)[0]
         video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # (3, T, S, S) uint8
         out = {"video": video, "mask": mask, "position": int(position),
-               "mask_fallback": self.strategy.startswith("fasking") and parts is None}
+               "mask_fallback": self.mask.strategy.needs_parts and parts is None}
         if features is not None:
             out["features"] = torch.from_numpy(features)
         return out

@@ -39,6 +39,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..atomic import atomic_path, write_json
 from ..config import flatten, setting
 from ..errors import MarlinError
+from ..masking import MaskSpec, MaskStrategy
+from ..models.config import MarlinConfig
 from .clips import PretrainClips, collate, open_items
 
 log = logging.getLogger(__name__)
@@ -181,8 +183,7 @@ def write_shards(src, out, shard_size="1GB", img_size: int = 224, patch_size: in
 
     if video not in VIDEO_MODES:
         raise MarlinError(f"--video {video!r}: choose from {', '.join(VIDEO_MODES)}")
-    if img_size % patch_size:
-        raise MarlinError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
+    geometry = MarlinConfig(img_size=int(img_size), patch_size=int(patch_size))  # checks the geometry
     items = open_items(src)
     base = (Path(src).parent if Path(src).is_file() else Path(src)).resolve()
     config = {"video": video, "img_size": int(img_size), "patch_size": int(patch_size),
@@ -202,7 +203,7 @@ def write_shards(src, out, shard_size="1GB", img_size: int = 224, patch_size: in
         record = old
     out.mkdir(parents=True, exist_ok=True)
     order = np.random.default_rng([seed, 5]).permutation(len(items))
-    clips = PretrainClips([items[i] for i in order], img_size=img_size, patch_size=patch_size, strategy="random")
+    clips = PretrainClips([items[i] for i in order], geometry, MaskSpec(MaskStrategy.RANDOM))
     k = sum(s["samples"] for s in record["shards"])
     limit, pending = config["shard_size"], None
     with tqdm(total=len(items), initial=k, desc="shard", unit="item", disable=not progress) as bar:
@@ -580,8 +581,7 @@ def open_samples(spec, img_size: int, patch_size: int) -> ShardSamples:
     return ShardSamples(open_shards(spec).check(img_size, patch_size))
 
 
-def shard_dataset(spec, clips_kwargs: dict) -> ShardClips:
-    """ShardClips over ``spec``, checked against the clips' geometry."""
-    samples = open_samples(spec, clips_kwargs.get("img_size", 224), clips_kwargs.get("patch_size", 16))
-    return ShardClips(samples, **clips_kwargs)
+def shard_dataset(spec, geometry: MarlinConfig, mask: MaskSpec, **clips_kwargs) -> ShardClips:
+    """ShardClips over ``spec``, checked against the clips' geometry (``clips_kwargs``: `PretrainClips`'s)."""
+    return ShardClips(open_samples(spec, geometry.img_size, geometry.patch_size), geometry, mask, **clips_kwargs)
 

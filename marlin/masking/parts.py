@@ -27,11 +27,10 @@ def feature_pixels(parse: np.ndarray) -> np.ndarray:
 def token_parts(parse: np.ndarray, patch_size: int) -> np.ndarray:
     """Group membership of every patch: (T', S, S) uint8 parse of each tubelet's first frame -> (7, T', S/p, S/p) bool.
 
-    A patch belongs to a group when any of its pixels carries one of the group's labels.
+    A patch belongs to a group when any of its pixels carries one of the group's labels. The maps are at the
+    model's img_size, a multiple of the patch size (checked by `MarlinConfig`).
     """
     t, h, w = parse.shape
-    if h % patch_size or w % patch_size:
-        raise ValueError(f"parse maps of {w}x{h} are not a multiple of the patch size {patch_size}")
     blocks = parse.reshape(t, h // patch_size, patch_size, w // patch_size, patch_size)
     present = np.zeros((11, t, h // patch_size, w // patch_size), dtype=bool)
     for c in range(11):

@@ -8,8 +8,10 @@ import cv2
 import numpy as np
 import torch
 
+from ..models.config import MarlinConfig
 from .parts import token_parts
-from .strategies import STRATEGIES, make_masks
+from .spec import MaskSpec, MaskStrategy
+from .strategies import make_masks
 
 
 def mask_overlay(frame: np.ndarray, visible: np.ndarray, patch_size: int) -> np.ndarray:
@@ -20,39 +22,38 @@ def mask_overlay(frame: np.ndarray, visible: np.ndarray, patch_size: int) -> np.
     return out.astype(np.uint8)
 
 
-def mask_picture(frames: np.ndarray, parse: np.ndarray | None, patch_size: int = 16, tubelet_size: int = 2,
-                 ratio: float = 0.9, strategies: Sequence[str] = STRATEGIES, columns: int = 4,
-                 seed: int = 0, scale: int = 1) -> np.ndarray:
-    """(H, W, 3) uint8 RGB sheet for a clip: frames (T, S, S, 3) uint8, parse (T, S, S) uint8 or None."""
-    t, s = frames.shape[0], frames.shape[1]
-    grid = (t // tubelet_size, s // patch_size, s // patch_size)
-    parts = None if parse is None else token_parts(parse[::tubelet_size][:grid[0]], patch_size)
+def mask_picture(frames: np.ndarray, parse: np.ndarray | None, geometry: MarlinConfig, ratio: float = 0.9,
+                 strategies: Sequence[MaskStrategy] = tuple(MaskStrategy), columns: int = 4, seed: int = 0,
+                 scale: int = 1) -> np.ndarray:
+    """(H, W, 3) uint8 RGB sheet for a clip of the model's geometry: frames (T, S, S, 3) uint8, parse (T, S, S)
+    uint8 or None; every strategy at mask ratio ``ratio``."""
+    grid, p, tb, s = geometry.grid, geometry.patch_size, geometry.tubelet_size, geometry.img_size
+    parts = None if parse is None else token_parts(parse[::tb][:grid[0]], p)
     shown = np.linspace(0, grid[0] - 1, min(columns, grid[0])).round().astype(int)
     label_w = 110
     rows = []
-    for name in strategies:
+    for strategy in strategies:
         g = torch.Generator().manual_seed(seed)
-        mask = make_masks(name, 1, grid, ratio, [parts], g)[0].view(grid).numpy()  # (T', H', W')
-        tiles = [mask_overlay(frames[k * tubelet_size], mask[k], patch_size) for k in shown]
+        mask = make_masks(MaskSpec(strategy, ratio), 1, grid, [parts], g)[0].view(grid).numpy()  # (T', H', W')
+        tiles = [mask_overlay(frames[k * tb], mask[k], p) for k in shown]
         row = np.concatenate([np.pad(tl, ((2, 2), (2, 2), (0, 0)), constant_values=255) for tl in tiles], 1)
         if scale != 1:
             row = cv2.resize(row, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
         label = np.full((row.shape[0], label_w, 3), 255, np.uint8)
-        cv2.putText(label, name, (4, row.shape[0] // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+        cv2.putText(label, str(strategy), (4, row.shape[0] // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
         rows.append(np.concatenate([label, row], 1))
     header = np.full((22, rows[0].shape[1], 3), 255, np.uint8)
     for j, k in enumerate(shown):
         x = label_w + j * (s + 4) * scale + 4
-        cv2.putText(header, f"frame {k * tubelet_size}", (x, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+        cv2.putText(header, f"frame {k * tb}", (x, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
     return np.concatenate([header] + rows, 0)
 
 
-def save_mask_picture(path, frames: np.ndarray, parse: np.ndarray | None, patch_size: int = 16,
-                      tubelet_size: int = 2, ratio: float = 0.9, strategies: Sequence[str] = STRATEGIES,
+def save_mask_picture(path, frames: np.ndarray, parse: np.ndarray | None, geometry: MarlinConfig,
+                      ratio: float = 0.9, strategies: Sequence[MaskStrategy] = tuple(MaskStrategy),
                       columns: int = 4, seed: int = 0) -> Path:
     """Write `mask_picture` as a PNG (small crops are enlarged so patches stay visible); returns the path."""
     from ..images import save_png
 
-    scale = max(1, 160 // frames.shape[1])
-    return save_png(path, mask_picture(frames, parse, patch_size, tubelet_size, ratio, strategies, columns, seed,
-                                       scale))
+    scale = max(1, 160 // geometry.img_size)
+    return save_png(path, mask_picture(frames, parse, geometry, ratio, strategies, columns, seed, scale))

@@ -55,7 +55,13 @@ class MarlinConfig:
 
         return from_dict(cls, d, where)
 
-    def validate(self) -> "MarlinConfig":
+    def __post_init__(self):
+        """The geometry and the widths are checked here, once: every MarlinConfig in use is a valid one."""
+        sizes = {"img_size": self.img_size, "patch_size": self.patch_size, "n_frames": self.n_frames,
+                 "tubelet_size": self.tubelet_size}
+        for name, size in sizes.items():
+            if size < 1:
+                raise ValueError(f"{name} must be at least 1, got {size}")
         if self.img_size % self.patch_size:
             raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
         if self.n_frames % self.tubelet_size:
@@ -66,6 +72,9 @@ class MarlinConfig:
                 raise ValueError(f"{part} embed_dim {d} is not divisible by num_heads {h}")
         if self.norm_layer != "LayerNorm":
             raise ValueError(f"only norm_layer 'LayerNorm' is supported, got {self.norm_layer!r}")
+
+    def validate(self) -> "MarlinConfig":
+        """The config itself: it was checked when made (`__post_init__`)."""
         return self
 
 

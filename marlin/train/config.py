@@ -2,11 +2,12 @@
 nested layout, plus a `trainer:` section of our own. Fields carry their command-line help."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import config as C
-from ..masking import STRATEGIES
+from ..masking import MaskSpec, MaskStrategy
 from ..models.config import MarlinConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "pretrain"
@@ -55,7 +56,7 @@ class PretrainConfig:
 
     model: MarlinConfig
     name: str = _help("run / export name (official model_name)", default="marlin")
-    mask_strategy: str = _help(f"masking: {', '.join(STRATEGIES)}", default="fasking")
+    mask_strategy: MaskStrategy = _help(f"masking: {', '.join(MaskStrategy)}", default=MaskStrategy.FASKING)
     mask_ratio: float = _help("fraction of masked tokens (official mask_percentage_target)", default=0.9)
     sample_rate: int = _help("take every n-th frame (official temporal_sample_rate)", default=2)
     adv_loss: bool = _help("adversarial (Wasserstein critic) term", default=True)
@@ -73,12 +74,17 @@ class PretrainConfig:
     weight_decay: float = _help("weight decay", default=0.0)
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
 
-    def validate(self) -> "PretrainConfig":
-        self.model.validate()
-        if self.mask_strategy not in STRATEGIES:
-            raise C.ConfigError(f"mask_strategy must be one of {STRATEGIES}, got {self.mask_strategy!r}")
-        if not 0.0 <= self.mask_ratio < 1.0:
-            raise C.ConfigError(f"mask_percentage_target must be in [0, 1), got {self.mask_ratio}")
+    @functools.cached_property
+    def mask(self) -> MaskSpec:
+        """The mask setting as one checked value, made once when the config is (`__post_init__`) and passed inward
+        as it is. A config is not changed after it is made: `dataclasses.replace` makes (and checks) a new one."""
+        return MaskSpec(self.mask_strategy, self.mask_ratio)
+
+    def __post_init__(self):
+        """Checked once, when made (by the config layer from YAML / flags / a dict, or by hand): every
+        PretrainConfig in use is a valid one. The model geometry checked itself when it was made (`MarlinConfig`);
+        the mask setting is checked by making `mask`."""
+        self.mask_strategy = self.mask.strategy  # the typed value, also when made by hand from a name
         if self.optimizer not in ("AdamW", "Adam"):
             raise C.ConfigError(f"optimizer.type must be AdamW or Adam, got {self.optimizer!r}")
         if self.trainer.accumulate > 1 and self.d_steps != 1:
@@ -91,6 +97,9 @@ class PretrainConfig:
             raise C.ConfigError(f"trainer.shuffle_buffer must be at least 1, got {self.trainer.shuffle_buffer}")
         if self.d_steps < 1 or self.g_steps < 1:
             raise C.ConfigError("d_steps and g_steps must be at least 1")
+
+    def validate(self) -> "PretrainConfig":
+        """The config itself: it was checked when made (`__post_init__`)."""
         return self
 
     def to_dict(self) -> dict:
@@ -116,8 +125,13 @@ def pretrain_config(source, overrides=(), values: dict | None = None, **trainer)
     """A `PretrainConfig` from a YAML path, a shipped config name (e.g. "tiny_cpu", "marlin_vit_small"), a dict
     (official layout or ours) or a PretrainConfig. ``overrides``: "key=value" strings (e.g.
     "trainer.batch_size=4", "mask_ratio=0.75"); ``values``: {"key": value}; ``trainer`` keywords set
-    `TrainerSettings` fields (None values are ignored)."""
+    `TrainerSettings` fields (None values are ignored). A PretrainConfig with nothing to change is returned as it
+    is: it was checked when it was made."""
+    values = dict(values or {})
+    values.update({f"trainer.{key}": value for key, value in trainer.items() if value is not None})
     if isinstance(source, PretrainConfig):
+        if not overrides and not values:
+            return source
         data, where = C.to_dict(source), "<config>"
     elif isinstance(source, dict):
         data, where = source, "<dict>"
@@ -126,10 +140,4 @@ def pretrain_config(source, overrides=(), values: dict | None = None, **trainer)
         data, where = C.read_yaml(path), str(path)
     if C.is_official_layout(data):
         data = C.from_official(data, where)
-    values = dict(values or {})
-    values.update({f"trainer.{key}": value for key, value in trainer.items() if value is not None})
-    cfg = C.load(PretrainConfig, data, overrides, values, where)
-    try:
-        return cfg.validate()
-    except ValueError as e:
-        raise C.ConfigError(f"{where}: {e}") from None
+    return C.load(PretrainConfig, data, overrides, values, where)  # checked once, as it is made

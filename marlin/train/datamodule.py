@@ -42,10 +42,9 @@ class PretrainData(pl.LightningDataModule):
                         len(short), len(self.train_items), span, short[0].root)
 
     def _dataset(self, items, seed: int) -> PretrainClips:
-        c, m = self.cfg, self.cfg.model
+        c = self.cfg
         kind = ShardClips if isinstance(items, ShardSamples) else PretrainClips
-        return kind(items, m.n_frames, c.sample_rate, m.img_size, m.patch_size, m.tubelet_size,
-                    c.mask_ratio, c.mask_strategy, seed, cache_mb=c.trainer.cache_mb,
+        return kind(items, c.model, c.mask, c.sample_rate, seed, cache_mb=c.trainer.cache_mb,
                     feature_pixels=c.trainer.part_weight != 1.0)
 
     def _rank_world(self) -> tuple[int, int]:

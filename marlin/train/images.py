@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..images import save_png
+from ..models.config import MarlinConfig
 from ..models.patches import patchify, unpatchify
 
 
@@ -22,17 +23,17 @@ def _shown_frames(visible_per_tubelet: np.ndarray, frames: int, tubelet_size: in
     return [t * tubelet_size for t in sorted(set(picks))]
 
 
-def reconstruction_sheet(x: Tensor, mask: Tensor, pred: Tensor, patch_size: int, tubelet_size: int,
-                         frames: int = 4) -> np.ndarray:
+def reconstruction_sheet(x: Tensor, mask: Tensor, pred: Tensor, geometry: MarlinConfig, frames: int = 4) -> np.ndarray:
     """Rows original | masked | reconstruction for a few frames of ONE clip (the first frame of evenly spaced
     tubelets, always including the tubelet with the most visible tokens, so frame masking shows a visible frame).
 
-    x: (3, T, H, W) in [0, 1]; mask: (N,) bool visible; pred: (N_masked, K) raw-pixel predictions.
+    x: (3, T, S, S) in [0, 1], a clip of the model's ``geometry``; mask: (N,) bool visible; pred: (N_masked, K)
+    raw-pixel predictions.
     """
+    grid, patch_size, tubelet_size = geometry.grid, geometry.patch_size, geometry.tubelet_size
     x = x.detach().float().cpu()[None]
     mask = mask.cpu()[None]
     patches = patchify(x, patch_size, tubelet_size)  # (1, N, K)
-    grid = (x.shape[2] // tubelet_size, x.shape[3] // patch_size, x.shape[4] // patch_size)
     masked, recon = patches.clone(), patches.clone()
     masked[~mask] = 0.5
     recon[~mask] = pred.detach().float().cpu().reshape(-1, patches.shape[-1])
@@ -43,12 +44,11 @@ def reconstruction_sheet(x: Tensor, mask: Tensor, pred: Tensor, patch_size: int,
         tiles = [(v[:, t].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for v in views]
         rows.append(np.concatenate([np.pad(tl, ((1, 1), (1, 1), (0, 0)), constant_values=255) for tl in tiles], 1))
     sheet = np.concatenate(rows, 0)
-    scale = max(1, 160 // x.shape[3])
+    scale = max(1, 160 // geometry.img_size)
     return cv2.resize(sheet, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) if scale > 1 else sheet
 
 
 @torch.no_grad()
-def save_reconstruction(path, x: Tensor, mask: Tensor, pred: Tensor, patch_size: int, tubelet_size: int,
-                        frames: int = 4) -> Path:
-    """PNG of `reconstruction_sheet` for the first clip of a batch (x (B,3,T,H,W), mask (B,N), pred (B,Nm,K))."""
-    return save_png(path, reconstruction_sheet(x[0], mask[0], pred[0], patch_size, tubelet_size, frames))
+def save_reconstruction(path, x: Tensor, mask: Tensor, pred: Tensor, geometry: MarlinConfig, frames: int = 4) -> Path:
+    """PNG of `reconstruction_sheet` for the first clip of a batch (x (B,3,T,S,S), mask (B,N), pred (B,Nm,K))."""
+    return save_png(path, reconstruction_sheet(x[0], mask[0], pred[0], geometry, frames))

@@ -206,7 +206,7 @@ class PretrainModule(pl.LightningModule):
             if cfg.trainer.norm_target:
                 shown = denormalize_predictions(pred, x, mask, c.patch_size, c.tubelet_size)
             path = save_reconstruction(self.out_dir / "reconstructions" / f"step{self.iteration:07d}.png",
-                                       x, mask, shown, c.patch_size, c.tubelet_size)
+                                       x, mask, shown, c)
             self.pictures.append(path)
             exp = getattr(self.logger, "experiment", None)
             if exp is not None and hasattr(exp, "add_image"):

@@ -256,7 +256,7 @@ def _write_mask_picture(data, path: Path) -> Path | None:
             _, parse = ds._resize(frames[:0], parse)
         except Exception:
             continue
-        return save_mask_picture(path, frames, parse, m.patch_size, m.tubelet_size, data.cfg.mask_ratio)
+        return save_mask_picture(path, frames, parse, m, data.cfg.mask.ratio)
     return None
 
 
@@ -320,4 +320,4 @@ def _final_picture(model, cfg, data, path: Path) -> Path:
     pred = model(x, mask).float()
     if cfg.trainer.norm_target:
         pred = denormalize_predictions(pred, x, mask, c.patch_size, c.tubelet_size)
-    return save_reconstruction(path, x, mask, pred, c.patch_size, c.tubelet_size)
+    return save_reconstruction(path, x, mask, pred, c)
