@@ -24,7 +24,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "samples" / "cropped01.mp4"
-CLIP = dict(clip_frames=16, sample_rate=2, tubelet_size=2, ratio=0.9, strategy="fasking", seed=0)
+CLIP = dict(sample_rate=2, seed=0)  # besides the geometry (`geometry(size)`) and the mask
+
+
+def clips_args(size: int) -> dict:
+    """`PretrainClips` arguments: 16 frames at ``size`` px, 16 px patches, Fasking at 0.9."""
+    from marlin.masking import MaskSpec
+    from marlin.models.config import MarlinConfig
+
+    return dict(CLIP, geometry=MarlinConfig(img_size=size, patch_size=16), mask=MaskSpec("fasking", 0.9))
 
 
 def fake_parse(t: int, s: int):
@@ -82,7 +90,7 @@ def time_one_process(name: str, path: Path, size: int, clips: int, n: int) -> fl
     from marlin.data.clips import PretrainClips, open_items
     from marlin.data.shards import ShardStream, shard_dataset
 
-    kw = dict(CLIP, img_size=size, patch_size=16)
+    kw = clips_args(size)
     if name.startswith("folder"):
         ds = PretrainClips(open_items(path), **kw)
         for p in range(n):
@@ -91,7 +99,7 @@ def time_one_process(name: str, path: Path, size: int, clips: int, n: int) -> fl
         for p in range(n, n + clips):
             ds[p]
         return (time.perf_counter() - t) / clips
-    stream = ShardStream(shard_dataset(path, kw), 8, buffer=16)
+    stream = ShardStream(shard_dataset(path, **kw), 8, buffer=16)
     batches = max(1, clips // 8)
     for k in range(max(1, n // 8)):
         stream.batch(k)
@@ -107,7 +115,7 @@ def time_workers(path: Path, size: int, workers: int, clips: int) -> float:
 
     from marlin.data.shards import ShardStream, shard_dataset
 
-    stream = ShardStream(shard_dataset(path, dict(CLIP, img_size=size, patch_size=16)), 8, buffer=16)
+    stream = ShardStream(shard_dataset(path, **clips_args(size)), 8, buffer=16)
     loader = DataLoader(stream, batch_size=None, num_workers=workers, prefetch_factor=4)
     it = iter(loader)
     for _ in range(workers * 2):  # start-up and first batches

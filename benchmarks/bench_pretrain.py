@@ -24,7 +24,7 @@ def run_variant(args) -> dict:
 
     import torch
 
-    from marlin.masking import make_masks
+    from marlin.masking import MaskSpec, make_masks
     from marlin.models import Critic, Marlin
     from marlin.train import pretrain_config
     from marlin.train.official_loop import official_iteration
@@ -39,7 +39,7 @@ def run_variant(args) -> dict:
     c = cfg.model
     g = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 3, c.n_frames, c.img_size, c.img_size, generator=g).to(dev)
-    mask = make_masks("random", args.batch, c.grid, cfg.mask_ratio, generator=g).to(dev)
+    mask = make_masks(MaskSpec("random", cfg.mask.ratio), args.batch, c.grid, generator=g).to(dev)
     step = train_iteration if args.variant == "ours" else official_iteration
     amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.bf16)
 
@@ -68,6 +68,7 @@ def run_variant(args) -> dict:
 def loader_speed(args) -> None:
     """Clips per second of the pretraining data pipeline in ONE process (= per data-loader worker / core)."""
     from marlin.data.clips import PretrainClips, open_items
+    from marlin.masking import MaskSpec
     from marlin.train import pretrain_config
 
     cfg = pretrain_config(args.preset)
@@ -78,8 +79,7 @@ def loader_speed(args) -> None:
     print("| mask strategy | decoded-video cache | clips/s | ms/clip | ms/clip on an item's first visit |")
     print("|---|---|---|---|---|")
     for strategy, cache_mb in [(s, m) for s in ("random", "fasking") for m in (0, args.cache_mb)]:
-        ds = PretrainClips(items, c.n_frames, cfg.sample_rate, c.img_size, c.patch_size, c.tubelet_size,
-                           cfg.mask_ratio, strategy, 0, cache_mb=cache_mb)
+        ds = PretrainClips(items, c, MaskSpec(strategy, cfg.mask.ratio), cfg.sample_rate, 0, cache_mb=cache_mb)
         t = time.perf_counter()
         for p in range(len(items)):  # first visits: Fasking reads each item's parse maps once
             ds[p]

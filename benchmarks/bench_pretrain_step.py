@@ -58,7 +58,7 @@ def main() -> None:
     c = cfg.model
     model, critic = Marlin(c, full_model=True), Critic(c)
     x = torch.rand(args.batch, 3, c.n_frames, c.img_size, c.img_size)
-    mask = make_masks(cfg.mask_strategy, args.batch, c.grid, cfg.mask_ratio, generator=torch.Generator().manual_seed(0))
+    mask = make_masks(cfg.mask, args.batch, c.grid, generator=torch.Generator().manual_seed(0))
 
     def bf16_core(q, k, v, dropout_p, scale):  # the reference: SDPA in the autocast dtype
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale)

@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from marlin.masking import GROUP_NAMES, STRATEGIES, make_masks, token_parts
+from marlin.masking import GROUP_NAMES, STRATEGIES, MaskSpec, make_masks, token_parts
 from marlin.synth import render_item
 
 # (label, crop px, patch px): the demo_cpu grid and the paper's 14x14 (224/16, here 112/8 as ablate14_cpu)
@@ -61,7 +61,7 @@ def measure(size: int, patch: int, clips: int, draws: int, ratio: float, seed: i
         present = flat.any(1)
         counted += present
         for s in STRATEGIES:
-            vis = make_masks(s, draws, grid, ratio, [member] * draws, g).numpy()  # (draws, N) True = visible
+            vis = make_masks(MaskSpec(s, ratio), draws, grid, [member] * draws, g).numpy()  # (draws, N) True = visible
             for p in PARTS:
                 if present[p]:
                     m = ~vis[:, flat[p]]  # (draws, tokens of the part)
@@ -99,7 +99,7 @@ def reconstruction_by_part(models: dict, clips: int, ratio: float, strategies=("
         x = torch.from_numpy(clip.frames).permute(3, 0, 1, 2)[None].float() / 255  # (1, 3, T, H, W)
         flat = member.reshape(7, -1)
         for st in strategies:
-            vis = make_masks(st, 1, member.shape[1:], ratio, [member], g)  # (1, N) True = visible
+            vis = make_masks(MaskSpec(st, ratio), 1, member.shape[1:], [member], g)  # (1, N) True = visible
             masked = flat[:, ~vis[0].numpy()]  # (7, Nm) membership of the masked tokens, ascending order
             target = masked_targets(x, vis, first.patch_size, first.tubelet_size)[0]  # (Nm, K)
             count[st] += masked.sum(1)
