@@ -234,3 +234,36 @@ def test_faces_all_gives_one_row_per_face(world, tmp_path):
     for face, alone in zip(rows, single):  # face0 is the left one (tracks are named left to right)
         diff = max(abs(float(face[c]) - float(alone[c])) for c in labels)
         assert diff < 0.05, (face, alone)
+
+
+def test_parts_and_a_merge_equal_one_run(world, tmp_path, capsys):
+    """`marlin predict --part i/N` on many machines, then `--merge`: the same files as one run, byte for byte
+    (issue 28, 4); a part made with other options, a missing part and parts of other inputs are refused."""
+    root, runs = world
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    inputs = [*_test_items(root), root / "items" / "synth_000008", root / "items" / "synth_000009", bad]
+    common = [*inputs, "--run", runs["lp_app"], "--per-clip"]
+    assert _predict([*common, "--out", tmp_path / "whole"])[0] == 1  # bad.mp4 fails, the rest is written
+    parts = tmp_path / "parts"
+    for i in range(2):
+        assert _predict([*common, "--part", f"{i}/2", "--out", parts])[0] in (0, 1)
+    assert not (parts / "predictions.csv").exists()  # a part writes its videos; the merge writes the tables
+    records = [json.loads((parts / f"predict.part-000{i}-of-0002.json").read_text()) for i in range(2)]
+    assert all(r["names"] for r in records) and sum(len(r["names"]) for r in records) == len(inputs)
+    assert main(["predict", "--merge", "--out", str(parts)]) == 1
+    whole = {p.relative_to(tmp_path / "whole"): p.read_bytes() for p in (tmp_path / "whole").rglob("*") if p.is_file()}
+    merged = {p.relative_to(parts): p.read_bytes() for p in parts.rglob("*") if p.is_file() and ".part-" not in p.name}
+    assert set(whole) >= {Path("predictions.csv"), Path("predictions.json"), Path("failed.txt")}
+    assert whole == merged
+    capsys.readouterr()
+    # a part of another run's options is refused, naming what differs
+    code, err = _predict([*inputs, "--run", runs["lp_app"], "--part", "1/2", "--out", parts], capsys)
+    assert code == 2 and "other settings" in err and "per_clip" in err
+    # parts of other inputs, and an incomplete split
+    assert _predict([*inputs[1:], "--run", runs["lp_app"], "--per-clip", "--part", "1/2", "--out", parts])[0] in (0, 1)
+    code, err = _predict(["--merge", "--out", parts], capsys)
+    assert code == 2 and "different inputs" in err
+    (parts / "predict.part-0001-of-0002.json").unlink()
+    code, err = _predict(["--merge", "--out", parts], capsys)
+    assert code == 2 and "parts 1 of 2 are missing" in err and "predict.part-0001-of-0002.json" in err

@@ -7,10 +7,10 @@ from .extract import positive_int
 
 
 def add_arguments(p) -> None:
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="video files, folders (recursive; a folder of preprocessed items gives its items), or .txt "
                         "files listing paths")
-    p.add_argument("--run", required=True,
+    p.add_argument("--run", default=None,
                    help="a `marlin probe` / `marlin finetune` output folder holding one run, or its head.safetensors "
                         "/ model.safetensors")
     p.add_argument("--out", required=True, type=Path,
@@ -30,21 +30,44 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda when available, else cpu) | cpu | cuda[:k]")
     p.add_argument("--overwrite", action="store_true", help="recompute videos already predicted in DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--part", metavar="I/N", default=None,
+                   help="run part I of N (0 <= I < N, e.g. $SLURM_ARRAY_TASK_ID/8): the videos whose output name "
+                        "hashes to it (the hash of marlin preprocess / extract --part); parts share OUT, each with its "
+                        "own record OUT/predict.part-I-of-N.json; then --merge")
+    p.add_argument("--merge", action="store_true",
+                   help="`marlin predict --merge --out OUT`: check that all N parts are in OUT, made from the same "
+                        "inputs, with every video predicted or listed as failed; write predictions.csv, "
+                        "predictions.json and failed.txt of all parts")
 
 
 def run(args) -> int:
+    import sys
+
     from ..data.layout import input_names
-    from ..downstream.predict import Predictor, predict_videos
-    from ..errors import MarlinError
+    from ..downstream.predict import Predictor, merge_predictions, predict_videos
+    from ..errors import OK, SOME_FAILED, MarlinError
+    from ..parts import parse_part
     from .extract import _device, _precision
 
+    if args.merge:
+        if args.inputs or args.run or args.part:
+            raise MarlinError("--merge takes only --out: `marlin predict --merge --out OUT`")
+        predictions, failed = merge_predictions(args.out)
+        print(f"marlin predict: merged the parts: {len(predictions)} predictions, {len(failed)} failed -> "
+              f"{args.out / 'predictions.csv'}")
+        if failed:
+            print(f"failures listed in {args.out / 'failed.txt'}", file=sys.stderr)
+        return SOME_FAILED if failed else OK
+    if not args.inputs or not args.run:
+        raise MarlinError("need INPUT... and --run RUN (or --merge --out OUT)")
     if args.faces == "all" and not args.crop_face:
         raise MarlinError("--faces all needs --crop-face: the face pipeline finds the faces")
+    part = parse_part(args.part) if args.part is not None else None
     input_names(args.inputs)  # missing inputs and name clashes end here, before the model loads
     device = _device(args.device)
     if args.precision is not None:
         _precision(args.precision, device)  # float16 on a CPU ends here
     predictor = Predictor.from_run(args.run, args.encoder, args.precision, device, args.batch_size)
     _, result = predict_videos(predictor, args.inputs, args.out, args.crop_face, args.faces, args.per_clip,
-                               args.overwrite, not args.no_progress, args.min_track_frames, args.debug)
+                               args.overwrite, not args.no_progress, args.min_track_frames, args.debug, part)
     return result.report("predict", "predicted")

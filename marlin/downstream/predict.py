@@ -14,7 +14,10 @@ multi-class. No shipped task is a regression, so no regression output exists.
 `predict_videos` runs many videos into one folder: ``predict.json`` records the run, the encoder fingerprint and
 the options (a folder made otherwise is refused); one ``videos/<name>.json`` per input is written as soon as it is
 done (a rerun skips them); ``predictions.csv`` / ``predictions.json`` are assembled at the end; failures are
-listed in ``failed.txt``.
+listed in ``failed.txt``. Many machines: ``part=(i, n)`` predicts the inputs whose output name hashes to part i
+(`marlin.parts`, the split of `marlin preprocess --part` and `marlin extract --part`), all parts into one folder,
+each with its record ``predict.part-i-of-n.json`` and ``failed.part-i-of-n.txt``; `merge_predictions` checks the
+split and assembles the files one run writes.
 """
 from __future__ import annotations
 
@@ -263,39 +266,20 @@ def _rows(task: Task, predictions: list[Prediction], faces: str) -> tuple[list[s
     return head + outs, rows
 
 
-def predict_videos(predictor: Predictor, inputs: Sequence, out, crop_face: bool = False, faces: str = "one",
-                   per_clip: bool = False, overwrite: bool = False, progress: bool = True,
-                   min_track_frames: int = 16, debug: bool = False) -> tuple[list[Prediction], BatchResult]:
-    """Predictions of every video of ``inputs`` into ``out`` (see the module docstring); returns them (in name
-    order) and the run's `BatchResult` (written, skipped, failed "path: problem")."""
+def _dest(out: Path, name: str) -> Path:
+    """Where the predictions of the input named ``name`` are kept: ``OUT/videos/<name>.json``."""
+    return out / PER_VIDEO / f"{name}.json"
+
+
+def _write_predictions(out: Path, record: dict, names: Iterable[str]) -> list[Prediction]:
+    """``predictions.csv`` and ``predictions.json`` of the inputs ``names`` (in that order) from their
+    ``videos/<name>.json`` (failed inputs have none); returns the predictions."""
     from ..atomic import to_json, write_json, write_text
-    from ..batch import run_batch
-    from ..extract import claim_output
-    from ..video import output_dir
 
-    if faces not in FACES:
-        raise MarlinError(f"--faces {faces}: expected one of {', '.join(FACES)}")
-    if faces == "all" and not crop_face:
-        raise MarlinError("--faces all needs --crop-face: the face pipeline finds the faces")
-    jobs = input_names(inputs)  # a missing input, an empty folder or a name clash ends here
-    out = output_dir(out)
-    options = {"crop_face": bool(crop_face), "faces": faces, "per_clip": bool(per_clip),
-               **({"min_track_frames": int(min_track_frames)} if faces == "all" else {})}
-    record = {**predictor.record, "options": options}
-    claim_output(out, record, RECORD, "predictions.csv", "predictions")
-
-    def dest(name: str) -> Path:
-        return out / PER_VIDEO / f"{name}.json"
-
-    def work(path: Path, name: str) -> None:
-        got = predictor.predict_video(path, crop_face, faces, per_clip, name, min_track_frames)
-        write_json(dest(name), {"predictions": [p.to_dict() for p in (got if isinstance(got, list) else [got])]})
-
-    result = run_batch(jobs, work, lambda name: dest(name).is_file() and not overwrite, out, "predict", progress,
-                       debug)
-    predictions = [Prediction(**p) for _, name in jobs if dest(name).is_file()
-                   for p in json.loads(dest(name).read_text())["predictions"]]
-    columns, rows = _rows(predictor.task, predictions, faces)
+    options = record["options"]
+    predictions = [Prediction(**p) for name in names if _dest(out, name).is_file()
+                   for p in json.loads(_dest(out, name).read_text())["predictions"]]
+    columns, rows = _rows(Task.from_dict(record["run"]["task"]), predictions, options["faces"])
     text = io.StringIO()
     writer = csv.DictWriter(text, columns + ["run", "encoder_sha256", "options"], extrasaction="ignore",
                             lineterminator="\n")
@@ -306,5 +290,66 @@ def predict_videos(predictor: Predictor, inputs: Sequence, out, crop_face: bool 
         writer.writerow({**row, **stamp})
     write_text(out / "predictions.csv", text.getvalue())
     write_json(out / "predictions.json", {**record, "predictions": [
-        {k: v for k, v in p.to_dict().items() if per_clip or k != "clips"} for p in predictions]})
-    return predictions, result
+        {k: v for k, v in p.to_dict().items() if options["per_clip"] or k != "clips"} for p in predictions]})
+    return predictions
+
+
+def predict_videos(predictor: Predictor, inputs: Sequence, out, crop_face: bool = False, faces: str = "one",
+                   per_clip: bool = False, overwrite: bool = False, progress: bool = True,
+                   min_track_frames: int = 16, debug: bool = False,
+                   part: tuple[int, int] | None = None) -> tuple[list[Prediction], BatchResult]:
+    """Predictions of every video of ``inputs`` into ``out`` (see the module docstring); returns them (in name
+    order) and the run's `BatchResult` (written, skipped, failed "path: problem"). ``part`` (i, n): only the
+    inputs of part i of n, recorded in ``predict.part-i-of-n.json``; ``predictions.csv`` / ``.json`` are then
+    written by `merge_predictions` once every part is done."""
+    from ..atomic import write_json
+    from ..batch import run_batch
+    from ..extract import claim_output
+    from ..parts import part_record, part_tag, select_part
+    from ..video import output_dir
+
+    if faces not in FACES:
+        raise MarlinError(f"--faces {faces}: expected one of {', '.join(FACES)}")
+    if faces == "all" and not crop_face:
+        raise MarlinError("--faces all needs --crop-face: the face pipeline finds the faces")
+    jobs = input_names(inputs)  # a missing input, an empty folder or a name clash ends here
+    if part is not None:
+        jobs, inputs_seen = select_part(jobs, part)
+    out = output_dir(out)
+    options = {"crop_face": bool(crop_face), "faces": faces, "per_clip": bool(per_clip),
+               **({"min_track_frames": int(min_track_frames)} if faces == "all" else {})}
+    record = {**predictor.record, "options": options}
+    claim_output(out, record, RECORD, "predictions.csv", "predictions")  # a part of other options ends here
+
+    def work(path: Path, name: str) -> None:
+        got = predictor.predict_video(path, crop_face, faces, per_clip, name, min_track_frames)
+        write_json(_dest(out, name), {"predictions": [p.to_dict() for p in (got if isinstance(got, list) else [got])]})
+
+    result = run_batch(jobs, work, lambda name: _dest(out, name).is_file() and not overwrite, out, "predict",
+                       progress, debug, "failed.txt" if part is None else f"failed.{part_tag(part)}.txt")
+    names = [name for _, name in jobs]
+    if part is not None:
+        write_json(out / f"predict.{part_tag(part)}.json", part_record(part, inputs_seen, jobs, result))
+        return [Prediction(**p) for name in names if _dest(out, name).is_file()
+                for p in json.loads(_dest(out, name).read_text())["predictions"]], result
+    return _write_predictions(out, record, names), result
+
+
+def merge_predictions(out) -> tuple[list[Prediction], list[str]]:
+    """`marlin predict --merge --out OUT`: check that OUT holds all n parts of one split (`marlin.parts.check_parts`:
+    made from the same inputs, every input predicted or listed as failed; each part claimed ``predict.json``, so
+    their run and options agree), then write ``predictions.csv``, ``predictions.json`` and ``failed.txt`` as one
+    run over all inputs writes them. Returns the predictions (in name order) and the failure lines."""
+    from ..parts import check_parts, merge_failures
+
+    out = Path(out)
+    try:
+        record = json.loads((out / RECORD).read_text())
+    except FileNotFoundError:
+        raise MarlinError(f"{out}: no {RECORD}: not a `marlin predict` output folder") from None
+    except ValueError as e:
+        raise MarlinError(f"{out / RECORD}: unreadable predictions record ({e})") from None
+    _, parts = check_parts(out, "predict", "predict", lambda name: _dest(out, name).is_file())
+    names = sorted(name for p in parts for name in p["names"])  # the order of one run: input_names sorts by name
+    predictions = _write_predictions(out, record, names)
+    return predictions, merge_failures(out, parts).splitlines()
