@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import MarlinError, require
+from .precision import Precision
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 TARGETS = ("onnx", "openvino")
@@ -62,33 +63,10 @@ def _openvino_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def resolve_backend_precision(backend: str, precision: str, device) -> str:
-    """The resolved precision ("32", "bf16" or "16") ``backend`` runs on ``device``; ValueError for one it
-    cannot run. The runtimes run on the CPU: onnxruntime in float32 only, OpenVINO in float32 or in bf16 where
-    its CPU plugin computes bf16 (``auto`` picks bf16 there, float32 elsewhere)."""
-    from .precision import PRECISIONS, resolve_extract_precision
-
-    if backend == "torch":
-        return resolve_extract_precision(precision, device)
-    require_backend(backend)
-    precision = str(precision)
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if torch.device(device).type != "cpu":
-        raise ValueError(f"the {backend} backend runs on the CPU (device cpu), got device {device}")
-    if backend == "onnxruntime":
-        if precision in ("bf16", "16"):
-            raise ValueError(f"the onnxruntime backend runs float32 only, got precision {precision!r} "
-                             f"(bf16: the openvino or torch backend)")
-        return "32"
-    if precision == "16":
-        raise ValueError("precision '16' (float16) needs a GPU; on a CPU use 'bf16' or 'auto'")
-    if precision == "auto":
-        return "bf16" if _openvino_bf16() else "32"
-    if precision == "bf16" and not _openvino_bf16():
-        raise ValueError("OpenVINO computes bf16 only on CPUs with AMX or AVX512-BF16, and this one has "
-                         "neither: use precision '32' (or the torch backend, which emulates bf16)")
-    return precision
+def resolve_backend_precision(backend: str, precision, device) -> str:
+    """The resolved name of ``precision`` for ``backend`` on ``device`` (`marlin.precision.Precision.resolve`,
+    which holds the runtimes' rules)."""
+    return Precision.resolve(precision, device, backend).name
 
 
 # ---- graphs -------------------------------------------------------------------------------------------
@@ -159,7 +137,7 @@ def export_onnx(model, path, full: bool = False, opset: int = OPSET) -> Path:
 
 
 # ---- runners ------------------------------------------------------------------------------------------
-def runtime_session(backend: str, path: Path, precision: str = "32"):
+def runtime_session(backend: str, path: Path, precision: Precision = Precision.FP32):
     """A callable {input name: array} -> {output name: array} running the model file ``path`` in ``backend``,
     on torch's thread count; OpenVINO in ``precision`` (its CPU plugin would pick bf16 by itself on AMX hosts)."""
     threads = torch.get_num_threads()
@@ -173,7 +151,7 @@ def runtime_session(backend: str, path: Path, precision: str = "32"):
         run.inputs = {i.name: [d if isinstance(d, int) else None for d in i.shape] for i in session.get_inputs()}
         return run
     ov = require_backend("openvino")
-    hint = {"32": "f32", "bf16": "bf16"}[precision]
+    hint = {Precision.FP32: "f32", Precision.BF16: "bf16"}[precision]
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint,
                                                           "INFERENCE_NUM_THREADS": threads})
     request = compiled.create_infer_request()
@@ -187,7 +165,8 @@ class ExportedModel:
     """An exported MARLIN run by a runtime, with the extraction API of `Marlin` (``config``, ``device``,
     ``eval``, ``extract_features``), so `marlin.extract.video_features` runs it as it runs a torch model."""
 
-    def __init__(self, record: dict, backend: str, run, precision: str = "32", folder: Path | None = None):
+    def __init__(self, record: dict, backend: str, run, precision: Precision = Precision.FP32,
+                 folder: Path | None = None):
         from .models.config import MarlinConfig
 
         self.record, self.backend, self.precision, self.folder, self._run = record, backend, precision, folder, run
@@ -202,13 +181,16 @@ class ExportedModel:
         return self._run({k: np.ascontiguousarray(v.numpy() if isinstance(v, Tensor) else v)
                           for k, v in inputs.items()})
 
-    def extract_features(self, x: Tensor, keep_seq: bool = True, precision: str | None = None) -> Tensor:
-        """(B, 3, T, H, W) float in [0, 1] -> (B, N, D) per-token features, or (B, D) pooled ones."""
+    def extract_features(self, x: Tensor, keep_seq: bool = True, precision: Precision | str | None = None) -> Tensor:
+        """(B, 3, T, H, W) float in [0, 1] -> (B, N, D) per-token features, or (B, D) pooled ones; ``precision``:
+        None or the one this runner computes in (a name is resolved here, the public entry)."""
         if self.full:
             raise MarlinError(f"{self.folder}: a --full export reconstructs; export without --full to extract")
+        if precision is not None and not isinstance(precision, Precision):
+            precision = Precision.resolve(precision, self.device, self.backend)
         if precision not in (None, self.precision):
-            raise ValueError(f"this {self.backend} runner computes in precision {self.precision!r}, "
-                             f"asked for {precision!r}")
+            raise ValueError(f"this {self.backend} runner computes in precision {self.precision.name!r}, "
+                             f"asked for {precision.name!r}")
         out = self(clip=x.detach().float().cpu())
         return torch.from_numpy(out["tokens" if keep_seq else "pooled"])
 
@@ -253,9 +235,10 @@ def read_export_record(folder) -> dict:
     return record
 
 
-def load_export(folder, backend: str | None = None, precision: str = "32") -> ExportedModel:
+def load_export(folder, backend: str | None = None, precision: Precision | str = Precision.FP32) -> ExportedModel:
     """Run an export folder in ``backend`` (default: the runtime it was written for; OpenVINO also runs ONNX
-    exports), after checking its files against its record."""
+    exports), after checking its files against its record; ``precision``: a `Precision` resolved for ``backend``,
+    or a request (resolved here)."""
     folder = Path(folder)
     record = read_export_record(folder)
     backend = backend or _TARGET_BACKEND[record["target"]]
@@ -263,7 +246,8 @@ def load_export(folder, backend: str | None = None, precision: str = "32") -> Ex
         raise MarlinError(f"{folder}: a {record['target']} export runs in "
                           f"{'onnxruntime or openvino' if record['target'] == 'onnx' else 'openvino'}, "
                           f"not {backend} (the torch backend takes the checkpoint it was exported from)")
-    precision = resolve_backend_precision(backend, precision, "cpu")
+    if not isinstance(precision, Precision):
+        precision = Precision.resolve(precision, "cpu", backend)
     run = runtime_session(backend, folder / _FILES[record["target"]][0], precision)
     runner = ExportedModel(record, backend, run, precision, folder)
     # the graph takes the clips its recorded config describes (a config edited in the record would not)
@@ -333,7 +317,7 @@ def export(model, out, to: str = "onnx", full: bool = False, encoder: dict | Non
             runtime.save_model(runtime.convert_model(str(onnx_path)), str(tmp / "model.xml"), compress_to_fp16=False)
             onnx_path.unlink()
         record["files"] = {name: _sha256(tmp / name) for name in _FILES[to]}
-        runner = ExportedModel(record, backend, runtime_session(backend, tmp / _FILES[to][0]), "32", out)
+        runner = ExportedModel(record, backend, runtime_session(backend, tmp / _FILES[to][0]), folder=out)
         record["parity"] = _parity(model, runner, full)
         record["versions"] = {"marlin": __version__, "torch": torch.__version__,
                               backend: getattr(runtime, "__version__", None)}
@@ -341,14 +325,14 @@ def export(model, out, to: str = "onnx", full: bool = False, encoder: dict | Non
     return record
 
 
-def runtime_model(model, backend: str, precision: str = "32") -> ExportedModel:
-    """``model`` (a Marlin in memory) as a ``backend`` runner of its feature extractor: exported once and kept
-    on the model until its weights change (a parameter replaced or changed in place)."""
-    precision = resolve_backend_precision(backend, precision, model.device)
+def runtime_model(model, backend: str, precision: Precision = Precision.FP32) -> ExportedModel:
+    """``model`` (a Marlin in memory) as a ``backend`` runner of its feature extractor in ``precision`` (resolved
+    for ``backend``: `Precision.resolve`): exported once and kept on the model until its weights change (a
+    parameter replaced or changed in place)."""
     # the weights' storage and version counters: load_state_dict / optimiser steps bump them, nothing else runs
     weights = tuple((t.data_ptr(), t._version) for t in model.encoder.state_dict().values())
     cache = model.__dict__.setdefault("_runtime_models", {})
-    key = (backend, precision)
+    key = (backend, precision.name)
     if key in cache and cache[key][0] == weights:
         return cache[key][1]
     from .extract import model_record

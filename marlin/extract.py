@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .precision import Precision
 from .video import TruncatedVideoError, VideoError, count_frames, iter_frames
 from .video.windows import clip_indices, iter_clips
 
@@ -71,26 +72,26 @@ FEATURES_RECORD = "features.json"
 
 
 def features_record(encoder: dict, sample_rate: int, stride: int, crop_face: bool, keep_seq: bool = False,
-                    reduction: str = "none", cover_tail: bool = False, precision: str = "32", faces: str = "one",
+                    reduction: str = "none", cover_tail: bool = False, precision: Precision = Precision.FP32,
+                    faces: str = "one",
                     backend: str = "torch", device=None) -> dict:
     """Everything that determines a folder of per-video features; written beside them as features.json and
     compared on reuse (`marlin extract` and the downstream feature cache). ``encoder``: an encoder's identity
     (`marlin.models.config.encoder_record` of a file, `model_record` of a model in memory); ``precision``: the
-    resolved one ("32", "bf16" or "16"), never "auto", which means different things on different machines.
+    resolved one, recorded by name ("32", "bf16" or "16"), never "auto", which means different things on
+    different machines.
     ``faces``: "all" for per-track features (``DIR/<name>/face<k>.npy``), recorded as ``faces: all``; a record
     without the key is "one". ``backend``: what ran the encoder (torch, onnxruntime, openvino: `marlin.deploy`).
     ``device``: where it ran, recorded as ``devices`` (`device_label`), provenance that is not compared on reuse
     (`PROVENANCE`): float32 features of a CPU and a GPU agree to rounding (no TF32 at "32", see
-    `marlin.precision.precision_context`), so a folder begun on one machine is completed on another, and every
+    `marlin.precision.Precision.autocast`), so a folder begun on one machine is completed on another, and every
     device that wrote into it is listed (`claim_output`)."""
-    if precision not in ("32", "bf16", "16"):
-        raise ValueError(f"a feature record needs a resolved precision ('32', 'bf16' or '16'), got {precision!r}")
     if backend not in ("torch", "onnxruntime", "openvino"):
         raise ValueError(f"backend must be torch, onnxruntime or openvino, got {backend!r}")
     return {"format": "marlin-features/1", "encoder": encoder,
             "windows": {"sample_rate": int(sample_rate), "stride": int(stride), "cover_tail": bool(cover_tail)},
             "crop_face": bool(crop_face), "keep_seq": bool(keep_seq), "reduction": reduction,
-            "precision": str(precision), **({"faces": "all"} if faces == "all" else {}), "backend": backend,
+            "precision": precision.name, **({"faces": "all"} if faces == "all" else {}), "backend": backend,
             **({"devices": [device_label(device)]} if device is not None else {})}
 
 
@@ -277,13 +278,13 @@ def encode_clips(encode: Callable[[Tensor], Tensor], clips: Iterable[np.ndarray]
 @torch.no_grad()
 def video_features(model, path, crop_face: bool = False, sample_rate: int = 2, stride: int = 16,
                    reduction: str = "none", keep_seq: bool = False, cover_tail: bool = False,
-                   batch_size: int = 8, precision: str = "32", backend: str = "torch") -> Tensor:
+                   batch_size: int = 8, precision: Precision = Precision.FP32, backend: str = "torch") -> Tensor:
     """(n_clips, D) float32 features of a video ((n_clips, N, D) with keep_seq); `reduction` mean/max over
-    clips; ``precision`` auto | 32 | bf16 | 16 (GPUs), see `Marlin.extract_features`; ``backend`` torch |
-    onnxruntime | openvino (see `backend_model`)."""
+    clips; ``precision``: resolved for the model's device and ``backend`` (`Precision.resolve`); ``backend``
+    torch | onnxruntime | openvino (see `backend_model`)."""
     if reduction not in ("none", "mean", "max"):
         raise ValueError(f"reduction must be 'none', 'mean' or 'max', got {reduction!r}")
-    model, precision = backend_model(model, backend, precision)  # once, before any decoding
+    model = backend_model(model, backend, precision)  # once, before any decoding
     model.eval()
     cfg = model.config
     clips = video_clips(path, cfg.n_frames, sample_rate, stride, cover_tail, crop_face, cfg.img_size)
@@ -292,36 +293,37 @@ def video_features(model, path, crop_face: bool = False, sample_rate: int = 2, s
 
 @torch.no_grad()
 def face_track_features(model, path, sample_rate: int = 2, stride: int = 16, reduction: str = "none",
-                        keep_seq: bool = False, cover_tail: bool = False, batch_size: int = 8, precision: str = "32",
-                        min_track_frames: int = 16, backend: str = "torch") -> list[tuple[str, Tensor]]:
+                        keep_seq: bool = False, cover_tail: bool = False, batch_size: int = 8,
+                        precision: Precision = Precision.FP32, min_track_frames: int = 16,
+                        backend: str = "torch") -> list[tuple[str, Tensor]]:
     """:func:`video_features` of every face track of a video (:func:`face_track_clips`): [("face0", features),
     ...]; a video without a face track raises ``marlin.face.NoFaceError``."""
     if reduction not in ("none", "mean", "max"):
         raise ValueError(f"reduction must be 'none', 'mean' or 'max', got {reduction!r}")
-    model, precision = backend_model(model, backend, precision)
+    model = backend_model(model, backend, precision)
     model.eval()
     cfg = model.config
     tracks = face_track_clips(path, cfg.n_frames, sample_rate, stride, cover_tail, cfg.img_size, min_track_frames)
     return [(name, _encode_reduce(model, clips, reduction, keep_seq, batch_size, precision)) for name, clips in tracks]
 
 
-def backend_model(model, backend: str = "torch", precision: str = "32"):
-    """(what runs the encoder, the resolved precision) for ``backend``: ``model`` itself for torch, else its
-    export run by that runtime on the CPU (`marlin.deploy.runtime_model`: exported once per weights). An exported
-    model (`marlin.deploy.load_export`) runs in its own runtime ("torch", the default, takes it as it is)."""
-    from .deploy import ExportedModel, resolve_backend_precision, runtime_model
+def backend_model(model, backend: str = "torch", precision: Precision = Precision.FP32):
+    """What runs the encoder for ``backend`` in ``precision`` (resolved for it): ``model`` itself for torch, else
+    its export run by that runtime on the CPU (`marlin.deploy.runtime_model`: exported once per weights). An
+    exported model (`marlin.deploy.load_export`) runs in its own runtime ("torch", the default, takes it as it
+    is)."""
+    from .deploy import ExportedModel, runtime_model
 
     if isinstance(model, ExportedModel):
         if backend not in ("torch", model.backend):
             raise ValueError(f"this exported model runs in {model.backend}, not {backend}")
         backend = model.backend
-    precision = resolve_backend_precision(backend, precision, model.device)
     if backend != "torch" and not isinstance(model, ExportedModel):
         model = runtime_model(model, backend, precision)
-    return model, precision
+    return model
 
 
-def _encode_reduce(model, clips, reduction: str, keep_seq: bool, batch_size: int, precision: str) -> Tensor:
+def _encode_reduce(model, clips, reduction: str, keep_seq: bool, batch_size: int, precision: Precision) -> Tensor:
     """Features of ``clips`` (`encode_clips` through ``model.extract_features``), reduced over clips."""
     out = encode_clips(lambda x: model.extract_features(x, keep_seq=keep_seq, precision=precision), clips,
                        batch_size, getattr(model, "device", None))

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from ..extract import claim_output  # noqa: F401  (used by the commands that claim an OUT)
+from ..precision import REQUESTS
 
 
 def positive_int(text: str) -> int:
@@ -64,7 +65,7 @@ def add_arguments(p):
     p.add_argument("--device", default="auto",
                    help="auto (default: cuda when available, else cpu) | cpu | cuda[:k]; where it ran is listed in "
                         "OUT/features.json (devices), which does not keep another device from adding to OUT")
-    p.add_argument("--precision", choices=["32", "bf16", "16", "auto"], default="32",
+    p.add_argument("--precision", choices=REQUESTS, default="32",
                    help="32 (float32, default) | bf16 (bfloat16 autocast: ~3x faster on AMX CPUs, pooled features "
                         "at cosine >= 0.9999 of float32) | 16 (float16 autocast, GPUs) | auto (bf16 where the "
                         "device computes it natively, else 32); the one used is recorded in OUT/features.json")
@@ -82,14 +83,15 @@ def add_arguments(p):
                         "inputs, with every output present; write OUT/failed.txt of all parts")
 
 
-def _precision(name: str, device, backend: str = "torch") -> str:
-    """The resolved precision of ``--precision`` on ``device`` with ``backend``; MarlinError for one they cannot
-    run (float16 on a CPU, bf16 in onnxruntime), MissingExtraError for a runtime that is not installed."""
-    from ..deploy import resolve_backend_precision
+def _precision(name: str, device, backend: str = "torch"):
+    """The `Precision` of ``--precision`` on ``device`` with ``backend``, resolved once for the whole run;
+    MarlinError for one they cannot run (float16 on a CPU, bf16 in onnxruntime), MissingExtraError for a runtime
+    that is not installed."""
     from ..errors import MarlinError
+    from ..precision import Precision
 
     try:
-        return resolve_backend_precision(backend, name, device)
+        return Precision.resolve(name, device, backend)
     except ValueError as e:
         raise MarlinError(f"--precision {name}: {e}") from None
 
@@ -164,7 +166,7 @@ def run(args) -> int:
         encoder = model_record(model)
     if backend == "torch":
         model.to(device).eval()
-    model = backend_model(model, backend, precision)[0]  # exported once for the whole run
+    model = backend_model(model, backend, precision)  # exported once for the whole run
     out_dir = output_dir(args.out)
     claim_output(out_dir, features_record(encoder, args.sample_rate, args.stride, args.crop_face, args.keep_seq,
                                           args.reduction, args.cover_tail, precision, faces, backend, device))

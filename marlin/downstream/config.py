@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from .. import config as C
+from ..precision import ANY_DEVICE, TRAINABLE, check_name
 
 SOLVERS = ("sgd", "logistic")
 REDUCTIONS = ("mean", "max")
@@ -56,7 +57,7 @@ class RunConfig:
                         "sgd")
     batch_size_eval: int = _help("clips per encoder forward when extracting / evaluating", 8)
     workers: int = _help("fine-tuning: threads decoding the training clips of a batch", 4)
-    precision: str = _help("fine-tuning: '32' or 'bf16' (bfloat16 autocast of the encoder)", "32")
+    precision: str = _help(f"fine-tuning: {' | '.join(TRAINABLE)} (bf16: bfloat16 autocast of the encoder)", "32")
     extract_precision: str = _help("LP feature extraction (the feature cache): '32' | 'bf16' (bfloat16 autocast, "
                                    "~3x faster on AMX CPUs) | 'auto' (bf16 where the extraction device computes it "
                                    "natively, else float32); the resolved one is part of the cache record", "32")
@@ -78,8 +79,8 @@ class RunConfig:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
-        if self.extract_precision not in ("auto", "32", "bf16"):  # float16 is not offered for the cache (GPU-only)
-            raise ValueError(f"extract_precision must be 'auto', '32' or 'bf16', got {self.extract_precision!r}")
+        check_name(self.precision, TRAINABLE, "precision")  # fine-tuning in float16 would need loss scaling
+        check_name(self.extract_precision, ANY_DEVICE, "extract_precision")  # no float16 cache: GPU-only
         TrainConfig.from_dict(self.train)  # unknown or bad training options fail here, not after extraction
         check_paper(self.paper)  # a paper cell that the shipped tables lack fails here, not after training
 

@@ -21,6 +21,7 @@ from ..extract import (FEATURES_RECORD, PROVENANCE, device_label, encode_clips, 
                        record_differences, video_features)
 from ..extract import model_record  # noqa: F401  (here since the feature cache began; marlin.downstream.probe uses it)
 from ..models.config import encoder_record
+from ..precision import Precision
 from ..video import VideoError
 from .datasets.base import DatasetError, Sample
 from .sources import eval_clips, materialize
@@ -50,7 +51,7 @@ def check_record(folder: Path, expected: dict) -> None:
 
 
 def dataset_record(encoder: dict, sample_rate: int, stride: int, crop_face: bool, dataset: str, root,
-                   dataset_options: dict | None = None, precision: str = "32") -> dict:
+                   dataset_options: dict | None = None, precision: Precision = Precision.FP32) -> dict:
     """The features.json record of a dataset's cache: a `features_record` (``encoder``: an `encoder_record`;
     ``precision``: a resolved one) plus the dataset it was extracted from."""
     record = features_record(encoder, sample_rate, stride, crop_face, precision=precision)
@@ -60,12 +61,10 @@ def dataset_record(encoder: dict, sample_rate: int, stride: int, crop_face: bool
 
 def run_record(cfg) -> dict:
     """The features.json record a `RunConfig` needs (its ``extract_precision`` resolved for `lp_device`)."""
-    from ..precision import resolve_extract_precision
-
     enc = cfg.encoder
     if enc.weights is None:
         raise ValueError("encoder.weights is required: a checkpoint file, or 'random'")
-    precision = resolve_extract_precision(cfg.extract_precision, lp_device(cfg))
+    precision = Precision.resolve(cfg.extract_precision, lp_device(cfg))
     return dataset_record(encoder_record(enc.model, enc.weights, enc.seed), cfg.windows.sample_rate,
                           cfg.windows.stride, cfg.crop_face, cfg.dataset, cfg.root, cfg.dataset_options, precision)
 
@@ -97,12 +96,12 @@ def run_feature_cache(cfg) -> Path:
     return feature_cache(cfg.features or Path(cfg.out) / "features", run_record(cfg), label)
 
 
-def record_precision(cache_dir: Path) -> str:
+def record_precision(cache_dir: Path) -> Precision:
     """The precision a cache folder's features are (to be) computed in: its features.json record's (float32 for
     a record from before precision was recorded), so a folder never mixes precisions."""
     path = Path(cache_dir) / FEATURES_RECORD
     try:
-        return str(json.loads(path.read_text()).get("precision", "32"))
+        return Precision.named(json.loads(path.read_text()).get("precision", "32"))
     except (OSError, ValueError) as e:
         raise DatasetError(path, f"unreadable feature record ({e})") from None
 
@@ -137,7 +136,7 @@ def load_cached(path: Path, dim: int | None = None) -> np.ndarray:
 
 @torch.no_grad()
 def compute_features(model, source: Path, crop_face: bool = False, sample_rate: int = 2, stride: int = 16,
-                     batch_size: int = 8, precision: str = "32") -> np.ndarray:
+                     batch_size: int = 8, precision: Precision = Precision.FP32) -> np.ndarray:
     """(n_clips, D) features of a video file (via `video_features`) or a frame directory."""
     source = Path(source)
     if not source.is_dir():
@@ -160,7 +159,7 @@ def dataset_features(samples: list[Sample], cache_dir: Path, model=None, crop_fa
     from tqdm.auto import tqdm
 
     dim = model.config.encoder_embed_dim if model is not None else None
-    precision = record_precision(cache_dir) if (Path(cache_dir) / FEATURES_RECORD).is_file() else "32"
+    precision = record_precision(cache_dir) if (Path(cache_dir) / FEATURES_RECORD).is_file() else Precision.FP32
     out, failures, noted = {}, [], False
     for s in tqdm(samples, desc="features", disable=not progress, leave=False):
         if s.key in out:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..extract import clips_to_tensor, encode_clips, prefetch
+from ..precision import Precision
 from ..video import VideoError
 from .config import RunConfig
 from .datasets import Dataset, Sample
@@ -126,7 +127,7 @@ def finetune_one(cfg: RunConfig, ds: Dataset, frac: float, seed: int, cache: Pat
     task = ds.task
     marlin = load_encoder(cfg.encoder)
     torch.manual_seed(seed)
-    model = VideoClassifier(marlin.encoder, task.num_outputs, cfg.precision).to(device)
+    model = VideoClassifier(marlin.encoder, task.num_outputs, Precision.named(cfg.precision)).to(device)
     reader = ClipReader(cfg, cache, marlin.config.n_frames, marlin.config.img_size)
     train = ds.splits["train"]
     idx = few_shot_indices(ds.targets("train"), frac, task.kind, seed)

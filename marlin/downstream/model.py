@@ -9,28 +9,25 @@ from torch import Tensor, nn
 from ..models import Marlin
 from ..models.config import PRESETS, MarlinConfig
 from ..models.encoder import MarlinEncoder
-from ..precision import precision_context
+from ..precision import Precision
 from .config import EncoderSpec, load_run_config
-
 
 
 class VideoClassifier(nn.Module):
     """(B, 3, T, H, W) clip -> (B, K) logits: encoder features (mean over tokens, final norm) + linear head."""
 
-    def __init__(self, encoder: MarlinEncoder, num_outputs: int, precision: str = "32"):
+    def __init__(self, encoder: MarlinEncoder, num_outputs: int, precision: Precision = Precision.FP32):
         super().__init__()
-        if precision not in ("32", "bf16"):
-            raise ValueError(f"precision must be '32' or 'bf16', got {precision!r}")
         self.encoder = encoder
         self.head = nn.Linear(encoder.embed_dim, num_outputs)
-        self.precision = precision  # "bf16": the encoder runs under bfloat16 autocast, the head in float32
+        self.precision = precision  # BF16: the encoder runs under bfloat16 autocast, the head in float32
 
     @property
     def config(self) -> MarlinConfig:
         return self.encoder.config
 
     def forward(self, x: Tensor) -> Tensor:
-        with precision_context(self.precision, x.device):  # the pooled features come out float32
+        with self.precision.autocast(x.device):  # the pooled features come out float32
             feats = self.encoder.extract_features(x, keep_seq=False)
         return self.head(feats)
 
@@ -70,7 +67,7 @@ def classifier_from_checkpoint(path) -> tuple[VideoClassifier, dict]:
     if meta["mode"] == "finetune":
         cfg = MarlinConfig.from_dict(meta["marlin_config"])
         model = VideoClassifier(MarlinEncoder(cfg), int(tensors["head.weight"].shape[0]),
-                                str(meta["run"].get("precision", "32")))
+                                Precision.named(meta["run"].get("precision", "32")))  # the run it was trained in
         load_into(model, tensors, source=path, presets=PRESETS)
     else:
         marlin = load_encoder(load_run_config(meta["run"]).encoder)

@@ -88,13 +88,13 @@ def probe_dataset(model, ds: Dataset, cache_dir, reduction: str = "mean", seed: 
     ``train_options`` override the in-memory defaults (`marlin.downstream.linear.LP_DEFAULTS`); ``precision``
     of the extraction: auto | 32 | bf16 | 16 (GPUs), resolved for the model's device and part of the cache record.
     """
-    from ..precision import resolve_extract_precision
+    from ..precision import Precision
     from .linear import linear_probe
 
     samples = [s for split in ds.splits.values() for s in split]
     record = dataset_record(model_record(model), sample_rate, stride, False, ds.name,
                             os.path.commonpath([str(s.source) for s in samples]),
-                            precision=resolve_extract_precision(precision, model.device))
+                            precision=Precision.resolve(precision, model.device))
     cache = feature_cache(cache_dir, record, "model")
     feats, failures = dataset_features(samples, cache, model, sample_rate=sample_rate, stride=stride,
                                        progress=progress)

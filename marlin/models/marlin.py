@@ -6,6 +6,7 @@ import os
 import torch
 from torch import Tensor, nn
 
+from ..precision import Precision
 from .config import PRESETS, MarlinConfig, resolve_config
 from .decoder import MarlinDecoder
 from .encoder import MarlinEncoder
@@ -50,23 +51,24 @@ class Marlin(nn.Module):
         return self.decoder(self.enc_dec_proj(self.encoder(x, mask)), mask)
 
     @torch.no_grad()
-    def extract_features(self, x: Tensor, keep_seq: bool = True, precision: str = "32") -> Tensor:
+    def extract_features(self, x: Tensor, keep_seq: bool = True, precision: Precision | str = "32") -> Tensor:
         """(B, 3, T, H, W) -> (B, N, D) when keep_seq, else (B, D) (mean over tokens, then the final norm).
 
         ``precision``: "32" (float32), "bf16" (bfloat16 autocast; pooling and final norm in float32), "16"
         (float16 autocast, GPUs) or "auto" (bf16 where the device computes it natively, else float32; see
-        `marlin.precision`). Features come back in the weights' dtype (float32), the reduced precisions too."""
-        from ..precision import precision_context, resolve_extract_precision
-
+        `marlin.precision`), resolved here; or a resolved `Precision`, used as it is. Features come back in the
+        weights' dtype (float32), the reduced precisions too."""
+        if not isinstance(precision, Precision):  # a name from a caller of the public API
+            precision = Precision.resolve(precision, self.device)
         self.eval()
         x = x.to(self.device)
-        with precision_context(resolve_extract_precision(precision, self.device), self.device):
+        with precision.autocast(self.device):
             return self.encoder.extract_features(x, keep_seq=keep_seq)
 
     @torch.no_grad()
     def extract_video(self, video_path, crop_face: bool = False, sample_rate: int = 2, stride: int = 16,
                       reduction: str = "none", keep_seq: bool = False, cover_tail: bool = False,
-                      batch_size: int = 8, precision: str = "32", backend: str = "torch") -> Tensor:
+                      batch_size: int = 8, precision: Precision | str = "32", backend: str = "torch") -> Tensor:
         """Features of a whole video with the official sliding windows (see `marlin.video.windows`).
 
         Returns (n_clips, D) (or (n_clips, N, D) with keep_seq); reduction "mean"/"max" reduces over clips;
@@ -75,6 +77,8 @@ class Marlin(nn.Module):
         """
         from ..extract import video_features
 
+        if not isinstance(precision, Precision):  # resolved once, for the device and backend
+            precision = Precision.resolve(precision, self.device, backend)
         return video_features(self, video_path, crop_face=crop_face, sample_rate=sample_rate, stride=stride,
                               reduction=reduction, keep_seq=keep_seq, cover_tail=cover_tail, batch_size=batch_size,
                               precision=precision, backend=backend)
