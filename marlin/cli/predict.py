@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..precision import REQUESTS
 from .extract import positive_int
 
 
@@ -24,7 +25,7 @@ def add_arguments(p) -> None:
     p.add_argument("--min-track-frames", type=positive_int, default=16, metavar="N",
                    help="with --faces all: the shortest face track that gets a prediction (default 16 frames)")
     p.add_argument("--per-clip", action="store_true", help="also write per-clip scores in predictions.json")
-    p.add_argument("--precision", choices=("32", "bf16", "16", "auto"), default=None,
+    p.add_argument("--precision", choices=REQUESTS, default=None,
                    help="encoder precision (default: the run's); the one used is recorded")
     p.add_argument("--batch-size", type=positive_int, default=None, help="clips per forward (default: the run's)")
     p.add_argument("--device", default="auto", help="auto (cuda when available, else cpu) | cpu | cuda[:k]")
@@ -65,9 +66,9 @@ def run(args) -> int:
     part = parse_part(args.part) if args.part is not None else None
     input_names(args.inputs)  # missing inputs and name clashes end here, before the model loads
     device = _device(args.device)
-    if args.precision is not None:
-        _precision(args.precision, device)  # float16 on a CPU ends here
-    predictor = Predictor.from_run(args.run, args.encoder, args.precision, device, args.batch_size)
+    # resolved once here (float16 on a CPU ends here); none: the run's, resolved by from_run
+    precision = _precision(args.precision, device) if args.precision is not None else None
+    predictor = Predictor.from_run(args.run, args.encoder, precision, device, args.batch_size)
     _, result = predict_videos(predictor, args.inputs, args.out, args.crop_face, args.faces, args.per_clip,
                                args.overwrite, not args.no_progress, args.min_track_frames, args.debug, part)
     return result.report("predict", "predicted")

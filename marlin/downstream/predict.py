@@ -34,6 +34,7 @@ import torch
 from ..batch import BatchResult
 from ..data.layout import input_names
 from ..errors import MarlinError
+from ..precision import Precision
 from .metrics import DECISION_THRESHOLD
 from .tasks import Task
 
@@ -133,7 +134,7 @@ class Predictor:
     """One run's model, ready for new videos. Build with :meth:`from_run`."""
 
     def __init__(self, task: Task, mode: str, scorer, checkpoint: Path, meta: dict, encoder: dict,
-                 precision: str, clip_frames: int, size: int, batch_size: int):
+                 precision: Precision, clip_frames: int, size: int, batch_size: int):
         self.task, self.mode, self.checkpoint, self.meta = task, mode, checkpoint, meta
         self.encoder, self.precision, self.batch_size = encoder, precision, batch_size
         self.clip_frames, self.size = clip_frames, size
@@ -142,15 +143,15 @@ class Predictor:
         self.sample_rate, self.stride = int(windows.get("sample_rate", 2)), int(windows.get("stride", 16))
 
     @classmethod
-    def from_run(cls, run, encoder=None, precision: str | None = None, device="auto",
+    def from_run(cls, run, encoder=None, precision: Precision | str | None = None, device="auto",
                  batch_size: int | None = None) -> "Predictor":
         """The model of RUN (a `marlin probe` / `marlin finetune` output folder holding one run, or its
         head.safetensors / model.safetensors). ``encoder``: the probe's encoder weights at another path (checked
-        by SHA-256); ``precision``: auto | 32 | bf16 | 16 (GPUs), default the run's; ``device``: auto (CUDA when
+        by SHA-256); ``precision``: a `Precision` resolved for ``device``, or auto | 32 | bf16 | 16 (GPUs),
+        default the run's (resolved here); ``device``: auto (CUDA when
         available) | cpu | cuda[:k]; ``batch_size``: clips per forward, default the run's."""
         from ..checkpoints import file_sha256
         from ..extract import encode_clips
-        from ..precision import resolve_extract_precision
         from .linear import reduce_clips
         from .model import classifier_from_checkpoint, load_downstream_checkpoint
 
@@ -164,7 +165,7 @@ class Predictor:
         bs = int(batch_size or meta["run"].get("batch_size_eval") or 8)
         if mode == "probe":
             requested = precision or meta["run"].get("extract_precision", "32")
-            resolved = resolve_extract_precision(requested, device)
+            resolved = requested if isinstance(requested, Precision) else Precision.resolve(requested, device)
             marlin, record = _checked_encoder(ckpt, meta, encoder, device)
             head = torch.nn.Linear(tensors["weight"].shape[1], tensors["weight"].shape[0])
             head.load_state_dict(tensors)
@@ -182,7 +183,8 @@ class Predictor:
             if encoder is not None:
                 raise MarlinError(f"--encoder {encoder}: a fine-tuned model carries its own encoder in {ckpt}")
             model, _ = classifier_from_checkpoint(ckpt)
-            resolved = resolve_extract_precision(precision or model.precision, device)
+            requested = precision or model.precision  # the run's: what it was trained in
+            resolved = requested if isinstance(requested, Precision) else Precision.resolve(requested, device)
             model.precision = resolved
             model.to(device)
             record = {"model": None, "config": model.config.to_dict(), "weights_sha256": file_sha256(ckpt),
@@ -205,7 +207,7 @@ class Predictor:
                 "encoder": self.encoder,
                 "windows": {"sample_rate": self.sample_rate, "stride": self.stride},
                 "aggregation": "head of the reduced clip features" if self.mode == "probe" else "mean of clip logits",
-                "threshold": DECISION_THRESHOLD, "precision": self.precision}
+                "threshold": DECISION_THRESHOLD, "precision": self.precision.name}
 
     def predict_clips(self, clips: Iterable[np.ndarray], name: str = "", source: str = "", face: str | None = None,
                       per_clip: bool = False) -> Prediction:
