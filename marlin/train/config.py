@@ -9,6 +9,7 @@ from pathlib import Path
 from .. import config as C
 from ..masking import MaskSpec, MaskStrategy
 from ..models.config import MarlinConfig
+from ..precision import PRETRAIN_REQUESTS
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "pretrain"
 
@@ -93,6 +94,10 @@ class PretrainConfig:
             raise C.ConfigError(f"trainer.part_weight must be positive, got {self.trainer.part_weight}")
         if self.trainer.strategy not in STRATEGIES_DIST:
             raise C.ConfigError(f"trainer.strategy must be one of {STRATEGIES_DIST}, got {self.trainer.strategy!r}")
+        if self.trainer.precision is not None and str(self.trainer.precision) not in PRETRAIN_REQUESTS:
+            raise C.ConfigError(f"precision {self.trainer.precision} is not supported: use "
+                                f"{', '.join(PRETRAIN_REQUESTS)} (float16 would need loss scaling of the critic's "
+                                f"and the generator's steps; bf16-true keeps no float32 weights)")
         if self.trainer.shuffle_buffer < 1:
             raise C.ConfigError(f"trainer.shuffle_buffer must be at least 1, got {self.trainer.shuffle_buffer}")
         if self.d_steps < 1 or self.g_steps < 1:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..errors import MarlinError
-from ..precision import native_bf16
+from ..precision import Precision
 from .config import PretrainConfig, pretrain_config
 
 log = logging.getLogger(__name__)
@@ -71,12 +71,11 @@ def resolve_precision(requested: str | None, on_gpu: bool) -> str:
     natively (`native_bf16`: Ampere and later GPUs; on an AVX512-BF16 CPU ~1.4x the iterations of float32 for
     `demo_cpu`, same loss curve), 32-true elsewhere: V100 / T4 only emulate bf16, and float16 would need loss
     scaling of both the generator's and the critic's steps, which the manual step does not do. None: "auto" on
-    GPUs, 32-true on CPUs (CPU results stay those of float32 on every host)."""
-    if requested is None and not on_gpu:
-        return "32-true"
-    if requested in (None, "auto"):
-        return "bf16-mixed" if native_bf16(on_gpu) else "32-true"
-    return requested
+    GPUs, 32-true on CPUs (CPU results stay those of float32 on every host). ``requested`` was checked with its
+    config (`PRETRAIN_REQUESTS`); the name is `Precision.lightning`."""
+    if requested is None:
+        requested = "auto" if on_gpu else "32"
+    return Precision.resolve(requested, "cuda" if on_gpu else "cpu").lightning
 
 
 def check_launch(nodes: int, devices: int, env=None) -> str:
@@ -175,10 +174,6 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
     global_batch = tr.batch_size * world * tr.accumulate
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     prec = resolve_precision(tr.precision, on_gpu)
-    if prec not in ("32-true", "32", "bf16-mixed", "bf16"):
-        raise ValueError(f"precision {prec} is not supported: use 32-true, bf16-mixed or auto (float16 would "
-                         f"need loss scaling of the critic's and the generator's steps; bf16-true keeps no "
-                         f"float32 weights)")
     data = PretrainData(data_dir, cfg, val_dir)
     per_epoch = math.ceil(len(data.train_items) / global_batch)
     total = tr.schedule_steps or tr.max_steps or tr.max_epochs * per_epoch
