@@ -8,22 +8,13 @@ import torch
 from marlin.checkpoints import CheckpointError, load_container
 from marlin.config import ConfigError
 from marlin.lipsync.config import GeneratorTrainConfig, LipsyncConfig, SyncTrainConfig, load_config
-from marlin.lipsync.data import ClipStore, lrs2_entries
 from marlin.lipsync.generator import Generator, GeneratorConfig
 from marlin.lipsync.syncnet import SyncNet, SyncNetConfig
 from marlin.lipsync.toy import write_toy_lrs2
 from marlin.lipsync.train import load_lipsync_checkpoint, load_generator, load_syncnet, train_generator, train_syncnet
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 TINY_SYNC = SyncNetConfig(window=5, face_size=32, width=4, stages=3, embed_dim=16)
 TINY_GEN = GeneratorConfig("cnn", 5, 32, width=4, audio_dim=16)
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lrs2")
-    write_toy_lrs2(root, speakers=1, per_speaker=2, n_frames=30, size=32)
-    return ClipStore(lrs2_entries(root, "train"), 32, min_frames=8)
 
 
 def test_yaml_sections_overrides_and_unknown_keys(tmp_path):

@@ -10,9 +10,6 @@ from marlin.lipsync.inception import FIDInceptionV3
 from marlin.lipsync.metrics import lse_from_curve, offset_curve
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
-
-
 def test_lse_on_v_shaped_curve():
     offsets = np.arange(-15, 16)
     curve = 0.5 + 0.1 * np.abs(offsets + 3)  # minimum 0.5 at audio offset -3

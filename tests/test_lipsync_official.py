@@ -12,9 +12,6 @@ from marlin.lipsync.syncnet_v2 import SyncNetV2, official_lse
 from marlin.lipsync.toy import talking_clip
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
-
-
 def test_mfcc_matches_python_speech_features():
     t = np.arange(4000)
     x = (3000 * np.sin(2 * np.pi * 440 * t / 16000) + 1000 * np.sin(2 * np.pi * 3100 * t / 16000) * (t > 1500))

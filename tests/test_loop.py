@@ -12,12 +12,9 @@ from marlin.checkpoints import CheckpointError
 from marlin.downstream.tasks import Task
 from marlin.downstream.train import TrainConfig, fit
 from marlin.lipsync.config import SyncTrainConfig
-from marlin.lipsync.data import ClipStore, lrs2_entries
 from marlin.lipsync.syncnet import SyncNetConfig
-from marlin.lipsync.toy import write_toy_lrs2
 from marlin.loop import decode, encode, write_history
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 TASK = Task("t", "binary", ("neg", "pos"))
 
 
@@ -93,13 +90,6 @@ def test_fit_refuses_a_state_of_another_config(tmp_path):
         fit(_model(0), TASK, _batches()[0], _evaluate, other, progress=False, checkpoint=ck, identity={"fold": 1})
     with pytest.raises(CheckpointError, match=r"fold: checkpoint 1, this run 2"):
         fit(_model(0), TASK, _batches()[0], _evaluate, CFG, progress=False, checkpoint=ck, identity={"fold": 2})
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lrs2")
-    write_toy_lrs2(root, speakers=1, per_speaker=2, n_frames=30, size=32)
-    return ClipStore(lrs2_entries(root, "train"), 32, min_frames=8)
 
 
 SYNC = SyncNetConfig(window=5, face_size=32, width=4, stages=3, embed_dim=16)
