@@ -22,6 +22,7 @@ import numpy as np
 
 from ..config import setting
 from ..errors import MarlinError
+from ..precision import ANY_DEVICE, REQUESTS, Precision, check_name
 
 STUDIES = ("modules", "masking", "ratio", "encoder")
 RANDOM = "random init"  # the floor row: an untrained encoder of the reference arm's configuration
@@ -56,8 +57,9 @@ class AblateSettings:
     random_floor: bool = setting("also probe a randomly initialised encoder of the reference arm (per seed)", True)
     readout_pool: int = setting("average the spatial readout over pool x pool token positions (14x14 -> 7x7)", 2)
     feature_batch: int = setting("windows per encoder call in feature extraction", 32)
-    precision: str = setting("feature extraction precision (marlin.precision): 32, bf16 or auto (bf16 where the "
-                             "CPU computes it natively: 1.5x faster at ablate14_cpu's 1568 tokens here)", "auto")
+    precision: str = setting("feature extraction precision (marlin.precision): 32, bf16, auto (bf16 where the "
+                             "CPU computes it natively: 1.5x faster at ablate14_cpu's 1568 tokens here) or 16 "
+                             "(GPUs, not with downstream)", "auto")
     device: str = setting("device of feature extraction: auto (cuda when available), cpu, cuda[:k] (pretraining "
                           "picks its accelerator itself)", "auto")
     bootstrap: int = setting("paired-bootstrap resamples", 1000)
@@ -75,6 +77,10 @@ class AblateSettings:
             raise MarlinError("steps, seeds and readout_pool must be at least 1")
         if self.ratio_reference not in self.ratios and "ratio" in self.studies:
             raise MarlinError(f"ratio_reference {self.ratio_reference} is not one of the ratios {self.ratios}")
+        check_name(self.precision, REQUESTS)
+        if self.downstream and self.precision not in ANY_DEVICE:  # was silently float32 for the probes
+            raise MarlinError(f"precision {self.precision} with --downstream: the downstream probes extract in "
+                              f"{', '.join(ANY_DEVICE)} (no float16 feature cache); choose one of those")
 
 
 @dataclass
@@ -165,12 +171,11 @@ class Context:
     def __init__(self, s: AblateSettings):
         from .worlds import synthetic_worlds, task_datasets
         from ..downstream.finetune import pick_device
-        from ..precision import resolve_extract_precision
         from ..train import pretrain_config
 
         self.s, self.out = s, Path(s.out_dir)
         self.device = pick_device(s.device)
-        self.precision = resolve_extract_precision(s.precision, self.device)  # resolved: "auto" differs per machine
+        self.precision = Precision.resolve(s.precision, self.device)  # resolved: "auto" differs per machine
         base = pretrain_config(s.config)
         for source in s.downstream:  # read before any world or pretraining: a bad file stops the run at once
             _downstream_config(source, self.out / "encoder.safetensors", self.out, 0, s.precision)
@@ -220,7 +225,7 @@ def run_arm(ctx: Context, arm: Arm | None, seed: int) -> dict:
     cfg = arm_config(s, arm or Arm(RANDOM, {}), seed)
     random = arm is None
     folder = record_folder(ctx, arm, seed)
-    what_features = [cfg.to_dict(), ctx.data_id, random, s.readout_pool, ctx.precision]
+    what_features = [cfg.to_dict(), ctx.data_id, random, s.readout_pool, ctx.precision.name]
     key = _digest(what_features + ([list(s.downstream)] if s.downstream else []))
     done = _read_json(folder / "result.json")
     if done and done.get("key") == key:
@@ -256,7 +261,7 @@ def _downstream_config(source: str, weights: Path, folder: Path, seed: int, prec
 
     return load_run_config(source, values={"encoder.model": None, "encoder.weights": str(weights), "seeds": [seed],
                                            "out": str(folder / "downstream" / Path(source).stem),
-                                           "extract_precision": precision if precision != "16" else "32"})
+                                           "extract_precision": precision})
 
 
 def _downstream(ctx: Context, source: str, encoder, folder: Path, seed: int) -> tuple[str, str, str, float]:
@@ -333,7 +338,7 @@ def _features(ctx: Context, encoder, cfg, folder: Path, key: str) -> np.ndarray:
                       ctx.precision, progress=ctx.s.progress, desc=f"features {folder.parent.name}")["arm"]
     x = pool_readout(x, cfg.model.grid[1:], ctx.s.readout_pool)
     save_npy(path, x)
-    write_json(rec, {"key": key, "videos": ctx.videos, "shape": list(x.shape), "precision": ctx.precision})
+    write_json(rec, {"key": key, "videos": ctx.videos, "shape": list(x.shape), "precision": ctx.precision.name})
     return x
 
 

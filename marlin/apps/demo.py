@@ -21,6 +21,7 @@ import torch
 
 from ..config import setting as _help  # a section field with its help text
 from ..downstream.probes import PROBES, READOUTS, encode_videos, probe_all
+from ..precision import ANY_DEVICE, Precision, check_name
 from .worlds import synthetic_worlds, task_datasets, task_metric
 
 
@@ -55,8 +56,7 @@ class DemoSettings:
     def __post_init__(self):
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        check_name(self.precision, PRECISIONS)
 
 
 def _say(msg: str) -> None:
@@ -64,7 +64,7 @@ def _say(msg: str) -> None:
 
 
 CHECK = "logistic"  # the check's probe, decided before it was measured on any demo features (docs/demo.md)
-PRECISIONS = ("32", "bf16", "auto")  # extraction precisions the demo offers (marlin.precision; "16" is GPU-only)
+PRECISIONS = ANY_DEVICE  # the extraction precisions the demo offers: those of every device ("16" is GPU-only)
 
 
 def compare(pre: dict, rnd: dict, probe: str, seed: int = 0) -> dict:
@@ -223,9 +223,7 @@ def run_demo(s: DemoSettings) -> dict:
     _say(f"    {main.iterations} iterations in {main.seconds / 60:.1f} min (stopped by {main.stopped_by})")
     lap("pretraining")
 
-    from ..precision import resolve_extract_precision
-
-    precision = resolve_extract_precision(s.precision, "cpu")  # recorded resolved ("auto" differs per machine)
+    precision = Precision.resolve(s.precision, "cpu")  # recorded resolved ("auto" differs per machine)
     _say(f"3/4 features ({precision}) + linear probes: pretrained vs random encoder of the same size")
     datasets = task_datasets(data_dir, test_dir, s.test_items)
     encoders = {name: Marlin.from_file(None, r.exports["safetensors"], full_model=False) for name, r in runs.items()}
@@ -253,7 +251,7 @@ def run_demo(s: DemoSettings) -> dict:
                         "final_rec_loss": next((r["rec_loss"] for r in reversed(main.history)
                                                 if r.get("kind") == "train" and "rec_loss" in r), None),
                         "exports": {k: str(v) for k, v in main.exports.items()}},
-        "feature_precision": precision,
+        "feature_precision": precision.name,
         "splits": {k: len(v) for k, v in next(iter(datasets.values())).splits.items()},
         "metrics": {t: task_metric(t) for t in datasets},
         "results": results, "check_probe": CHECK, **comparisons[CHECK],
