@@ -1,14 +1,12 @@
 """Face pipeline on the real sample videos: detection rate, box IoU vs the official crops, smoothness, parsing."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import SAMPLES
 from marlin.face import FacePipeline
 from marlin.face.detector import iou
-
-SAMPLES = Path("../shared/samples")
 
 
 @pytest.fixture(scope="module")

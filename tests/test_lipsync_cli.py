@@ -18,9 +18,6 @@ from marlin.video import read_frames
 TINY = ["--face-size", "32", "--width", "8"]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:

@@ -17,9 +17,6 @@ CFG = SyncNetConfig(window=5, face_size=32, width=8, stages=3, embed_dim=32)
 STEPS = 240
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("lrs2")
