@@ -169,6 +169,8 @@ def test_one_rounding_rule_where_the_official_counts_differ():
     groups: 8 x 2 x 2 at 0.85 kept ceil(8 x 0.15) = 2 tubelets for 4 visible tokens; now 1 whole tubelet."""
     spec = MaskSpec("frame", 0.85)
     assert spec.num_visible(32) == 4 and spec.num_groups(32, 4) == 1 and math.ceil(8 * 0.15) == 2
+    # 8 x 14 x 14 at 0.01: 1552 visible tokens fill 194 tubes; the official count kept 195 and trimmed 8 tokens
+    assert MaskSpec("tube", 0.01).num_groups(1568, 8) == 194 and math.ceil(196 * 0.99) == 195
     row = make_masks(spec, 1, (8, 2, 2), generator=torch.Generator().manual_seed(0))[0].view(8, 4)
     assert row.all(1).sum() == 1 and row.sum() == 4
 
