@@ -2,17 +2,15 @@
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import ROOT, SAMPLES
 from helpers import tiny_config
 from marlin.downstream.datasets import DatasetError, load_dataset
 from marlin.downstream.datasets.mosei import EMOTIONS
 from marlin.video import write_video
-
-SAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "samples"
 
 
 @pytest.fixture(scope="module")
@@ -443,11 +441,10 @@ def test_ffpp_documented_preprocess_recipe_finds_every_sample(tmp_path):
     from marlin.downstream.config import load_run_config
     from marlin.video import read_frames
 
-    repo = Path(__file__).resolve().parents[1]
-    recipe = _ffpp_recipe((repo / "docs" / "downstream.md").read_text())
+    recipe = _ffpp_recipe((ROOT / "docs" / "downstream.md").read_text())
     assert len(recipe) == 2
     for name in ("ffpp_c23_ft", "ffpp_c40_ft"):
-        text = (repo / "marlin" / "configs" / "downstream" / f"{name}.yaml").read_text()
+        text = (ROOT / "marlin" / "configs" / "downstream" / f"{name}.yaml").read_text()
         assert all(f"#   {line}\n" in text for line in recipe), name
     root = tmp_path / "FaceForensics++"
     frames = read_frames(SAMPLES / "video01.mp4", range(0, 8, 2))  # a face, 4 frames

@@ -2,18 +2,16 @@
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from conftest import SAMPLES
 from marlin.cli import main
 from marlin.data.layout import list_items, load_item
 from marlin.face.preprocess import FAILURES, SUMMARY
 from marlin.video import read_frames, write_video
-
-SAMPLES = Path("../shared/samples")
 
 
 @pytest.fixture(scope="module")

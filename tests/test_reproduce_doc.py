@@ -14,12 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import FIXTURES, ROOT, SAMPLES
 from marlin.cli import main
 from marlin.video import read_frames, write_video
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "official" / "tiny224"  # its tiny.yaml: the official layout
-SAMPLES = ROOT.parent / "shared" / "samples"
 RELEASE = "https://github.com/ControlNet/MARLIN/releases/download/model_v1/"
 PRESETS = ("marlin_vit_small_ytf", "marlin_vit_base_ytf", "marlin_vit_large_ytf")
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import ROOT
+
 FRAMES, SIZE = 16, 64
 # (seed, k, raw_videos): two real items (glasses, beard, lipstick, talking; hat, glasses, talking), the three kinds
 # of manipulation (swap with hat, glasses and long hair; lip-sync "mouth"; flicker with hat and glasses), one with
@@ -146,14 +148,11 @@ def test_items_are_those_of_the_original_generator(case, tmp_path):
 def test_the_install_pins_the_builds_the_digests_were_recorded_with():
     """scripts/install.sh installs with scripts/constraints.txt; its OpenCV and PyAV are those of the digests, so
     a fresh clone draws the recorded world (and the README's demo numbers), and a new pin needs new digests."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    pins = dict(line.split("==") for line in (root / "scripts" / "constraints.txt").read_text().splitlines()
+    pins = dict(line.split("==") for line in (ROOT / "scripts" / "constraints.txt").read_text().splitlines()
                 if "==" in line and not line.startswith("#"))
     assert pins["opencv-python-headless"].startswith(RECORDED_WITH["opencv"] + ".")
     assert pins["av"] == RECORDED_WITH["av"]
-    assert "-c scripts/constraints.txt" in (root / "scripts" / "install.sh").read_text()
+    assert "-c scripts/constraints.txt" in (ROOT / "scripts" / "install.sh").read_text()
 
 
 if __name__ == "__main__":  # print the table for the code on sys.path (how EXPECTED was made, with 925db11)
