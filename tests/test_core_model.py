@@ -80,14 +80,44 @@ def test_yaml_config(fixtures_dir):
         resolve_config("marlin_vit_huge")
 
 
-def test_layer_scale_and_other_sizes():
+def test_layer_scale_gammas_scale_each_branch_and_load_from_official_keys(fixtures_dir, inputs, tmp_path):
+    """Layer-scale (init_values > 0): per-channel gamma_1 / gamma_2 multiply each block's attention and MLP branches,
+    x + g1 * attn(norm1(x)), then + g2 * mlp(norm2(x)), and are read from the official keys
+    encoder.blocks.{i}.gamma_{1,2}. With every gamma 1 the official fixture (made without layer-scale) comes back."""
     cfg = tiny_config(init_values=0.1)
     model = Marlin(cfg)
-    assert model.encoder.blocks[0].gamma_1 is not None
-    x = torch.rand(2, 3, 4, 32, 32)
+    block = model.encoder.blocks[0]
+    torch.manual_seed(0)
+    with torch.no_grad():  # the block's formula, by hand, with gammas far from their initial value
+        block.gamma_1.uniform_(-2, 2)
+        block.gamma_2.uniform_(-2, 2)
+        h = torch.randn(2, 8, cfg.encoder_embed_dim)
+        mid = h + block.gamma_1 * block.attn(block.norm1(h))
+        torch.testing.assert_close(block(h), mid + block.gamma_2 * block.mlp(block.norm2(mid)))
+    x = torch.rand(2, 3, 4, 32, 32)  # the full model runs with layer-scale in encoder and decoder
     mask = torch.zeros(2, cfg.num_tokens, dtype=torch.bool)
     mask[:, :3] = True
     assert model(x, mask).shape == (2, cfg.num_tokens - 3, cfg.patch_dim)
+
+    # an official-format encoder file: the fixture's tensors plus gamma keys, read with the YAML's init_values
+    x, _ = inputs
+    yaml_path = tmp_path / "tiny_ls.yaml"
+    yaml_path.write_text((fixtures_dir / "tiny.yaml").read_text().replace("init_values: 0.0", "init_values: 0.1"))
+    state = torch.load(fixtures_dir / "tiny.encoder.pt", weights_only=True)
+    official = np.load(fixtures_dir / "features_seq.npy")
+
+    def features_with(gammas: dict):
+        torch.save({**state, **gammas}, tmp_path / "ls.encoder.pt")
+        loaded = Marlin.from_file(yaml_path, tmp_path / "ls.encoder.pt")
+        for key, value in gammas.items():
+            assert torch.equal(loaded.state_dict()[key], value), key
+        return loaded.extract_features(x, keep_seq=True).numpy()
+
+    keys = [f"encoder.blocks.{i}.gamma_{k}" for i in range(2) for k in (1, 2)]
+    assert np.abs(features_with({k: torch.ones(48) for k in keys}) - official).max() <= TOL
+    g = torch.Generator().manual_seed(1)
+    scaled = features_with({k: 0.5 + torch.rand(48, generator=g) for k in keys})
+    assert np.abs(scaled - official).max() > 0.05  # the gammas are applied
 
 
 def test_bad_shapes_and_dtypes_are_named():
