@@ -260,6 +260,13 @@ def test_parts_and_a_merge_equal_one_run(world, tmp_path, capsys):
     # a part of another run's options is refused, naming what differs
     code, err = _predict([*inputs, "--run", runs["lp_app"], "--part", "1/2", "--out", parts], capsys)
     assert code == 2 and "other settings" in err and "per_clip" in err
+    # a video's predictions lost after its part ran
+    kept = parts / "videos" / f"{inputs[0].name}.json"
+    lost = kept.with_suffix(".kept")
+    kept.rename(lost)
+    code, err = _predict(["--merge", "--out", parts], capsys)
+    assert code == 2 and "1 outputs are missing" in err and inputs[0].name in err
+    lost.rename(kept)
     # parts of other inputs, and an incomplete split
     assert _predict([*inputs[1:], "--run", runs["lp_app"], "--per-clip", "--part", "1/2", "--out", parts])[0] in (0, 1)
     code, err = _predict(["--merge", "--out", parts], capsys)

@@ -273,14 +273,19 @@ def _dest(out: Path, name: str) -> Path:
     return out / PER_VIDEO / f"{name}.json"
 
 
+def _read_predictions(out: Path, names: Iterable[str]) -> list[Prediction]:
+    """The predictions of the inputs ``names`` (in that order) kept in ``OUT/videos`` (failed inputs have none)."""
+    return [Prediction(**p) for name in names if _dest(out, name).is_file()
+            for p in json.loads(_dest(out, name).read_text())["predictions"]]
+
+
 def _write_predictions(out: Path, record: dict, names: Iterable[str]) -> list[Prediction]:
-    """``predictions.csv`` and ``predictions.json`` of the inputs ``names`` (in that order) from their
-    ``videos/<name>.json`` (failed inputs have none); returns the predictions."""
+    """``predictions.csv`` and ``predictions.json`` of the inputs ``names`` (in that order); returns the
+    predictions."""
     from ..atomic import to_json, write_json, write_text
 
     options = record["options"]
-    predictions = [Prediction(**p) for name in names if _dest(out, name).is_file()
-                   for p in json.loads(_dest(out, name).read_text())["predictions"]]
+    predictions = _read_predictions(out, names)
     columns, rows = _rows(Task.from_dict(record["run"]["task"]), predictions, options["faces"])
     text = io.StringIO()
     writer = csv.DictWriter(text, columns + ["run", "encoder_sha256", "options"], extrasaction="ignore",
@@ -332,8 +337,7 @@ def predict_videos(predictor: Predictor, inputs: Sequence, out, crop_face: bool 
     names = [name for _, name in jobs]
     if part is not None:
         write_json(out / f"predict.{part_tag(part)}.json", part_record(part, inputs_seen, jobs, result))
-        return [Prediction(**p) for name in names if _dest(out, name).is_file()
-                for p in json.loads(_dest(out, name).read_text())["predictions"]], result
+        return _read_predictions(out, names), result
     return _write_predictions(out, record, names), result
 
 
