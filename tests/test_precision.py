@@ -1,5 +1,7 @@
-"""Extraction precision: `auto | 32 | bf16 | 16` through every entry point (API, `marlin extract`, the downstream
-feature cache), `auto` per hardware, the precision recorded with the outputs, bf16 close to float32."""
+"""Precision: `auto | 32 | bf16 | 16` through every entry point (API, `marlin extract`, `marlin predict`, the
+downstream feature cache and model, the deploy runtimes, demo / ablate settings, pretraining's Lightning names),
+`auto` per hardware, the precision recorded with the outputs, bf16 close to float32. One set of names and one
+resolution (`marlin.precision.Precision`): each test of a removed value set checks its behaviour there."""
 import json
 
 import numpy as np
@@ -9,6 +11,7 @@ from helpers import tiny_config
 
 from marlin import Marlin
 from marlin.cli import main
+from marlin.precision import Precision
 from marlin.video import write_video
 
 
@@ -31,18 +34,30 @@ def official(fixtures_dir):
 
 
 def test_auto_resolves_per_hardware(monkeypatch):
-    from marlin.precision import resolve_extract_precision
-
     _cpu_bf16(monkeypatch, False)
-    assert resolve_extract_precision("auto", "cpu") == "32"
-    assert resolve_extract_precision("auto", "cuda") == "bf16"
+    assert Precision.resolve("auto", "cpu") is Precision.FP32
+    assert Precision.resolve("auto", "cuda") is Precision.BF16
     _cpu_bf16(monkeypatch, True)
-    assert resolve_extract_precision("auto", "cpu") == "bf16"
-    assert resolve_extract_precision("32", "cpu") == "32" and resolve_extract_precision("16", "cuda:0") == "16"
+    assert Precision.resolve("auto", "cpu") is Precision.BF16
+    assert Precision.resolve("32", "cpu") is Precision.FP32 and Precision.resolve("16", "cuda:0") is Precision.FP16
     with pytest.raises(ValueError, match="needs a GPU"):
-        resolve_extract_precision("16", "cpu")
-    with pytest.raises(ValueError, match="precision must be one of"):
-        resolve_extract_precision("fp8", "cpu")
+        Precision.resolve("16", "cpu")
+    with pytest.raises(ValueError, match="precision must be one of auto, 32, bf16, 16, got 'fp8'"):
+        Precision.resolve("fp8", "cpu")
+
+
+def test_a_precision_names_what_records_store_and_lightning_runs():
+    """`.name` is what records store (unchanged), `.lightning` the runner's Lightning name, `.autocast` the dtype."""
+    assert [p.name for p in (Precision.FP32, Precision.BF16, Precision.FP16)] == ["32", "bf16", "16"]
+    assert [p.lightning for p in (Precision.FP32, Precision.BF16, Precision.FP16)] == ["32-true", "bf16-mixed",
+                                                                                          "16-mixed"]
+    assert Precision.named("bf16-mixed") is Precision.BF16 and str(Precision.BF16) == "bf16"
+    with pytest.raises(ValueError, match="not a resolved precision"):
+        Precision.named("auto")
+    with Precision.BF16.autocast("cpu"):
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+    with Precision.FP32.autocast("cpu"):
+        assert not torch.is_autocast_enabled("cpu")
 
 
 def test_bf16_features_close_to_official_fp32(official, fixtures_dir):
@@ -172,13 +187,168 @@ def test_a_record_without_precision_is_float32(tmp_path):
 
 def test_auto_is_float32_on_gpus_without_native_bf16(monkeypatch):
     """A V100 / T4 emulates bf16 (slower than float32): `auto` must not pick it there, nor in pretraining."""
-    from marlin.precision import resolve_extract_precision
     from marlin.train.runner import resolve_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
-    assert resolve_extract_precision("auto", "cuda") == "32"
+    assert Precision.resolve("auto", "cuda") is Precision.FP32
     assert resolve_precision("auto", on_gpu=True) == "32-true"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
-    assert resolve_extract_precision("auto", "cuda") == "bf16"
+    assert Precision.resolve("auto", "cuda") is Precision.BF16
     assert resolve_precision("auto", on_gpu=True) == "bf16-mixed"
+
+
+# ---- one test per removed value set: its behaviour at the one place that remains ------------------------------
+def _one_error_line(err: str, command: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"marlin {command}: error:") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_extract_and_predict_flags_take_the_names_and_rules_of_marlin_precision(tiny_ckpt, tmp_path, capsys):
+    """`marlin extract` / `marlin predict --precision`: the choices are `REQUESTS` (no set of their own), and a
+    precision the device cannot run ends the command with one line, exit 2, before any model or run is read."""
+    import argparse
+
+    from marlin.cli import extract, predict
+    from marlin.precision import REQUESTS
+
+    for command in (extract, predict):
+        parser = argparse.ArgumentParser()
+        command.add_arguments(parser)
+        assert next(a for a in parser._actions if a.dest == "precision").choices is REQUESTS
+    ckpt, video = tiny_ckpt
+    capsys.readouterr()
+    assert _extract(ckpt, video, tmp_path / "o16", "--precision", "16") == 2
+    assert "--precision 16: precision '16' (float16 autocast) needs a GPU" in _one_error_line(
+        capsys.readouterr().err, "extract")
+    assert not (tmp_path / "o16").exists()
+    assert main(["predict", str(video), "--run", str(tmp_path / "no_run"), "--out", str(tmp_path / "p"),
+                 "--precision", "16", "--device", "cpu"]) == 2
+    assert "--precision 16" in _one_error_line(capsys.readouterr().err, "predict")
+
+
+def test_marlin_extract_resolves_once_and_inner_functions_never_again(tiny_ckpt, tmp_path, monkeypatch):
+    """From the flag to the autocast: one `Precision.resolve` (the CLI's); `video_features`, `backend_model`,
+    `Marlin.extract_features` take the resolved value as it is."""
+    ckpt, video = tiny_ckpt
+    calls = []
+    resolve = Precision.resolve.__func__
+
+    def counted(cls, *args, **kwargs):
+        calls.append(args)
+        return resolve(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Precision, "resolve", classmethod(counted))
+    _cpu_bf16(monkeypatch, True)
+    assert _extract(ckpt, video, tmp_path / "out", "--precision", "auto") == 0
+    assert len(calls) == 1 and calls[0][0] == "auto"
+    assert json.loads((tmp_path / "out" / "features.json").read_text())["precision"] == "bf16"
+    # the API: a name is resolved once at the public entry, a Precision not at all
+    model = Marlin.from_file(None, ckpt, full_model=False)
+    calls.clear()
+    ref = model.extract_video(video, precision="bf16")
+    assert len(calls) == 1
+    calls.clear()
+    assert torch.equal(model.extract_video(video, precision=Precision.BF16), ref) and not calls
+    assert np.array_equal(ref.numpy(), np.load(tmp_path / "out" / "v.npy"))
+
+
+def test_downstream_config_takes_its_allowed_names_from_marlin_precision():
+    """extract_precision: `ANY_DEVICE` (no float16 cache); fine-tuning precision: `TRAINABLE` (was checked only
+    when the fine-tuning model was built)."""
+    from marlin.config import ConfigError
+    from marlin.downstream.config import load_run_config
+
+    base = {"dataset": "csv", "root": "x"}
+    for key, bad, good in (("extract_precision", "16", "auto"), ("precision", "auto", "bf16"),
+                           ("precision", "16", "32"), ("extract_precision", "fp32", "bf16")):
+        with pytest.raises(ConfigError, match=f"{key} must be one of"):
+            load_run_config({**base, key: bad})
+        assert getattr(load_run_config({**base, key: good}), key) == good
+
+
+def test_downstream_model_runs_its_encoder_in_the_resolved_precision(tmp_path):
+    """`VideoClassifier` takes a Precision (bf16: the encoder under autocast, the head float32); a fine-tuning
+    checkpoint's recorded name comes back as that Precision."""
+    from marlin.downstream.model import VideoClassifier, classifier_from_checkpoint, save_downstream_checkpoint
+    from marlin.models.encoder import MarlinEncoder
+
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model = VideoClassifier(MarlinEncoder(cfg), 3, Precision.BF16).eval()
+    x = torch.rand(2, 3, cfg.n_frames, cfg.img_size, cfg.img_size)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        feats = model.encoder.extract_features(x, keep_seq=False)
+    with torch.no_grad():
+        out = model(x)
+        assert out.dtype == torch.float32 and torch.equal(out, model.head(feats))
+        fp32 = VideoClassifier(model.encoder, 3, Precision.FP32)
+        fp32.head = model.head
+        assert not torch.allclose(fp32(x), out, atol=1e-6)  # bf16 really ran
+    path = tmp_path / "model.safetensors"
+    save_downstream_checkpoint(path, model.state_dict(), {"mode": "finetune", "marlin_config": cfg.to_dict(),
+                                                         "run": {"precision": "bf16"}})
+    assert classifier_from_checkpoint(path)[0].precision is Precision.BF16
+
+
+def test_deploy_runtimes_rules_live_in_precision_resolve(monkeypatch):
+    """What `deploy.resolve_backend_precision` decided: onnxruntime float32 only, OpenVINO bf16 where its CPU plugin
+    computes it, both on the CPU only."""
+    import marlin.deploy as deploy
+
+    monkeypatch.setattr(deploy, "require_backend", lambda backend, what=None: None)  # the runtime itself not needed
+    assert Precision.resolve("auto", "cpu", "onnxruntime") is Precision.FP32
+    with pytest.raises(ValueError, match="onnxruntime backend runs float32 only"):
+        Precision.resolve("bf16", "cpu", "onnxruntime")
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        Precision.resolve("32", "cuda", "onnxruntime")
+    for native, auto in ((True, Precision.BF16), (False, Precision.FP32)):
+        monkeypatch.setattr(deploy, "_openvino_bf16", lambda: native)
+        assert Precision.resolve("auto", "cpu", "openvino") is auto
+    with pytest.raises(ValueError, match="OpenVINO computes bf16 only"):
+        Precision.resolve("bf16", "cpu", "openvino")
+    with pytest.raises(ValueError, match="needs a GPU"):
+        Precision.resolve("16", "cpu", "openvino")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Precision.resolve("int8", "cpu", "openvino")
+    assert deploy.resolve_backend_precision("onnxruntime", "auto", "cpu") == "32"
+
+
+def test_demo_settings_offer_the_precisions_of_every_device():
+    from marlin.apps.demo import DemoSettings
+    from marlin.precision import ANY_DEVICE
+
+    for bad in ("16", "x"):
+        with pytest.raises(ValueError, match=f"precision must be one of auto, 32, bf16, got '{bad}'"):
+            DemoSettings(precision=bad)
+    assert all(DemoSettings(precision=p).precision == p for p in ANY_DEVICE)
+
+
+def test_ablate_refuses_float16_with_downstream_probes_instead_of_probing_in_float32():
+    """ablate turned precision 16 into 32 for its --downstream probes without a word; now it says so at once."""
+    from marlin.apps.ablate import AblateSettings
+    from marlin.errors import MarlinError
+
+    with pytest.raises(MarlinError, match="precision 16 with --downstream"):
+        AblateSettings(precision="16", downstream=["celebvhq_appearance"])
+    with pytest.raises(ValueError, match="precision must be one of"):
+        AblateSettings(precision="fp16")
+    assert AblateSettings(precision="16").precision == "16"  # on a GPU, without downstream probes
+    assert AblateSettings(precision="bf16", downstream=["celebvhq_appearance"]).precision == "bf16"
+
+
+def test_pretraining_lightning_names_are_derived_from_precision():
+    """The runner's Lightning names are `Precision.lightning`; the pretrain config takes `PRETRAIN_REQUESTS` and
+    refuses float16 (and names Lightning has but training does not support) when it is made."""
+    from marlin.config import ConfigError
+    from marlin.train import pretrain_config
+    from marlin.train.runner import resolve_precision
+
+    assert resolve_precision(None, on_gpu=False) == Precision.FP32.lightning
+    assert resolve_precision("bf16", on_gpu=False) == resolve_precision("bf16-mixed", on_gpu=False) == "bf16-mixed"
+    assert resolve_precision("32", on_gpu=True) == "32-true"
+    for bad in ("16-mixed", "16", "bf16-true"):
+        with pytest.raises(ConfigError, match=f"precision {bad} is not supported"):
+            pretrain_config("tiny_cpu", values={"trainer.precision": bad})
+    assert pretrain_config("tiny_cpu", values={"trainer.precision": "bf16-mixed"}).trainer.precision == "bf16-mixed"
