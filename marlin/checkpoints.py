@@ -192,24 +192,35 @@ def suggest_config(sd: dict, presets: dict | None = None) -> str:
     return hint
 
 
-def load_into(module: nn.Module, sd: dict, source="<checkpoint>", strict: bool = True,
-              presets: dict | None = None) -> None:
-    """Load `sd` into `module`, raising ONE error that lists missing/unexpected keys and shape conflicts, and the
-    architecture the file suggests (`suggest_config`, naming a matching one of ``presets``)."""
+# Entries a file may lack: buffers the module rebuilds itself (MARLIN's fixed sine-cosine tables, which VideoMAE
+# files omit; BatchNorm's step counter, which files written before it existed lack).
+REBUILT = ("pos_embedding.emb", "num_batches_tracked")
+
+
+def load_into(module: nn.Module, sd: dict, source="<checkpoint>", strict: bool = True, presets: dict | None = None,
+              problem: str = "checkpoint does not fit the model") -> nn.Module:
+    """Load `sd` into `module` after ONE check of the whole file, the one every loader uses: entries that are not
+    tensors, missing keys (but `REBUILT` buffers), unexpected keys and shape conflicts are one `CheckpointError`
+    line, "<source>: <problem>: missing keys (n): ...; unexpected keys (n): ...; shape conflicts (n): ...", with
+    the architecture the file suggests where ``presets`` is given (a MARLIN model: `suggest_config` names a
+    matching preset). Not ``strict``: missing and unexpected keys are allowed, only the module's keys load."""
+    bad = [k for k, v in sd.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(f"{source}: entries that are not tensors: {bad[:5]}")
     own = module.state_dict()
-    # The sine-cosine tables are fixed: files may omit them (VideoMAE does), the model rebuilds them.
-    missing = [k for k in own if k not in sd and not k.endswith("pos_embedding.emb")]
+    missing = [k for k in own if k not in sd and not k.endswith(REBUILT)]
     unexpected = [k for k in sd if k not in own]
     conflicts = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
                  for k in sd if k in own and sd[k].shape != own[k].shape]
     if conflicts or (strict and (missing or unexpected)):
-        lines = [f"{source}: checkpoint does not fit the model"]
-        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape conflicts", conflicts)):
-            if items:
-                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:12]) + (" ..." if len(items) > 12 else ""))
-        lines.append(f"  the file suggests: {suggest_config(sd, presets)}")
-        raise CheckpointError("\n".join(lines))
+        parts = [f"{title} ({len(items)}): " + ", ".join(items[:12]) + (" ..." if len(items) > 12 else "")
+                 for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                                      ("shape conflicts", conflicts)) if items]
+        if presets is not None:
+            parts.append(f"the file suggests: {suggest_config(sd, presets)}")
+        raise CheckpointError(f"{source}: {problem}: " + "; ".join(parts))
     module.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+    return module
 
 
 def save_container(path, tensors: dict[str, Tensor], kind: str, config: dict | None = None,

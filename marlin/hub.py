@@ -61,6 +61,7 @@ def download(url: str, dest: Path, progress: bool = True, chunk: int = 1 << 20, 
 
 
 def clean_cache(verbose: bool = True) -> None:
+    """`Marlin.clean_cache`: delete the downloaded release files (`cache_dir()`)."""
     path = cache_dir()
     if path.exists():
         shutil.rmtree(path)

@@ -85,7 +85,7 @@ def test_mismatch_lists_keys_and_suggests_config(fixtures_dir):
     with pytest.raises(CheckpointError) as e:
         Marlin.from_file("marlin_vit_small_ytf", fixtures_dir / "tiny.full.pt")
     msg = str(e.value)
-    assert "tiny.full.pt" in msg and "missing keys" in msg and "shape conflicts" in msg
+    assert "tiny.full.pt" in msg and "missing keys" in msg and "shape conflicts" in msg and "\n" not in msg
     assert "encoder embed_dim 48, depth 2" in msg and "decoder embed_dim 32" in msg
 
 

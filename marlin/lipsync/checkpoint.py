@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..checkpoints import CheckpointError, load_file
+from ..checkpoints import CheckpointError, load_file, load_into
 from ..loop import read_state
 
 OLD_FORMAT = "marlin-lipsync/1"
@@ -68,9 +68,7 @@ def load_syncnet(path):
         net = SyncNet(SyncNetConfig(window=WINDOW, face_size=FACE_SIZE, arch="wav2lip"))
         return load_released(net, sd, "syncnet", path).eval()
     ck = load_lipsync_checkpoint(path, "syncnet", raw)
-    net = SyncNet(model_config(SyncNetConfig, ck["config"], path))
-    net.load_state_dict(ck["model"])
-    return net.eval()
+    return load_into(SyncNet(model_config(SyncNetConfig, ck["config"], path)), ck["model"], path).eval()
 
 
 def load_generator(path):
@@ -83,9 +81,7 @@ def load_generator(path):
         gen = Generator(GeneratorConfig(encoder="wav2lip", face_size=FACE_SIZE))
         return load_released(gen, sd, "generator", path).eval()
     ck = load_lipsync_checkpoint(path, "generator", raw)
-    gen = Generator(model_config(GeneratorConfig, ck["config"], path))
-    gen.load_state_dict(ck["model"])
-    return gen.eval()
+    return load_into(Generator(model_config(GeneratorConfig, ck["config"], path)), ck["model"], path).eval()
 
 
 def load_discriminator_weights(disc, path) -> None:
@@ -99,7 +95,7 @@ def load_discriminator_weights(disc, path) -> None:
     ck = load_lipsync_checkpoint(path, "generator", raw)
     if "disc" not in ck:
         raise CheckpointError(f"{path}: generator checkpoint without a discriminator")
-    disc.load_state_dict(ck["disc"])
+    load_into(disc, ck["disc"], path, problem="its discriminator does not fit")
 
 
 def model_config(cls, data: dict, source):

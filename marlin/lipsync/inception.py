@@ -144,24 +144,15 @@ class FIDInceptionV3(nn.Module):
     @classmethod
     def from_file(cls, path) -> "FIDInceptionV3":
         """Weights from pytorch-fid's state dict (weights-only loading; ``fc.*`` and ``AuxLogits.*`` ignored)."""
-        from ..checkpoints import CheckpointError, load_file
+        from ..checkpoints import CheckpointError, load_file, load_into
 
         sd = load_file(path)
         if isinstance(sd, dict) and sd.get("__safetensors__"):
             sd = sd["tensors"]
         if not isinstance(sd, dict) or not sd:
             raise CheckpointError(f"{path}: not an InceptionV3 state dict")
-        net = cls()
-        own = net.state_dict()
         sd = {k: v for k, v in sd.items() if not k.startswith(("fc.", "AuxLogits."))}
-        missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
-        unexpected = [k for k in sd if k not in own]
-        shapes = [k for k in sd if k in own and tuple(sd[k].shape) != tuple(own[k].shape)]
-        if missing or unexpected or shapes:
-            raise CheckpointError(f"{path}: not pytorch-fid InceptionV3 weights (missing {missing[:5]}, "
-                                  f"unexpected {unexpected[:5]}, wrong shapes {shapes[:5]})")
-        net.load_state_dict(sd, strict=False)
-        return net
+        return load_into(cls(), sd, path, problem="not pytorch-fid InceptionV3 weights")
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:

@@ -55,18 +55,9 @@ class SyncNetV2(nn.Module):
 
     @classmethod
     def from_state_dict(cls, sd: dict, source="<state dict>") -> "SyncNetV2":
-        from ..checkpoints import CheckpointError
+        from ..checkpoints import load_into
 
-        net = cls()
-        own = net.state_dict()
-        missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
-        unexpected = [k for k in sd if k not in own]
-        shapes = [k for k in sd if k in own and tuple(sd[k].shape) != tuple(own[k].shape)]
-        if missing or unexpected or shapes:
-            raise CheckpointError(f"{source}: not syncnet_python's syncnet_v2 weights (missing {missing[:4]}, "
-                                  f"unexpected {unexpected[:4]}, wrong shapes {shapes[:4]})")
-        net.load_state_dict(sd, strict=False)
-        return net.eval()
+        return load_into(cls(), sd, source, problem="not syncnet_python's syncnet_v2 weights").eval()
 
 
 def is_official(sd) -> bool:

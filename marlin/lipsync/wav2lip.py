@@ -175,21 +175,9 @@ def rename(sd: dict, network: str) -> dict:
 def load_released(module: nn.Module, sd: dict, network: str, source) -> nn.Module:
     """Load a released state dict (Wav2Lip's names) into ``module``; any missing or unexpected parameter or shape
     conflict is one error naming the file. Files older than BatchNorm's ``num_batches_tracked`` still load."""
-    from ..checkpoints import CheckpointError
+    from ..checkpoints import CheckpointError, load_into
 
     found = released_network(sd)
     if found != network:
         raise CheckpointError(f"{source}: holds Wav2Lip's {FILES[found]}, expected {FILES[network]}")
-    bad = [k for k, v in sd.items() if not isinstance(v, Tensor)]
-    if bad:
-        raise CheckpointError(f"{source}: entries that are not tensors: {bad[:5]}")
-    ours, own = rename(sd, network), module.state_dict()
-    missing = [k for k in own if k not in ours and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in ours if k not in own]
-    shapes = [f"{k}: file {tuple(ours[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in ours if k in own and ours[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        raise CheckpointError(f"{source}: does not fit Wav2Lip's {FILES[network]} (missing {missing[:4]}, "
-                              f"unexpected {unexpected[:4]}, shape conflicts {shapes[:4]})")
-    module.load_state_dict(ours, strict=False)
-    return module
+    return load_into(module, rename(sd, network), source, problem=f"does not fit Wav2Lip's {FILES[network]}")

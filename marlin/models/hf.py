@@ -26,12 +26,12 @@ from ..checkpoints import (
     CheckpointError,
     has_decoder,
     load_file,
-    load_into,
     videomae_head_order,
     write_safetensors,
 )
 from ..errors import require
-from .config import PRESETS, MarlinConfig
+from .config import MarlinConfig
+from .files import build_model
 
 WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
@@ -261,13 +261,8 @@ def load_pretrained(cls, source, revision: str | None = None, full: bool | None 
     elif full and not has_decoder(sd):
         raise CheckpointError(f"{source}: holds only the encoder; full=True needs the decoder weights (a full "
                               f"model's save_pretrained, or a VideoMAEForPreTraining folder)")
-    if not full:
-        sd = {k: v for k, v in sd.items() if k.startswith("encoder.")}
-    model = cls(config, full_model=full)
     label = str(source) if info["folder"] == Path(source) else f"{source} ({info['folder']})"
-    load_into(model, sd, source=label, presets=PRESETS)
-    model.training_record = info["training"]
-    return model
+    return build_model(cls, config, sd, full, label, info["training"])
 
 
 # ---- writing ----------------------------------------------------------------------------------------------

@@ -7,9 +7,10 @@ import torch
 from torch import Tensor, nn
 
 from ..precision import Precision
-from .config import PRESETS, MarlinConfig, resolve_config
+from .config import MarlinConfig, resolve_config
 from .decoder import MarlinDecoder
 from .encoder import MarlinEncoder
+from .files import export_official, load_model, load_release
 
 
 class Marlin(nn.Module):
@@ -83,7 +84,7 @@ class Marlin(nn.Module):
                               reduction=reduction, keep_seq=keep_seq, cover_tail=cover_tail, batch_size=batch_size,
                               precision=precision, backend=backend)
 
-    # ---- construction and weights -----------------------------------------------------------------
+    # ---- construction and weights: each a one-line call of marlin.models.files, .hf or marlin.hub ----------
     @classmethod
     def from_config(cls, name_or_yaml: MarlinConfig | str | os.PathLike, full_model: bool = True) -> "Marlin":
         """A randomly initialised model of a preset name or official-layout YAML."""
@@ -98,24 +99,7 @@ class Marlin(nn.Module):
         Also accepts the marlin-pytorch 0.2 call `Marlin.from_file(path)` for our safetensors files.
         The architecture comes from the preset/YAML, never from a `.ckpt`'s recorded hyper-parameters.
         """
-        from ..checkpoints import CheckpointError, has_decoder, load_file, load_into, split_checkpoint
-
-        if path is None:
-            name_or_yaml, path = None, name_or_yaml
-        sd, _, info = split_checkpoint(load_file(path), path)
-        if name_or_yaml is not None:
-            config = resolve_config(name_or_yaml)
-        elif "config" in info:
-            config = MarlinConfig.from_dict(info["config"], str(path))
-        else:
-            raise CheckpointError(f"{path}: this file does not carry a config; pass a preset name or YAML")
-        full = has_decoder(sd) if full_model is None else full_model
-        model = cls(config, full_model=full)
-        if not full:
-            sd = {k: v for k, v in sd.items() if k.startswith("encoder.")}
-        load_into(model, sd, source=path, presets=PRESETS)
-        model.training_record = info.get("training") or {}
-        return model
+        return load_model(cls, name_or_yaml, path, full_model)
 
     @classmethod
     def from_pretrained(cls, repo_id_or_folder: str | os.PathLike, revision: str | None = None,
@@ -156,19 +140,11 @@ class Marlin(nn.Module):
 
         `base_url` (or `$MARLIN_RELEASE_URL`) replaces the release address, e.g. for a mirror.
         """
-        from ..hub import cache_dir, download
-
-        if name not in PRESETS:
-            raise ValueError(f"no official release for {name!r}; choose one of {list(PRESETS)}")
-        url = PRESETS[name].full_url if full_model else PRESETS[name].encoder_url
-        base_url = base_url or os.environ.get("MARLIN_RELEASE_URL")
-        if base_url:
-            url = base_url.rstrip("/") + "/" + url.rsplit("/", 1)[1]
-        path = download(url, cache_dir() / url.rsplit("/", 1)[1], progress=progress)
-        return cls.from_file(name, path, full_model=full_model)
+        return load_release(cls, name, full_model, progress, base_url)
 
     @staticmethod
     def clean_cache(verbose: bool = True) -> None:
+        """Delete the downloaded release files (`marlin.hub.cache_dir()`)."""
         from ..hub import clean_cache
 
         clean_cache(verbose)
@@ -181,12 +157,4 @@ class Marlin(nn.Module):
 
     def export_official(self, path: str | os.PathLike, encoder_only: bool | None = None) -> None:
         """Write the official `*.encoder.pt` (encoder keys only) or `*.full.pt` state-dict layout."""
-        from collections import OrderedDict
-
-        from ..checkpoints import save_torch
-
-        if encoder_only is None:
-            encoder_only = str(path).endswith(".encoder.pt") or self.decoder is None
-        sd = OrderedDict((k, v.detach().cpu()) for k, v in self.state_dict().items()
-                         if not encoder_only or k.startswith("encoder."))
-        save_torch(path, sd)
+        export_official(self, path, encoder_only)
