@@ -79,9 +79,7 @@ class FeatureGraph(nn.Module):
         self.encoder = encoder
 
     def forward(self, clip: Tensor) -> tuple[Tensor, Tensor]:
-        emb = self.encoder.embed(clip)
-        for block in self.encoder.blocks:
-            emb = block(emb)
+        emb = self.encoder.forward_features(clip)
         return self.encoder.norm(emb), self.encoder.norm(emb.mean(dim=1))
 
 
