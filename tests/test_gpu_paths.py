@@ -22,6 +22,7 @@ from marlin.extract import clips_to_tensor, encode_clips, features_record, prefe
 from marlin.video import write_video
 
 CFG = tiny_config()
+pytestmark = pytest.mark.lrs2(n_frames=40)  # the lip-sync loops' `store` (conftest)
 
 
 class FakeCuda:
@@ -259,16 +260,6 @@ def test_downstream_epoch_reads_the_losses_once(monkeypatch):
     assert loss == total / sum(n for _, n in per_step)
 
 
-@pytest.fixture(scope="module")
-def lrs2_store(tmp_path_factory):
-    from marlin.lipsync.data import ClipStore, lrs2_entries
-    from marlin.lipsync.toy import write_toy_lrs2
-
-    root = tmp_path_factory.mktemp("lrs2")
-    write_toy_lrs2(root, speakers=1, per_speaker=2, n_frames=40, size=32)
-    return ClipStore(lrs2_entries(root, "train"), 32, min_frames=8)
-
-
 def _loop_reads(monkeypatch, lt):
     """Count `.item()` / `float(tensor)` / `.tolist()` calls of a lip-sync loop, leaving out making the batches
     (host data), the optimisers' steps (host step counters) and saving."""
@@ -309,7 +300,7 @@ def _loop_reads(monkeypatch, lt):
     return reads
 
 
-def test_syncnet_reads_losses_every_log_every_steps(lrs2_store, tmp_path, monkeypatch):
+def test_syncnet_reads_losses_every_log_every_steps(store, tmp_path, monkeypatch):
     """The SyncNet loop reads its losses every LOG_EVERY steps (and at saves), the history as read every step."""
     from marlin.lipsync import train as lt
     from marlin.lipsync.config import SyncTrainConfig
@@ -320,13 +311,13 @@ def test_syncnet_reads_losses_every_log_every_steps(lrs2_store, tmp_path, monkey
     monkeypatch.setattr(lt, "sync_loss", lambda *a: losses.append(sync_loss(*a)) or losses[-1])
     monkeypatch.setattr(lt, "LOG_EVERY", 4)
     reads = _loop_reads(monkeypatch, lt)
-    history = lt.train_syncnet(lrs2_store, tmp_path / "s.pt", cfg, SyncTrainConfig(steps=9, batch=2, save_every=100),
+    history = lt.train_syncnet(store, tmp_path / "s.pt", cfg, SyncTrainConfig(steps=9, batch=2, save_every=100),
                                progress=False)
     assert reads["read"] == 3  # steps 4, 8 and the last (9); before: one per step
     assert history == [float(v.detach()) for v in losses] and len(history) == 9
 
 
-def test_generator_reads_losses_every_log_every_steps_once_the_sync_term_is_on(lrs2_store, tmp_path, monkeypatch):
+def test_generator_reads_losses_every_log_every_steps_once_the_sync_term_is_on(store, tmp_path, monkeypatch):
     """The generator loop: every step while Wav2Lip's schedule still waits for the sync term (it decides on the
     last 20 sync losses after each step), every LOG_EVERY steps after; the history as read every step."""
     from marlin.lipsync import train as lt
@@ -344,7 +335,7 @@ def test_generator_reads_losses_every_log_every_steps_once_the_sync_term_is_on(l
     reads = _loop_reads(monkeypatch, lt)
     model = GeneratorConfig("cnn", 5, 32, width=8, audio_dim=32)
     train = GeneratorTrainConfig(steps=31, batch=1, disc_wt=0.07, sync_after=100.0, save_every=100)
-    h = lt.train_generator(lrs2_store, tmp_path / "g.pt", model, train, syncnet=sync, progress=False)
+    h = lt.train_generator(store, tmp_path / "g.pt", model, train, syncnet=sync, progress=False)
     assert [x["sync_wt"] for x in h] == [0.0] * 20 + [0.03] * 11
     assert reads["read"] == 20 + 3  # 20 steps read one by one, then steps 25, 30 and the last (31)
     assert len(h) == len(steps) == 31

@@ -250,7 +250,7 @@ def test_videomae_export_parity_official_fixture(tmp_path, fixtures_dir, clip, t
     assert not any("key.bias" in k for k in keys)
 
 
-def test_videomae_export_parity_preset_random(tmp_path, one_thread, transformers):
+def test_videomae_export_parity_preset_random(tmp_path, transformers):
     cfg = PRESETS["marlin_vit_small_ytf"].config
     model = random_weights(Marlin(cfg, full_model=True))
     x = torch.rand(1, 3, 16, 224, 224, generator=torch.Generator().manual_seed(1))

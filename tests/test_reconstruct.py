@@ -37,7 +37,7 @@ def official_reconstruction() -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", ["tiny.full.pt", "tiny.ckpt"])
-def test_predictions_and_loss_match_the_official_model(one_thread, fixture_clip, name):
+def test_predictions_and_loss_match_the_official_model(fixture_clip, name):
     clip, mask = fixture_clip
     model, record = load_full_model(FIXTURES / name, FIXTURES / "tiny.yaml")
     rec = reconstruct_clip(model, clip, mask)
@@ -55,7 +55,7 @@ def test_predictions_and_loss_match_the_official_model(one_thread, fixture_clip,
     assert len(record["sha256"]) == 64 and record["path"].endswith(name)
 
 
-def test_masked_row_hides_exactly_the_masked_patches(one_thread, fixture_clip, fixture_model):
+def test_masked_row_hides_exactly_the_masked_patches(fixture_clip, fixture_model):
     clip, mask = fixture_clip
     rec = reconstruct_clip(fixture_model[0], clip, mask)
     views = rec.views()  # (4, T, H, W, 3): original, masked, reconstruction, heat map
@@ -110,7 +110,7 @@ def tiny_full(tmp_path_factory):
     return path
 
 
-def test_command_on_items(tmp_path, capsys, tiny_full, one_thread):
+def test_command_on_items(tmp_path, capsys, tiny_full):
     items = make_items(tmp_path / "items", n=2)
     out = tmp_path / "out"
     args = ["reconstruct", str(items), "--checkpoint", str(tiny_full), "--clips", "2", "--stride", "4", "--ratio", "0.5",
@@ -151,7 +151,7 @@ def test_command_on_items(tmp_path, capsys, tiny_full, one_thread):
     assert len(err) == 1 and "mask.seed" in err[0] and str(out) in err[0]
 
 
-def test_command_on_fixture_video_and_a_bad_one(tmp_path, capsys, one_thread):
+def test_command_on_fixture_video_and_a_bad_one(tmp_path, capsys):
     bad = tmp_path / "videos" / "broken.mp4"
     bad.parent.mkdir()
     bad.write_bytes(b"not a video at all")
@@ -170,7 +170,7 @@ def test_command_on_fixture_video_and_a_bad_one(tmp_path, capsys, one_thread):
     assert not (out / "broken").exists()
 
 
-def test_crop_face_parses_on_the_spot(tmp_path, capsys, one_thread):
+def test_crop_face_parses_on_the_spot(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["reconstruct", str(FIXTURES / "cropped05.mp4"), "--crop-face", "--checkpoint",
                  str(FIXTURES / "tiny.full.pt"), *TINY, "--out", str(out)])
@@ -190,7 +190,7 @@ def test_png_without_opencv(tmp_path, monkeypatch):
     assert (read_frames(tmp_path / "a.png") == rgb).all()
 
 
-def test_objective_of_a_toolkit_pretraining_record(one_thread):
+def test_objective_of_a_toolkit_pretraining_record():
     """A checkpoint pretrained with normalised targets and weighted facial parts is scored by that objective."""
     from helpers import toy_frames
 
@@ -240,7 +240,7 @@ def test_a_ratio_that_leaves_nothing_visible_is_refused(tmp_path, capsys, tiny_f
     assert not (tmp_path / "out").exists()
 
 
-def test_command_needs_no_extra(tmp_path, capsys, monkeypatch, one_thread):
+def test_command_needs_no_extra(tmp_path, capsys, monkeypatch):
     for name in ("cv2", "lightning", "matplotlib", "torchmetrics"):  # the core install: none of the extras
         monkeypatch.setitem(sys.modules, name, None)
     out = tmp_path / "out"
@@ -252,7 +252,7 @@ def test_command_needs_no_extra(tmp_path, capsys, monkeypatch, one_thread):
     assert png.shape == (4 * 224 + 3 * SEPARATOR, 8 * 224 + 7 * SEPARATOR, 3)
 
 
-def test_one_item_folder_is_named_by_the_item(tmp_path, capsys, tiny_full, one_thread):
+def test_one_item_folder_is_named_by_the_item(tmp_path, capsys, tiny_full):
     items = make_items(tmp_path / "items", n=2)
     out = tmp_path / "out"
     assert main(["reconstruct", str(items / "v1"), "--checkpoint", str(tiny_full), "--out", str(out)]) == 0
