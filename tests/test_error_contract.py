@@ -21,8 +21,6 @@ from conftest import FIXTURES, ROOT
 from helpers import TINY_PRETRAIN, make_items
 from marlin.cli import main
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 TINY_YAML = FIXTURES / "tiny.yaml"
 ENCODER = FIXTURES / "tiny.encoder.pt"
 FULL = FIXTURES / "tiny.full.pt"

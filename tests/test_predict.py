@@ -16,8 +16,6 @@ from marlin.models import Marlin
 SIZE = 112  # the face pipeline finds the synthetic faces in raw videos of 2 * 112 x 1.5 * 112 pixels
 TINY = tiny_config(img_size=SIZE, encoder_embed_dim=16)
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
