@@ -18,12 +18,12 @@ TINY = {
 TASKS = ("appearance", "action", "expression", "manipulated")
 
 
-def _run(tmp_path, *extra):
+def _run(tmp_path, *extra, out="out", jobs=1):
     import yaml
 
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(TINY))
-    return main(["ablate", "ratio", "--out", str(tmp_path / "out"), "--config", str(cfg), "--steps", "4",
+    return main(["ablate", "ratio", "--out", str(tmp_path / out), "--config", str(cfg), "--steps", "4", "--jobs", str(jobs),
                  "--seeds", "1", "--num-items", "30", "--test-items", "12", "--frames", "4", "--size", "32",
                  "--ratios", "[0.5, 0.75]", "--ratio-reference", "0.75", "--no-random-floor", "--readout-pool", "2",
                  "--bootstrap", "50", "--quiet", *extra])
@@ -81,6 +81,26 @@ def test_ablate_ratio_end_to_end_and_resume(tmp_path, monkeypatch):
     first[0].unlink()
     assert _run(tmp_path) == 0 and first[0].is_file()
     assert export.stat().st_mtime_ns == before
+
+
+def test_arms_in_parallel_processes_give_the_records_of_one_process(tmp_path, monkeypatch, capsys):
+    """--jobs 2: the arms run in two worker processes of one thread each (this test's process runs one thread
+    too), and every arm's record is the one the sequential run writes."""
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # one thread per worker, as this process has
+    assert _run(tmp_path, out="seq", jobs=1) == 0
+    assert "arms at once" not in capsys.readouterr().out
+    assert _run(tmp_path, out="par", jobs=2) == 0
+    assert "2 arms at once, 1 thread(s) each" in capsys.readouterr().out
+    for ratio in ("0.5", "0.75"):
+        seq, par = (json.loads(next((tmp_path / o / "runs").glob(f"*_r{ratio}_*/seed0/result.json")).read_text())
+                    for o in ("seq", "par"))
+        assert par["pretraining"]["threads"] == 1
+        assert par["metrics"] == seq["metrics"] and par["val"] == seq["val"]
+        assert par["pretraining"]["final_rec_loss"] == seq["pretraining"]["final_rec_loss"]
+    assert (json.loads((tmp_path / "par/ratio/ablation.json").read_text())["rows"]
+            == json.loads((tmp_path / "seq/ratio/ablation.json").read_text())["rows"])
 
 
 def test_study_arms_and_errors():

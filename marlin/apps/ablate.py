@@ -50,6 +50,10 @@ class AblateSettings:
     size: int | None = setting("synthetic crop size in pixels (default: the config's img_size)")
     world_seed: int = setting("seed of the synthetic world (the test world is world_seed + 1)", 0)
     workers: int = setting("processes generating the synthetic worlds", 1)
+    jobs: int | None = setting("arms run at once, each in its own process with cores / jobs threads (default: one "
+                               "per CPU core without a GPU, 1 with one: on a CPU, one thread per arm does about "
+                               "twice the iterations per CPU-second of one arm on every core, "
+                               "benchmarks/bench_ablate14.py)")
     ratios: list[float] = setting("mask ratios of the 'ratio' study", factory=lambda: [0.5, 0.75, 0.85, 0.9, 0.95])
     ratio_reference: float = setting("reference arm of the 'ratio' study", 0.9)
     encoders: str | None = setting("'encoder' study sizes: YAML {name: {embed_dim, depth, num_heads}}; default: the "
@@ -73,8 +77,8 @@ class AblateSettings:
         bad = [s for s in self.studies if s not in STUDIES]
         if bad or not self.studies:
             raise MarlinError(f"unknown study {', '.join(bad) or '(none)'}; choose from {', '.join(STUDIES)}")
-        if self.steps < 1 or self.seeds < 1 or self.readout_pool < 1:
-            raise MarlinError("steps, seeds and readout_pool must be at least 1")
+        if self.steps < 1 or self.seeds < 1 or self.readout_pool < 1 or (self.jobs is not None and self.jobs < 1):
+            raise MarlinError("steps, seeds, readout_pool and jobs must be at least 1")
         if self.ratio_reference not in self.ratios and "ratio" in self.studies:
             raise MarlinError(f"ratio_reference {self.ratio_reference} is not one of the ratios {self.ratios}")
         check_name(self.precision, REQUESTS)
@@ -319,7 +323,8 @@ def _encoder(ctx: Context, cfg, folder: Path, random: bool, seed: int):
                           f"({r.stopped_by}); rerun the same command to resume it")
     losses = [row["rec_loss"] for row in r.history if row.get("kind") == "train" and "rec_loss" in row]
     summary = {"iterations": r.iterations, "minutes": r.seconds / 60, "stopped_by": r.stopped_by,
-               "precision": r.precision, "final_rec_loss": losses[-1] if losses else None, "resumed": bool(resume)}
+               "precision": r.precision, "final_rec_loss": losses[-1] if losses else None, "resumed": bool(resume),
+               "threads": torch.get_num_threads()}
     write_json(run / "pretrained.json", {"config": cfg.to_dict(), "summary": summary,
                                          "exports": {k: str(v) for k, v in r.exports.items()}})
     return Marlin.from_file(None, r.exports["safetensors"], full_model=False), summary
@@ -523,36 +528,93 @@ def report(ctx: Context, study: str, arms: list[Arm], reference: str, runs: dict
 
 def run_ablation(s: AblateSettings) -> dict:
     """Run the studies of `s` seed by seed (every arm of seed 0 first, so a stopped run has balanced results),
-    writing each study's report after every arm; returns {study: summary}."""
+    `jobs` arms at once, writing each study's report after every arm; returns {study: summary}."""
     t0 = time.perf_counter()
     ctx = Context(s)
     plans = {study: study_arms(study, s) for study in s.studies}
     runs = {study: {a.name: {} for a in arms} | ({RANDOM: {}} if s.random_floor else {})
             for study, (arms, _) in plans.items()}
     summaries = {}
+    jobs = arm_jobs(s)
+    if jobs > 1:
+        _say(f"{jobs} arms at once, {_threads(jobs)} thread(s) each")
     for seed in range(s.seeds):
         unique = {}
         for study, (arms, ref) in plans.items():
             for arm in arms:
                 unique.setdefault(arm_dir(ctx.out, arm_config(s, arm, seed), ctx.data_id), []).append((study, arm))
-        jobs = [(entries[0][1], entries) for entries in unique.values()]
+        todo = [(entries[0][1], entries) for entries in unique.values()]
         if s.random_floor:
-            jobs.append((None, [(study, None) for study in plans]))
-        for arm, entries in jobs:
+            todo.append((None, [(study, None) for study in plans]))
+        for (arm, entries), rec in _run_arms(ctx, todo, seed, jobs):
             label = RANDOM if arm is None else arm.name
-            _say(f"seed {seed}: {label} ({', '.join(sorted({st for st, _ in entries}))})")
-            rec = run_arm(ctx, arm, seed)
             folder = record_folder(ctx, arm, seed)
             for study, a in entries:
                 runs[study][RANDOM if a is None else a.name][seed] = (rec, folder)
             line = ", ".join(f"{t} {rec['metrics'][t][m]:.3f}" for t, (_, m) in record_tasks(rec).items()
                              if rec["metrics"][t].get(m) is not None)
-            _say(f"    {label} seed {seed}: {line}")
+            _say(f"    {label} seed {seed} ({', '.join(sorted({st for st, _ in entries}))}): {line}")
             for study in {st for st, _ in entries}:
                 summaries[study] = report(ctx, study, plans[study][0], plans[study][1], runs[study])
     _say(f"done in {(time.perf_counter() - t0) / 60:.1f} min: "
          + ", ".join(str(ctx.out / st / "ablation.md") for st in plans))
     return summaries
+
+
+def arm_jobs(s: AblateSettings) -> int:
+    """Arms run at once: `jobs`, else one per CPU core when pretraining runs on the CPU, 1 with a GPU (arms
+    would share it)."""
+    import os
+
+    import torch
+
+    if s.jobs is not None:
+        return s.jobs
+    return 1 if torch.cuda.is_available() else max(1, os.cpu_count() or 1)
+
+
+def _threads(jobs: int) -> int:
+    import os
+
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def _run_arms(ctx: Context, todo: list, seed: int, jobs: int):
+    """Yield ((arm, entries), record) for every job of one seed: in this process one after another (jobs 1), or
+    in `jobs` worker processes of cores / jobs torch threads each, in the order they finish. Workers show no
+    progress bars (one line per arm started and finished instead). A failing arm ends the run after the arms
+    already running have finished (their records are kept)."""
+    if jobs == 1 or len(todo) == 1:
+        for arm, entries in todo:
+            _say(f"seed {seed}: {RANDOM if arm is None else arm.name}")
+            yield (arm, entries), run_arm(ctx, arm, seed)
+        return
+    import dataclasses
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    quiet = Context.__new__(Context)
+    quiet.__dict__.update(ctx.__dict__, s=dataclasses.replace(ctx.s, progress=False))
+    pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_threads, initargs=(_threads(jobs),))
+    try:
+        pending = {}
+        for arm, entries in todo:
+            _say(f"seed {seed}: {RANDOM if arm is None else arm.name} started")
+            pending[pool.submit(run_arm, quiet, arm, seed)] = (arm, entries)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = pending.pop(future)
+                yield job, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def record_folder(ctx: Context, arm: Arm | None, seed: int) -> Path:
