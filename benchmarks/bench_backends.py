@@ -29,19 +29,25 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ablate14 import cpu_model  # noqa: E402
 from bench_model import NAMES, MatmulRate, encoder_flops  # noqa: E402  (one matmul-rate and FLOP count)
 
 from marlin import Marlin  # noqa: E402
 from marlin.deploy import (ExportedModel, _openvino_bf16, export_onnx, resolve_backend_precision,  # noqa: E402
                            runtime_model, runtime_session)
+from marlin.precision import native_bf16  # noqa: E402
 
 RATE_OF = {"fp32": "fp32", "bf16": "bf16", "int8": "int8"}
+
+
+EMULATED = "emulated bf16 (no AVX512-BF16 or AMX on this CPU): slower than fp32, and `auto` never picks it"
 
 
 def _paths(model, onnx_path: Path, int8_path: Path | None, compile_torch: bool) -> dict:
     """name -> (precision, callable clip -> pooled features), or name -> str (why it cannot run here)."""
     paths = {"torch fp32": ("fp32", lambda x: model.extract_features(x, keep_seq=False)),
-             "torch bf16": ("bf16", lambda x: model.extract_features(x, keep_seq=False, precision="bf16"))}
+             "torch bf16": (("bf16", lambda x: model.extract_features(x, keep_seq=False, precision="bf16"))
+                            if native_bf16(False) else EMULATED)}
     if compile_torch:
         compiled = torch.compile(model.encoder.extract_features)
         paths["torch.compile fp32"] = ("fp32", lambda x: compiled(x, keep_seq=False))
@@ -82,8 +88,13 @@ def bench_model(name: str, batches, reps: int, rate: MatmulRate, compile_torch: 
     cfg = model.config
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-backends-") as tmp:
+        t0 = time.perf_counter()
         onnx_path = export_onnx(model, Path(tmp) / "model.onnx")
-        paths = _paths(model, onnx_path, _quantize(onnx_path), compile_torch)
+        print(f"  ViT-{name}: exported to ONNX in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        int8_path = _quantize(onnx_path)
+        t0 = time.perf_counter()
+        paths = _paths(model, onnx_path, int8_path, compile_torch)
+        print(f"  ViT-{name}: runtimes ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         for batch in batches:
             g = torch.Generator().manual_seed(1)
             x = torch.rand(batch, 3, cfg.n_frames, cfg.img_size, cfg.img_size, generator=g)
@@ -102,9 +113,10 @@ def bench_model(name: str, batches, reps: int, rate: MatmulRate, compile_torch: 
                     rows.append({"model": f"ViT-{name}", "batch": batch, "path": k, "skip": v})
                     continue
                 gflops = encoder_flops(cfg) * batch / best[k] / 1e9
+                peak = rate.peak.get(RATE_OF[v[0]])
                 cos = torch.nn.functional.cosine_similarity(outs[k].float(), ref, dim=-1).min().item()
                 rows.append({"model": f"ViT-{name}", "batch": batch, "path": k, "clips_s": batch / best[k],
-                             "x": best["torch fp32"] / best[k], "pct": 100 * gflops / rate.peak[RATE_OF[v[0]]],
+                             "x": best["torch fp32"] / best[k], "pct": 100 * gflops / peak if peak else None,
                              "diff": (outs[k].float() - ref).abs().max().item(), "cos": cos})
             _print_rows(rows[-len(paths):])
     return rows
@@ -115,8 +127,9 @@ def _print_rows(rows):
         if "skip" in r:
             print(f"| {r['model']} | {r['batch']} | {r['path']} | — | — | — | not run: {r['skip']} |", flush=True)
         else:
+            pct = "—" if r["pct"] is None else f"{r['pct']:.0f}%"
             print(f"| {r['model']} | {r['batch']} | {r['path']} | {r['clips_s']:.2f} | {r['x']:.2f}x | "
-                  f"{r['pct']:.0f}% | {r['diff']:.1e} / {r['cos']:.6f} |", flush=True)
+                  f"{pct} | {r['diff']:.1e} / {r['cos']:.6f} |", flush=True)
 
 
 def bench_video(video: Path, reps: int, name: str = "B"):
@@ -166,9 +179,9 @@ def main():
 
     versions = {m: getattr(__import__(m), "__version__", "?") for m in ("torch", "onnxruntime", "openvino")
                 if __import__("importlib").util.find_spec(m)}
-    print(f"{platform.processor() or platform.machine()}, {args.threads} threads, {versions}, best of {args.reps}",
+    print(f"{cpu_model() or platform.machine()}, {args.threads} threads, {versions}, best of {args.reps}",
           flush=True)
-    rate = MatmulRate(args.matmul_n)
+    rate = MatmulRate(args.matmul_n, bf16=native_bf16(False))
     rate.measure()
     print("\n| model | batch | path | clips/s | vs torch fp32 | % of its matmul rate | pooled max abs diff / "
           "min cosine to torch fp32 |\n|---|---|---|---|---|---|---|", flush=True)

@@ -94,7 +94,7 @@ def clip_mask(strategy: str, grid: tuple[int, int, int], ratio: float = 0.9, see
     if spec.strategy.needs_parts:
         if parse is None:
             raise ValueError(f"mask {strategy!r} needs the clip's parse maps (facial parts are masked first)")
-        parts = [token_parts(parse[::tubelet_size][:grid[0]], patch_size)]
+        parts = [token_parts(parse[::tubelet_size][:grid[0]], patch_size, spec.strategy.membership)]
     return make_masks(spec, 1, grid, parts, torch.Generator().manual_seed(int(seed)))[0]
 
 

@@ -114,7 +114,7 @@ def test_study_arms_and_errors():
         {"mask_strategy": "tube", "adv_loss": True}, {"mask_strategy": "fasking", "adv_loss": True}]
     arms, ref = study_arms("masking", s)
     assert ref == "tube" and {a.values["mask_strategy"] for a in arms} == {"fasking", "fasking_opp", "random",
-                                                                           "frame", "tube"}
+                                                                           "frame", "tube", "fasking_inner"}
     with pytest.raises(MarlinError, match="unknown study"):
         AblateSettings(studies=["nope"])
 
@@ -127,7 +127,7 @@ def test_shared_arms_have_one_folder(tmp_path):
     mods = {a.name: arm_dir(tmp_path, arm_config(s, a, 0), "d") for a in study_arms("modules", s)[0]}
     mask = {a.name: arm_dir(tmp_path, arm_config(s, a, 0), "d") for a in study_arms("masking", s)[0]}
     assert mods["VideoMAE (tube, no AT)"] == mask["tube"] and mods["+ Fasking"] == mask["fasking"]
-    assert len(set(mods.values()) | set(mask.values())) == 7
+    assert len(set(mods.values()) | set(mask.values())) == 8  # 4 + 6 arms, 2 shared
     tube = next(a for a in study_arms("masking", s)[0] if a.name == "tube")
     assert arm_dir(tmp_path, arm_config(s, tube, 1), "d") == mask["tube"]  # seeds are folders inside
 

@@ -60,6 +60,46 @@ def test_token_parts_any_pixel():
     assert parts[6, 0].all()  # background touches every patch
 
 
+def test_token_parts_most_pixels_puts_a_patch_in_one_group():
+    p = np.ones((1, 32, 32), np.uint8)  # skin
+    p[0, :16, :16] = 0   # patch (0, 0): all background ...
+    p[0, 15, 15] = 6     # ... but one nose pixel
+    p[0, :10, 16:] = 0   # patch (0, 1): 160 background pixels, 96 skin
+    p[0, 16:, :16] = 6   # patch (1, 0): all nose
+    any_ = token_parts(p, 16)
+    most = token_parts(p, 16, "most")
+    assert any_[2, 0, 0, 0] and any_[6, 0, 0, 0]  # the official rule: the boundary patch is nose and background
+    assert most.sum(0).tolist() == [[[1, 1], [1, 1]]]  # exactly one group per patch
+    assert most[6, 0].tolist() == [[True, True], [False, False]]  # background holds most pixels of the top row
+    assert most[2, 0].tolist() == [[False, False], [True, False]]
+    assert most[5, 0].tolist() == [[False, False], [False, True]]
+    with pytest.raises(ValueError, match="membership"):
+        token_parts(p, 16, "all")
+
+
+def test_fasking_inner_shows_face_tokens_that_fasking_hides():
+    """A face whose outline patches touch the background: Fasking's any-pixel rule counts them as background
+    and keeps them visible first, so (at 156 visible of 1568) no skin-only view of the face stays; with
+    most-pixel membership, those patches are skin and the background proper is kept first."""
+    parse = face_parse(bg_rows=1)
+    parse[:, 16:, ::16] = 0  # a background pixel column at the left edge of every patch below the top row
+    spec_any, spec_most = MaskStrategy("fasking"), MaskStrategy("fasking_inner")
+    assert spec_any.membership == "any" and spec_most.membership == "most"
+    assert spec_most.needs_parts
+    any_, most = token_parts(parse, 16), token_parts(parse, 16, "most")
+    g = torch.Generator().manual_seed(4)
+    m_any = masks("fasking", 2, parts=[any_] * 2, generator=g)
+    m_most = masks("fasking_inner", 2, parts=[most] * 2, generator=torch.Generator().manual_seed(4))
+    background_proper = most[6].reshape(-1)  # the top patch row: 8 x 14 = 112 tokens
+    assert background_proper.sum() == 112 and any_[6].reshape(-1).all()  # any-pixel: every token "touches" it
+    for row in m_most.numpy():
+        assert row[background_proper].all()  # background first, then 44 of the skin tokens
+        assert row[most[5].reshape(-1)].sum() == 156 - 112
+    face = most[:4].reshape(4, -1).any(0)
+    assert not m_most.numpy()[:, face].any()  # the parts stay masked under both rules
+    assert (m_any.numpy() & background_proper).sum() < (m_most.numpy() & background_proper).sum()
+
+
 def test_fasking_keeps_background_then_skin_and_masks_parts():
     parse = face_parse(bg_rows=2)  # 2 rows x 14 = 28 background tokens per tubelet -> 224 > 156
     parts = token_parts(parse, 16)
@@ -144,7 +184,8 @@ def test_spec_refuses_a_ratio_outside_0_1(ratio):
 def test_spec_is_typed():
     spec = MaskSpec("tube", 0.75)
     assert spec.strategy is MaskStrategy.TUBE and spec == MaskSpec(MaskStrategy.TUBE, 0.75)
-    assert [s for s in MaskStrategy if s.needs_parts] == [MaskStrategy.FASKING, MaskStrategy.FASKING_OPP]
+    assert [s for s in MaskStrategy if s.needs_parts] == [MaskStrategy.FASKING, MaskStrategy.FASKING_OPP,
+                                                          MaskStrategy.FASKING_INNER]
 
 
 # (T', H', W') and ratios of the shipped configs: the presets and ablate14_cpu (the ratio study's ratios), tiny_cpu,

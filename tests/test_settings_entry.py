@@ -53,8 +53,8 @@ def test_bad_ratio_refused_where_the_config_is_read(tmp_path, capsys):
 
 def test_bad_strategy_refused_where_the_config_is_read(tmp_path, capsys):
     path = tiny_yaml(tmp_path, mask_strategy="fasking_prefix")  # the old prefix test took this for fasking
-    with pytest.raises(ConfigError, match=r"bad\.yaml: mask_strategy: expected one of fasking, fasking_opp, random, "
-                                          r"tube, frame, got 'fasking_prefix'"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: mask_strategy: expected one of fasking, fasking_opp, "
+                                          r"fasking_inner, random, tube, frame, got 'fasking_prefix'"):
         pretrain_config(path)
     err = one_error_line(capsys, ["pretrain", "--config", path, "--data", tmp_path, "--out", tmp_path / "run"],
                          "pretrain")

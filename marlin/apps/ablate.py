@@ -122,7 +122,7 @@ def study_arms(study: str, s: AblateSettings) -> tuple[list[Arm], str]:
                 Arm("MARLIN (Fasking + AT)", {"mask_strategy": "fasking", "adv_loss": True})], "VideoMAE (tube, no AT)"
     if study == "masking":  # same ratio and budget, no adversarial term: only the masking differs
         arms = [Arm(m, {"mask_strategy": m, "adv_loss": False})
-                for m in ("tube", "fasking", "fasking_opp", "random", "frame")]
+                for m in ("tube", "fasking", "fasking_opp", "random", "frame", "fasking_inner")]
         return arms, "tube"
     if study == "ratio":  # Fasking with the base config's adversarial setting, at each ratio
         return [Arm(f"{r:g}", {"mask_ratio": float(r)}) for r in s.ratios], f"{s.ratio_reference:g}"

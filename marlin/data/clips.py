@@ -159,7 +159,7 @@ class PretrainClips(Dataset):
             if parse is None:
                 self._bits[index] = None
             else:
-                parts = token_parts(parse, self.patch_size)  # (7, T, S/p, S/p) bool
+                parts = token_parts(parse, self.patch_size, self.mask.strategy.membership)  # (7, T, S/p, S/p)
                 shifts = np.arange(7, dtype=np.uint8)[:, None, None, None]
                 self._bits[index] = (parts.astype(np.uint8) << shifts).sum(0, dtype=np.uint8)
         return self._bits[index]

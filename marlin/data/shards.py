@@ -484,11 +484,12 @@ class ShardSamples:
 
 class ShardClips(PretrainClips):
     """`PretrainClips` over shard samples: the same clip and mask for the same sample and position, with the
-    Fasking part map read from the shard instead of computed from the parse maps."""
+    Fasking part map read from the shard instead of computed from the parse maps (the shard's map is the official
+    any-pixel membership; fasking_inner's is computed from the shard's parse maps)."""
 
     def part_bits(self, index: int) -> np.ndarray | None:
         item = self.items[index]
-        bits = item.part_bits
+        bits = item.part_bits if self.mask.strategy.membership == "any" else None
         if bits is None and item.has_parse():
             return super().part_bits(index)
         if bits is None and index not in self._bits:

@@ -24,15 +24,25 @@ def feature_pixels(parse: np.ndarray) -> np.ndarray:
     return (parse >= FEATURE_LABELS[0]) & (parse <= FEATURE_LABELS[-1])
 
 
-def token_parts(parse: np.ndarray, patch_size: int) -> np.ndarray:
+MEMBERSHIPS = ("any", "most")
+
+
+def token_parts(parse: np.ndarray, patch_size: int, membership: str = "any") -> np.ndarray:
     """Group membership of every patch: (T', S, S) uint8 parse of each tubelet's first frame -> (7, T', S/p, S/p) bool.
 
-    A patch belongs to a group when any of its pixels carries one of the group's labels. The maps are at the
-    model's img_size, a multiple of the patch size (checked by `MarlinConfig`).
+    ``membership`` "any" (the official rule): a patch belongs to every group one of whose labels any of its
+    pixels carries, so a boundary patch is in several groups. "most" (`fasking_inner`): a patch belongs to the
+    one group that holds the most of its pixels (the earlier group of `PART_GROUPS` on a tie). The maps are at
+    the model's img_size, a multiple of the patch size (checked by `MarlinConfig`).
     """
+    if membership not in MEMBERSHIPS:
+        raise ValueError(f"membership must be one of {', '.join(MEMBERSHIPS)}, got {membership!r}")
     t, h, w = parse.shape
     blocks = parse.reshape(t, h // patch_size, patch_size, w // patch_size, patch_size)
-    present = np.zeros((11, t, h // patch_size, w // patch_size), dtype=bool)
+    counts = np.zeros((11, t, h // patch_size, w // patch_size), dtype=np.int32)
     for c in range(11):
-        present[c] = (blocks == c).any(axis=(2, 4))
-    return np.stack([present[list(ids)].any(axis=0) for ids in PART_GROUPS])
+        counts[c] = (blocks == c).sum(axis=(2, 4))
+    if membership == "any":
+        return np.stack([counts[list(ids)].any(axis=0) for ids in PART_GROUPS])
+    per_group = np.stack([counts[list(ids)].sum(axis=0) for ids in PART_GROUPS])  # (7, T', H', W') pixels
+    return per_group.argmax(axis=0)[None] == np.arange(len(PART_GROUPS))[:, None, None, None]

@@ -28,13 +28,15 @@ def mask_picture(frames: np.ndarray, parse: np.ndarray | None, geometry: MarlinC
     """(H, W, 3) uint8 RGB sheet for a clip of the model's geometry: frames (T, S, S, 3) uint8, parse (T, S, S)
     uint8 or None; every strategy at mask ratio ``ratio``."""
     grid, p, tb, s = geometry.grid, geometry.patch_size, geometry.tubelet_size, geometry.img_size
-    parts = None if parse is None else token_parts(parse[::tb][:grid[0]], p)
+    first = None if parse is None else parse[::tb][:grid[0]]  # each tubelet's first frame
     shown = np.linspace(0, grid[0] - 1, min(columns, grid[0])).round().astype(int)
     label_w = 110
     rows = []
     for strategy in strategies:
         g = torch.Generator().manual_seed(seed)
-        mask = make_masks(MaskSpec(strategy, ratio), 1, grid, [parts], g)[0].view(grid).numpy()  # (T', H', W')
+        spec = MaskSpec(strategy, ratio)
+        parts = None if first is None else token_parts(first, p, spec.strategy.membership)
+        mask = make_masks(spec, 1, grid, [parts], g)[0].view(grid).numpy()  # (T', H', W')
         tiles = [mask_overlay(frames[k * tb], mask[k], p) for k in shown]
         row = np.concatenate([np.pad(tl, ((2, 2), (2, 2), (0, 0)), constant_values=255) for tl in tiles], 1)
         if scale != 1:

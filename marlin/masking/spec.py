@@ -18,6 +18,7 @@ class MaskStrategy(StrEnum):
 
     FASKING = "fasking"
     FASKING_OPP = "fasking_opp"
+    FASKING_INNER = "fasking_inner"  # Fasking with a token in the one group holding most of its pixels
     RANDOM = "random"
     TUBE = "tube"
     FRAME = "frame"
@@ -25,7 +26,13 @@ class MaskStrategy(StrEnum):
     @property
     def needs_parts(self) -> bool:
         """Whether the strategy ranks tokens by facial part (reads the clip's parse maps)."""
-        return self in (MaskStrategy.FASKING, MaskStrategy.FASKING_OPP)
+        return self in (MaskStrategy.FASKING, MaskStrategy.FASKING_OPP, MaskStrategy.FASKING_INNER)
+
+    @property
+    def membership(self) -> str:
+        """How a token belongs to a facial-part group (`marlin.masking.token_parts`): "any" (the official rule:
+        every group with a pixel in the token) or "most" (only the group holding most of its pixels)."""
+        return "most" if self is MaskStrategy.FASKING_INNER else "any"
 
 
 @dataclass(frozen=True)

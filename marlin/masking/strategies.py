@@ -25,10 +25,10 @@ def mask_from_ranks(ranks: Tensor, k: int, generator: torch.Generator | None = N
 
 
 def part_queue(strategy: MaskStrategy, generator: torch.Generator | None = None) -> list[int]:
-    """Order in which part groups are kept visible: fasking keeps background, skin, then the parts in random order;
-    fasking_opp the parts in random order, then skin, then background."""
+    """Order in which part groups are kept visible: fasking (and fasking_inner) keeps background, skin, then the
+    parts in random order; fasking_opp the parts in random order, then skin, then background."""
     parts = torch.randperm(N_FACE_PARTS, generator=generator).tolist()
-    if strategy is MaskStrategy.FASKING:
+    if strategy in (MaskStrategy.FASKING, MaskStrategy.FASKING_INNER):
         return [BACKGROUND, SKIN] + parts
     return parts + [SKIN, BACKGROUND]
 
