@@ -103,3 +103,15 @@ def merge_failures(out, parts: list[dict], failures: str = "failed.txt") -> str:
     else:
         (Path(out) / failures).unlink(missing_ok=True)
     return text
+
+
+def add_part_arguments(p, command: str, merge_writes: str) -> None:
+    """``--part I/N`` and ``--merge`` of a batch command that writes ``OUT/<command>.part-I-of-N.json`` per part;
+    ``merge_writes``: what the merge writes."""
+    p.add_argument("--part", metavar="I/N", default=None,
+                   help="run part I of N (0 <= I < N, e.g. $SLURM_ARRAY_TASK_ID/8): the inputs whose output name "
+                        "hashes to it (the hash of marlin preprocess / extract / predict --part); parts share OUT, each "
+                        f"with its own record OUT/{command}.part-I-of-N.json; then --merge")
+    p.add_argument("--merge", action="store_true",
+                   help=f"`marlin {command} --merge --out OUT`: check that all N parts are in OUT, made from the same "
+                        f"inputs, with every input done or listed as failed; write {merge_writes} of all parts")

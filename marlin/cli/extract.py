@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from ..extract import claim_output  # noqa: F401  (used by the commands that claim an OUT)
+from ..parts import add_part_arguments
 from ..precision import REQUESTS
 
 
@@ -74,13 +75,7 @@ def add_arguments(p):
                         "openvino extras; the model is exported once per run, or --checkpoint is an onnx / openvino "
                         "folder exported by marlin convert); recorded in OUT/features.json")
     p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
-    p.add_argument("--part", metavar="I/N", default=None,
-                   help="run part I of N (0 <= I < N, e.g. $SLURM_ARRAY_TASK_ID/8): the videos whose output name "
-                        "hashes to it (the hash of marlin preprocess --part); parts share OUT, each with its own "
-                        "record OUT/extract.part-I-of-N.json")
-    p.add_argument("--merge", action="store_true",
-                   help="`marlin extract --merge --out OUT`: check that all N parts are in OUT, made from the same "
-                        "inputs, with every output present; write OUT/failed.txt of all parts")
+    add_part_arguments(p, "extract", "OUT/failed.txt")
 
 
 def _precision(name: str, device, backend: str = "torch"):

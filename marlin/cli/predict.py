@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..parts import add_part_arguments
 from ..precision import REQUESTS
 from .extract import positive_int
 
@@ -31,14 +32,7 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda when available, else cpu) | cpu | cuda[:k]")
     p.add_argument("--overwrite", action="store_true", help="recompute videos already predicted in DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--part", metavar="I/N", default=None,
-                   help="run part I of N (0 <= I < N, e.g. $SLURM_ARRAY_TASK_ID/8): the videos whose output name "
-                        "hashes to it (the hash of marlin preprocess / extract --part); parts share OUT, each with its "
-                        "own record OUT/predict.part-I-of-N.json; then --merge")
-    p.add_argument("--merge", action="store_true",
-                   help="`marlin predict --merge --out OUT`: check that all N parts are in OUT, made from the same "
-                        "inputs, with every video predicted or listed as failed; write predictions.csv, "
-                        "predictions.json and failed.txt of all parts")
+    add_part_arguments(p, "predict", "predictions.csv, predictions.json and failed.txt")
 
 
 def run(args) -> int:
