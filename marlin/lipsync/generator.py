@@ -51,7 +51,7 @@ class GeneratorConfig:
     def marlin_config(self):
         from ..models import MarlinConfig
 
-        return MarlinConfig.from_dict(self.marlin).validate()
+        return MarlinConfig.from_dict(self.marlin)
 
 
 class AudioEncoder(nn.Module):

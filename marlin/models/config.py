@@ -112,7 +112,7 @@ def config_from_yaml_dict(cfg: dict, source: str = "<dict>") -> MarlinConfig:
     or misspelt key is an error naming it, not ignored); our `trainer:` section is allowed and not looked at."""
     from ..config import from_official
 
-    return MarlinConfig.from_dict(from_official(cfg, source).get("model", {}), source).validate()
+    return MarlinConfig.from_dict(from_official(cfg, source).get("model", {}), source)
 
 
 def read_yaml(path) -> dict:
@@ -124,7 +124,7 @@ def read_yaml(path) -> dict:
 def resolve_config(name_or_yaml: "str | Path | MarlinConfig") -> MarlinConfig:
     """A preset name, a path to an official-layout YAML, or a MarlinConfig -> MarlinConfig."""
     if isinstance(name_or_yaml, MarlinConfig):
-        return name_or_yaml.validate()
+        return name_or_yaml
     key = str(name_or_yaml)
     if key in PRESETS:
         return PRESETS[key].config
