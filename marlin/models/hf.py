@@ -174,7 +174,7 @@ def _videomae_config(cfg: dict, source) -> MarlinConfig:
             qkv_bias=bool(get("qv_bias", True)), drop_rate=float(get("hidden_dropout_prob", 0.0)),
             attn_drop_rate=float(get("attention_probs_dropout_prob", 0.0)))
     except ValueError as e:
-        raise CheckpointError(str(e)) from None  # names {source}/config.json
+        raise CheckpointError(f"{source}: config.json: {e}") from None
 
 
 # MARLIN block names <-> transformers VideoMAELayer names (encoder and decoder blocks alike)
