@@ -120,14 +120,16 @@ def test_study_arms_and_errors():
 
 
 def test_shared_arms_have_one_folder(tmp_path):
-    """The masking study's tube arm and the modules study's VideoMAE arm are one configuration: one run."""
+    """The masking study (with AT, as Table 7's) shares its tube and fasking arms with the modules study's + AT and
+    MARLIN arms: one run each."""
     from marlin.apps.ablate import AblateSettings, arm_config, arm_dir, study_arms
 
     s = AblateSettings(studies=["modules", "masking"])
     mods = {a.name: arm_dir(tmp_path, arm_config(s, a, 0), "d") for a in study_arms("modules", s)[0]}
     mask = {a.name: arm_dir(tmp_path, arm_config(s, a, 0), "d") for a in study_arms("masking", s)[0]}
-    assert mods["VideoMAE (tube, no AT)"] == mask["tube"] and mods["+ Fasking"] == mask["fasking"]
+    assert mods["+ AT"] == mask["tube"] and mods["MARLIN (Fasking + AT)"] == mask["fasking"]
     assert len(set(mods.values()) | set(mask.values())) == 8  # 4 + 6 arms, 2 shared
+    assert all(a.values["adv_loss"] for a in study_arms("masking", s)[0])
     tube = next(a for a in study_arms("masking", s)[0] if a.name == "tube")
     assert arm_dir(tmp_path, arm_config(s, tube, 1), "d") == mask["tube"]  # seeds are folders inside
 
@@ -199,3 +201,47 @@ def test_pooled_seeds_score_the_mean_of_the_per_seed_metrics(kind, metric, width
     k, m, s, t = pooled(kind, metric, scores, [y] * 3)
     whole = resampled_metric(k, m, s, t, np.ones((1, len(t))))[0]
     assert whole == pytest.approx(np.mean([compute_metrics(kind, v, y)[metric] for v in scores]))
+
+
+def test_beside_the_paper_gives_table7_differences_and_verdicts(tmp_path):
+    """Table 7's comparisons of the modules study: the paper's difference from the package's table, ours from
+    the runs' test scores, and the verdict of our interval against the paper's direction."""
+    from marlin.apps.ablate import PAPER_COMPARISONS, beside_paper, paper_markdown, verdict
+    from marlin.downstream.metrics import compute_metrics
+    from marlin.paper import paper_value
+
+    assert verdict(+0.2, (0.01, 0.05)) == "agree" and verdict(-0.2, (-0.05, -0.01)) == "agree"
+    assert verdict(+0.2, (-0.05, -0.01)) == "disagree" and verdict(+0.2, (-0.01, 0.05)) == "unresolved"
+    assert verdict(0.0, (-0.01, 0.05)) == "agree" and verdict(0.0, (0.01, 0.05)) == "disagree"
+
+    rng = np.random.default_rng(0)
+    n = 300
+    y_expr, y_man = rng.integers(0, 7, n), rng.integers(0, 2, n)
+    tasks = {"expression": ("multiclass", "acc"), "manipulated": ("binary", "auc")}
+
+    def run(name, signal):
+        folder = tmp_path / name
+        folder.mkdir()
+        expr = rng.normal(size=(n, 7))
+        expr[np.arange(n), y_expr] += signal
+        man = rng.normal(size=n) + signal * y_man
+        np.savez(folder / "scores.npz", expression__scores=expr, expression__targets=y_expr,
+                 manipulated__scores=man, manipulated__targets=y_man)
+        metrics = {"expression": {"acc": float((expr.argmax(1) == y_expr).mean())},
+                   "manipulated": {"auc": compute_metrics("binary", man, y_man)["auc"]}}
+        return {0: ({"metrics": metrics, "tasks": tasks}, folder)}
+
+    # VideoMAE weak, + Fasking strong, + AT as weak as VideoMAE; MARLIN not run yet
+    runs = {"VideoMAE (tube, no AT)": run("vmae", 0.2), "+ Fasking": run("fask", 3.0), "+ AT": run("at", 0.2)}
+    rows = beside_paper("modules", runs, tasks, 200)
+    assert len(rows) == 2 * len(PAPER_COMPARISONS["modules"])
+    fasking = {r["task"]: r for r in rows if r["arm"] == "+ Fasking"}
+    paper = paper_value(7, "modules / + Fasking", "emotion") - paper_value(7, "modules / VideoMAE (tube masking, "
+                                                                           "no AT)", "emotion")
+    assert fasking["expression"]["paper_column"] == "emotion" and fasking["expression"]["paper_delta"] == round(paper, 6)
+    assert paper > 0 and fasking["expression"]["interval"][0] > 0 and fasking["expression"]["verdict"] == "agree"
+    at = {r["task"]: r for r in rows if r["arm"] == "+ AT"}
+    assert at["manipulated"]["paper_delta"] > 0 and at["manipulated"]["verdict"] == "unresolved"  # same signal
+    assert all(r["verdict"] == "not run" and r["ours"] is None for r in rows if r["arm"].startswith("MARLIN"))
+    text = "\n".join(paper_markdown(rows))
+    assert "| + Fasking − VideoMAE (tube, no AT) | emotion | +0.16 | expression |" in text

@@ -26,7 +26,23 @@ from ..precision import ANY_DEVICE, REQUESTS, Precision, check_name
 
 STUDIES = ("modules", "masking", "ratio", "encoder")
 RANDOM = "random init"  # the floor row: an untrained encoder of the reference arm's configuration
-PAPER = "not found"     # the paper's Table 7 / Figure 3 numbers: not found with the search tool (docs/ablations.md)
+# Beside the paper (Table 7, `marlin.paper`): the Table 7 row of each arm, and which of its columns stands for
+# which of our tasks: expression ~ CMU-MOSEI emotion (linear probing), manipulated ~ FaceForensics++ AUC
+# (fine-tuning); appearance and action have no Table 7 counterpart. Fixed before any study ran at a usable budget.
+PAPER_ROWS = {
+    "modules": {"VideoMAE (tube, no AT)": "modules / VideoMAE (tube masking, no AT)", "+ Fasking": "modules / + Fasking",
+                "+ AT": "modules / + AT", "MARLIN (Fasking + AT)": "modules / + both (MARLIN)"},
+    "masking": {"tube": "masking / Tube", "fasking": "masking / Fasking", "random": "masking / Random",
+                "frame": "masking / Frame"},
+}
+PAPER_COLUMNS = {"expression": "emotion", "manipulated": "FF++ AUC"}
+# Table 7's comparisons (arm, other) in each study
+PAPER_COMPARISONS = {
+    "modules": [("+ Fasking", "VideoMAE (tube, no AT)"), ("+ AT", "VideoMAE (tube, no AT)"),
+                ("MARLIN (Fasking + AT)", "VideoMAE (tube, no AT)"), ("MARLIN (Fasking + AT)", "+ Fasking"),
+                ("MARLIN (Fasking + AT)", "+ AT")],
+    "masking": [("fasking", "tube"), ("fasking", "random"), ("fasking", "frame")],
+}
 
 
 @dataclass
@@ -120,8 +136,9 @@ def study_arms(study: str, s: AblateSettings) -> tuple[list[Arm], str]:
                 Arm("+ Fasking", {"mask_strategy": "fasking", "adv_loss": False}),
                 Arm("+ AT", {"mask_strategy": "tube", "adv_loss": True}),
                 Arm("MARLIN (Fasking + AT)", {"mask_strategy": "fasking", "adv_loss": True})], "VideoMAE (tube, no AT)"
-    if study == "masking":  # same ratio and budget, no adversarial term: only the masking differs
-        arms = [Arm(m, {"mask_strategy": m, "adv_loss": False})
+    if study == "masking":  # same ratio and budget, with the adversarial term as Table 7's masking study (its Tube
+        # row is the modules study's + AT row): only the masking differs
+        arms = [Arm(m, {"mask_strategy": m, "adv_loss": True})
                 for m in ("tube", "fasking", "fasking_opp", "random", "frame", "fasking_inner")]
         return arms, "tube"
     if study == "ratio":  # Fasking with the base config's adversarial setting, at each ratio
@@ -455,8 +472,7 @@ def markdown(summary: dict, s: AblateSettings, what: dict, tasks: list[str]) -> 
                    "below 0]"),
               "", head, sep]
     lines += [f"| {name} | " + " | ".join(_delta(rows[name][t]) for t in tasks) + " |" for name in rows]
-    lines += ["", f"The paper's numbers for this study (Table 7 / Figure 3): {PAPER}.", ""]
-    return lines
+    return lines + [""]
 
 
 def plot(summary: dict, study: str, tasks: list[str], folder: Path) -> list[Path]:
@@ -518,12 +534,67 @@ def report(ctx: Context, study: str, arms: list[Arm], reference: str, runs: dict
     summary.update(settings={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()},
                    splits=ctx.splits, complete=sum(len(v) for v in done.values()) == expected * s.seeds,
                    runs={n: {str(k): str(f) for k, (_, f) in v.items()} for n, v in done.items()},
-                   configs={a.name: a.values for a in arms}, paper=PAPER)
+                   configs={a.name: a.values for a in arms})
+    summary["paper"] = beside_paper(study, done, kinds, s.bootstrap)
     if done and tasks:
         summary["plots"] = [str(p) for p in plot(summary, study, tasks, folder)]
     write_json(folder / "ablation.json", summary)
-    write_text(folder / "ablation.md", "\n".join(markdown(summary, s, {"splits": ctx.splits}, tasks)) + "\n")
+    write_text(folder / "ablation.md", "\n".join(markdown(summary, s, {"splits": ctx.splits}, tasks)
+                                                 + paper_markdown(summary["paper"])) + "\n")
     return summary
+
+
+def verdict(paper_delta: float, interval) -> str:
+    """Whether our interval of (arm - other) agrees with the paper's difference: "agree" when it lies on the
+    paper's side of zero, "disagree" when on the other side, "unresolved" when it contains zero (a paper
+    difference of exactly zero agrees with an interval containing zero and disagrees with any other)."""
+    if interval is None:
+        return "unresolved"
+    lo, hi = interval
+    if paper_delta == 0:
+        return "agree" if lo <= 0 <= hi else "disagree"
+    if lo > 0 or hi < 0:
+        return "agree" if (lo > 0) == (paper_delta > 0) else "disagree"
+    return "unresolved"
+
+
+def beside_paper(study: str, runs: dict, tasks: dict, n_boot: int) -> list[dict]:
+    """Table 7's comparisons of a study with ours: per comparison and mapped task, the paper's difference
+    (`marlin.paper`, in its units), ours (mean over common seeds, paired-bootstrap interval) and the verdict;
+    comparisons whose arms have not both run yet are listed without ours."""
+    from ..paper import paper_value
+
+    out = []
+    for arm, other in PAPER_COMPARISONS.get(study, []):
+        rows = PAPER_ROWS[study]
+        both = {k: runs[k] for k in (arm, other) if runs.get(k)}
+        ours = summarize(study, [], other, both, tasks, n_boot)["rows"].get(arm, {}) if len(both) == 2 else {}
+        for task, column in PAPER_COLUMNS.items():
+            paper = paper_value(7, rows[arm], column) - paper_value(7, rows[other], column)
+            delta = ours.get(task, {}).get("delta")
+            interval = delta.get("interval_pooled") if delta else None
+            out.append({"arm": arm, "other": other, "task": task, "paper_column": column,
+                        "paper_delta": round(paper, 6), "ours": None if not delta else delta["mean"],
+                        "interval": interval, "seeds": None if not delta else delta["seeds"],
+                        "verdict": verdict(paper, interval) if delta else "not run"})
+    return out
+
+
+def paper_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return ["The paper's Table 7 has no comparison for this study.", ""]
+    lines = ["## Beside the paper (Table 7)", "",
+             "The paper's difference (its units: MOSEI emotion in accuracy points, FF++ AUC) beside ours on the task "
+             "that stands for it (expression, manipulated), with our 95 % interval; agree / disagree: our interval "
+             "lies on the paper's / the other side of zero; unresolved: it contains zero.", "",
+             "| comparison | paper (column) | paper | ours (task) | ours [95 % interval] | verdict |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        ours = "–" if r["ours"] is None else (f"{r['ours']:+.3f}" + ("" if r["interval"] is None else
+                                             f" [{r['interval'][0]:+.3f}, {r['interval'][1]:+.3f}]"))
+        lines.append(f"| {r['arm']} − {r['other']} | {r['paper_column']} | {r['paper_delta']:+.4g} | {r['task']} | "
+                     f"{ours} | {r['verdict']} |")
+    return lines + [""]
 
 
 def run_ablation(s: AblateSettings) -> dict:
