@@ -35,7 +35,7 @@ from bench_model import NAMES, MatmulRate, encoder_flops  # noqa: E402  (one mat
 from marlin import Marlin  # noqa: E402
 from marlin.deploy import (ExportedModel, _openvino_bf16, export_onnx, resolve_backend_precision,  # noqa: E402
                            runtime_model, runtime_session)
-from marlin.precision import native_bf16  # noqa: E402
+from marlin.precision import Precision, native_bf16  # noqa: E402
 
 RATE_OF = {"fp32": "fp32", "bf16": "bf16", "int8": "int8"}
 
@@ -54,6 +54,7 @@ def _paths(model, onnx_path: Path, int8_path: Path | None, compile_torch: bool) 
     record = {"format": "marlin-export/1", "target": "onnx", "parts": "encoder", "config": model.config.to_dict()}
 
     def runner(backend, path, precision="32"):
+        precision = Precision.named(precision)
         run = ExportedModel(record, backend, runtime_session(backend, path, precision), precision)
         return lambda x: run.extract_features(x, keep_seq=False)
 
@@ -144,8 +145,8 @@ def bench_video(video: Path, reps: int, name: str = "B"):
     for backend, precision in (("torch", "32"), ("torch", "auto"), ("onnxruntime", "32"), ("openvino", "32"),
                                ("openvino", "auto")):
         try:
-            if backend != "torch":
-                runtime_model(model, backend, precision)  # the export, once: not part of the timing
+            if backend != "torch":  # the export, once: not part of the timing
+                runtime_model(model, backend, Precision.resolve(precision, "cpu", backend))
             best = float("inf")
             for _ in range(reps):
                 t = time.perf_counter()
