@@ -108,16 +108,17 @@ def evaluate(out: Path, steps: int) -> dict:
             "threads": rec["pretraining"].get("threads"), "final_rec_loss": rec["pretraining"]["final_rec_loss"],
             "reconstruction": recon, "against_untrained": probes, "reconstructs_clearly": recon_ok,
             "beats_untrained_on_parts": probe_ok, "passes": recon_ok and probe_ok,
-            "runs": {"marlin": str(marlin), "untrained": str(floor)}}
+            "runs": {"marlin": str(marlin.relative_to(out.parent)), "untrained": str(floor.relative_to(out.parent))}}
 
 
-def keep_records(result: dict, dest: Path) -> None:
-    """The small files of a finished budget, for the repository."""
+def keep_records(result: dict, dest: Path, base: Path) -> None:
+    """The small files of a finished budget, for the repository (``result``'s run folders are relative to
+    ``base``, the pilot's OUT)."""
     from marlin.atomic import write_json
 
     dest.mkdir(parents=True, exist_ok=True)
     for name, run in result["runs"].items():
-        run = Path(run)
+        run = base / run
         shutil.copyfile(run / "result.json", dest / f"{name}_result.json")
         if (run / "pretrain" / "pretrained.json").is_file():
             shutil.copyfile(run / "pretrain" / "pretrained.json", dest / f"{name}_pretrained.json")
@@ -168,7 +169,8 @@ def main() -> None:
             log = open(out / "ablate.log", "a")
             env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
             print(f"[pilot] {steps} iterations -> {out} ({threads} thread(s))", flush=True)
-            procs.append((steps, out, subprocess.Popen(ablate_command(out, steps, args.num_items, args.test_items), stdout=log, stderr=log, env=env)))
+            command = ablate_command(out, steps, args.num_items, args.test_items)
+            procs.append((steps, out, subprocess.Popen(command, stdout=log, stderr=log, env=env)))
         for steps, out, p in procs:
             if p.wait() != 0:
                 sys.exit(f"[pilot] marlin ablate failed for {steps} iterations: see {out / 'ablate.log'}")
@@ -177,7 +179,7 @@ def main() -> None:
             r = evaluate(out, steps)
             results.append(r)
             if args.record:
-                keep_records(r, args.record / f"b{steps}")
+                keep_records(r, args.record / f"b{steps}", args.out)
             print("\n".join(table([r])[2:]), flush=True)
         write_json(args.out / "pilot.json", {"budgets": args.budgets, "parallel": args.parallel, "results": results})
         write_text(args.out / "pilot.md", "\n".join(table(results)) + "\n")
@@ -185,7 +187,8 @@ def main() -> None:
             break
     passing = [r["steps"] for r in results if r["passes"]]
     print("\n".join(table(results)))
-    print(f"\n[pilot] smallest budget meeting both criteria: {min(passing) if passing else 'none of ' + str(args.budgets)}")
+    answer = min(passing) if passing else f"none of {args.budgets}"
+    print(f"\n[pilot] smallest budget meeting both criteria: {answer}")
 
 
 if __name__ == "__main__":

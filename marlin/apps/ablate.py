@@ -30,8 +30,9 @@ RANDOM = "random init"  # the floor row: an untrained encoder of the reference a
 # which of our tasks: expression ~ CMU-MOSEI emotion (linear probing), manipulated ~ FaceForensics++ AUC
 # (fine-tuning); appearance and action have no Table 7 counterpart. Fixed before any study ran at a usable budget.
 PAPER_ROWS = {
-    "modules": {"VideoMAE (tube, no AT)": "modules / VideoMAE (tube masking, no AT)", "+ Fasking": "modules / + Fasking",
-                "+ AT": "modules / + AT", "MARLIN (Fasking + AT)": "modules / + both (MARLIN)"},
+    "modules": {"VideoMAE (tube, no AT)": "modules / VideoMAE (tube masking, no AT)",
+                "+ Fasking": "modules / + Fasking", "+ AT": "modules / + AT",
+                "MARLIN (Fasking + AT)": "modules / + both (MARLIN)"},
     "masking": {"tube": "masking / Tube", "fasking": "masking / Fasking", "random": "masking / Random",
                 "frame": "masking / Frame"},
 }
