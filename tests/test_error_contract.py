@@ -333,6 +333,13 @@ def test_pretrain_refuses_to_overwrite_a_run_without_resume_or_overwrite(bad, tm
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints"]  # no config.yaml, history or logs written
 
 
+def _sigint_as_a_terminal_sends_it():
+    """For a child's preexec_fn: SIGINT back to its default action, so the child's Python turns it into
+    KeyboardInterrupt. A test run started as a background job (nohup, a non-interactive shell's `&`) ignores
+    SIGINT, and a child would inherit that and never see the Ctrl-C the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_pretrain_ctrl_c_exits_130(bad, tmp_path):
     """defect 1: Ctrl-C during training exited 1 without a message (Lightning's handler calls sys.exit(1))."""
     out = tmp_path / "run ü"
@@ -340,7 +347,8 @@ def test_pretrain_ctrl_c_exits_130(bad, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "marlin.cli", "pretrain", "--config", str(bad["pretrain_yaml"]),
                              "--data", str(bad["items"]), "--out", str(out), "--no-progress",
                              "--set", "trainer.max_steps=1000000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                            preexec_fn=_sigint_as_a_terminal_sends_it)
     try:
         deadline = time.monotonic() + 120
         while not (out / "history.csv").exists() or (out / "history.csv").stat().st_size == 0:
@@ -361,7 +369,7 @@ def test_synth_ctrl_c_exits_130_and_resumes(tmp_path):
     argv = [sys.executable, "-m", "marlin.cli", "synth", str(out), "--num", "500", "--frames", "8", "--size", "64",
             "--no-progress"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=_sigint_as_a_terminal_sends_it)
     try:
         deadline = time.monotonic() + 60
         while len(list(out.glob("*/meta.json"))) < 2:
