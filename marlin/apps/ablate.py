@@ -7,8 +7,8 @@ spatial readout) -> the logistic probe of every task (`marlin.downstream.probes.
 datasets, the
 downstream API's `train_logistic` and `compute_metrics`) -> `ablation.md` / `ablation.json` (mean +- spread
 over seeds, `marlin.downstream.metrics.paired_bootstrap` intervals of each arm against the reference arm) and
-plots. Arms are stored by what they are (their resolved pretraining config), so studies that share an arm (the
-tube / no-AT baseline of `masking` and `modules`) share its runs.
+plots. Arms are stored by what they are (their resolved pretraining config), so studies that share an arm
+(`masking`'s tube and fasking arms are `modules`' + AT and MARLIN) share its runs.
 """
 from __future__ import annotations
 
@@ -68,8 +68,8 @@ class AblateSettings:
     world_seed: int = setting("seed of the synthetic world (the test world is world_seed + 1)", 0)
     workers: int = setting("processes generating the synthetic worlds", 1)
     jobs: int | None = setting("arms run at once, each in its own process with cores / jobs threads (default: one "
-                               "per CPU core without a GPU, 1 with one: on a CPU, one thread per arm does about "
-                               "twice the iterations per CPU-second of one arm on every core, "
+                               "per CPU core without a GPU, 1 with one: on a 2-core CPU, two one-thread arms did "
+                               "1.36x the iterations per CPU-second of one arm on both cores, "
                                "benchmarks/bench_ablate14.py)")
     ratios: list[float] = setting("mask ratios of the 'ratio' study", factory=lambda: [0.5, 0.75, 0.85, 0.9, 0.95])
     ratio_reference: float = setting("reference arm of the 'ratio' study", 0.9)
@@ -566,6 +566,7 @@ def beside_paper(study: str, runs: dict, tasks: dict, n_boot: int) -> list[dict]
     from ..paper import paper_value
 
     out = []
+    tasks = {t: tasks[t] for t in PAPER_COLUMNS if t in tasks}  # only the tasks that stand for a paper column
     for arm, other in PAPER_COMPARISONS.get(study, []):
         rows = PAPER_ROWS[study]
         both = {k: runs[k] for k in (arm, other) if runs.get(k)}
@@ -661,12 +662,13 @@ def _run_arms(ctx: Context, todo: list, seed: int, jobs: int):
             _say(f"seed {seed}: {RANDOM if arm is None else arm.name}")
             yield (arm, entries), run_arm(ctx, arm, seed)
         return
+    import copy
     import dataclasses
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    quiet = Context.__new__(Context)
-    quiet.__dict__.update(ctx.__dict__, s=dataclasses.replace(ctx.s, progress=False))
+    quiet = copy.copy(ctx)  # workers show no progress bars
+    quiet.s = dataclasses.replace(ctx.s, progress=False)
     pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
                                initializer=_worker_threads, initargs=(_threads(jobs),))
     try:
