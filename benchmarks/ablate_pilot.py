@@ -2,7 +2,7 @@
 the MARLIN arm (Fasking + AT, `ablate14_cpu`) until it both reconstructs clearly better than the mean-patch
 baseline and beats the untrained encoder on expression and manipulated with intervals above zero.
 
-    python benchmarks/ablate_pilot.py --out /work/pilot [--budgets 500 1000 2000] [--parallel 2]
+    python benchmarks/ablate_pilot.py --out OUT [--budgets 500 1000 2000] [--parallel 2]
         [--record docs/ablations/2026-12-07/pilot]
 
 Each budget B is one `marlin ablate ratio --ratios "[0.9]" --steps B --seeds 1` (the base config's arm, ratio 0.9,
@@ -38,11 +38,8 @@ CLEAR = 0.9  # "clearly better": mean loss at most 0.9 x the baseline's, and bel
 PART_TASKS = ("expression", "manipulated")
 
 
-CLI = "import sys; from marlin.cli import main; sys.exit(main(sys.argv[1:]))"
-
-
 def ablate_command(out: Path, steps: int, num_items: int, test_items: int) -> list[str]:
-    return [sys.executable, "-c", CLI, "ablate", "ratio", "--ratios", "[0.9]", "--ratio-reference", "0.9",
+    return [sys.executable, "-m", "marlin.cli", "ablate", "ratio", "--ratios", "[0.9]", "--ratio-reference", "0.9",
             "--steps", str(steps), "--seeds", "1", "--out", str(out), "--jobs", "1", "--quiet",
             "--num-items", str(num_items), "--test-items", str(test_items), "--readout-pool", "4", "--frames", "16"]
 

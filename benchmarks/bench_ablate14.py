@@ -67,7 +67,8 @@ def run_loop(data: str, steps: int, threads: int) -> dict:
     cfg = pretrain_config(CONFIG)
     c = cfg.model
     torch.manual_seed(0)
-    ds = _clips(PretrainClips, open_items(data, "train"), cfg)
+    ds = PretrainClips(open_items(data, "train"), c, cfg.mask, cfg.sample_rate, cfg.trainer.seed,
+                       cache_mb=cfg.trainer.cache_mb)  # as `PretrainData` makes it
     model, critic = Marlin(c, full_model=True), Critic(c)
     g_opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, betas=(0.9, 0.95))
     d_opt = torch.optim.AdamW(critic.parameters(), lr=1e-4, betas=(0.9, 0.95))
@@ -101,13 +102,6 @@ def run_loop(data: str, steps: int, threads: int) -> dict:
         tick("optimiser")
     return {"iterations": steps, "wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
             "stages": stages}
-
-
-def _clips(kind, items, cfg):
-    """The pretraining dataset exactly as `PretrainData` makes it (whatever its constructor takes)."""
-    from marlin.train.datamodule import PretrainData
-
-    return PretrainData._dataset(type("D", (), {"cfg": cfg})(), items, cfg.trainer.seed)
 
 
 def child(argv: list[str]) -> None:
