@@ -275,6 +275,7 @@ ROWS = {
         ("--downstream binary", ["ablate", "ratio", "--downstream", "{binary}", "--out", "{out}"], 2, ["{binary}"]),
         ("--downstream missing", ["ablate", "ratio", "--downstream", "{missing}", "--out", "{out}"], 2,
          ["{missing}"]),
+        ("--jobs 0", ["ablate", "ratio", "--jobs", "0", "--out", "{out}"], 2, ["jobs"]),
     ],
 }
 CASES = [(command, *row) for command, rows in ROWS.items() for row in rows]

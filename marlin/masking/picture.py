@@ -29,14 +29,17 @@ def mask_picture(frames: np.ndarray, parse: np.ndarray | None, geometry: MarlinC
     uint8 or None; every strategy at mask ratio ``ratio``."""
     grid, p, tb, s = geometry.grid, geometry.patch_size, geometry.tubelet_size, geometry.img_size
     first = None if parse is None else parse[::tb][:grid[0]]  # each tubelet's first frame
+    parts: dict[str, np.ndarray] = {}
     shown = np.linspace(0, grid[0] - 1, min(columns, grid[0])).round().astype(int)
     label_w = 110
     rows = []
     for strategy in strategies:
         g = torch.Generator().manual_seed(seed)
         spec = MaskSpec(strategy, ratio)
-        parts = None if first is None else token_parts(first, p, spec.strategy.membership)
-        mask = make_masks(spec, 1, grid, [parts], g)[0].view(grid).numpy()  # (T', H', W')
+        membership = spec.strategy.membership
+        if first is not None and membership not in parts:  # one membership map per rule, not per strategy
+            parts[membership] = token_parts(first, p, membership)
+        mask = make_masks(spec, 1, grid, [parts.get(membership)], g)[0].view(grid).numpy()  # (T', H', W')
         tiles = [mask_overlay(frames[k * tb], mask[k], p) for k in shown]
         row = np.concatenate([np.pad(tl, ((2, 2), (2, 2), (0, 0)), constant_values=255) for tl in tiles], 1)
         if scale != 1:
