@@ -275,13 +275,34 @@ def encode_clips(encode: Callable[[Tensor], Tensor], clips: Iterable[np.ndarray]
     return torch.cat(out)
 
 
+CPU_TOKENS_PER_CALL = 1568  # one 224 px clip of the presets: 8 x 14 x 14 tokens
+GPU_CLIPS_PER_CALL = 8
+
+
+def clips_per_call(config, device, batch_size: int | None = None) -> int:
+    """Clips per encoder call: ``batch_size`` when given, else by where the encoder runs. A GPU takes 8. A CPU
+    (torch, onnxruntime and OpenVINO all run there) takes as many clips as hold about 1568 tokens, at most 8: one
+    clip of the presets, 8 of the 128-token demo model. Measured in docs/performance.md: at 1568 tokens a clip
+    already fills the cores and batch 1 is 1.1-1.4x faster per clip than 8 on both CPUs measured, while at 128
+    tokens batch 8 is 1.4x faster than 1."""
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        return batch_size
+    if device is not None and torch.device(device).type == "cuda":
+        return GPU_CLIPS_PER_CALL
+    return max(1, min(GPU_CLIPS_PER_CALL, CPU_TOKENS_PER_CALL // config.num_tokens))
+
+
 @torch.no_grad()
 def video_features(model, path, crop_face: bool = False, sample_rate: int = 2, stride: int = 16,
                    reduction: str = "none", keep_seq: bool = False, cover_tail: bool = False,
-                   batch_size: int = 8, precision: Precision = Precision.FP32, backend: str = "torch") -> Tensor:
+                   batch_size: int | None = None, precision: Precision = Precision.FP32,
+                   backend: str = "torch") -> Tensor:
     """(n_clips, D) float32 features of a video ((n_clips, N, D) with keep_seq); `reduction` mean/max over
-    clips; ``precision``: resolved for the model's device and ``backend`` (`Precision.resolve`); ``backend``
-    torch | onnxruntime | openvino (see `backend_model`)."""
+    clips; ``batch_size``: clips per encoder call (`clips_per_call` when None); ``precision``: resolved for the
+    model's device and ``backend`` (`Precision.resolve`); ``backend`` torch | onnxruntime | openvino (see
+    `backend_model`)."""
     if reduction not in ("none", "mean", "max"):
         raise ValueError(f"reduction must be 'none', 'mean' or 'max', got {reduction!r}")
     model = backend_model(model, backend, precision)  # once, before any decoding
@@ -293,7 +314,7 @@ def video_features(model, path, crop_face: bool = False, sample_rate: int = 2, s
 
 @torch.no_grad()
 def face_track_features(model, path, sample_rate: int = 2, stride: int = 16, reduction: str = "none",
-                        keep_seq: bool = False, cover_tail: bool = False, batch_size: int = 8,
+                        keep_seq: bool = False, cover_tail: bool = False, batch_size: int | None = None,
                         precision: Precision = Precision.FP32, min_track_frames: int = 16,
                         backend: str = "torch") -> list[tuple[str, Tensor]]:
     """:func:`video_features` of every face track of a video (:func:`face_track_clips`): [("face0", features),
@@ -323,10 +344,12 @@ def backend_model(model, backend: str = "torch", precision: Precision = Precisio
     return model
 
 
-def _encode_reduce(model, clips, reduction: str, keep_seq: bool, batch_size: int, precision: Precision) -> Tensor:
+def _encode_reduce(model, clips, reduction: str, keep_seq: bool, batch_size: int | None,
+                   precision: Precision) -> Tensor:
     """Features of ``clips`` (`encode_clips` through ``model.extract_features``), reduced over clips."""
+    device = getattr(model, "device", None)
     out = encode_clips(lambda x: model.extract_features(x, keep_seq=keep_seq, precision=precision), clips,
-                       batch_size, getattr(model, "device", None))
+                       clips_per_call(model.config, device, batch_size), device)
     if reduction == "mean":
         return out.mean(0)
     if reduction == "max":

@@ -60,6 +60,31 @@ def test_reductions_and_batching_agree(tmp_path):
         model.extract_video(path, reduction="median")
 
 
+def test_clips_per_call_default_follows_the_device_and_the_clip_size(tmp_path, monkeypatch):
+    from marlin.extract import clips_per_call
+    from marlin.models.config import resolve_config
+
+    preset = resolve_config("marlin_vit_base_ytf")  # 1568 tokens a clip: one clip per call on a CPU
+    assert clips_per_call(preset, "cpu") == 1 and clips_per_call(preset, None) == 1
+    assert clips_per_call(preset, "cuda:0") == 8
+    assert clips_per_call(CFG, "cpu") == 8  # 8 tokens a clip: capped at 8
+    assert clips_per_call(tiny_config(img_size=64), "cpu") == 8 and clips_per_call(preset, "cpu", 3) == 3
+    with pytest.raises(ValueError, match="batch_size"):
+        clips_per_call(preset, "cpu", 0)
+
+    # what extract_video hands the encoder when no batch size is given: one clip per call at 1568 tokens
+    model = Marlin(tiny_config(img_size=224, patch_size=16, n_frames=16, tubelet_size=2), full_model=False)
+    seen = []
+    real = model.extract_features
+    monkeypatch.setattr(model, "extract_features", lambda x, **kw: seen.append(len(x)) or real(x, **kw))
+    path = _video(tmp_path / "v.mp4", 80, size=224)  # 2 windows
+    model.extract_video(path, stride=16)
+    assert seen and set(seen) == {1}
+    seen.clear()
+    model.extract_video(path, stride=16, batch_size=2)
+    assert seen == [2]
+
+
 def test_bad_videos_raise_errors_naming_the_file(tmp_path):
     model = Marlin(CFG, full_model=False)
     text = tmp_path / "text.mp4"

@@ -62,7 +62,9 @@ def add_arguments(p):
                         "face track: OUT/<name>/face<k>.npy)")
     p.add_argument("--min-track-frames", type=positive_int, default=16, metavar="N",
                    help="--faces all: keep face tracks with at least N frames with the face (default 16)")
-    p.add_argument("--batch-size", type=positive_int, default=8, help="clips per encoder call")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="clips per encoder call (default: 8 on a GPU; on a CPU as many as hold one 224 clip's 1568 "
+                        "tokens, 1 for the presets, which is faster there)")
     p.add_argument("--device", default="auto",
                    help="auto (default: cuda when available, else cpu) | cpu | cuda[:k]; where it ran is listed in "
                         "OUT/features.json (devices), which does not keep another device from adding to OUT")

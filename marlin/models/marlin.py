@@ -69,11 +69,13 @@ class Marlin(nn.Module):
     @torch.no_grad()
     def extract_video(self, video_path, crop_face: bool = False, sample_rate: int = 2, stride: int = 16,
                       reduction: str = "none", keep_seq: bool = False, cover_tail: bool = False,
-                      batch_size: int = 8, precision: Precision | str = "32", backend: str = "torch") -> Tensor:
+                      batch_size: int | None = None, precision: Precision | str = "32",
+                      backend: str = "torch") -> Tensor:
         """Features of a whole video with the official sliding windows (see `marlin.video.windows`).
 
         Returns (n_clips, D) (or (n_clips, N, D) with keep_seq); reduction "mean"/"max" reduces over clips;
-        ``precision`` as in `extract_features`; ``backend`` torch | onnxruntime | openvino: the encoder exported
+        ``batch_size``: clips per encoder call, by default 8 on a GPU and one 224 clip on a CPU
+        (`marlin.extract.clips_per_call`); ``precision`` as in `extract_features`; ``backend`` torch | onnxruntime | openvino: the encoder exported
         once and run by that runtime on the CPU (`marlin.deploy`; the `onnx` / `openvino` extras).
         """
         from ..extract import video_features
