@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import CheckpointError, load_container, save_container
+from .checkpoints import CheckpointError, load_container, load_into, save_container
 
 STATE_KIND = "train-state"  # the container kind of a loop's state when the loop has no format of its own
 _FLOAT = "__float__"  # meta: {"__float__": "nan" | "inf" | "-inf"} (strict JSON has no such numbers)
@@ -178,7 +178,11 @@ class TrainState:
             raise CheckpointError(f"{self.path}: exists with another {self.label} config ({'; '.join(diff)}); "
                                   f"choose another output or delete it")
         for name, part in self.parts.items():
-            if name in ck:
+            if name not in ck:
+                continue
+            if isinstance(part, torch.nn.Module):  # a state that does not fit: one line naming the file
+                load_into(part, ck[name], self.path, problem=f"the saved {name} does not fit this run's")
+            else:
                 part.load_state_dict(ck[name])  # an optimizer's state follows its parameters' device
         set_rng_state(ck.get("rng", {}), self.generators)
         return ck

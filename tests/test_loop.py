@@ -92,6 +92,17 @@ def test_fit_refuses_a_state_of_another_config(tmp_path):
         fit(_model(0), TASK, _batches()[0], _evaluate, CFG, progress=False, checkpoint=ck, identity={"fold": 2})
 
 
+def test_fit_refuses_a_state_that_does_not_fit_the_model_in_one_line(tmp_path):
+    ck = tmp_path / "run.safetensors"
+    with pytest.raises(Interrupted):
+        fit(_model(0), TASK, _batches(stop_at_call=4)[0], _evaluate, CFG, progress=False, checkpoint=ck)
+    wider = nn.Sequential(nn.Linear(6, 9), nn.Dropout(0.3), nn.ReLU(), nn.Linear(9, 1))  # same config, other model
+    with pytest.raises(CheckpointError) as e:
+        fit(wider, TASK, _batches()[0], _evaluate, CFG, progress=False, checkpoint=ck)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{ck}: the saved model does not fit this run's: shape conflicts (3): "), msg
+
+
 SYNC = SyncNetConfig(window=5, face_size=32, width=4, stages=3, embed_dim=16)
 
 

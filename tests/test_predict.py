@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 import yaml
 
@@ -272,3 +273,32 @@ def test_parts_and_a_merge_equal_one_run(world, tmp_path, capsys):
     (parts / "predict.part-0001-of-0002.json").unlink()
     code, err = _predict(["--merge", "--out", parts], capsys)
     assert code == 2 and "parts 1 of 2 are missing" in err and "predict.part-0001-of-0002.json" in err
+
+
+@pytest.mark.parametrize("spoil", ["bias missing", "weight resized", "weight 1-D"])
+def test_a_probe_head_that_does_not_fit_is_one_line(world, tmp_path, capsys, spoil):
+    """predict and evaluate read a probe's head through the one state-dict check: one line naming the file."""
+    from marlin.downstream.model import load_downstream_checkpoint, save_downstream_checkpoint
+
+    root, runs = world
+    (ckpt,) = runs["lp_bin"].rglob("head.safetensors")
+    tensors, meta = load_downstream_checkpoint(ckpt)
+    if spoil == "bias missing":
+        del tensors["bias"]
+        words = ["missing keys (1): bias"]
+    elif spoil == "weight resized":
+        tensors["weight"] = torch.zeros(tensors["weight"].shape[0], tensors["weight"].shape[1] + 1)
+        words = ["weight"]
+    else:
+        tensors["weight"] = tensors["weight"].flatten()
+        words = ["not a linear probe head"]
+    bad = tmp_path / "run" / "head.safetensors"
+    bad.parent.mkdir()
+    save_downstream_checkpoint(bad, tensors, meta)
+    for argv in (["predict", _test_items(root)[0], "--run", bad, "--out", tmp_path / "o"],
+                 ["evaluate", bad, "--out", tmp_path / "e"]):
+        code = main([*map(str, argv), "--no-progress"])
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert code == 2 and len(lines) == 1 and f"{bad}: " in lines[0], err
+        assert all(w in lines[0] for w in words), lines[0]

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from ..atomic import write_json, write_text
+from ..checkpoints import CheckpointError
 from .config import load_run_config
 from .datasets import load_dataset
 from .features import run_feature_cache
 from .finetune import ClipReader, pick_device, video_logits
 from .linear import predict
 from .metrics import compute_metrics
-from .model import classifier_from_checkpoint, load_downstream_checkpoint
+from .model import classifier_from_checkpoint, load_downstream_checkpoint, probe_head
 from .probe import cached_features, split_arrays
 from .report import COLUMNS, NAMES, fmt_metric
 from .runs import report_skipped
@@ -34,11 +33,13 @@ def evaluate_checkpoint(path, split: str = "test", root=None, out=None, progress
     report_skipped(out, meta.get("fold", 1), ds.skipped, "samples")
     names = task.labels
     if meta["mode"] == "probe":
-        head = torch.nn.Linear(tensors["weight"].shape[1], tensors["weight"].shape[0])
-        head.load_state_dict(tensors)
+        head = probe_head(tensors, path)
         feats, failures = cached_features(cfg, ds, run_feature_cache(cfg), progress, {})
         report_skipped(out, meta.get("fold", 1), failures, "videos")
         x, y = split_arrays(ds, split, feats, meta["reduction"])
+        if x.shape[1] != head.in_features:
+            raise CheckpointError(f"{path}: the probe head's weight takes {head.in_features} features, the run's encoder "
+                                  f"gives {x.shape[1]}")
         logits, kept = predict(head, x), [s for s in ds.splits[split] if s.key in feats]
         metrics = compute_metrics(task.kind, task.scores(logits), y, label_names=names)
     else:

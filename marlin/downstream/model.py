@@ -59,6 +59,18 @@ def load_downstream_checkpoint(path) -> tuple[dict[str, Tensor], dict]:
     return tensors, meta
 
 
+def probe_head(tensors: dict[str, Tensor], source, width: int | None = None) -> nn.Linear:
+    """The linear head of a probe checkpoint (weight (C, D), bias (C,)) through the one state-dict check
+    (`checkpoints.load_into`), D the encoder's ``width`` where known: a head that does not fit is one
+    `CheckpointError` naming ``source``."""
+    from ..checkpoints import CheckpointError, load_into
+
+    weight = tensors.get("weight")
+    if not isinstance(weight, Tensor) or weight.ndim != 2:
+        raise CheckpointError(f"{source}: not a linear probe head: 'weight' is missing or not a 2-D tensor")
+    return load_into(nn.Linear(width or weight.shape[1], weight.shape[0]), tensors, source=source)
+
+
 def classifier_from_checkpoint(path) -> tuple[VideoClassifier, dict]:
     """The model of a probe (encoder from its recorded weights + head) or fine-tuning checkpoint."""
     from ..checkpoints import load_into
@@ -70,7 +82,8 @@ def classifier_from_checkpoint(path) -> tuple[VideoClassifier, dict]:
                                 Precision.named(meta["run"].get("precision", "32")))  # the run it was trained in
         load_into(model, tensors, source=path, presets=PRESETS)
     else:
-        marlin = load_encoder(load_run_config(meta["run"]).encoder)
-        model = VideoClassifier(marlin.encoder, int(tensors["weight"].shape[0]))
-        load_into(model.head, tensors, source=path)
+        encoder = load_encoder(load_run_config(meta["run"]).encoder).encoder
+        head = probe_head(tensors, path, encoder.embed_dim)
+        model = VideoClassifier(encoder, head.out_features)
+        model.head = head
     return model.eval(), meta

@@ -153,7 +153,7 @@ class Predictor:
         from ..checkpoints import file_sha256
         from ..extract import encode_clips
         from .linear import reduce_clips
-        from .model import classifier_from_checkpoint, load_downstream_checkpoint
+        from .model import classifier_from_checkpoint, load_downstream_checkpoint, probe_head
 
         device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
         ckpt = find_run_checkpoint(run)
@@ -167,8 +167,7 @@ class Predictor:
             requested = precision or meta["run"].get("extract_precision", "32")
             resolved = requested if isinstance(requested, Precision) else Precision.resolve(requested, device)
             marlin, record = _checked_encoder(ckpt, meta, encoder, device)
-            head = torch.nn.Linear(tensors["weight"].shape[1], tensors["weight"].shape[0])
-            head.load_state_dict(tensors)
+            head = probe_head(tensors, ckpt, marlin.config.encoder_embed_dim)
             head.eval()
             reduction = meta.get("reduction", meta["run"].get("reduction", "mean"))
 
