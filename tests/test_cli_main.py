@@ -156,8 +156,17 @@ def test_core_works_without_any_extra(tmp_path):
             with contextlib.redirect_stderr(err):
                 code = main(argv)
             print("RESULT", code, err.getvalue().strip().splitlines()[-1])
+        from marlin.cli import COMMANDS
+        for name in COMMANDS:  # every command's help, whatever extra the command needs to run
+            try:
+                with contextlib.redirect_stdout(io.StringIO()) as out:
+                    main([name, "--help"])
+                raise AssertionError("no exit")
+            except SystemExit as e:
+                assert e.code == 0 and out.getvalue().startswith(f"usage: marlin {{name}}"), (name, e.code)
+        import marlin.downstream  # its names load on first use
         try:
-            import marlin.downstream
+            from marlin.downstream import compute_metrics  # noqa: F401
             raise AssertionError("no error")
         except ImportError as e:
             assert str(e) == ("downstream evaluation needs the 'downstream' extra (torchmetrics is not installed): "

@@ -1,13 +1,21 @@
-"""Downstream adaptation of MARLIN: linear probing, fine-tuning, few-shot, dataset adapters, Grad-CAM."""
-from ..errors import require
+"""Downstream adaptation of MARLIN: linear probing, fine-tuning, few-shot, dataset adapters, Grad-CAM.
 
-require("torchmetrics", "downstream", "downstream evaluation")
-from .linear import linear_probe, logistic_probe, reduce_clips, train_linear  # noqa: E402
-from .metrics import compute_metrics  # noqa: E402
-from .predict import Prediction, Predictor, merge_predictions, predict_videos  # noqa: E402
-from .probe import probe_dataset  # noqa: E402
-from .tasks import Task  # noqa: E402
-from .train import TrainConfig, fit  # noqa: E402
+The names below load on first use, so the configs and flags (`marlin probe --help`) need no extra; the metrics
+(`metrics.py`) need the 'downstream' extra and say so in one line."""
+import importlib
 
-__all__ = ["linear_probe", "logistic_probe", "probe_dataset", "reduce_clips", "train_linear", "compute_metrics",
-           "Task", "TrainConfig", "fit", "Prediction", "Predictor", "predict_videos", "merge_predictions"]
+_EXPORTS = {"linear_probe": "linear", "logistic_probe": "linear", "reduce_clips": "linear", "train_linear": "linear",
+            "compute_metrics": "metrics", "Task": "tasks", "TrainConfig": "train", "fit": "train",
+            "probe_dataset": "probe", "Prediction": "predict", "Predictor": "predict",
+            "predict_videos": "predict", "merge_predictions": "predict"}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

@@ -12,7 +12,10 @@ import warnings
 
 import numpy as np
 import torch
-from torchmetrics.functional import classification as C
+
+from ..errors import require
+
+C = require("torchmetrics.functional.classification", "downstream", "downstream evaluation")
 
 TASK_TYPES = ("multilabel", "multiclass", "binary")
 DECISION_THRESHOLD = 0.5  # probability at and above which a binary / multi-label output counts as 1
