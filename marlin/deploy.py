@@ -24,6 +24,7 @@ import hashlib
 import json
 import tempfile
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -323,13 +324,18 @@ def export(model, out, to: str = "onnx", full: bool = False, encoder: dict | Non
     return record
 
 
+# model -> {(backend, precision): (weights' identity, runner)}: beside the model, not in it, so that a model that
+# ran in a runtime still deep-copies and pickles (runtime sessions do neither), and gone with the model
+RUNTIME_MODELS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
 def runtime_model(model, backend: str, precision: Precision = Precision.FP32) -> ExportedModel:
     """``model`` (a Marlin in memory) as a ``backend`` runner of its feature extractor in ``precision`` (resolved
     for ``backend``: `Precision.resolve`): exported once and kept on the model until its weights change (a
     parameter replaced or changed in place)."""
     # the weights' storage and version counters: load_state_dict / optimiser steps bump them, nothing else runs
     weights = tuple((t.data_ptr(), t._version) for t in model.encoder.state_dict().values())
-    cache = model.__dict__.setdefault("_runtime_models", {})
+    cache = RUNTIME_MODELS.setdefault(model, {})
     key = (backend, precision.name)
     if key in cache and cache[key][0] == weights:
         return cache[key][1]

@@ -1,6 +1,7 @@
 """Deploy anywhere (issue 28): `marlin convert --to onnx|openvino [--full]` exports that run in onnxruntime /
 OpenVINO within 1e-4 of torch and of the official outputs, the export's record checked before it runs, and the
 extraction backends (`marlin extract --backend`, `extract_video(backend=)`) recorded and never mixed."""
+import copy
 import json
 import shutil
 import sys
@@ -11,6 +12,7 @@ import torch
 
 from marlin import Marlin
 from marlin.cli import main
+from marlin.deploy import RUNTIME_MODELS
 
 TOL = 1e-4
 TARGET_BACKEND = {"onnx": "onnxruntime", "openvino": "openvino"}
@@ -186,16 +188,18 @@ def test_extract_video_backend_exports_once_per_weights(fixtures_dir):
     for backend in ("onnxruntime", "openvino"):
         feats = model.extract_video(video, backend=backend)
         assert feats.shape == reference.shape and (feats - reference).abs().max() < TOL
-    runner = model._runtime_models["onnxruntime", "32"][1]
+    runner = RUNTIME_MODELS[model]["onnxruntime", "32"][1]
     model.extract_video(video, backend="onnxruntime")
-    assert model._runtime_models["onnxruntime", "32"][1] is runner  # same weights: not exported again
+    assert RUNTIME_MODELS[model]["onnxruntime", "32"][1] is runner  # same weights: not exported again
     with torch.no_grad():
         model.encoder.norm.bias.add_(1.0)  # in place, as an optimiser step
     changed = model.extract_video(video, backend="onnxruntime")
-    assert model._runtime_models["onnxruntime", "32"][1] is not runner
+    assert RUNTIME_MODELS[model]["onnxruntime", "32"][1] is not runner
     assert (changed - model.extract_video(video)).abs().max() < TOL and (changed - reference).abs().max() > 0.5
     with pytest.raises(ValueError, match="backend must be"):
         model.extract_video(video, backend="tensorrt")
+    twin = copy.deepcopy(model)  # the runtime sessions stay out of the model: it still copies
+    assert torch.equal(twin.extract_video(video), model.extract_video(video)) and twin not in RUNTIME_MODELS
 
 
 @pytest.mark.parametrize("runtime, extra", [("onnxruntime", "onnx"), ("openvino", "openvino")])
