@@ -36,6 +36,12 @@ def lp_device(cfg) -> torch.device:
     return pick_device(cfg.device)
 
 
+def probe_precision(cfg) -> Precision:
+    """The precision a probe run's features are extracted in: its ``extract_precision`` resolved for `lp_device`
+    (the run hash and the feature cache's record both take it from here)."""
+    return Precision.resolve(cfg.extract_precision, lp_device(cfg))
+
+
 def check_record(folder: Path, expected: dict) -> None:
     """Refuse a cache folder whose features.json differs from ``expected`` (keys the folder's record does not
     hold, e.g. the dataset root of a `marlin extract` output, are not compared), naming each difference."""
@@ -60,13 +66,13 @@ def dataset_record(encoder: dict, sample_rate: int, stride: int, crop_face: bool
 
 
 def run_record(cfg) -> dict:
-    """The features.json record a `RunConfig` needs (its ``extract_precision`` resolved for `lp_device`)."""
+    """The features.json record a `RunConfig` needs (at its `probe_precision`)."""
     enc = cfg.encoder
     if enc.weights is None:
         raise ValueError("encoder.weights is required: a checkpoint file, or 'random'")
-    precision = Precision.resolve(cfg.extract_precision, lp_device(cfg))
     return dataset_record(encoder_record(enc.model, enc.weights, enc.seed), cfg.windows.sample_rate,
-                          cfg.windows.stride, cfg.crop_face, cfg.dataset, cfg.root, cfg.dataset_options, precision)
+                          cfg.windows.stride, cfg.crop_face, cfg.dataset, cfg.root, cfg.dataset_options,
+                          probe_precision(cfg))
 
 
 def feature_cache(base, record: dict, label: str = "encoder") -> Path:

@@ -33,13 +33,12 @@ def run_inputs(cfg: RunConfig, mode: str) -> dict:
     rewritten with other weights) and, for a probe, the extraction precision resolved on this machine ("auto"
     differs between machines)."""
     from ..models.config import encoder_record
-    from ..precision import resolve_extract_precision
-    from .features import lp_device
+    from .features import probe_precision
 
     enc = cfg.encoder
     inputs = {"encoder": encoder_record(enc.model, enc.weights, enc.seed) if enc.weights is not None else None}
     if mode == "probe":
-        inputs["extract_precision"] = resolve_extract_precision(cfg.extract_precision, lp_device(cfg))
+        inputs["extract_precision"] = probe_precision(cfg).name
     return inputs
 
 
