@@ -121,7 +121,7 @@ def _fail(part: str, why: str) -> str:
 
 def _run(cmd: list[str], timeout: float, part: str) -> str:
     """stdout of a command, or "FAILED ..." (recorded in FAILURES) when it fails or times out."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
     except subprocess.TimeoutExpired:
