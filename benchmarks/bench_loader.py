@@ -2,10 +2,10 @@
 
     python benchmarks/bench_loader.py [--items 6] [--clips 60] [--size 224] [--workers N] [--keep DIR]
 
-Builds `--items` items from ../shared/samples/cropped01.mp4 (143 real face frames at 224 px, with a fabricated
-LaPa parse map so that Fasking has parts to rank), stores them as per-item folders (clip.mp4 / frames/*.jpg) and
-as `marlin shard` shards (the clip as stored: H.264 bytes or JPEG members; raw decoded uint8 frames), then
-times the whole per-sample pipeline (random 16-frame clip at stride 2, Fasking mask at 224 px / 16 px patches,
+Builds `--items` items from `--video` (default ../shared/samples/cropped01.mp4: 143 real face frames at 224
+px), with a fabricated LaPa parse map so that Fasking has parts to rank, stores them as per-item folders
+(clip.mp4 / frames/*.jpg) and as `marlin shard` shards (the clip as stored: H.264 bytes or JPEG members; raw
+decoded uint8 frames), then times the whole per-sample pipeline (random 16-frame clip at stride 2, Fasking mask at 224 px / 16 px patches,
 uint8 tensor) in ONE process with one thread (= one data-loader worker on one core), after one warm pass over
 the items. Shards are read through `ShardStream` (batches of 8, shuffle buffer 16). `--workers N` also times
 the shard stream through a DataLoader with N worker processes (clips/s with N cores).
@@ -54,8 +54,8 @@ def fake_parse(t: int, s: int):
     return np.repeat(p[None], t, 0)
 
 
-def build(root: Path, n: int, size: int, video: Path = SAMPLE) -> dict:
-    """Item folders (mp4, jpg) and shard folders (copy of each, raw); returns name -> path."""
+def build(root: Path, n: int, size: int, video: Path = SAMPLE) -> tuple[dict, int]:
+    """Item folders (mp4, jpg) and shard folders (copy of each, raw); returns (name -> path, frames per item)."""
     import cv2
 
     from marlin.data.layout import write_item
@@ -78,7 +78,7 @@ def build(root: Path, n: int, size: int, video: Path = SAMPLE) -> dict:
         write_shards(paths[f"folder {kind}"], out, "1GB", img_size=size, patch_size=16, video=video,
                      progress=False)
         paths[f"shards {'raw uint8' if video == 'raw' else kind}"] = out
-    return paths
+    return paths, len(frames)
 
 
 def bytes_per_item(path: Path, n: int) -> float:
@@ -145,11 +145,11 @@ def main() -> None:
     cv2.setNumThreads(1)
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_loader_"))
     t0 = time.perf_counter()
-    paths = build(root, args.items, args.size, args.video)
+    paths, frames = build(root, args.items, args.size, args.video)
     print(f"# {args.items} items of {args.video.name} at {args.size} px, built in "
           f"{time.perf_counter() - t0:.0f} s; one process, one thread; {os.cpu_count()} cores, load "
           f"{os.getloadavg()[0]:.1f}")
-    print("| storage | MB per item (143 frames) | clips/s per core | ms/clip |")
+    print(f"| storage | MB per item ({frames} frames) | clips/s per core | ms/clip |")
     print("|---|---|---|---|")
     for name, path in paths.items():
         if args.only and name not in args.only:

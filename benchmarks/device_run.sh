@@ -18,7 +18,7 @@ OUT="${OUT:-/tmp/device_out}"
 mkdir -p "$OUT"
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-); bf16 flags: $(grep -m1 -ow -E 'amx_bf16|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 case "${1:-}" in
-    gpu) bash benchmarks/gpu_suite.sh | tee "$OUT/gpu_suite.md" ;;
+    gpu) bash benchmarks/gpu_suite.sh "${@:2}" | tee "$OUT/gpu_suite.md" ;;  # --cpu: the tiny check
     cpu) "$PY" benchmarks/bench_backends.py --models B --batches 1 --reps 2 --threads 2 \
             --video .device_carry/cropped01.mp4 | tee "$OUT/backends_cpu.md" ;;
     *) echo "usage: bash benchmarks/device_run.sh gpu|cpu" >&2; exit 2 ;;
