@@ -5,8 +5,8 @@
 Builds `--items` items from `--video` (default ../shared/samples/cropped01.mp4: 143 real face frames at 224
 px), with a fabricated LaPa parse map so that Fasking has parts to rank, stores them as per-item folders
 (clip.mp4 / frames/*.jpg) and as `marlin shard` shards (the clip as stored: H.264 bytes or JPEG members; raw
-decoded uint8 frames), then times the whole per-sample pipeline (random 16-frame clip at stride 2, Fasking mask at 224 px / 16 px patches,
-uint8 tensor) in ONE process with one thread (= one data-loader worker on one core), after one warm pass over
+decoded uint8 frames), then times the whole per-sample pipeline (random 16-frame clip at stride 2, Fasking mask
+at 224 px / 16 px patches, uint8 tensor) in ONE process with one thread (= one data-loader worker on one core), after one warm pass over
 the items. Shards are read through `ShardStream` (batches of 8, shuffle buffer 16). `--workers N` also times
 the shard stream through a DataLoader with N worker processes (clips/s with N cores).
 The files are small enough to stay in the page cache: these are CPU costs, not disk or network throughput.
