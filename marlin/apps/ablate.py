@@ -69,8 +69,8 @@ class AblateSettings:
     workers: int = setting("processes generating the synthetic worlds", 1)
     jobs: int | None = setting("arms run at once, each in its own process with cores / jobs threads (default: one "
                                "per CPU core without a GPU, 1 with one: on a 2-core CPU, two one-thread arms did "
-                               "1.36x the iterations per CPU-second of one arm on both cores, "
-                               "benchmarks/bench_ablate14.py)")
+                               "1.16x the iterations per CPU-second of one arm on both cores over 300 iterations, "
+                               "1.36x over 60, benchmarks/bench_ablate14.py)")
     ratios: list[float] = setting("mask ratios of the 'ratio' study", factory=lambda: [0.5, 0.75, 0.85, 0.9, 0.95])
     ratio_reference: float = setting("reference arm of the 'ratio' study", 0.9)
     encoders: str | None = setting("'encoder' study sizes: YAML {name: {embed_dim, depth, num_heads}}; default: the "
