@@ -44,6 +44,9 @@ def test_overrides_and_unknown_keys():
         load_run_config("dfew_lp", ["train.lrr=1"])
     with pytest.raises(ConfigError, match="solver must be one of"):
         load_run_config("dfew_lp", ["solver=newton"])
+    with pytest.raises(ConfigError, match="batch_size_eval must be at least 1, got 0"):
+        load_run_config("dfew_lp", ["batch_size_eval=0"])
+    assert load_run_config("dfew_lp").batch_size_eval is None  # clips per call follow the device
     with pytest.raises(FileNotFoundError, match="shipped config"):
         load_run_config("no_such_config")
 

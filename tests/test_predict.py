@@ -99,11 +99,17 @@ def test_predict_gives_the_scores_behind_evaluate(world, tmp_path, run):
     assert json.loads(rows[0]["options"])["precision"] == "32"
 
 
-def test_python_api(world):
+def test_python_api(world, monkeypatch):
+    import marlin.extract
     from marlin.downstream import Prediction, Predictor
 
     root, runs = world
-    predictor = Predictor.from_run(runs["ft_expr"] / "fold1_fs100pct_seed0" / "model.safetensors")
+    checkpoint = runs["ft_expr"] / "fold1_fs100pct_seed0" / "model.safetensors"
+    monkeypatch.setattr(marlin.extract, "CPU_TOKENS_PER_CALL", 1)  # every clip fills a call on this CPU
+    assert Predictor.from_run(checkpoint).batch_size == 1  # clips per call follow where the model runs
+    assert Predictor.from_run(checkpoint, batch_size=2).batch_size == 2
+    monkeypatch.undo()
+    predictor = Predictor.from_run(checkpoint)
     item = _test_items(root)[0]
     p = predictor.predict_video(item)
     assert isinstance(p, Prediction) and p.predicted in predictor.task.labels
@@ -302,3 +308,26 @@ def test_a_probe_head_that_does_not_fit_is_one_line(world, tmp_path, capsys, spo
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert code == 2 and len(lines) == 1 and f"{bad}: " in lines[0], err
         assert all(w in lines[0] for w in words), lines[0]
+
+
+def test_evaluation_and_the_feature_cache_take_clips_per_call(world, tmp_path, monkeypatch):
+    """With no batch_size_eval, fine-tuning's evaluation and a probe's feature extraction hand the encoder
+    `clips_per_call`'s count (here forced to one clip per call), not a fixed 8."""
+    import marlin.extract
+    from marlin.downstream.model import VideoClassifier
+
+    root, runs = world
+    monkeypatch.setattr(marlin.extract, "CPU_TOKENS_PER_CALL", 1)  # every clip fills a call on this CPU
+    seen = []
+    forward, extract = VideoClassifier.forward, Marlin.extract_features
+    monkeypatch.setattr(VideoClassifier, "forward", lambda self, x: seen.append(len(x)) or forward(self, x))
+    monkeypatch.setattr(Marlin, "extract_features", lambda self, x, **kw: seen.append(len(x)) or extract(self, x, **kw))
+    (ckpt,) = runs["ft_expr"].rglob("*.safetensors")
+    assert main(["evaluate", str(ckpt), "--no-progress", "--out", str(tmp_path / "eval")]) == 0
+    assert seen and set(seen) == {1}  # 2 clips a video
+    seen.clear()
+    cfg = yaml.safe_load((root / "lp_bin.yaml").read_text())
+    cfg["out"] = str(tmp_path / "lp")
+    (tmp_path / "lp.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["probe", str(tmp_path / "lp.yaml"), "--no-progress"]) == 0
+    assert seen and set(seen) == {1}

@@ -28,7 +28,8 @@ def add_arguments(p) -> None:
     p.add_argument("--per-clip", action="store_true", help="also write per-clip scores in predictions.json")
     p.add_argument("--precision", choices=REQUESTS, default=None,
                    help="encoder precision (default: the run's); the one used is recorded")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="clips per forward (default: the run's)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="clips per encoder call (default: 8 on a GPU, one preset clip on a CPU)")
     p.add_argument("--device", default="auto", help="auto (cuda when available, else cpu) | cpu | cuda[:k]")
     p.add_argument("--overwrite", action="store_true", help="recompute videos already predicted in DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

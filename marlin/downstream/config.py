@@ -55,7 +55,8 @@ class RunConfig:
     train: dict = _help("TrainConfig fields (solver sgd, and fine-tuning)", factory=dict)
     solver: str = _help("LP: sgd (the paper's LP: Adam, early stopping) | logistic (L-BFGS, L2 chosen on val)",
                         "sgd")
-    batch_size_eval: int = _help("clips per encoder forward when extracting / evaluating", 8)
+    batch_size_eval: int | None = _help("clips per encoder call when extracting / evaluating (default: "
+                                        "marlin.extract.clips_per_call, 8 on a GPU, one preset clip on a CPU)")
     workers: int = _help("fine-tuning: threads decoding the training clips of a batch", 4)
     precision: str = _help(f"fine-tuning: {' | '.join(TRAINABLE)} (bf16: bfloat16 autocast of the encoder)", "32")
     extract_precision: str = _help("LP feature extraction (the feature cache): '32' | 'bf16' (bfloat16 autocast, "
@@ -79,6 +80,8 @@ class RunConfig:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
+        if self.batch_size_eval is not None and self.batch_size_eval < 1:
+            raise ValueError(f"batch_size_eval must be at least 1, got {self.batch_size_eval}")
         check_name(self.precision, TRAINABLE, "precision")  # fine-tuning in float16 would need loss scaling
         check_name(self.extract_precision, ANY_DEVICE, "extract_precision")  # no float16 cache: GPU-only
         TrainConfig.from_dict(self.train)  # unknown or bad training options fail here, not after extraction

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from ..atomic import save_npy, write_json
-from ..extract import (FEATURES_RECORD, PROVENANCE, device_label, encode_clips, features_record, merge_provenance,
-                       record_differences, video_features)
+from ..extract import (FEATURES_RECORD, PROVENANCE, clips_per_call, device_label, encode_clips, features_record,
+                       merge_provenance, record_differences, video_features)
 from ..extract import model_record  # noqa: F401  (here since the feature cache began; marlin.downstream.probe uses it)
 from ..models.config import encoder_record
 from ..precision import Precision
@@ -142,8 +142,9 @@ def load_cached(path: Path, dim: int | None = None) -> np.ndarray:
 
 @torch.no_grad()
 def compute_features(model, source: Path, crop_face: bool = False, sample_rate: int = 2, stride: int = 16,
-                     batch_size: int = 8, precision: Precision = Precision.FP32) -> np.ndarray:
-    """(n_clips, D) features of a video file (via `video_features`) or a frame directory."""
+                     batch_size: int | None = None, precision: Precision = Precision.FP32) -> np.ndarray:
+    """(n_clips, D) features of a video file (via `video_features`) or a frame directory; ``batch_size``: clips
+    per encoder call, default `marlin.extract.clips_per_call`."""
     source = Path(source)
     if not source.is_dir():
         return video_features(model, source, crop_face=crop_face, sample_rate=sample_rate, stride=stride,
@@ -152,11 +153,11 @@ def compute_features(model, source: Path, crop_face: bool = False, sample_rate: 
     cfg = model.config
     clips = eval_clips(source, cfg.n_frames, cfg.img_size, sample_rate, stride)
     return encode_clips(lambda x: model.extract_features(x, keep_seq=False, precision=precision), clips,
-                        batch_size, model.device).numpy()
+                        clips_per_call(cfg, model.device, batch_size), model.device).numpy()
 
 
 def dataset_features(samples: list[Sample], cache_dir: Path, model=None, crop_face: bool = False,
-                     sample_rate: int = 2, stride: int = 16, batch_size: int = 8,
+                     sample_rate: int = 2, stride: int = 16, batch_size: int | None = None,
                      progress: bool = True) -> tuple[dict[str, np.ndarray], list[str]]:
     """key -> (n_clips, D) for every sample; cached files are reused, missing ones computed with ``model``
     (none: they are reported) on the model's device, in the precision of the folder's record (`feature_cache`

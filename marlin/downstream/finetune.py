@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..extract import clips_to_tensor, encode_clips, prefetch
+from ..extract import clips_per_call, clips_to_tensor, encode_clips, prefetch
 from ..precision import Precision
 from ..video import VideoError
 from .config import RunConfig
@@ -99,12 +99,14 @@ def train_batches(samples: list[Sample], reader: ClipReader, batch_size: int, de
 
 
 @torch.no_grad()
-def video_logits(model: VideoClassifier, samples: list[Sample], reader: ClipReader, batch_size: int,
+def video_logits(model: VideoClassifier, samples: list[Sample], reader: ClipReader, batch_size: int | None,
                  device: torch.device, progress: bool = False) -> tuple[torch.Tensor, np.ndarray, list[Sample]]:
-    """Per-video logits averaged over all windows (K,), for the samples whose video could be read."""
+    """Per-video logits averaged over all windows (K,), for the samples whose video could be read;
+    ``batch_size``: clips per call, default `marlin.extract.clips_per_call`."""
     from tqdm.auto import tqdm
 
     model.eval()
+    batch_size = clips_per_call(model.config, device, batch_size)
     logits, kept = [], []
     for s in tqdm(samples, desc="evaluate", disable=not progress, leave=False):
         clips = reader.windows(s)

@@ -149,9 +149,10 @@ class Predictor:
         head.safetensors / model.safetensors). ``encoder``: the probe's encoder weights at another path (checked
         by SHA-256); ``precision``: a `Precision` resolved for ``device``, or auto | 32 | bf16 | 16 (GPUs),
         default the run's (resolved here); ``device``: auto (CUDA when
-        available) | cpu | cuda[:k]; ``batch_size``: clips per forward, default the run's."""
+        available) | cpu | cuda[:k]; ``batch_size``: clips per forward, default by where the model runs
+        (`marlin.extract.clips_per_call`: 8 on a GPU, one preset clip on a CPU)."""
         from ..checkpoints import file_sha256
-        from ..extract import encode_clips
+        from ..extract import clips_per_call, encode_clips
         from .linear import reduce_clips
         from .model import classifier_from_checkpoint, load_downstream_checkpoint, probe_head
 
@@ -162,12 +163,12 @@ class Predictor:
         if mode not in CHECKPOINTS:
             raise MarlinError(f"{ckpt}: not a probe or fine-tuning checkpoint (mode {mode!r})")
         task = Task.from_dict(meta["task"])
-        bs = int(batch_size or meta["run"].get("batch_size_eval") or 8)
         if mode == "probe":
             requested = precision or meta["run"].get("extract_precision", "32")
             resolved = requested if isinstance(requested, Precision) else Precision.resolve(requested, device)
             marlin, record = _checked_encoder(ckpt, meta, encoder, device)
             head = probe_head(tensors, ckpt, marlin.config.encoder_embed_dim)
+            bs = clips_per_call(marlin.config, device, batch_size)
             head.eval()
             reduction = meta.get("reduction", meta["run"].get("reduction", "mean"))
 
@@ -186,6 +187,7 @@ class Predictor:
             resolved = requested if isinstance(requested, Precision) else Precision.resolve(requested, device)
             model.precision = resolved
             model.to(device)
+            bs = clips_per_call(model.config, device, batch_size)
             record = {"model": None, "config": model.config.to_dict(), "weights_sha256": file_sha256(ckpt),
                       "fine_tuned_from": meta.get("encoder")}
 
