@@ -170,6 +170,23 @@ def test_tiny_face(pipe, tmp_path):
     assert np.abs(centre - [259 / 4, 141 / 4]).max() < 6  # where the face is in video01, scaled by 1/4
 
 
+def test_face_filling_the_frame(pipe):
+    """A tight face crop (the official crop of a YouTube Faces video): the detector alone misses the face in some
+    frames; the retry with a margin finds it, so every frame has its landmarks and facial parts in its parse map
+    (frames without them would read as background, which Fasking shows first)."""
+    from marlin.face.detector import FaceDetector
+    from marlin.video import read_frames
+
+    detector = FaceDetector()
+    first = read_frames(SAMPLES / "cropped01.mp4", [0])[0]  # (224, 224, 3), the face fills it
+    assert detector._detect(first) == []  # what the model alone gives
+    (face,) = detector.detect(first)
+    assert ((face.box[:2] > -20) & (face.box[2:] < 244)).all() and face.area > 150 ** 2  # in the frame, large
+    c = pipe.run(SAMPLES / "cropped01.mp4")
+    assert c.found.all()
+    assert all((p > 1).sum() > 0.05 * p.size for p in c.parse)  # eyes, nose, mouth... (0: background, 1: skin)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_truncated_video_raises_unless_allowed(edited, tmp_path, threads):
     """gap.mp4 (30 frames, faststart) cut in half: the stream ends early without a decoding error; the pipeline

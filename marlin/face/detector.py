@@ -1,7 +1,10 @@
 """Face detection with MediaPipe's full-range BlazeFace model (192x192 input, 2304 SSD anchors).
 
 The short-range model misses faces smaller than about a fifth of the frame, so only the full-range
-one is used. Frames are letterboxed (aspect kept, black padding) before detection.
+one is used. Frames are letterboxed (aspect kept, black padding) before detection. The model also misses many
+faces that fill the frame (a tight face crop such as the official YouTube Faces crops: 4 of the first 6 frames of
+`cropped01.mp4`), so a frame in which it finds none is looked at once more with a black margin round it
+(`RETRY_MARGIN`), which makes the face smaller in the model's input.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from .models import TFLiteModel
 
 _IN = 192
 _GRID = 48  # one anchor per cell of a 48x48 grid (stride 4), fixed size 1
+RETRY_MARGIN = 0.5  # the retry's margin on each side, as a fraction of the frame's longer side
 _ANCHORS = np.stack(np.meshgrid((np.arange(_GRID) + 0.5) / _GRID, (np.arange(_GRID) + 0.5) / _GRID), -1).reshape(-1, 2)
 
 
@@ -32,10 +36,11 @@ class Detection:
         return (self.box[:2] + self.box[2:]) / 2
 
 
-def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
-    """Resize keeping the aspect ratio and pad to size x size; returns (image, scale, pad_x, pad_y)."""
+def letterbox(frame: np.ndarray, size: int, margin: float = 0.0) -> tuple[np.ndarray, float, float, float]:
+    """Resize keeping the aspect ratio and pad to size x size, centred, with at least ``margin`` x the longer side
+    of black on each side; returns (image, scale, pad_x, pad_y)."""
     h, w = frame.shape[:2]
-    s = size / max(h, w)
+    s = size / (max(h, w) * (1 + 2 * margin))
     nw, nh = max(1, round(w * s)), max(1, round(h * s))
     small = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     px, py = (size - nw) // 2, (size - nh) // 2
@@ -56,7 +61,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class FaceDetector:
     """BlazeFace full-range detector; ``detect(frame)`` returns all faces, best first."""
 
-    name = "blazeface-full-range"
+    name = f"blazeface-full-range, retry with margin {RETRY_MARGIN}"
 
     def __init__(self, min_score: float = 0.5, nms_iou: float = 0.3, num_threads: int = 1):
         self.model = TFLiteModel("face_detection", num_threads)
@@ -64,8 +69,12 @@ class FaceDetector:
         self.nms_iou = nms_iou
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
-        """frame: (H, W, 3) uint8 RGB -> detections in source pixels, highest score first."""
-        img, s, px, py = letterbox(frame, _IN)
+        """frame: (H, W, 3) uint8 RGB -> detections in source pixels, highest score first; where the frame alone
+        gives none, those of the frame with a margin round it (a face filling the frame)."""
+        return self._detect(frame) or self._detect(frame, RETRY_MARGIN)
+
+    def _detect(self, frame: np.ndarray, margin: float = 0.0) -> list[Detection]:
+        img, s, px, py = letterbox(frame, _IN, margin)
         raw, logits = self.model(img.astype(np.float32) / 127.5 - 1.0)  # (2304, 16), (2304, 1)
         scores = 1 / (1 + np.exp(-np.clip(logits[:, 0], -80, 80)))
         keep = np.flatnonzero(scores >= self.min_score)
