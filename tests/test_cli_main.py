@@ -194,3 +194,23 @@ def test_no_usable_data_is_bad_input_not_a_bug():
     assert errors.classify(errors.NoUsableDataError("no usable video: a.mp4: broken"))[0] == errors.BAD_INPUT
     assert isinstance(errors.NoUsableDataError("x"), RuntimeError)
     assert errors.classify(RuntimeError("shape mismatch"))[0] == errors.INTERNAL
+
+
+def test_every_command_that_shows_progress_takes_no_progress():
+    """`--no-progress` everywhere (batch jobs' logs), one flag read as ``args.no_progress``; the commands that
+    spelled it `--quiet` still take that."""
+    import argparse
+    import importlib
+
+    quiet = {"demo", "ablate", "preprocess", "shard"}
+    for name, (module, _, _) in COMMANDS.items():
+        if name in ("convert", "gradcam"):  # one model or one clip: nothing to follow
+            continue
+        parser = argparse.ArgumentParser()
+        importlib.import_module(module).add_arguments(parser)
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        parsers = [p for s in subs for n, p in s.choices.items() if n != "toy"] if subs else [parser]
+        for p in parsers:
+            flags = {s: a.dest for a in p._actions for s in a.option_strings}
+            assert flags.get("--no-progress") == "no_progress", (name, p.prog)
+            assert (flags.get("--quiet") == "no_progress") == (name in quiet), (name, p.prog)

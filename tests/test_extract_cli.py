@@ -48,7 +48,11 @@ def test_same_name_in_two_folders_given_as_files(ckpt, tmp_path, capsys):
     _assert_features_of(ckpt, out / "dirA" / "x.npy", a)  # the tree below the common folder is mirrored
     _assert_features_of(ckpt, out / "dirB" / "x.npy", b)
     assert _extract(ckpt, out, a, b, extra=["--overwrite"]) == 0
-    assert "2 written, 0 already present" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "2 written, 0 already present" in captured.out and "extract:" in captured.err  # the progress bar
+    assert _extract(ckpt, out, a, b, extra=["--overwrite", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "2 written, 0 already present" in captured.out and captured.err == ""
 
 
 def test_same_stem_different_extension(ckpt, tmp_path, capsys):

@@ -93,6 +93,13 @@ def main(argv=None) -> int:
         return _report(label, code, message, e, debug)
 
 
+def add_no_progress(parser: argparse.ArgumentParser, *aliases: str, help: str = "no progress bars") -> None:
+    """Every command that shows progress takes ``--no-progress`` (read as ``args.no_progress``); ``aliases``
+    keep a command's older spelling (``--quiet``) working."""
+    parser.add_argument("--no-progress", *aliases, dest="no_progress", action="store_true",
+                        help=f"{help} (e.g. in a batch job's log)")
+
+
 def quiet_libraries() -> None:
     """``--quiet``: libraries' INFO lines (Lightning's "GPU available ..." and tips) stay off stderr; warnings and
     errors still show. Lightning sets its loggers to INFO when imported, so they are imported first."""

@@ -3,6 +3,8 @@
 Its flags are generated from `marlin.apps.ablate.AblateSettings` (the config layer); any field also with ``--set``."""
 from __future__ import annotations
 
+from . import add_no_progress
+
 FLAGS = {"out_dir": "--out", "minutes": "--budget"}
 
 
@@ -12,7 +14,7 @@ def add_arguments(p):
 
     p.add_argument("study", nargs="+", choices=STUDIES, help="the studies to run (arms they share run once)")
     config_flags(p, AblateSettings, skip={"studies", "overrides", "progress"}, flags=FLAGS)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_no_progress(p, "--quiet", help="no progress bars, and libraries' INFO lines off stderr")
 
 
 def run(args) -> int:
@@ -22,7 +24,7 @@ def run(args) -> int:
     values = values_from_args(args)
     values.pop("study", None)
     values["studies"] = list(dict.fromkeys(args.study))
-    if args.quiet:
+    if args.no_progress:
         from . import quiet_libraries
 
         values["progress"] = False

@@ -3,6 +3,8 @@
 Its flags are generated from `marlin.apps.demo.DemoSettings` (the config layer); any field also with ``--set``."""
 from __future__ import annotations
 
+from . import add_no_progress
+
 # historic flag names of some settings
 FLAGS = {"out_dir": "--out", "num_items": "--num", "test_items": "--test-num"}
 
@@ -13,7 +15,7 @@ def add_arguments(p):
 
     config_flags(p, DemoSettings, skip={"overrides", "progress"}, flags=FLAGS,
                  choices={"readout": READOUTS, "precision": PRECISIONS})
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_no_progress(p, "--quiet", help="no progress bars, and libraries' INFO lines off stderr")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 unless the pretrained encoder beats the random one on every task by a "
                         "clear margin (95 %% bootstrap interval above 0)")
@@ -24,7 +26,7 @@ def run(args) -> int:
     from ..apps.demo import DemoSettings, run_demo
 
     values = values_from_args(args)
-    if args.quiet:
+    if args.no_progress:
         from . import quiet_libraries
 
         values["progress"] = False

@@ -2,6 +2,8 @@
 model on a split of its dataset."""
 from __future__ import annotations
 
+from . import add_no_progress
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoint",
@@ -9,7 +11,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--root", help="dataset root in the same layout (default: the one it was trained on)")
     parser.add_argument("--out", help="folder for eval_<split>.json / .md (default: beside the checkpoint)")
-    parser.add_argument("--no-progress", action="store_true")
+    add_no_progress(parser)
 
 
 def run(args) -> int:

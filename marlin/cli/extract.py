@@ -7,6 +7,7 @@ from pathlib import Path
 from ..extract import claim_output  # noqa: F401  (used by the commands that claim an OUT)
 from ..parts import add_part_arguments
 from ..precision import REQUESTS
+from . import add_no_progress
 
 
 def positive_int(text: str) -> int:
@@ -77,6 +78,7 @@ def add_arguments(p):
                         "openvino extras; the model is exported once per run, or --checkpoint is an onnx / openvino "
                         "folder exported by marlin convert); recorded in OUT/features.json")
     p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
+    add_no_progress(p)
     add_part_arguments(p, "extract", "OUT/failed.txt")
 
 
@@ -189,7 +191,7 @@ def run(args) -> int:
         save_npy(target(name), feats.numpy())
 
     result = run_batch(jobs, work, lambda name: target(name).exists() and not args.overwrite, out_dir, "extract",
-                       debug=args.debug, failures="failed.txt" if part is None else f"failed.{part_tag(part)}.txt")
+                       progress=not args.no_progress, debug=args.debug, failures="failed.txt" if part is None else f"failed.{part_tag(part)}.txt")
     if part is not None:
         write_json(out_dir / f"extract.{part_tag(part)}.json", part_record(part, inputs, jobs, result))
     return result.report("extract")

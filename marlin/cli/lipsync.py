@@ -6,6 +6,8 @@ import json
 import logging
 import sys
 
+from . import add_no_progress
+
 # the config sections each training / scoring action reads (flags generated from their fields)
 SECTIONS = {"train-syncnet": ("data", "syncnet", "syncnet_training"), "train": ("data", "generator", "training"),
             "evaluate": ("data", "evaluation")}
@@ -52,10 +54,6 @@ def _device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
 
 
-def _progress_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in batch jobs' logs)")
-
-
 def _device(args) -> str:
     import torch
 
@@ -69,13 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="checkpoint; training resumes from it when it exists")
     _config_args(p, "train-syncnet")
     _device_arg(p)
-    _progress_arg(p)
+    add_no_progress(p)
 
     p = sub.add_parser("train", help="train the generator (cnn / vit / marlin / wav2lip face encoder)")
     p.add_argument("--out", required=True, help="checkpoint; training resumes from it when it exists")
     _config_args(p, "train")
     _device_arg(p)
-    _progress_arg(p)
+    add_no_progress(p)
 
     p = sub.add_parser("infer", help="lip-sync a face video to an audio track; writes an mp4 with the audio")
     p.add_argument("--checkpoint", required=True, help="generator checkpoint from `marlin lipsync train`, or "
@@ -87,11 +85,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--preview", help="also write a PNG: 8 input faces above the generated ones")
     p.add_argument("--batch", type=int, default=4, help="windows per forward pass")
     _device_arg(p)
+    add_no_progress(p)
 
     p = sub.add_parser("evaluate", help="LSE-D / LSE-C with a SyncNet, optional FID")
     p.add_argument("--out", required=True, help="directory for per-video results and summary.json")
     _config_args(p, "evaluate")
     _device_arg(p)
+    add_no_progress(p)
 
     p = sub.add_parser("toy", help="write a tiny LRS2-layout dataset of generated talking clips (tone bursts)")
     p.add_argument("out")
@@ -166,7 +166,8 @@ def _infer(args) -> int:
     from ..lipsync.train import load_generator
 
     gen = load_generator(args.checkpoint).to(_device(args))
-    out = lipsync_file(gen, args.face, args.audio, args.out, args.batch, args.paste, preview=args.preview)
+    out = lipsync_file(gen, args.face, args.audio, args.out, args.batch, args.paste, preview=args.preview,
+                       progress=not args.no_progress)
     print(f"wrote {out}")
     return 0
 
@@ -182,7 +183,8 @@ def _evaluate(args) -> int:
     if not ev.syncnet:
         raise ValueError("evaluate needs a scoring SyncNet: --syncnet FILE (evaluation.syncnet)")
     entries = data_entries(cfg.data)
-    res = evaluate_lse(load_scorer(ev.syncnet, _device(args)), entries, args.out, ev.vshift)
+    res = evaluate_lse(load_scorer(ev.syncnet, _device(args)), entries, args.out, ev.vshift,
+                       progress=not args.no_progress)
     summary = res["summary"]
     if ev.fid_real:
         from ..lipsync.fid import load_extractor

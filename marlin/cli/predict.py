@@ -5,6 +5,7 @@ from pathlib import Path
 
 from ..parts import add_part_arguments
 from ..precision import REQUESTS
+from . import add_no_progress
 from .extract import positive_int
 
 
@@ -32,7 +33,7 @@ def add_arguments(p) -> None:
                    help="clips per encoder call (default: 8 on a GPU, one preset clip on a CPU)")
     p.add_argument("--device", default="auto", help="auto (cuda when available, else cpu) | cpu | cuda[:k]")
     p.add_argument("--overwrite", action="store_true", help="recompute videos already predicted in DIR")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
     add_part_arguments(p, "predict", "predictions.csv, predictions.json and failed.txt")
 
 

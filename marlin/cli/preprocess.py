@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from . import add_no_progress
 from .extract import positive_int
 
 
@@ -42,7 +43,7 @@ def add_arguments(p) -> None:
                         "OUT/<name>/face<k>/ (docs/face_pipeline.md: how tracks keep their identity)")
     p.add_argument("--min-track-frames", type=positive_int, default=16, metavar="N",
                    help="--faces all: keep tracks with at least N frames with the face (default 16, one clip)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_no_progress(p, "--quiet")
 
 
 def run(args) -> int:
@@ -68,7 +69,7 @@ def run(args) -> int:
                    as_jpg=(args.layout == "ytf"), fps=args.fps, allow_truncated=args.allow_truncated,
                    seg_every=args.seg_every, faces=args.faces, min_track_frames=args.min_track_frames)
     s = preprocess(args.input, args.out, args.layout, args.workers, args.preview, args.splits, opts,
-                   progress=not args.quiet, part=part)
+                   progress=not args.no_progress, part=part)
     tracks = f" ({s['face_tracks']} face tracks)" if "face_tracks" in s else ""
     print(f"{s['total']} inputs: {s['done']} done{tracks}, {s['skipped_finished']} already finished, "
           f"{s['failed']} failed; {s['frames']} frames in {s['seconds']} s")

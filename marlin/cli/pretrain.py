@@ -9,6 +9,8 @@ import contextlib
 import signal
 import threading
 
+from . import add_no_progress
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..config import add_arguments as config_flags
@@ -33,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start over in an OUT that holds a run's checkpoints/last.ckpt (replaced at the first save)")
     p.add_argument("--init", help="initialise weights from a VideoMAE or MARLIN checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
     # the model architecture comes from --config (change it with --set model.encoder_depth=...)
     config_flags(p, PretrainConfig, skip={"model"}, short=True,
                  choices={"mask_strategy": STRATEGIES, "trainer.strategy": STRATEGIES_DIST})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import add_no_progress
 from .extract import positive_int
 
 
@@ -47,6 +48,7 @@ def add_arguments(p):
     p.add_argument("--out", required=True, type=Path,
                    help="output folder: OUT/<name>/clipK.mp4, clipK.png, reconstruct.json (names as marlin predict)")
     p.add_argument("--overwrite", action="store_true", help="redo inputs that already have a reconstruct.json")
+    add_no_progress(p)
 
 
 def _check_parse(jobs, strategy: str, crop_face: bool) -> None:
@@ -109,7 +111,7 @@ def run(args) -> int:
         rows.append(f"{name}: loss {record['loss']:.4g}, mean-patch baseline {record['baseline_loss']:.4g}")
 
     result = run_batch(jobs, work, lambda name: (out_dir / name / RECORD).exists() and not args.overwrite, out_dir,
-                       "reconstruct", debug=args.debug)
+                       "reconstruct", progress=not args.no_progress, debug=args.debug)
     for row in rows:
         print(row)
     return result.report("reconstruct")

@@ -1,6 +1,8 @@
 """`marlin shard PREPROCESSED_DIR OUT`: write a preprocessed dataset as WebDataset tar shards for pretraining."""
 from __future__ import annotations
 
+from . import add_no_progress
+
 
 def add_arguments(p) -> None:
     from ..config import add_arguments as config_flags
@@ -10,7 +12,7 @@ def add_arguments(p) -> None:
     p.add_argument("out", help="shard folder: shard-NNNNNN.tar files and their record shards.json")
     p.add_argument("--config", help="take --img-size / --patch-size from this pretraining config (shipped name "
                                     "or YAML)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_no_progress(p, "--quiet")
     config_flags(p, ShardSettings, choices={"video": VIDEO_MODES})
 
 
@@ -25,7 +27,7 @@ def run(args) -> int:
         model = pretrain_config(args.config).model
         values = {"img_size": model.img_size, "patch_size": model.patch_size, **values}
     settings = C.load(ShardSettings, None, args.set, values, "marlin shard")
-    record = write_shards(args.data, args.out, **C.to_dict(settings), progress=not args.quiet)
+    record = write_shards(args.data, args.out, **C.to_dict(settings), progress=not args.no_progress)
     C.save_resolved(settings, args.out, "shard_config.yaml")
     size = sum(s["bytes"] for s in record["shards"])
     print(f"{record['samples']} samples in {len(record['shards'])} shards ({size / 1e6:.1f} MB) in {args.out}")

@@ -1,6 +1,8 @@
 """`marlin synth OUT`: generate a synthetic talking-face dataset with labels."""
 from __future__ import annotations
 
+from . import add_no_progress
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("out", nargs="?", help="output directory (resumable: finished items are kept)")
@@ -14,7 +16,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     parser.add_argument("--preview", type=int, default=0, metavar="K",
                         help="write PNG sheets (frame, crop, parse, labels) of the first K clips to OUT/preview/")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(parser)
 
 
 def run(args) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..cli import add_no_progress
 from .config import load_run_config, shipped_configs
 
 
@@ -19,7 +20,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", nargs="+", type=int, help="folds to run (DFEW / MAFW: 1..5)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set train.lr=1e-3 (repeatable)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(parser)
 
 
 def run_config_from_args(args, **values):

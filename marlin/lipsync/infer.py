@@ -77,7 +77,7 @@ def paste_back(item, faces: np.ndarray):
 
 
 def lipsync_file(gen, face_path, audio_path, out_path, batch: int = 4, paste: bool = False,
-                 keep_size: bool = True, preview=None) -> Path:
+                 keep_size: bool = True, preview=None, progress: bool = True) -> Path:
     """Read faces and audio, generate, write ``out_path`` (mp4 with the audio). Returns the path.
 
     ``preview``: also write a PNG of 8 input faces (top) and the generated faces (bottom)."""
@@ -93,7 +93,7 @@ def lipsync_file(gen, face_path, audio_path, out_path, batch: int = 4, paste: bo
     fps = item.fps if item is not None else (info.fps if info is not None else FPS)
     faces = read_faces(face_path, size)
     audio = load_audio(audio_path)
-    frames = generate(gen, faces, audio, fps, batch)
+    frames = generate(gen, faces, audio, fps, batch, progress=progress)
     if preview:
         from .preview import write_grid
 
