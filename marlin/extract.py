@@ -80,6 +80,8 @@ def features_record(encoder: dict, sample_rate: int, stride: int, crop_face: boo
     (`marlin.models.config.encoder_record` of a file, `model_record` of a model in memory); ``precision``: the
     resolved one, recorded by name ("32", "bf16" or "16"), never "auto", which means different things on
     different machines.
+    With ``crop_face`` the record's ``face`` names the crops' detector, landmark model and crop rule
+    (`marlin.face.pipeline.crop_identity`).
     ``faces``: "all" for per-track features (``DIR/<name>/face<k>.npy``), recorded as ``faces: all``; a record
     without the key is "one". ``backend``: what ran the encoder (torch, onnxruntime, openvino: `marlin.deploy`).
     ``device``: where it ran, recorded as ``devices`` (`device_label`), provenance that is not compared on reuse
@@ -90,9 +92,16 @@ def features_record(encoder: dict, sample_rate: int, stride: int, crop_face: boo
         raise ValueError(f"backend must be torch, onnxruntime or openvino, got {backend!r}")
     return {"format": "marlin-features/1", "encoder": encoder,
             "windows": {"sample_rate": int(sample_rate), "stride": int(stride), "cover_tail": bool(cover_tail)},
-            "crop_face": bool(crop_face), "keep_seq": bool(keep_seq), "reduction": reduction,
+            "crop_face": bool(crop_face), **({"face": _crop_identity()} if crop_face else {}),
+            "keep_seq": bool(keep_seq), "reduction": reduction,
             "precision": precision.name, **({"faces": "all"} if faces == "all" else {}), "backend": backend,
             **({"devices": [device_label(device)]} if device is not None else {})}
+
+
+def _crop_identity() -> dict:
+    from .face.pipeline import crop_identity  # the face extra: a run that crops faces needs it anyway
+
+    return crop_identity()
 
 
 PROVENANCE = ("devices",)  # record keys that say how features were made without changing what they are
@@ -133,9 +142,14 @@ def record_differences(found: dict, expected: dict) -> list[str]:
     needed Y"). Sections (top-level keys) the found record does not hold are not compared (a `marlin extract`
     output has no dataset root), except the identifying ones; inside a section both hold, every key is (a key
     on one side only differs). A record from before precision (backend) was recorded counts as float32 (torch),
-    the only one there was; one without ``faces`` as "one"."""
+    the only one there was; one without ``faces`` as "one"; a `crop_face` one without ``face`` as cropped by the
+    pipeline of that time (`marlin.face.pipeline.LEGACY_CROP_IDENTITY`)."""
     from .config import flatten
 
+    if found.get("crop_face") and "face" not in found and expected.get("crop_face"):
+        from .face.pipeline import LEGACY_CROP_IDENTITY
+
+        found = {**found, "face": LEGACY_CROP_IDENTITY}
     found = {"precision": "32", "faces": "one", "backend": "torch", **found}
     expected = {"faces": "one", **expected}
     found, expected = ({k: v for k, v in r.items() if k not in PROVENANCE} for r in (found, expected))

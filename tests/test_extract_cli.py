@@ -196,3 +196,32 @@ def test_bad_device_and_numbers_end_the_run_at_once(ckpt, tmp_path, capsys):
             _extract(ckpt, out, v, extra=[option, "0"])
         assert e.value.code == 2 and f"argument {option}: expected a whole number >= 1" in capsys.readouterr().err
     assert not list(out.glob("*.npy"))
+
+
+def test_crop_face_records_the_face_pipeline_and_refuses_an_older_one(ckpt, tmp_path, capsys):
+    """A --crop-face folder's record names the detector, landmarks and crop rule; a folder made before they were
+    recorded was cropped by the detector without its retry, so adding to it is refused with the difference."""
+    import json
+
+    from conftest import SAMPLES
+    from marlin.extract import features_record, record_differences
+    from marlin.face.pipeline import LEGACY_CROP_IDENTITY, crop_identity
+
+    new = features_record({"weights_sha256": "ab"}, 2, 16, True)
+    assert new["face"] == crop_identity() and "retry with margin" in new["face"]["detector"]
+    assert "face" not in features_record({"weights_sha256": "ab"}, 2, 16, False)
+    legacy = {k: v for k, v in new.items() if k != "face"}
+    assert record_differences(legacy, new) == [
+        f"face.detector: cached {LEGACY_CROP_IDENTITY['detector']!r}, needed {crop_identity()['detector']!r}"]
+    assert record_differences(new, new) == []
+
+    out = tmp_path / "out"
+    video = SAMPLES / "cropped05.mp4"
+    assert _extract(ckpt, out, video, extra=["--crop-face", "--no-progress"]) == 0
+    record = json.loads((out / "features.json").read_text())
+    assert record["face"] == crop_identity()
+    record.pop("face")  # as a folder written before crops were recorded
+    (out / "features.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert _extract(ckpt, out, video, extra=["--crop-face", "--overwrite", "--no-progress"]) == 2
+    assert "face.detector: cached 'blazeface-full-range'" in capsys.readouterr().err

@@ -25,6 +25,17 @@ from .tracks import MultiFaceTracker, assemble
 VERSION = "marlin-face/1"
 
 
+def crop_identity() -> dict:
+    """What a face crop depends on besides the video: the detector, the landmark model and the crop rule. Feature
+    records of `--crop-face` runs carry it (`marlin.extract.features_record`), so a folder never mixes the crops
+    of two pipelines."""
+    return {"detector": FaceDetector.name, "landmarks": FaceLandmarker.name, "crop": C.CONVENTION}
+
+
+# what a record made before crops were recorded was cropped with: the detector without its retry with a margin
+LEGACY_CROP_IDENTITY = {**crop_identity(), "detector": "blazeface-full-range"}
+
+
 class NoFaceError(VideoError):
     """No face was found in any frame of the input."""
 
