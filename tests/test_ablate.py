@@ -99,7 +99,9 @@ def test_arms_in_parallel_processes_give_the_records_of_one_process(tmp_path, mo
                     for o in ("seq", "par"))
         assert par["pretraining"]["threads"] == 1
         assert par["metrics"] == seq["metrics"] and par["val"] == seq["val"]
-        assert par["pretraining"]["final_rec_loss"] == seq["pretraining"]["final_rec_loss"]
+        # to float32 rounding: in a process that ran other tests first the last digit can differ (seen after
+        # tests/test_gpu_paths.py), while another seed or mask moves the loss in the third
+        assert par["pretraining"]["final_rec_loss"] == pytest.approx(seq["pretraining"]["final_rec_loss"], rel=1e-6)
     assert (json.loads((tmp_path / "par/ratio/ablation.json").read_text())["rows"]
             == json.loads((tmp_path / "seq/ratio/ablation.json").read_text())["rows"])
 

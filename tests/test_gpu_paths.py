@@ -69,6 +69,32 @@ def test_extract_device_auto_is_cuda_when_available(monkeypatch):
     assert _device("auto") == torch.device("cpu")
 
 
+def test_one_device_rule_for_every_command(monkeypatch, tmp_path, capsys):
+    """`marlin.devices.resolve_device` reads every device setting (extract, predict, reconstruct, lipsync, the
+    downstream runs, ablate): a device torch does not know or a GPU this machine lacks is one line naming the flag,
+    before any data loads."""
+    from marlin.cli import main
+    from marlin.devices import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device(None) == resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ValueError, match=r"^--device cuda:3: this machine has 1 CUDA device\(s\)$"):
+        resolve_device("cuda:3", what="--device")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ValueError, match="^device gpu0: not a device"):
+        resolve_device("gpu0")
+    with pytest.raises(ValueError, match="^device cuda: CUDA is not available here"):
+        resolve_device("cuda")
+    # lipsync reads its --device before anything loads (it read it once training began, after the data)
+    assert main(["lipsync", "infer", "--checkpoint", str(tmp_path / "none.pth"), "--face", str(tmp_path),
+                 "--audio", str(tmp_path / "a.wav"), "--out", str(tmp_path / "o.mp4"), "--device", "gpu0"]) == 2
+    assert capsys.readouterr().err == ("marlin lipsync infer: error: --device gpu0: not a device (auto, cpu, cuda or "
+                                       "cuda:K)\n")
+
+
 def test_extract_defaults_to_auto_and_lists_the_device(tmp_path, capsys):
     """No --device: auto (the CPU here), the same features as --device cpu, and features.json lists the device."""
     torch.manual_seed(0)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import setting
+from ..devices import resolve_device
 from ..errors import MarlinError
 from ..precision import ANY_DEVICE, REQUESTS, Precision, check_name
 
@@ -192,11 +193,10 @@ class Context:
 
     def __init__(self, s: AblateSettings):
         from .worlds import synthetic_worlds, task_datasets
-        from ..downstream.finetune import pick_device
         from ..train import pretrain_config
 
         self.s, self.out = s, Path(s.out_dir)
-        self.device = pick_device(s.device)
+        self.device = resolve_device(s.device)
         self.precision = Precision.resolve(s.precision, self.device)  # resolved: "auto" differs per machine
         base = pretrain_config(s.config)
         for source in s.downstream:  # read before any world or pretraining: a bad file stops the run at once

@@ -24,22 +24,11 @@ def positive_int(text: str) -> int:
 
 
 def _device(name: str, backend: str = "torch"):
-    """The torch.device of ``--device`` ("auto": cuda when available, else cpu; the CPU for the onnxruntime /
-    openvino backends, which run there); MarlinError when it is unknown or not available on this machine."""
-    import torch
+    """The torch.device of ``--device`` (`marlin.devices.resolve_device`: the CPU for the onnxruntime / openvino
+    backends, which run there)."""
+    from ..devices import resolve_device
 
-    from ..errors import MarlinError
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() and backend == "torch" else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise MarlinError(f"--device {name}: not a device ({e})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MarlinError(f"--device {name}: CUDA is not available here (no GPU visible, or torch built without "
-                          f"CUDA); use --device cpu")
-    return device
+    return resolve_device(name, backend, what="--device")
 
 
 def add_arguments(p):

@@ -54,10 +54,10 @@ def _device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
 
 
-def _device(args) -> str:
-    import torch
+def _device(args):
+    from ..devices import resolve_device
 
-    return args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_device(args.device, what="--device")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,6 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if hasattr(args, "device"):  # resolved once, before any data or model loads
+        args.device = _device(args)
     return {"train-syncnet": _train_syncnet, "train": _train, "infer": _infer, "evaluate": _evaluate,
             "toy": _toy}[args.action](args)
 
@@ -119,7 +121,7 @@ def _train_syncnet(args) -> int:
     store = ClipStore(entries(cfg.data), model.face_size, min_frames=model.window + train.min_offset + 1)
     _save_run_config(args.out, {"data": to_dict(cfg.data), "syncnet": to_dict(model),
                                 "syncnet_training": to_dict(train)}, save_resolved)
-    hist = train_syncnet(store, args.out, model, train, device=_device(args), workers=cfg.data.workers,
+    hist = train_syncnet(store, args.out, model, train, device=args.device, workers=cfg.data.workers,
                          progress=not args.no_progress)
     _report(hist, lambda h: h, "loss", args.out, store)
     return 0
@@ -136,7 +138,7 @@ def _train(args) -> int:
     store = ClipStore(entries(cfg.data), model.face_size, min_frames=model.window)
     _save_run_config(args.out, {"data": to_dict(cfg.data), "generator": to_dict(model),
                                 "training": to_dict(cfg.training)}, save_resolved)
-    hist = train_generator(store, args.out, model, cfg.training, encoder_state=state, device=_device(args),
+    hist = train_generator(store, args.out, model, cfg.training, encoder_state=state, device=args.device,
                            workers=cfg.data.workers, progress=not args.no_progress)
     _report(hist, lambda h: h["l1"], "l1", args.out, store)
     return 0
@@ -165,7 +167,7 @@ def _infer(args) -> int:
     from ..lipsync.infer import lipsync_file
     from ..lipsync.train import load_generator
 
-    gen = load_generator(args.checkpoint).to(_device(args))
+    gen = load_generator(args.checkpoint).to(args.device)
     out = lipsync_file(gen, args.face, args.audio, args.out, args.batch, args.paste, preview=args.preview,
                        progress=not args.no_progress)
     print(f"wrote {out}")
@@ -183,14 +185,14 @@ def _evaluate(args) -> int:
     if not ev.syncnet:
         raise ValueError("evaluate needs a scoring SyncNet: --syncnet FILE (evaluation.syncnet)")
     entries = data_entries(cfg.data)
-    res = evaluate_lse(load_scorer(ev.syncnet, _device(args)), entries, args.out, ev.vshift,
+    res = evaluate_lse(load_scorer(ev.syncnet, args.device), entries, args.out, ev.vshift,
                        progress=not args.no_progress)
     summary = res["summary"]
     if ev.fid_real:
         from ..lipsync.fid import load_extractor
 
         opts = {"config": ev.fid_config} if ev.fid_extractor == "marlin" else {}
-        opts["device"] = _device(args)
+        opts["device"] = args.device
         ext = load_extractor(ev.fid_extractor, ev.fid_weights, **opts)
         summary["fid"] = evaluate_fid(ext, entries, video_entries(ev.fid_real), ev.fid_size)
         summary["fid_extractor"] = ev.fid_extractor

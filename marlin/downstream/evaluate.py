@@ -6,10 +6,11 @@ from pathlib import Path
 
 from ..atomic import write_json, write_text
 from ..checkpoints import CheckpointError
+from ..devices import resolve_device
 from .config import load_run_config
 from .datasets import load_dataset
 from .features import run_feature_cache
-from .finetune import ClipReader, pick_device, video_logits
+from .finetune import ClipReader, video_logits
 from .linear import predict
 from .metrics import compute_metrics
 from .model import classifier_from_checkpoint, load_downstream_checkpoint, probe_head
@@ -44,7 +45,7 @@ def evaluate_checkpoint(path, split: str = "test", root=None, out=None, progress
         metrics = compute_metrics(task.kind, task.scores(logits), y, label_names=names)
     else:
         model, _ = classifier_from_checkpoint(path)
-        device = pick_device(cfg.device)
+        device = resolve_device(cfg.device)
         model.to(device)
         reader = ClipReader(cfg, Path(cfg.out) / "segments", model.config.n_frames, model.config.img_size)
         logits, y, kept = video_logits(model, ds.splits[split], reader, cfg.batch_size_eval, device, progress)

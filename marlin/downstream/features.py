@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..atomic import save_npy, write_json
+from ..devices import resolve_device
 from ..extract import (FEATURES_RECORD, PROVENANCE, clips_per_call, device_label, encode_clips, features_record,
                        merge_provenance, record_differences, video_features)
 from ..extract import model_record  # noqa: F401  (here since the feature cache began; marlin.downstream.probe uses it)
@@ -30,10 +31,8 @@ from .sources import eval_clips, materialize
 
 def lp_device(cfg) -> torch.device:
     """Where a probe run's frozen encoder computes the features its cache lacks: the run config's ``device``
-    (auto: cuda when available, else cpu), as fine-tuning (`marlin.downstream.finetune.pick_device`)."""
-    from .finetune import pick_device
-
-    return pick_device(cfg.device)
+    (auto: cuda when available, else cpu), as fine-tuning (`marlin.devices.resolve_device`)."""
+    return resolve_device(cfg.device)
 
 
 def probe_precision(cfg) -> Precision:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..devices import resolve_device
 from ..extract import clips_per_call, clips_to_tensor, encode_clips, prefetch
 from ..precision import Precision
 from ..video import VideoError
@@ -22,21 +23,6 @@ from .train import TrainConfig, fit
 
 TRAIN_STATE = "train_state.safetensors"  # in a run's folder while it trains
 FT_DEFAULTS = dict(lr=1e-4, batch_size=8, max_epochs=30, patience=5, lr_patience=2)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """The torch device of ``name`` ("auto": cuda when available, else cpu); a device string torch does not
-    know, or a GPU this machine does not have, is a ValueError (checked before any work)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device {name!r}: not a torch device (auto, cpu, cuda or cuda:K)") from None
-    if device.type == "cuda" and (not torch.cuda.is_available()
-                                  or (device.index or 0) >= torch.cuda.device_count()):
-        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
 
 
 class ClipReader:
@@ -153,7 +139,7 @@ def run_finetune(cfg: RunConfig, progress: bool = True) -> dict:
     if cfg.crop_face:
         raise ValueError("fine-tuning reads face crops: run `marlin preprocess` on the videos first "
                          "(and point the dataset at its output) instead of crop_face")
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
 
     def prepare(ds: Dataset, fold: int, notes: list):
         if not ds.splits.get("train") or not ds.splits.get("test"):

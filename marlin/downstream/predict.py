@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..batch import BatchResult
+from ..devices import resolve_device
 from ..data.layout import input_names
 from ..errors import MarlinError
 from ..precision import Precision
@@ -156,7 +157,7 @@ class Predictor:
         from .linear import reduce_clips
         from .model import classifier_from_checkpoint, load_downstream_checkpoint, probe_head
 
-        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        device = resolve_device(device)
         ckpt = find_run_checkpoint(run)
         tensors, meta = load_downstream_checkpoint(ckpt)
         mode = meta.get("mode")
