@@ -33,9 +33,10 @@ from bench_ablate14 import cpu_model  # noqa: E402
 from bench_model import NAMES, MatmulRate, encoder_flops  # noqa: E402  (one matmul-rate and FLOP count)
 
 from marlin import Marlin  # noqa: E402
-from marlin.deploy import (ExportedModel, _openvino_bf16, export_onnx, resolve_backend_precision,  # noqa: E402
-                           runtime_model, runtime_session)
+from marlin.deploy import (ExportedModel, export_onnx, resolve_backend_precision, runtime_model,  # noqa: E402
+                           runtime_session)
 from marlin.precision import Precision, native_bf16  # noqa: E402
+from marlin.runtimes import openvino_bf16  # noqa: E402
 
 RATE_OF = {"fp32": "fp32", "bf16": "bf16", "int8": "int8"}
 
@@ -62,7 +63,7 @@ def _paths(model, onnx_path: Path, int8_path: Path | None, compile_torch: bool) 
         try:
             paths[f"{label} fp32"] = ("fp32", runner(backend, onnx_path))
             if backend == "openvino":
-                paths[f"{label} bf16"] = (("bf16", runner(backend, onnx_path, "bf16")) if _openvino_bf16()
+                paths[f"{label} bf16"] = (("bf16", runner(backend, onnx_path, "bf16")) if openvino_bf16()
                                           else "the CPU plugin reports no BF16 on this host")
             paths[f"{label} int8"] = ("int8", runner(backend, int8_path)) if int8_path else "quantisation failed"
         except Exception as e:  # a runtime that is missing or refuses a graph: reported, not fatal

@@ -33,35 +33,15 @@ from torch import Tensor, nn
 
 from .errors import MarlinError, require
 from .precision import Precision
+from .runtimes import require_backend
 
-BACKENDS = ("torch", "onnxruntime", "openvino")
 TARGETS = ("onnx", "openvino")
 EXPORT_RECORD = "marlin_export.json"
 EXPORT_FORMAT = "marlin-export/1"
 OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max abs difference to torch float32 an export must keep (features are O(1))
-# what each runtime needs: (module, extra); exporting needs `onnx` (torch's ONNX exporter imports it)
-_RUNTIME = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}
 _TARGET_BACKEND = {"onnx": "onnxruntime", "openvino": "openvino"}
 _FILES = {"onnx": ("model.onnx",), "openvino": ("model.xml", "model.bin")}
-
-
-def require_backend(backend: str, what: str | None = None):
-    """The runtime module of ``backend`` (MissingExtraError naming its extra when it is not installed)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend == "torch":
-        return torch
-    module, extra = _RUNTIME[backend]
-    require("onnx", extra, what or f"the {backend} backend")  # the exporter's; a runtime without it cannot load us
-    return require(module, extra, what or f"the {backend} backend")
-
-
-def _openvino_bf16() -> bool:
-    """Whether OpenVINO's CPU plugin computes bf16 on this host (AMX or AVX512-BF16), as it reports."""
-    import openvino as ov
-
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def resolve_backend_precision(backend: str, precision, device) -> str:
@@ -294,7 +274,7 @@ def export(model, out, to: str = "onnx", full: bool = False, encoder: dict | Non
     The folder appears complete or not at all; an existing non-empty ``out`` is refused. Returns the record."""
     from ._version import __version__
     from .atomic import atomic_dir, write_json
-    from .extract import model_record
+    from .models.config import model_record
 
     if to not in TARGETS:
         raise ValueError(f"export target must be one of {', '.join(TARGETS)}, got {to!r}")
@@ -339,7 +319,7 @@ def runtime_model(model, backend: str, precision: Precision = Precision.FP32) ->
     key = (backend, precision.name)
     if key in cache and cache[key][0] == weights:
         return cache[key][1]
-    from .extract import model_record
+    from .models.config import model_record
 
     record = {"format": EXPORT_FORMAT, "target": "onnx", "parts": "encoder", "opset": OPSET,
               "config": model.config.to_dict(), "encoder": model_record(model)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-CPU_BACKENDS = ("onnxruntime", "openvino")  # the exported-model runtimes: they run on the CPU
+from .runtimes import CPU_BACKENDS
 
 
 def resolve_device(name: str | torch.device | None = "auto", backend: str = "torch",

@@ -126,17 +126,6 @@ def merge_provenance(path: Path, found: dict, record: dict) -> None:
         write_json(path, {**found, "devices": devices + new})
 
 
-def model_record(model) -> dict:
-    """An `encoder_record` of an in-memory model: its architecture and a SHA-256 of its weights."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return {"model": None, "config": model.config.to_dict(), "weights_sha256": h.hexdigest()}
-
-
 def record_differences(found: dict, expected: dict) -> list[str]:
     """What differs between a features.json record ``found`` and the record a run ``expected`` ("key: cached X,
     needed Y"). Sections (top-level keys) the found record does not hold are not compared (a `marlin extract`

@@ -68,7 +68,7 @@ class Precision:
         plugin computes it ("auto" picks bf16 there). ``requested``: a name of `REQUESTS` or a Lightning name;
         ValueError for one the backend cannot run, MissingExtraError for a runtime that is not installed."""
         if backend != "torch":
-            from .deploy import require_backend
+            from .runtimes import require_backend
 
             require_backend(backend)  # a missing runtime is named first (exit 3)
         name = str(requested)
@@ -90,13 +90,13 @@ class Precision:
                 raise ValueError(f"the onnxruntime backend runs float32 only, got precision {name!r} "
                                  f"(bf16: the openvino or torch backend)")
             return cls.FP32
-        from .deploy import _openvino_bf16
+        from .runtimes import openvino_bf16
 
         if name == "auto":
-            return cls.BF16 if _openvino_bf16() else cls.FP32
+            return cls.BF16 if openvino_bf16() else cls.FP32
         if named is cls.FP16:
             raise ValueError("precision '16' (float16) needs a GPU; on a CPU use 'bf16' or 'auto'")
-        if named is cls.BF16 and not _openvino_bf16():
+        if named is cls.BF16 and not openvino_bf16():
             raise ValueError("OpenVINO computes bf16 only on CPUs with AMX or AVX512-BF16, and this one has "
                              "neither: use precision '32' (or the torch backend, which emulates bf16)")
         return named

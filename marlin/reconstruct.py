@@ -48,7 +48,7 @@ def load_full_model(checkpoint, model: str | os.PathLike | None = None):
     else marlin_vit_base_ytf). An encoder-only checkpoint raises CheckpointError naming the files that work.
     The record holds the path, the SHA-256 of the file (of the state dict for a folder) and the architecture."""
     from .checkpoints import CheckpointError, file_sha256
-    from .extract import model_record
+    from .models.config import model_record
     from .models import Marlin
 
     path = Path(checkpoint)

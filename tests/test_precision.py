@@ -295,16 +295,17 @@ def test_downstream_model_runs_its_encoder_in_the_resolved_precision(tmp_path):
 def test_deploy_runtimes_rules_live_in_precision_resolve(monkeypatch):
     """What `deploy.resolve_backend_precision` decided: onnxruntime float32 only, OpenVINO bf16 where its CPU plugin
     computes it, both on the CPU only."""
-    import marlin.deploy as deploy
+    import marlin.runtimes as runtimes
+    from marlin.deploy import resolve_backend_precision
 
-    monkeypatch.setattr(deploy, "require_backend", lambda backend, what=None: None)  # the runtime itself not needed
+    monkeypatch.setattr(runtimes, "require_backend", lambda backend, what=None: None)  # the runtime itself not needed
     assert Precision.resolve("auto", "cpu", "onnxruntime") is Precision.FP32
     with pytest.raises(ValueError, match="onnxruntime backend runs float32 only"):
         Precision.resolve("bf16", "cpu", "onnxruntime")
     with pytest.raises(ValueError, match="runs on the CPU"):
         Precision.resolve("32", "cuda", "onnxruntime")
     for native, auto in ((True, Precision.BF16), (False, Precision.FP32)):
-        monkeypatch.setattr(deploy, "_openvino_bf16", lambda: native)
+        monkeypatch.setattr(runtimes, "openvino_bf16", lambda: native)
         assert Precision.resolve("auto", "cpu", "openvino") is auto
     with pytest.raises(ValueError, match="OpenVINO computes bf16 only"):
         Precision.resolve("bf16", "cpu", "openvino")
@@ -312,7 +313,7 @@ def test_deploy_runtimes_rules_live_in_precision_resolve(monkeypatch):
         Precision.resolve("16", "cpu", "openvino")
     with pytest.raises(ValueError, match="precision must be one of"):
         Precision.resolve("int8", "cpu", "openvino")
-    assert deploy.resolve_backend_precision("onnxruntime", "auto", "cpu") == "32"
+    assert resolve_backend_precision("onnxruntime", "auto", "cpu") == "32"
 
 
 def test_demo_settings_offer_the_precisions_of_every_device():

@@ -110,7 +110,8 @@ def run(args) -> int:
     from ..atomic import atomic_dir, check_writable, save_npy, write_json
     from ..batch import run_batch
     from ..errors import MarlinError
-    from ..extract import backend_model, face_track_features, features_record, model_record, video_features
+    from ..extract import backend_model, face_track_features, features_record, video_features
+    from ..models.config import model_record
     from ..models import Marlin
     from ..models.config import encoder_record
     from ..parts import parse_part, part_record, part_tag, select_part

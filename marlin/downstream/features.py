@@ -20,7 +20,6 @@ from ..atomic import save_npy, write_json
 from ..devices import resolve_device
 from ..extract import (FEATURES_RECORD, PROVENANCE, clips_per_call, device_label, encode_clips, features_record,
                        merge_provenance, record_differences, video_features)
-from ..extract import model_record  # noqa: F401  (here since the feature cache began; marlin.downstream.probe uses it)
 from ..models.config import encoder_record
 from ..precision import Precision
 from ..video import VideoError

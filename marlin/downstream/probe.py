@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import Dataset
+from ..models.config import model_record
 from .config import RunConfig
-from .features import (dataset_features, dataset_record, feature_cache, feature_path, lp_device, model_record,
-                       run_feature_cache)
+from .datasets import Dataset
+from .features import dataset_features, dataset_record, feature_cache, feature_path, lp_device, run_feature_cache
 from .fewshot import few_shot_indices
 from .linear import predict, reduce_clips, train_linear, train_logistic
 from .metrics import compute_metrics

@@ -9,8 +9,6 @@ Everything is read weights-only; errors name the file.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..checkpoints import CheckpointError, load_file, load_into
 from ..loop import read_state
 

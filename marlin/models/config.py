@@ -142,3 +142,14 @@ def encoder_record(model_name, weights, seed: int = 0) -> dict:
     if str(weights) == "random":
         return {"model": model_name, "config": config, "weights": "random", "seed": int(seed)}
     return {"model": model_name, "config": config, "weights_sha256": file_sha256(weights)}
+
+
+def model_record(model) -> dict:
+    """An `encoder_record` of an in-memory model: its architecture and a SHA-256 of its weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return {"model": None, "config": model.config.to_dict(), "weights_sha256": h.hexdigest()}
