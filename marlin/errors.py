@@ -21,7 +21,7 @@ INTERRUPTED = 130  # Ctrl-C
 EXTRAS = {
     "face": ("cv2", "ai_edge_litert"),
     "synth": ("cv2",),
-    "train": ("lightning", "tensorboard", "cv2"),
+    "train": ("lightning", "tensorboard", "cv2", "matplotlib"),
     "downstream": ("torchmetrics", "h5py", "cv2"),
     "lipsync": ("cv2",),
     "demo": ("matplotlib", "lightning", "tensorboard", "torchmetrics", "cv2"),

@@ -74,6 +74,23 @@ def test_resume_continues_the_same_trajectory_and_exports_load(tmp_path):
     torch.testing.assert_close(ckpt["state_dict"]["model.encoder.norm.weight"], ours.encoder.norm.weight)
 
 
+def test_curves_are_drawn_at_every_validation_and_at_the_end(tmp_path, monkeypatch):
+    """curves.png beside history.csv: redrawn after each validation (a long run shows its course so far) and
+    once more at the end, from every row."""
+    import cv2
+
+    import marlin.train.module as module
+
+    drawn = []
+    real = module.plot_history
+    monkeypatch.setattr(module, "plot_history",
+                        lambda rows, path: drawn.append(max(r["iteration"] for r in rows)) or real(rows, path))
+    result = _run(make_items(tmp_path / "data", n=3), tmp_path / "run", val_every=2, tensorboard=False)
+    assert drawn == [2, 4]
+    assert result.curves == tmp_path / "run" / "curves.png"
+    assert cv2.imread(str(result.curves)).shape == (360, 1400, 3)
+
+
 def test_exported_encoder_runs_in_marlin_extract(tmp_path):
     from marlin.cli import main
     from marlin.video import write_video

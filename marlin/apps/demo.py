@@ -16,7 +16,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..config import setting as _help  # a section field with its help text
@@ -79,32 +78,6 @@ def compare(pre: dict, rnd: dict, probe: str, seed: int = 0) -> dict:
     return {"margin_pretrained_minus_random": margins, "margin_95ci_paired_bootstrap": intervals,
             "pretrained_higher_on_every_task": all(v > 0 for v in margins.values()),
             "pretrained_beats_random_on_every_task": all(lo > 0 for lo, _ in intervals.values())}
-
-
-def plot_losses(history: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..atomic import atomic_path
-
-    rows = [r for r in history if r.get("kind") == "train" and "rec_loss" in r]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-    it = [r["iteration"] for r in rows]
-    ax[0].plot(it, [r["rec_loss"] for r in rows], lw=1)
-    ax[0].set(title="reconstruction loss (masked tubelets)", xlabel="iteration", ylabel="MSE", yscale="log")
-    if any("d_loss" in r for r in rows):
-        ax[1].plot(it, [r.get("d_loss", np.nan) for r in rows], lw=1, label="critic loss")
-        ax[1].plot(it, [r.get("adv_loss", np.nan) for r in rows], lw=1, label="adversarial loss (weighted)")
-        ax[1].legend()
-    ax[1].set(title="adversarial terms", xlabel="iteration")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
 
 
 def _pretrain(s: DemoSettings, cfg, data_dir: Path, out: Path):
@@ -237,7 +210,9 @@ def run_demo(s: DemoSettings) -> dict:
     lap("probes")
 
     _say("4/4 report")
-    pictures = {"loss_curve": plot_losses(main.history, report_dir / "loss_curve.png")}
+    from ..train.curves import plot_history
+
+    pictures = {"loss_curve": plot_history(main.history, report_dir / "loss_curve.png")}
     if main.reconstructions:
         pictures["reconstruction"] = Path(shutil.copy(main.reconstructions[-1], report_dir / "reconstruction.png"))
     if main.mask_picture:

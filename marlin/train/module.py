@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..models import Critic, Marlin
 from ..models.embedding import token_index
 from .config import PretrainConfig
+from .curves import CURVES, plot_history
 from .history import History
 from .images import save_reconstruction
 from .objective import critic_loss, denormalize_predictions
@@ -218,6 +219,8 @@ class PretrainModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self._val_n:
             self._log_row("val", {k: v / self._val_n for k, v in self._val.items()}, None, None)
+        if self.history is not None and self.global_rank == 0 and self.out_dir is not None:
+            plot_history(self.history.rows(), self.out_dir / CURVES)  # the run so far, at every validation
 
     def on_train_end(self) -> None:
         """Gather the generator's full weights, every process taking part (FSDP2: an all-gather of each shard;

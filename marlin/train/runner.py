@@ -13,6 +13,7 @@ import torch
 from ..errors import MarlinError
 from ..precision import Precision
 from .config import PretrainConfig, pretrain_config
+from .curves import CURVES, plot_history
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class PretrainResult:
     stopped_by: str
     config: PretrainConfig = field(repr=False)
     precision: str = "32-true"  # the Lightning precision the run used
+    curves: Path | None = None  # curves.png: the history drawn (rank 0)
 
 
 def _ours_to_parts(sd: dict) -> tuple[dict, dict]:
@@ -159,6 +161,7 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
     from ..errors import require
 
     pl = require("lightning.pytorch", "train", "pretraining")
+    require("matplotlib", "train", "pretraining's curves.png")  # drawn at every validation: missing, said now
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from .callbacks import IterationBar, RunControl
@@ -231,9 +234,10 @@ def pretrain(config, data_dir, out_dir, *, max_steps: int | None = None, max_min
                                          "strategy": type(trainer.strategy).__name__,
                                          "config": cfg.to_dict()})
     hist_path = out / "history.csv"
-    return PretrainResult(out, exports, out / "checkpoints" / "last.ckpt", hist_path,
-                          read_history(hist_path) if hist_path.exists() else [], pictures, mask_png,
-                          module.iteration, seconds, control.stopped_by, cfg, prec)
+    history = read_history(hist_path) if hist_path.exists() else []
+    curves = plot_history(history, out / CURVES) if trainer.is_global_zero and history else None
+    return PretrainResult(out, exports, out / "checkpoints" / "last.ckpt", hist_path, history, pictures, mask_png,
+                          module.iteration, seconds, control.stopped_by, cfg, prec, curves)
 
 
 def _write_mask_picture(data, path: Path) -> Path | None:
