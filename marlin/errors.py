@@ -22,7 +22,7 @@ EXTRAS = {
     "face": ("cv2", "ai_edge_litert"),
     "synth": ("cv2",),
     "train": ("lightning", "tensorboard", "cv2", "matplotlib"),
-    "downstream": ("torchmetrics", "h5py", "cv2"),
+    "downstream": ("torchmetrics", "h5py", "cv2", "matplotlib"),
     "lipsync": ("cv2",),
     "demo": ("matplotlib", "lightning", "tensorboard", "torchmetrics", "cv2"),
     "hf": ("huggingface_hub", "transformers"),

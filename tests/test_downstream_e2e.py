@@ -128,6 +128,7 @@ def test_probe_with_the_logistic_solver(world, tmp_path):
     out = tmp_path / "lbfgs"
     run = json.loads((out / "metrics.json").read_text())["runs"][0]
     assert run["solver"] == "logistic" and "best_epoch" not in run
+    assert not (out / "fold1_fs100pct_seed0" / "curves.png").exists()  # no epochs to draw
     assert run["penalty"] in {float(k) for k in run["val_by_penalty"]}
     assert run["val"]["acc"] == max(run["val_by_penalty"].values())
     assert run["test"]["acc"] >= 5 / 6  # colour is linearly decodable
@@ -145,6 +146,10 @@ def test_finetune_end_to_end(world, tmp_path):
     assert len(run["history"]) == 4 and run["n_test"] == 6
     assert run["history"][-1]["train_loss"] < run["history"][0]["train_loss"]
     assert run["test"]["auc"] > 0.8
+    # the epochs drawn beside the weights
+    import cv2
+
+    assert cv2.imread(str(out / "fold1_fs100pct_seed0" / "curves.png")).shape == (360, 1400, 3)
     ckpt = out / "fold1_fs100pct_seed0" / "model.safetensors"
     assert main(["evaluate", str(ckpt), "--no-progress"]) == 0
     ev = json.loads((out / "fold1_fs100pct_seed0" / "eval_test.json").read_text())

@@ -210,7 +210,7 @@ def run_demo(s: DemoSettings) -> dict:
     lap("probes")
 
     _say("4/4 report")
-    from ..train.curves import plot_history
+    from ..curves import plot_history
 
     pictures = {"loss_curve": plot_history(main.history, report_dir / "loss_curve.png")}
     if main.reconstructions:

@@ -63,7 +63,12 @@ def report_skipped(out: Path, fold: int, skipped: list[str], what: str) -> None:
 
 def run_all(cfg: RunConfig, mode: str, prepare: Callable[[Dataset, int, list], Trainer]) -> dict:
     """Every run of a (loaded) config; returns the metrics.json data. Sets ``cfg.out`` when unset;
-    writes the resolved config to ``<out>/config.yaml``."""
+    writes the resolved config to ``<out>/config.yaml``, and beside each trained run's weights its curves.png
+    (`marlin.curves.plot_fit`: the epochs of an SGD probe or of fine-tuning)."""
+    from ..curves import CURVES, plot_fit
+    from ..errors import require
+
+    require("matplotlib", "downstream", "the runs' curves.png")  # before any work
     title, suffix = TITLES[mode]
     out = Path(cfg.out or f"runs/{cfg.dataset}_{cfg.task or 'default'}_{suffix}")
     cfg.out = str(out)
@@ -96,6 +101,8 @@ def run_all(cfg: RunConfig, mode: str, prepare: Callable[[Dataset, int, list], T
                 meta = {"mode": mode, "task": task.to_dict(), "run": cfg.to_dict(), "encoder": inputs["encoder"],
                         "fold": fold, "seed": seed, "few_shot": frac, **meta}
                 save_downstream_checkpoint(out / name / ckpt, tensors, meta)
+                if run.get("history"):
+                    plot_fit(run["history"], out / name / CURVES, run.get("monitor"), run.get("best_epoch"))
                 write_json(done, run)
                 runs.append(run)
     slim = [{k: v for k, v in r.items() if k != "history"} for r in runs]

@@ -14,10 +14,10 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from ..curves import CURVES, plot_history
 from ..models import Critic, Marlin
 from ..models.embedding import token_index
 from .config import PretrainConfig
-from .curves import CURVES, plot_history
 from .history import History
 from .images import save_reconstruction
 from .objective import critic_loss, denormalize_predictions

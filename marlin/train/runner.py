@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
+from ..curves import CURVES, plot_history
 from ..errors import MarlinError
 from ..precision import Precision
 from .config import PretrainConfig, pretrain_config
-from .curves import CURVES, plot_history
 
 log = logging.getLogger(__name__)
 
