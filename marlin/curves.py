@@ -3,7 +3,8 @@
 Pretraining (`plot_history`): the rows of history.csv, in three panels: the reconstruction loss on the masked
 tubelets (training, and the validation rows as points), the adversarial terms (when the run has them) and the
 learning rate. A downstream fit (`plot_fit`): its epochs: training and validation loss, the validation metrics
-(the monitored one marked at the best epoch) and the learning rate."""
+(the monitored one marked at the best epoch) and the learning rate. A step loop's losses (`plot_steps`, lip-sync
+training): one panel per loss, each step faint and a running mean over 1 % of the steps on top."""
 from __future__ import annotations
 
 import math
@@ -86,6 +87,32 @@ def plot_fit(history: list[dict], path, monitor: str | None = None, best_epoch: 
         ax[1].legend(fontsize=8)
     ax[2].plot(epochs, [r.get("lr", math.nan) for r in history], "o-", ms=3, lw=1)
     ax[2].set(title="learning rate", xlabel="epoch", yscale="log")
+    fig.tight_layout()
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_steps(history: list, path, max_panels: int = 4) -> Path:
+    """Draw a step loop's ``history`` (one number, or a dict of numbers, per step: `marlin.loop.write_history`'s
+    rows) to the PNG ``path``: a panel per loss (the first ``max_panels``)."""
+    import numpy as np
+
+    plt = _pyplot()
+    rows = [r if isinstance(r, dict) else {"loss": r} for r in history]
+    keys = [k for k in dict.fromkeys(k for r in rows for k in r)
+            if all(isinstance(r.get(k, 0.0), (int, float)) for r in rows)][:max_panels]
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4.6 * max(1, len(keys)), 3.4), squeeze=False)
+    steps = np.arange(1, len(rows) + 1)
+    width = max(1, len(rows) // 100)
+    for ax, key in zip(axes[0], keys):
+        values = np.array([r.get(key, np.nan) for r in rows], np.float64)
+        ax.plot(steps, values, lw=0.5, alpha=0.35)
+        if width > 1:
+            mean = np.convolve(np.nan_to_num(values), np.ones(width) / width, mode="valid")
+            ax.plot(steps[width - 1:], mean, lw=1.5, label=f"running mean of {width}")
+            ax.legend(fontsize=8)
+        ax.set(title=key, xlabel="step")
     fig.tight_layout()
     path = _save(fig, path)
     plt.close(fig)

@@ -23,7 +23,7 @@ EXTRAS = {
     "synth": ("cv2",),
     "train": ("lightning", "tensorboard", "cv2", "matplotlib"),
     "downstream": ("torchmetrics", "h5py", "cv2", "matplotlib"),
-    "lipsync": ("cv2",),
+    "lipsync": ("cv2", "matplotlib"),
     "demo": ("matplotlib", "lightning", "tensorboard", "torchmetrics", "cv2"),
     "hf": ("huggingface_hub", "transformers"),
     "onnx": ("onnx", "onnxruntime"),

@@ -194,6 +194,10 @@ class TrainState:
                   "rng": rng_state(self.generators)}
         if self.history_file is not None:
             write_history(self.history_file, history)
+            if history:
+                from .curves import plot_steps
+
+                plot_steps(history, curves_path(self.history_file))
         return save_state(self.path, self.kind, self.config, states, step, history, **meta)
 
 
@@ -209,6 +213,13 @@ def progress_bar(total: int, desc: str, start: int = 0, enabled: bool = True, un
 
     return tqdm(total=total, initial=start, desc=desc, unit=unit, disable=not enabled, leave=leave,
                 dynamic_ncols=True)
+
+
+def curves_path(history_file) -> Path:
+    """Where the losses of ``history_file`` (X.history.csv) are drawn: X.curves.png."""
+    history_file = Path(history_file)
+    stem = history_file.name[:-len(".history.csv")] if history_file.name.endswith(".history.csv") else history_file.stem
+    return history_file.with_name(f"{stem}.curves.png")
 
 
 def write_history(path, rows: list, index: str | None = "step") -> Path:

@@ -58,6 +58,9 @@ def test_infer_writes_video_with_audio(trained):
 
     assert cv2.imread(str(d / "preview.png")).shape == (64, 8 * 32, 3)  # inputs above generated faces
     assert cv2.imread(str(d / "gen.png")).shape == (4 * 32, 5 * 32, 3)  # training sample written with the checkpoint
+    # the per-step losses drawn beside their CSV: one panel per loss (the generator's first 4, SyncNet's one)
+    assert cv2.imread(str(d / "gen.curves.png")).shape == (340, 4 * 460, 3)
+    assert cv2.imread(str(d / "sync.curves.png")).shape == (340, 460, 3)
     src = load_audio(audio)
     with av.open(str(out)) as c:
         assert c.streams.video[0].codec_context.name == "h264" and c.streams.audio[0].codec_context.name == "aac"

@@ -33,7 +33,10 @@ LOG_EVERY = 25  # steps between reads of the losses from the device (and progres
 def _train_state(out: Path, network: str, label: str, model, parts: dict) -> TrainState:
     """The resumable state of a lipsync loop at ``out``: a resume needs the same network config ``model`` (a
     checkpoint of one written before a field existed holds that field's default); the history also goes to
-    ``out`` with the suffix .history.csv."""
+    ``out`` with the suffix .history.csv, drawn beside it as .curves.png at every save."""
+    from ..errors import require
+
+    require("matplotlib", "lipsync", "the training curves")  # before the first step
     return TrainState(out, "lipsync", {"network": network, "model": model.to_dict()}, parts, match=model,
                       label=label, read=partial(load_lipsync_checkpoint, network=network),
                       history_file=out.with_suffix(".history.csv"))
