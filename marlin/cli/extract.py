@@ -181,7 +181,8 @@ def run(args) -> int:
         save_npy(target(name), feats.numpy())
 
     result = run_batch(jobs, work, lambda name: target(name).exists() and not args.overwrite, out_dir, "extract",
-                       progress=not args.no_progress, debug=args.debug, failures="failed.txt" if part is None else f"failed.{part_tag(part)}.txt")
+                       progress=not args.no_progress, debug=args.debug,
+                       failures="failed.txt" if part is None else f"failed.{part_tag(part)}.txt")
     if part is not None:
         write_json(out_dir / f"extract.{part_tag(part)}.json", part_record(part, inputs, jobs, result))
     return result.report("extract")
