@@ -13,13 +13,13 @@ from pathlib import Path
 CURVES = "curves.png"
 
 
-def _pyplot():
-    import matplotlib
+def _figure(panels: int, width: float, height: float = 3.6):
+    """A figure of ``panels`` axes in a row, made without pyplot: no global backend is switched (a notebook's
+    plotting stays as it was) and nothing is left open."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots(1, panels, squeeze=False)[0]
 
 
 def _save(fig, path) -> Path:
@@ -27,19 +27,18 @@ def _save(fig, path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    fig.clf()
     return path
 
 
 def plot_history(history: list[dict], path) -> Path:
     """Draw ``history`` (`marlin.train.history.read_history` rows) to the PNG ``path``, atomically."""
-    plt = _pyplot()
     train = [r for r in history if r.get("kind") == "train" and "rec_loss" in r]
     val = [r for r in history if r.get("kind") == "val" and "rec_loss" in r]
     adversarial = any("d_loss" in r for r in train)
-    fig, ax = plt.subplots(1, 3, figsize=(14, 3.6))
+    fig, ax = _figure(3, 14)
     ax[0].plot([r["iteration"] for r in train], [r["rec_loss"] for r in train], lw=1, label="training")
     if val:
         ax[0].plot([r["iteration"] for r in val], [r["rec_loss"] for r in val], "o-", ms=3, lw=1,
@@ -58,19 +57,15 @@ def plot_history(history: list[dict], path) -> Path:
     ax[1].set(title="adversarial terms", xlabel="iteration")
     ax[2].plot([r["iteration"] for r in train], [r.get("lr", math.nan) for r in train], lw=1)
     ax[2].set(title="learning rate", xlabel="iteration")
-    fig.tight_layout()
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_fit(history: list[dict], path, monitor: str | None = None, best_epoch: int | None = None) -> Path:
     """Draw a downstream fit's ``history`` (one dict per evaluated epoch: ``epoch``, ``train_loss``, ``val_loss``,
     ``lr`` and the validation metrics) to the PNG ``path``; ``monitor`` / ``best_epoch``: the metric that chose
     the kept epoch, and that epoch."""
-    plt = _pyplot()
     epochs = [r["epoch"] for r in history]
-    fig, ax = plt.subplots(1, 3, figsize=(14, 3.6))
+    fig, ax = _figure(3, 14)
     for key, label in (("train_loss", "training"), ("val_loss", "validation")):
         ax[0].plot(epochs, [r.get(key, math.nan) for r in history], "o-", ms=3, lw=1, label=label)
     ax[0].set(title="loss", xlabel="epoch")
@@ -87,10 +82,7 @@ def plot_fit(history: list[dict], path, monitor: str | None = None, best_epoch: 
         ax[1].legend(fontsize=8)
     ax[2].plot(epochs, [r.get("lr", math.nan) for r in history], "o-", ms=3, lw=1)
     ax[2].set(title="learning rate", xlabel="epoch", yscale="log")
-    fig.tight_layout()
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_steps(history: list, path, max_panels: int = 4) -> Path:
@@ -98,14 +90,13 @@ def plot_steps(history: list, path, max_panels: int = 4) -> Path:
     rows) to the PNG ``path``: a panel per loss (the first ``max_panels``)."""
     import numpy as np
 
-    plt = _pyplot()
     rows = [r if isinstance(r, dict) else {"loss": r} for r in history]
     keys = [k for k in dict.fromkeys(k for r in rows for k in r)
             if all(isinstance(r.get(k, 0.0), (int, float)) for r in rows)][:max_panels]
-    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4.6 * max(1, len(keys)), 3.4), squeeze=False)
+    fig, axes = _figure(max(1, len(keys)), 4.6 * max(1, len(keys)), 3.4)
     steps = np.arange(1, len(rows) + 1)
     width = max(1, len(rows) // 100)
-    for ax, key in zip(axes[0], keys):
+    for ax, key in zip(axes, keys):
         values = np.array([r.get(key, np.nan) for r in rows], np.float64)
         ax.plot(steps, values, lw=0.5, alpha=0.35)
         if width > 1:
@@ -113,7 +104,4 @@ def plot_steps(history: list, path, max_panels: int = 4) -> Path:
             ax.plot(steps[width - 1:], mean, lw=1.5, label=f"running mean of {width}")
             ax.legend(fontsize=8)
         ax.set(title=key, xlabel="step")
-    fig.tight_layout()
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

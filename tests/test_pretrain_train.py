@@ -234,3 +234,22 @@ def test_time_budget_is_agreed_every_sync_every_iterations(tmp_path):
         if it < 10:
             assert not trainer.should_stop
     assert calls == ["max_minutes", "max_minutes"] and trainer.should_stop and control.stopped_by == "max_minutes"
+
+
+def test_curves_leave_the_plotting_backend_alone(tmp_path):
+    """The drawings make their figures without pyplot: a notebook's backend is not switched under it."""
+    import matplotlib
+
+    from marlin.curves import plot_fit, plot_history, plot_steps
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        plot_history([{"kind": "train", "iteration": 1, "rec_loss": 0.5, "lr": 1e-3}], tmp_path / "a.png")
+        plot_fit([{"epoch": 1, "train_loss": 1.0, "val_loss": 0.9, "lr": 1e-3, "acc": 0.5}], tmp_path / "b.png",
+                 "acc", 1)
+        plot_steps([0.5, 0.4], tmp_path / "c.png")
+        assert matplotlib.get_backend() == "svg"
+        assert all((tmp_path / f"{n}.png").read_bytes()[:4] == b"\x89PNG" for n in "abc")
+    finally:
+        matplotlib.use(before)
