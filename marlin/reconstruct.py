@@ -48,8 +48,8 @@ def load_full_model(checkpoint, model: str | os.PathLike | None = None):
     else marlin_vit_base_ytf). An encoder-only checkpoint raises CheckpointError naming the files that work.
     The record holds the path, the SHA-256 of the file (of the state dict for a folder) and the architecture."""
     from .checkpoints import CheckpointError, file_sha256
-    from .models.config import model_record
     from .models import Marlin
+    from .models.config import model_record
 
     path = Path(checkpoint)
     if path.is_dir():

@@ -74,8 +74,7 @@ def write_model(model, out: str, to: str, license: str | None = None) -> Path:
 def _source_record(source: str, model_name: str | None, model) -> dict:
     """The encoder identity an export carries: that of the checkpoint file (what `marlin extract --checkpoint`
     records for it), or the weights' hash for a folder or Hub id."""
-    from ..models.config import model_record
-    from ..models.config import encoder_record
+    from ..models.config import encoder_record, model_record
 
     return encoder_record(model_name, source) if Path(source).is_file() else model_record(model)
 

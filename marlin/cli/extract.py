@@ -111,9 +111,8 @@ def run(args) -> int:
     from ..batch import run_batch
     from ..errors import MarlinError
     from ..extract import backend_model, face_track_features, features_record, video_features
-    from ..models.config import model_record
     from ..models import Marlin
-    from ..models.config import encoder_record
+    from ..models.config import encoder_record, model_record
     from ..parts import parse_part, part_record, part_tag, select_part
     from ..video import output_dir, video_names
 

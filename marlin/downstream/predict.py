@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from ..batch import BatchResult
-from ..devices import resolve_device
 from ..data.layout import input_names
+from ..devices import resolve_device
 from ..errors import MarlinError
 from ..precision import Precision
 from .metrics import DECISION_THRESHOLD
@@ -169,7 +169,6 @@ class Predictor:
             resolved = requested if isinstance(requested, Precision) else Precision.resolve(requested, device)
             marlin, record = _checked_encoder(ckpt, meta, encoder, device)
             head = probe_head(tensors, ckpt, marlin.config.encoder_embed_dim)
-            bs = clips_per_call(marlin.config, device, batch_size)
             head.eval()
             reduction = meta.get("reduction", meta["run"].get("reduction", "mean"))
 
@@ -188,7 +187,6 @@ class Predictor:
             resolved = requested if isinstance(requested, Precision) else Precision.resolve(requested, device)
             model.precision = resolved
             model.to(device)
-            bs = clips_per_call(model.config, device, batch_size)
             record = {"model": None, "config": model.config.to_dict(), "weights_sha256": file_sha256(ckpt),
                       "fine_tuned_from": meta.get("encoder")}
 
@@ -196,6 +194,7 @@ class Predictor:
                 logits = encode_clips(model, clips, bs, device)
                 return logits, logits.mean(0)
             cfg = model.config
+        bs = clips_per_call(cfg, device, batch_size)  # the scorers' clips per call, where the model runs
         return cls(task, mode, scorer, ckpt, meta, record, resolved, cfg.n_frames, cfg.img_size, bs)
 
     @property
