@@ -214,6 +214,8 @@ ROWS = {
          ["cuda:7"]),
         ("--device bogus", ["finetune", "items_ft", "--root", "{items}", "--out", "{out}", "--device", "bogus"], 2,
          ["bogus"]),
+        ("batch_size_eval 0", ["finetune", "items_ft", "--root", "{items}", "--out", "{out}", "--set",
+                               "batch_size_eval=0"], 2, ["batch_size_eval"]),
         ("missing data root", ["finetune", "items_ft", "--root", "{missing}", "--weights", "random", "--out",
                                "{out}"], 2, ["{missing}"]),  # defect 9
     ],
@@ -246,6 +248,9 @@ ROWS = {
                                 "--audio", "{truncated}", "--out", "{out}.mp4"], 2, ["{missing_pt}"]),
         ("corrupt checkpoint", ["lipsync", "infer", "--checkpoint", "{pt}", "--face", "{truncated}",
                                 "--audio", "{truncated}", "--out", "{out}.mp4"], 2, ["{pt}"]),
+        # read as a string when training began (after the data) before marlin.devices.resolve_device
+        ("--device bogus", ["lipsync", "infer", "--checkpoint", "{pt}", "--face", "{truncated}", "--audio",
+                            "{truncated}", "--out", "{out}.mp4", "--device", "bogus"], 2, ["--device bogus"]),
     ],
     "lipsync train-syncnet": [
         ("missing data", ["lipsync", "train-syncnet", "--data", "{missing}", "--out", "{out}.pt"], 2, ["{missing}"]),
